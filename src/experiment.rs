@@ -1,0 +1,784 @@
+//! Experiment files: parsing the TOML, validating it, and expanding its `[grid]` into cells.
+//!
+//! An experiment names a corpus, a QA set, the models to ask and a grid of retrieval settings. Every
+//! combination of grid values with every model is one [`Cell`]; axes that do not apply to a
+//! retriever collapse (`ensemble_weight` only for `ensemble`, `fetch_k`/`lambda_mult` only for
+//! `mmr`), so the grid never runs the same work twice. Each cell has a stable id, a hash of
+//! everything that can change its answers, so adding values to the grid keeps the ids of the cells
+//! that already ran: a resumed sweep runs only what is new.
+//!
+//! Paths inside an experiment file are relative to the file's own directory.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::generate::{GenParams, PromptStyle};
+use crate::retrieve::RetrieverKind;
+
+/// Errors from reading or validating an experiment file. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// The file could not be read.
+    #[error("cannot read experiment file {path}: {source}")]
+    Io {
+        /// The experiment file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key or wrong type; `message` carries toml's line, column and
+    /// snippet.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The experiment file.
+        path: PathBuf,
+        /// toml's description, with line and column.
+        message: String,
+    },
+    /// A value is well-typed but not acceptable.
+    #[error("{path}:{line}:{column}: field `{field}`: {message}")]
+    Invalid {
+        /// The experiment file.
+        path: PathBuf,
+        /// 1-based line of the offending value (1 when unknown).
+        line: usize,
+        /// 1-based column of the offending value (1 when unknown).
+        column: usize,
+        /// Dotted field path, e.g. `grid.chunk_size` or `model[1].gguf`.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// How a chunk overlap is given: characters, or a fraction of the chunk size.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Overlap {
+    /// Characters, e.g. `50`.
+    Chars(u64),
+    /// Fraction of `chunk_size` in [0, 1), e.g. `0.2` (rounded to the nearest character).
+    Fraction(f64),
+}
+
+impl Overlap {
+    /// Overlap in characters for a chunk of `chunk_size` characters.
+    pub fn resolve(self, chunk_size: usize) -> usize {
+        match self {
+            Overlap::Chars(c) => c as usize,
+            Overlap::Fraction(f) => (f * chunk_size as f64).round() as usize,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    corpus: Spanned<OneOrMany>,
+    qa: Spanned<String>,
+    #[serde(default = "default_embedding_model")]
+    embedding_model: Spanned<String>,
+    #[serde(default = "default_true")]
+    generate: bool,
+    #[serde(default = "default_repeats")]
+    repeats: Spanned<u32>,
+    #[serde(default = "default_timeout")]
+    question_timeout_s: Spanned<f64>,
+    #[serde(default)]
+    limit_questions: Option<Spanned<u32>>,
+    #[serde(default, rename = "model")]
+    models: Vec<RawModel>,
+    grid: RawGrid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: Spanned<String>,
+    gguf: Spanned<String>,
+    #[serde(default)]
+    prompt: Option<Spanned<String>>,
+    n_ctx: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u32>,
+    max_tokens: Option<u32>,
+    stop: Option<Vec<String>>,
+    threads: Option<i32>,
+    n_batch: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrid {
+    chunk_size: Spanned<Vec<u64>>,
+    #[serde(default = "default_overlap")]
+    chunk_overlap: Spanned<Vec<Overlap>>,
+    retriever: Spanned<Vec<String>>,
+    #[serde(default = "default_weights")]
+    ensemble_weight: Spanned<Vec<f64>>,
+    #[serde(default = "default_top_k")]
+    top_k: Spanned<Vec<u64>>,
+    #[serde(default = "default_fetch_k")]
+    fetch_k: Spanned<Vec<u64>>,
+    #[serde(default = "default_lambda")]
+    lambda_mult: Spanned<Vec<f64>>,
+}
+
+fn spanned<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
+fn default_embedding_model() -> Spanned<String> {
+    spanned("../models/all-MiniLM-L6-v2".to_string())
+}
+fn default_true() -> bool {
+    true
+}
+fn default_repeats() -> Spanned<u32> {
+    spanned(1)
+}
+fn default_timeout() -> Spanned<f64> {
+    spanned(600.0)
+}
+fn default_overlap() -> Spanned<Vec<Overlap>> {
+    spanned(vec![Overlap::Fraction(0.2)])
+}
+fn default_weights() -> Spanned<Vec<f64>> {
+    spanned(vec![0.5])
+}
+fn default_top_k() -> Spanned<Vec<u64>> {
+    spanned(vec![4])
+}
+fn default_fetch_k() -> Spanned<Vec<u64>> {
+    spanned(vec![20])
+}
+fn default_lambda() -> Spanned<Vec<f64>> {
+    spanned(vec![0.5])
+}
+
+/// One model of an experiment: a GGUF file and how to prompt and sample it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Display name, unique within the experiment (e.g. `gemma-3-270m`).
+    pub name: String,
+    /// Absolute or experiment-relative-resolved path of the GGUF file.
+    pub gguf: PathBuf,
+    /// Prompting and sampling settings.
+    pub params: GenParams,
+}
+
+/// A parsed, validated experiment. Paths are resolved against the experiment file's directory.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Experiment name: names the result database (`store/<name>.sqlite`) and report.
+    pub name: String,
+    /// Free text shown in the report.
+    pub description: String,
+    /// The experiment file as given on the command line.
+    pub path: PathBuf,
+    /// The file's text, stored with each run.
+    pub text: String,
+    /// Hex sha256 of `text`.
+    pub sha256: String,
+    /// Corpus files (PDF, .txt or .md), in order.
+    pub corpus: Vec<PathBuf>,
+    /// QA file (TOML schema or plain alternating lines).
+    pub qa: PathBuf,
+    /// Directory of the sentence-transformers embedding model (config.json, tokenizer.json,
+    /// model.safetensors).
+    pub embedding_model: PathBuf,
+    /// Whether to run the LLMs; `false` runs retrieval only.
+    pub generate: bool,
+    /// How many times each question is asked per cell.
+    pub repeats: u32,
+    /// A worker that reports no progress for this many seconds is killed and its cell failed.
+    pub question_timeout_s: f64,
+    /// Ask only the first N questions of the QA set (quick runs); `None` asks all.
+    pub limit_questions: Option<u32>,
+    /// Models, in file order.
+    pub models: Vec<ModelSpec>,
+    /// The grid cells (models × retrieval settings), in a stable order.
+    pub cells: Vec<Cell>,
+}
+
+/// Retrieval settings of one cell, with the axes that do not apply to its retriever collapsed to
+/// `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrieval {
+    /// Chunk size in characters.
+    pub chunk_size: usize,
+    /// Chunk overlap in characters.
+    pub chunk_overlap: usize,
+    /// Which retriever.
+    pub retriever: RetrieverKind,
+    /// Chunks returned by each retriever (the ensemble fuses two such lists).
+    pub top_k: usize,
+    /// MMR candidate pool size (`mmr` only).
+    pub fetch_k: Option<usize>,
+    /// MMR trade-off between relevance (1) and diversity (0) (`mmr` only).
+    pub lambda_mult: Option<f64>,
+    /// BM25 weight r of the ensemble; dense gets 1 - r (`ensemble` only).
+    pub ensemble_weight: Option<f64>,
+}
+
+/// One grid cell: a model with one retrieval setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Stable id: 16 hex chars of sha256 over everything that can change the cell's answers.
+    pub id: String,
+    /// Index into [`Experiment::models`].
+    pub model: usize,
+    /// Retrieval settings.
+    pub retrieval: Retrieval,
+}
+
+impl fmt::Display for Retrieval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} chunk {}/{} k={}",
+            self.retriever, self.chunk_size, self.chunk_overlap, self.top_k
+        )?;
+        if let Some(fk) = self.fetch_k {
+            write!(f, " fetch_k={fk}")?;
+        }
+        if let Some(l) = self.lambda_mult {
+            write!(f, " λ={l}")?;
+        }
+        if let Some(w) = self.ensemble_weight {
+            write!(f, " bm25={w}/dense={:.2}", 1.0 - w)?;
+        }
+        Ok(())
+    }
+}
+
+/// 1-based (line, column) of byte offset `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Experiment {
+    /// Reads, parses and validates `path`, and expands the grid.
+    ///
+    /// Errors: [`ExperimentError::Io`] if unreadable, [`ExperimentError::Parse`] for TOML syntax,
+    /// unknown keys or wrong types (with line and column), [`ExperimentError::Invalid`] for values
+    /// out of range, missing files, duplicate model names or unknown retrievers.
+    pub fn load(path: &Path) -> Result<Experiment, ExperimentError> {
+        Self::load_with(path, false)
+    }
+
+    /// Like [`Experiment::load`]; `retrieval_only` forces `generate = false` (no models, one
+    /// retrieval-only cell per retrieval setting).
+    pub fn load_with(path: &Path, retrieval_only: bool) -> Result<Experiment, ExperimentError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_with(path, &text, retrieval_only)
+    }
+
+    /// Parses `text` as if read from `path` (used for relative paths and error messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Experiment, ExperimentError> {
+        Self::parse_with(path, text, false)
+    }
+
+    fn parse_with(path: &Path, text: &str, retrieval_only: bool) -> Result<Experiment, ExperimentError> {
+        let mut raw: RawExperiment = toml::from_str(text).map_err(|e| ExperimentError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        if retrieval_only {
+            raw.generate = false;
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let v = Validator { path, text, base: &base };
+        v.build(raw)
+    }
+
+    /// The cell with id `id`, if any.
+    pub fn cell(&self, id: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.id == id)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, field: &str, message: String) -> Result<T, ExperimentError> {
+        let (line, column) = if span.is_empty() && span.start == 0 {
+            (1, 1)
+        } else {
+            line_col(self.text, span.start)
+        };
+        Err(ExperimentError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            field: field.to_string(),
+            message,
+        })
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn existing(&self, s: &Spanned<String>, field: &str, hint: &str) -> Result<PathBuf, ExperimentError> {
+        let p = self.resolve(s.get_ref());
+        if !p.exists() {
+            return self.err(
+                s.span(),
+                field,
+                format!("{} does not exist (paths are relative to the experiment file); {hint}", p.display()),
+            );
+        }
+        Ok(p)
+    }
+
+    fn build(&self, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return self.err(
+                raw.name.span(),
+                "name",
+                "use a non-empty name of letters, digits, '-', '_' or '.' (it names store/<name>.sqlite)".into(),
+            );
+        }
+        let corpus_span = raw.corpus.span();
+        let corpus_list = match raw.corpus.into_inner() {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if corpus_list.is_empty() {
+            return self.err(corpus_span, "corpus", "give at least one PDF, .txt or .md file".into());
+        }
+        let mut corpus = Vec::new();
+        for c in &corpus_list {
+            let p = self.resolve(c);
+            if !p.is_file() {
+                return self.err(
+                    corpus_span.clone(),
+                    "corpus",
+                    format!("{} is not a file (paths are relative to the experiment file)", p.display()),
+                );
+            }
+            corpus.push(p);
+        }
+        let qa = self.existing(&raw.qa, "qa", "point it at a QA file (TOML [[question]] tables or alternating lines)")?;
+        let embedding_model = self.existing(
+            &raw.embedding_model,
+            "embedding_model",
+            "run `orchestrate models fetch` to fetch all-MiniLM-L6-v2 into models/",
+        )?;
+        if *raw.repeats.get_ref() == 0 {
+            return self.err(raw.repeats.span(), "repeats", "must be at least 1".into());
+        }
+        if !(*raw.question_timeout_s.get_ref() > 0.0) {
+            return self.err(raw.question_timeout_s.span(), "question_timeout_s", "must be > 0 seconds".into());
+        }
+        if let Some(l) = &raw.limit_questions {
+            if *l.get_ref() == 0 {
+                return self.err(l.span(), "limit_questions", "must be at least 1 (or remove it)".into());
+            }
+        }
+        let models = self.models(raw.models, raw.generate)?;
+        let settings = self.grid(&raw.grid)?;
+        let corpus_key: Vec<String> = corpus.iter().map(|p| p.display().to_string()).collect();
+        let mut cells = Vec::new();
+        let model_indices: Vec<Option<usize>> = if raw.generate {
+            (0..models.len()).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for m in model_indices {
+            for r in &settings {
+                let id = cell_id(m.map(|i| &models[i]), r, &corpus_key, &embedding_model);
+                cells.push(Cell { id, model: m.unwrap_or(usize::MAX), retrieval: r.clone() });
+            }
+        }
+        Ok(Experiment {
+            name,
+            description: raw.description,
+            path: self.path.to_path_buf(),
+            text: self.text.to_string(),
+            sha256: hex::encode(Sha256::digest(self.text.as_bytes())),
+            corpus,
+            qa,
+            embedding_model,
+            generate: raw.generate,
+            repeats: *raw.repeats.get_ref(),
+            question_timeout_s: *raw.question_timeout_s.get_ref(),
+            limit_questions: raw.limit_questions.map(|l| *l.get_ref()),
+            models,
+            cells,
+        })
+    }
+
+    fn models(&self, raw: Vec<RawModel>, generate: bool) -> Result<Vec<ModelSpec>, ExperimentError> {
+        if raw.is_empty() && generate {
+            return self.err(
+                0..0,
+                "model",
+                "add at least one [[model]] table with name and gguf (or set generate = false)".into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, m) in raw.into_iter().enumerate() {
+            let field = |f: &str| format!("model[{i}].{f}");
+            let name = m.name.get_ref().trim().to_string();
+            if name.is_empty() || !names.insert(name.clone()) {
+                return self.err(m.name.span(), &field("name"), format!("model names must be non-empty and unique (`{name}`)"));
+            }
+            let gguf = if generate {
+                self.existing(
+                    &m.gguf,
+                    &field("gguf"),
+                    "run `orchestrate models fetch` for the default models, or give the path of your GGUF file",
+                )?
+            } else {
+                self.resolve(m.gguf.get_ref())
+            };
+            let mut params = GenParams::default();
+            if let Some(p) = &m.prompt {
+                params.prompt = if p.get_ref() == "chat" {
+                    PromptStyle::Chat
+                } else {
+                    if !p.get_ref().contains("{context}") || !p.get_ref().contains("{question}") {
+                        return self.err(
+                            p.span(),
+                            &field("prompt"),
+                            "a prompt template must contain {context} and {question} (or use prompt = \"chat\")".into(),
+                        );
+                    }
+                    PromptStyle::Template(p.get_ref().clone())
+                };
+            }
+            if let Some(v) = m.n_ctx {
+                params.n_ctx = v;
+            }
+            if let Some(v) = m.temperature {
+                params.temperature = v;
+            }
+            if let Some(v) = m.top_p {
+                params.top_p = v;
+            }
+            if let Some(v) = m.seed {
+                params.seed = v;
+            }
+            if let Some(v) = m.max_tokens {
+                params.max_tokens = v;
+            }
+            if let Some(v) = m.stop {
+                params.stop = v;
+            }
+            if let Some(v) = m.threads {
+                params.threads = v;
+            }
+            if let Some(v) = m.n_batch {
+                params.n_batch = v;
+            }
+            if params.max_tokens == 0 || params.n_ctx <= params.max_tokens {
+                return self.err(
+                    m.name.span(),
+                    &field("max_tokens"),
+                    format!("need 0 < max_tokens ({}) < n_ctx ({})", params.max_tokens, params.n_ctx),
+                );
+            }
+            if !(0.0..=1.0).contains(&params.top_p) || params.temperature < 0.0 || params.threads < 1 {
+                return self.err(
+                    m.name.span(),
+                    &field("sampling"),
+                    "need 0 <= top_p <= 1, temperature >= 0 and threads >= 1".into(),
+                );
+            }
+            out.push(ModelSpec { name, gguf, params });
+        }
+        Ok(out)
+    }
+
+    fn grid(&self, g: &RawGrid) -> Result<Vec<Retrieval>, ExperimentError> {
+        fn nonempty<T>(v: &Spanned<Vec<T>>) -> bool {
+            !v.get_ref().is_empty()
+        }
+        for (ok, span, f) in [
+            (nonempty(&g.chunk_size), g.chunk_size.span(), "grid.chunk_size"),
+            (nonempty(&g.chunk_overlap), g.chunk_overlap.span(), "grid.chunk_overlap"),
+            (nonempty(&g.retriever), g.retriever.span(), "grid.retriever"),
+            (nonempty(&g.ensemble_weight), g.ensemble_weight.span(), "grid.ensemble_weight"),
+            (nonempty(&g.top_k), g.top_k.span(), "grid.top_k"),
+            (nonempty(&g.fetch_k), g.fetch_k.span(), "grid.fetch_k"),
+            (nonempty(&g.lambda_mult), g.lambda_mult.span(), "grid.lambda_mult"),
+        ] {
+            if !ok {
+                return self.err(span, f, "give at least one value".into());
+            }
+        }
+        let mut retrievers = Vec::new();
+        for r in g.retriever.get_ref() {
+            match r.parse::<RetrieverKind>() {
+                Ok(k) => retrievers.push(k),
+                Err(_) => {
+                    return self.err(
+                        g.retriever.span(),
+                        "grid.retriever",
+                        format!("unknown retriever `{r}`: use dense, mmr, bm25 or ensemble"),
+                    )
+                }
+            }
+        }
+        for &s in g.chunk_size.get_ref() {
+            if s == 0 {
+                return self.err(g.chunk_size.span(), "grid.chunk_size", "chunk sizes are characters and must be > 0".into());
+            }
+        }
+        for &o in g.chunk_overlap.get_ref() {
+            if let Overlap::Fraction(f) = o {
+                if !(0.0..1.0).contains(&f) {
+                    return self.err(
+                        g.chunk_overlap.span(),
+                        "grid.chunk_overlap",
+                        format!("{f} is neither a fraction in [0, 1) nor an integer number of characters"),
+                    );
+                }
+            }
+        }
+        for &w in g.ensemble_weight.get_ref() {
+            if !(0.0..=1.0).contains(&w) {
+                return self.err(
+                    g.ensemble_weight.span(),
+                    "grid.ensemble_weight",
+                    format!("{w} is not a BM25 weight in [0, 1] (dense gets 1 - weight)"),
+                );
+            }
+        }
+        for &k in g.top_k.get_ref().iter().chain(g.fetch_k.get_ref()) {
+            if k == 0 {
+                return self.err(g.top_k.span(), "grid.top_k", "top_k and fetch_k must be >= 1".into());
+            }
+        }
+        for &l in g.lambda_mult.get_ref() {
+            if !(0.0..=1.0).contains(&l) {
+                return self.err(g.lambda_mult.span(), "grid.lambda_mult", format!("{l} is not in [0, 1]"));
+            }
+        }
+        let mut out: Vec<Retrieval> = Vec::new();
+        for &size in g.chunk_size.get_ref() {
+            for &ov in g.chunk_overlap.get_ref() {
+                let chunk_overlap = ov.resolve(size as usize);
+                if chunk_overlap >= size as usize {
+                    return self.err(
+                        g.chunk_overlap.span(),
+                        "grid.chunk_overlap",
+                        format!("overlap {chunk_overlap} is not smaller than chunk_size {size}"),
+                    );
+                }
+                for &retriever in &retrievers {
+                    for &top_k in g.top_k.get_ref() {
+                        let mmr = retriever == RetrieverKind::Mmr;
+                        let ens = retriever == RetrieverKind::Ensemble;
+                        let fetch: Vec<Option<usize>> = if mmr {
+                            g.fetch_k.get_ref().iter().map(|&f| Some(f as usize)).collect()
+                        } else {
+                            vec![None]
+                        };
+                        let lambdas: Vec<Option<f64>> =
+                            if mmr { g.lambda_mult.get_ref().iter().map(|&l| Some(l)).collect() } else { vec![None] };
+                        let weights: Vec<Option<f64>> =
+                            if ens { g.ensemble_weight.get_ref().iter().map(|&w| Some(w)).collect() } else { vec![None] };
+                        for &fetch_k in &fetch {
+                            for &lambda_mult in &lambdas {
+                                for &ensemble_weight in &weights {
+                                    let r = Retrieval {
+                                        chunk_size: size as usize,
+                                        chunk_overlap,
+                                        retriever,
+                                        top_k: top_k as usize,
+                                        fetch_k,
+                                        lambda_mult,
+                                        ensemble_weight,
+                                    };
+                                    if !out.contains(&r) {
+                                        out.push(r);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Stable cell id: the first 16 hex digits of sha256 over the model's name, file and generation
+/// settings (or `retrieval-only`), the retrieval settings, the corpus paths and the embedding model
+/// path. Question ids and repeats are not part of it: they key the answer rows within a cell.
+fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &Path) -> String {
+    let mut h = Sha256::new();
+    match model {
+        Some(m) => {
+            let p = &m.params;
+            h.update(format!(
+                "model={}|gguf={}|prompt={:?}|n_ctx={}|t={}|top_p={}|seed={}|max={}|stop={:?}\n",
+                m.name,
+                m.gguf.display(),
+                p.prompt,
+                p.n_ctx,
+                p.temperature,
+                p.top_p,
+                p.seed,
+                p.max_tokens,
+                p.stop
+            ));
+        }
+        None => h.update(b"retrieval-only\n"),
+    }
+    h.update(format!(
+        "size={}|overlap={}|retriever={}|k={}|fetch_k={:?}|lambda={:?}|w={:?}\n",
+        r.chunk_size, r.chunk_overlap, r.retriever, r.top_k, r.fetch_k, r.lambda_mult, r.ensemble_weight
+    ));
+    h.update(format!("corpus={corpus:?}|embed={}\n", embed.display()));
+    hex::encode(&h.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("doc.txt"), "hello").unwrap();
+        std::fs::write(d.path().join("qa.txt"), "q?\na.\n").unwrap();
+        std::fs::create_dir(d.path().join("embed")).unwrap();
+        std::fs::write(d.path().join("m.gguf"), "GGUF").unwrap();
+        d
+    }
+
+    const BASE: &str = r#"
+name = "t"
+corpus = "doc.txt"
+qa = "qa.txt"
+embedding_model = "embed"
+
+[[model]]
+name = "a"
+gguf = "m.gguf"
+
+[[model]]
+name = "b"
+gguf = "m.gguf"
+prompt = "C: {context} Q: {question} A:"
+"#;
+
+    fn parse(dir: &Path, text: &str) -> Result<Experiment, ExperimentError> {
+        Experiment::parse(&dir.join("e.toml"), text)
+    }
+
+    #[test]
+    fn grid_collapses_axes_that_do_not_apply() {
+        let d = fixture_dir();
+        let text = format!(
+            "{BASE}\n[grid]\nchunk_size = [100, 500]\nchunk_overlap = [0.2]\nretriever = [\"dense\", \"mmr\", \"ensemble\"]\nensemble_weight = [0.3, 0.5]\nfetch_k = [3, 20]\n"
+        );
+        let e = parse(d.path(), &text).unwrap();
+        // per model and chunk size: dense 1 + mmr 2 (fetch_k) + ensemble 2 (weights) = 5
+        assert_eq!(e.cells.len(), 2 * 2 * 5);
+        let dense: Vec<_> = e.cells.iter().filter(|c| c.retrieval.retriever == RetrieverKind::Dense).collect();
+        assert!(dense.iter().all(|c| c.retrieval.ensemble_weight.is_none() && c.retrieval.fetch_k.is_none()));
+        assert_eq!(e.cells[0].retrieval.chunk_overlap, 20);
+        let ids: BTreeSet<_> = e.cells.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids.len(), e.cells.len(), "cell ids are unique");
+        assert_eq!(e.models[1].params.prompt, PromptStyle::Template("C: {context} Q: {question} A:".into()));
+    }
+
+    #[test]
+    fn adding_grid_values_keeps_existing_cell_ids() {
+        let d = fixture_dir();
+        let small = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n")).unwrap();
+        let big =
+            parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100, 250]\nretriever = [\"bm25\", \"dense\"]\n")).unwrap();
+        for c in &small.cells {
+            assert!(big.cell(&c.id).is_some(), "cell {} kept its id", c.id);
+        }
+        assert_eq!(big.cells.len(), 2 * 2 * 2);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let d = fixture_dir();
+        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\nchunk_sise = [1]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("e.toml"), "{err}");
+        assert!(err.contains("chunk_sise"), "{err}");
+        assert!(err.contains("line 21"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_are_errors() {
+        let d = fixture_dir();
+        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = \"100\"\nretriever = [\"bm25\"]\n")).unwrap_err();
+        assert!(matches!(err, ExperimentError::Parse { .. }), "{err}");
+        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"faiss\"]\n")).unwrap_err();
+        match err {
+            ExperimentError::Invalid { line, field, .. } => {
+                assert_eq!(field, "grid.retriever");
+                assert_eq!(line, 20);
+            }
+            e => panic!("unexpected {e}"),
+        }
+        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nchunk_overlap = [150]\nretriever = [\"bm25\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not smaller than chunk_size"), "{err}");
+        let missing = BASE.replace("gguf = \"m.gguf\"\nprompt", "gguf = \"nope.gguf\"\nprompt");
+        let err = parse(d.path(), &format!("{missing}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model[1].gguf") && err.contains("nope.gguf"), "{err}");
+    }
+
+    #[test]
+    fn template_without_placeholders_is_rejected() {
+        let d = fixture_dir();
+        let bad = BASE.replace("C: {context} Q: {question} A:", "Q: {question}");
+        let err = parse(d.path(), &format!("{bad}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n")).unwrap_err();
+        assert!(err.to_string().contains("{context}"), "{err}");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
+        assert_eq!(line_col("ab", 1), (1, 2));
+    }
+}

@@ -1,0 +1,579 @@
+//! Result database (SQLite via rusqlite): runs, cells, answers and resource samples.
+//!
+//! One database per experiment, `store/<experiment name>.sqlite`, in WAL mode. Each answer is
+//! committed in its own transaction together with the resource samples taken while it was being
+//! produced, so a sweep killed at any instant loses at most the answer in flight and never leaves
+//! half a row. `answers` has a UNIQUE key (cell_id, repeat, question_id): a resumed sweep skips
+//! the keys whose row is `ok` and replaces a `failed` row when it retries it, so a grid ends with
+//! exactly one row per cell × question × repeat.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::experiment::{Cell, Experiment};
+use crate::sample::{HostFacts, Sample, Usage};
+
+/// Errors from the result database. Every variant names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("result database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The database directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    run_id            INTEGER PRIMARY KEY,
+    experiment        TEXT NOT NULL,
+    experiment_file   TEXT NOT NULL,
+    experiment_sha256 TEXT NOT NULL,
+    experiment_text   TEXT NOT NULL,
+    started_at        TEXT NOT NULL,
+    ended_at          TEXT,
+    status            TEXT NOT NULL,
+    host_cpu          TEXT,
+    host_physical_cores INTEGER,
+    host_logical_cores  INTEGER,
+    host_ram_bytes    INTEGER,
+    host_os           TEXT,
+    orchestrate_version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id          TEXT PRIMARY KEY,
+    model            TEXT NOT NULL,
+    gguf             TEXT,
+    chunk_size       INTEGER NOT NULL,
+    chunk_overlap    INTEGER NOT NULL,
+    retriever        TEXT NOT NULL,
+    ensemble_weight  REAL,
+    top_k            INTEGER NOT NULL,
+    fetch_k          INTEGER,
+    lambda_mult      REAL,
+    status           TEXT NOT NULL DEFAULT 'pending',
+    run_id           INTEGER,
+    index_dir        TEXT,
+    index_build_s    REAL,
+    index_cache_hit  INTEGER,
+    n_chunks         INTEGER,
+    model_load_s     REAL,
+    error            TEXT,
+    started_at       TEXT,
+    ended_at         TEXT
+);
+CREATE TABLE IF NOT EXISTS answers (
+    answer_id        INTEGER PRIMARY KEY,
+    cell_id          TEXT NOT NULL REFERENCES cells(cell_id),
+    repeat           INTEGER NOT NULL,
+    question_id      TEXT NOT NULL,
+    run_id           INTEGER NOT NULL,
+    question         TEXT NOT NULL,
+    expected_answer  TEXT NOT NULL,
+    answer           TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    error            TEXT,
+    cosine           REAL,
+    response_time_s  REAL,
+    ttft_s           REAL,
+    retrieval_s      REAL,
+    prompt_tokens    INTEGER,
+    completion_tokens INTEGER,
+    contexts_used    INTEGER,
+    chunk_ids        TEXT NOT NULL,
+    pages            TEXT NOT NULL,
+    scores           TEXT NOT NULL,
+    rss_mean_bytes   INTEGER,
+    rss_peak_bytes   INTEGER,
+    cpu_mean_percent REAL,
+    n_samples        INTEGER,
+    finished_at      TEXT NOT NULL,
+    UNIQUE (cell_id, repeat, question_id)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    run_id      INTEGER NOT NULL,
+    cell_id     TEXT NOT NULL,
+    question_id TEXT,
+    repeat      INTEGER,
+    t_s         REAL NOT NULL,
+    rss_bytes   INTEGER NOT NULL,
+    cpu_percent REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_cell ON samples (cell_id);
+"#;
+
+/// Status of a cell in the `cells` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellStatus {
+    /// Known, not started.
+    Pending,
+    /// A worker is (or was, if the sweep was killed) running it.
+    Running,
+    /// Every question × repeat has an `ok` answer.
+    Done,
+    /// The worker crashed, timed out or could not start; `error` says why.
+    Failed,
+}
+
+impl CellStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            CellStatus::Pending => "pending",
+            CellStatus::Running => "running",
+            CellStatus::Done => "done",
+            CellStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One answer as the worker reports it (before the parent adds resource usage).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NewAnswer {
+    /// Question id from the QA set.
+    pub question_id: String,
+    /// 0-based repeat index.
+    pub repeat: u32,
+    /// Question text.
+    pub question: String,
+    /// Reference answer.
+    pub expected_answer: String,
+    /// The model's answer (empty in retrieval-only runs or on failure).
+    pub answer: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Cosine similarity of answer and expected answer, in [-1, 1].
+    pub cosine: Option<f64>,
+    /// Seconds from prompt submission to the last token.
+    pub response_time_s: Option<f64>,
+    /// Seconds from prompt submission to the first token.
+    pub ttft_s: Option<f64>,
+    /// Seconds spent embedding the question and retrieving.
+    pub retrieval_s: Option<f64>,
+    /// Prompt length in tokens.
+    pub prompt_tokens: Option<u32>,
+    /// Generated tokens.
+    pub completion_tokens: Option<u32>,
+    /// How many retrieved chunks fitted in the context window.
+    pub contexts_used: Option<u32>,
+    /// Retrieved chunk ids, best first.
+    pub chunk_ids: Vec<u32>,
+    /// Pages of those chunks (1-based).
+    pub pages: Vec<u32>,
+    /// Retrieval scores of those chunks (retriever-specific scale).
+    pub scores: Vec<f32>,
+}
+
+/// One stored answer joined with its cell's axes: the unit of reports and exports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerRecord {
+    /// Stable id of the cell (hex hash of its axes).
+    pub cell_id: String,
+    pub model: String,
+    /// Characters.
+    pub chunk_size: u32,
+    /// Characters (resolved from a fraction if the experiment gave one).
+    pub chunk_overlap: u32,
+    /// `dense`, `mmr`, `bm25` or `ensemble`.
+    pub retriever: String,
+    /// BM25 weight r of the ensemble (dense gets 1 - r); `None` for other retrievers.
+    pub ensemble_weight: Option<f64>,
+    pub top_k: u32,
+    /// `None` unless the retriever is `mmr`.
+    pub fetch_k: Option<u32>,
+    /// 0-based repeat index.
+    pub repeat: u32,
+    pub question_id: String,
+    pub question: String,
+    pub expected_answer: String,
+    pub answer: String,
+    /// Cosine similarity of answer and expected answer (all-MiniLM-L6-v2), in [-1, 1].
+    pub cosine: Option<f64>,
+    /// Seconds from prompt submission to the last token.
+    pub response_time_s: Option<f64>,
+    /// Seconds from prompt submission to the first generated token.
+    pub ttft_s: Option<f64>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    /// Mean / peak resident set size of the worker while answering, bytes.
+    pub rss_mean_bytes: Option<u64>,
+    pub rss_peak_bytes: Option<u64>,
+    /// Mean CPU use of the worker while answering, percent of one core (200 = two cores busy).
+    pub cpu_mean_percent: Option<f64>,
+    /// Chunk ids given to the model as context, in rank order.
+    pub chunk_ids: Vec<u32>,
+    /// Pages of those chunks.
+    pub pages: Vec<u32>,
+    /// `ok` or `failed`.
+    pub status: String,
+}
+
+/// Handle on one experiment's result database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    // RFC 3339 UTC from the system clock, without a date crate: SQLite formats it.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    Connection::open_in_memory()
+        .and_then(|c| c.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch')", [secs], |r| r.get(0)))
+        .unwrap_or_else(|_| format!("{secs:.3}"))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl Store {
+    /// Path of the database of experiment `name` under `store_dir`: `<store_dir>/<name>.sqlite`.
+    pub fn path_for(store_dir: &Path, name: &str) -> PathBuf {
+        store_dir.join(format!("{name}.sqlite"))
+    }
+
+    /// Opens (creating if needed, with its directory) the database at `path` and applies the schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: path.to_path_buf(), source })?;
+        let s = Store { conn, path: path.to_path_buf() };
+        s.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| s.err(e))?;
+        s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        Ok(s)
+    }
+
+    /// Opens an existing database read-only; `Ok(None)` if it does not exist yet.
+    pub fn open_existing(path: &Path) -> Result<Option<Store>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Store::open(path).map(Some)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records the start of a run of `exp` on `host`; returns its run id.
+    pub fn begin_run(&self, exp: &Experiment, host: &HostFacts) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (experiment, experiment_file, experiment_sha256, experiment_text, started_at, status,
+                   host_cpu, host_physical_cores, host_logical_cores, host_ram_bytes, host_os, orchestrate_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    exp.name,
+                    exp.path.display().to_string(),
+                    exp.sha256,
+                    exp.text,
+                    now(),
+                    host.cpu_model,
+                    host.physical_cores.map(|c| c as i64),
+                    host.logical_cores as i64,
+                    host.ram_bytes as i64,
+                    format!("{} {}", host.os, host.kernel),
+                    env!("CARGO_PKG_VERSION"),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks run `run_id` finished with `status` (`done`, `failed` or `interrupted`).
+    pub fn end_run(&self, run_id: i64, status: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE runs SET ended_at = ?1, status = ?2 WHERE run_id = ?3", params![now(), status, run_id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Inserts the cells of `exp` that the database does not know yet (status `pending`).
+    pub fn register_cells(&self, exp: &Experiment) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "INSERT OR IGNORE INTO cells (cell_id, model, gguf, chunk_size, chunk_overlap, retriever,
+                   ensemble_weight, top_k, fetch_k, lambda_mult) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(|e| self.err(e))?;
+        for c in &exp.cells {
+            let (model, gguf) = cell_model(exp, c);
+            let r = &c.retrieval;
+            stmt.execute(params![
+                c.id,
+                model,
+                gguf,
+                r.chunk_size as i64,
+                r.chunk_overlap as i64,
+                r.retriever.to_string(),
+                r.ensemble_weight,
+                r.top_k as i64,
+                r.fetch_k.map(|f| f as i64),
+                r.lambda_mult,
+            ])
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets a cell's status (and error text, `None` clears it), stamping start/end times.
+    pub fn set_cell_status(
+        &self,
+        cell_id: &str,
+        run_id: i64,
+        status: CellStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let time_col = if status == CellStatus::Running { "started_at" } else { "ended_at" };
+        self.conn
+            .execute(
+                &format!("UPDATE cells SET status = ?1, error = ?2, run_id = ?3, {time_col} = ?4 WHERE cell_id = ?5"),
+                params![status.as_str(), error, run_id, now(), cell_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records which index a cell used and what building it cost (seconds; 0 on a cache hit).
+    pub fn set_cell_index(
+        &self,
+        cell_id: &str,
+        dir: &Path,
+        build_s: f64,
+        cache_hit: bool,
+        n_chunks: usize,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE cells SET index_dir = ?1, index_build_s = ?2, index_cache_hit = ?3, n_chunks = ?4 WHERE cell_id = ?5",
+                params![dir.display().to_string(), build_s, cache_hit, n_chunks as i64, cell_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records how long the worker took to load its models (seconds).
+    pub fn set_cell_load_time(&self, cell_id: &str, load_s: f64) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE cells SET model_load_s = ?1 WHERE cell_id = ?2", params![load_s, cell_id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// (question_id, repeat) pairs of `cell_id` that already have an `ok` answer.
+    pub fn done_keys(&self, cell_id: &str) -> Result<HashSet<(String, u32)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT question_id, repeat FROM answers WHERE cell_id = ?1 AND status = 'ok'")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([cell_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Commits one answer of `cell_id` with its resource usage and raw samples, in one
+    /// transaction. An existing row with the same key is replaced (a retried failure).
+    pub fn insert_answer(
+        &mut self,
+        run_id: i64,
+        cell_id: &str,
+        a: &NewAnswer,
+        usage: Option<&Usage>,
+        samples: &[Sample],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
+               status, error, cosine, response_time_s, ttft_s, retrieval_s, prompt_tokens, completion_tokens,
+               contexts_used, chunk_ids, pages, scores, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent, n_samples,
+               finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+               ?22, ?23, ?24)",
+            params![
+                cell_id,
+                a.repeat,
+                a.question_id,
+                run_id,
+                a.question,
+                a.expected_answer,
+                a.answer,
+                a.status,
+                a.error,
+                a.cosine,
+                a.response_time_s,
+                a.ttft_s,
+                a.retrieval_s,
+                a.prompt_tokens,
+                a.completion_tokens,
+                a.contexts_used,
+                to_json(&a.chunk_ids),
+                to_json(&a.pages),
+                to_json(&a.scores),
+                usage.map(|u| u.rss_mean_bytes as i64),
+                usage.map(|u| u.rss_peak_bytes as i64),
+                usage.map(|u| u.cpu_mean_percent),
+                usage.map(|u| u.n_samples as i64),
+                now(),
+            ],
+        )
+        .map_err(e)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO samples (run_id, cell_id, question_id, repeat, t_s, rss_bytes, cpu_percent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(e)?;
+            for s in samples {
+                stmt.execute(params![run_id, cell_id, a.question_id, a.repeat, s.t_s, s.rss_bytes as i64, s.cpu_percent])
+                    .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Number of answer rows per status for `cell_id`: (ok, failed).
+    pub fn answer_counts(&self, cell_id: &str) -> Result<(u64, u64), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status != 'ok'), 0) FROM answers WHERE cell_id = ?1",
+                [cell_id],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The stored error of a cell, if it failed.
+    pub fn cell_error(&self, cell_id: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT error FROM cells WHERE cell_id = ?1", [cell_id], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Index builds recorded for `cells`: (label "chunk S/O", seconds) for each cell that built
+    /// (not reused) its index.
+    pub fn index_builds(&self, cells: &[Cell]) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT chunk_size, chunk_overlap, index_build_s, n_chunks FROM cells WHERE cell_id = ?1 AND index_cache_hit = 0")
+            .map_err(|e| self.err(e))?;
+        for c in cells {
+            let row = stmt
+                .query_row([&c.id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<f64>>(2)?, r.get::<_, Option<i64>>(3)?))
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some((s, o, Some(t), n)) = row {
+                out.push((format!("chunk {s}/{o} ({} chunks)", n.unwrap_or(0)), t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start time of the latest run, if any.
+    pub fn last_run_started(&self) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT started_at FROM runs ORDER BY run_id DESC LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every answer of the given cells, joined with the cells' axes, ordered by cell (in the given
+    /// order), repeat and question id.
+    pub fn answers(&self, exp: &Experiment) -> Result<Vec<AnswerRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT repeat, question_id, question, expected_answer, answer, cosine, response_time_s, ttft_s,
+                        prompt_tokens, completion_tokens, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent,
+                        chunk_ids, pages, status
+                 FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for c in &exp.cells {
+            let (model, _) = cell_model(exp, c);
+            let r = &c.retrieval;
+            let rows = stmt
+                .query_map([&c.id], |row| {
+                    Ok(AnswerRecord {
+                        cell_id: c.id.clone(),
+                        model: model.clone(),
+                        chunk_size: r.chunk_size as u32,
+                        chunk_overlap: r.chunk_overlap as u32,
+                        retriever: r.retriever.to_string(),
+                        ensemble_weight: r.ensemble_weight,
+                        top_k: r.top_k as u32,
+                        fetch_k: r.fetch_k.map(|f| f as u32),
+                        repeat: row.get(0)?,
+                        question_id: row.get(1)?,
+                        question: row.get(2)?,
+                        expected_answer: row.get(3)?,
+                        answer: row.get(4)?,
+                        cosine: row.get(5)?,
+                        response_time_s: row.get(6)?,
+                        ttft_s: row.get(7)?,
+                        prompt_tokens: row.get(8)?,
+                        completion_tokens: row.get(9)?,
+                        rss_mean_bytes: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+                        rss_peak_bytes: row.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                        cpu_mean_percent: row.get(12)?,
+                        chunk_ids: from_json(&row.get::<_, String>(13)?),
+                        pages: from_json(&row.get::<_, String>(14)?),
+                        status: row.get(15)?,
+                    })
+                })
+                .map_err(|e| self.err(e))?;
+            for row in rows {
+                out.push(row.map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// (model name, gguf path) of a cell; `("retrieval-only", None)` when the experiment does not
+/// generate.
+pub fn cell_model(exp: &Experiment, c: &Cell) -> (String, Option<String>) {
+    match exp.models.get(c.model) {
+        Some(m) if exp.generate => (m.name.clone(), Some(m.gguf.display().to_string())),
+        _ => ("retrieval-only".to_string(), None),
+    }
+}
