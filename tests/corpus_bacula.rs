@@ -1,0 +1,209 @@
+//! The Bacula corpus and its QA set: the PDF extracts to 456 pages, and every question in
+//! `corpora/bacula/qa.toml` is well-formed and quotes its evidence verbatim from our own
+//! extraction of its page.
+//!
+//! Evidence matching rule (also in `corpora/bacula/README.md`): both the quote and the page text
+//! have every whitespace run collapsed to one space and are trimmed; if the quote is not found,
+//! the page is tried once more with line-end hyphenation joined (a `-` right after a letter and
+//! followed by a line break is removed with the line-break whitespace).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use orchestrate::corpus::{load_pages, Page};
+use orchestrate::qa::{load_questions, Question};
+
+const PDF_PAGES: usize = 456;
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpora/bacula")
+}
+
+/// The extracted manual, loaded once per test binary.
+fn pages() -> &'static [Page] {
+    static PAGES: OnceLock<Vec<Page>> = OnceLock::new();
+    PAGES.get_or_init(|| load_pages(&corpus_dir().join("main.pdf")).expect("load main.pdf"))
+}
+
+fn questions() -> Vec<Question> {
+    load_questions(&corpus_dir().join("qa.toml")).expect("load qa.toml")
+}
+
+/// Collapse every whitespace run to one space and trim.
+fn collapse_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Remove a `-` that follows a letter and is followed (after optional spaces/tabs) by a line
+/// break, together with the whitespace after it: "direc-\n tive" becomes "directive".
+fn join_hyphenation(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '-' && i > 0 && chars[i - 1].is_alphabetic() {
+            let mut j = i + 1;
+            while j < chars.len() && (chars[j] == ' ' || chars[j] == '\t') {
+                j += 1;
+            }
+            if j < chars.len() && (chars[j] == '\n' || chars[j] == '\r') {
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// Whether `quote` occurs in `page` under the matching rule above.
+fn evidence_on_page(quote: &str, page: &str) -> bool {
+    let quote = collapse_ws(quote);
+    collapse_ws(page).contains(&quote) || collapse_ws(&join_hyphenation(page)).contains(&quote)
+}
+
+#[test]
+fn matching_rule_collapses_whitespace_and_joins_hyphens() {
+    assert!(evidence_on_page("a b c", "x a \n\n b\tc y"));
+    assert!(evidence_on_page(
+        "the directive is",
+        "the direc-\n  tive is"
+    ));
+    assert!(!evidence_on_page("the directive is", "the direc- tive is"));
+    assert!(!evidence_on_page("a b d", "a b c"));
+    assert!(evidence_on_page("bacula-dir.conf", "bacula-dir.conf"));
+}
+
+#[test]
+fn bacula_pdf_has_456_numbered_pages() {
+    let pages = pages();
+    assert_eq!(pages.len(), PDF_PAGES);
+    for (i, page) in pages.iter().enumerate() {
+        assert_eq!(page.number as usize, i + 1);
+        assert_eq!(page.source, "main.pdf");
+    }
+    // Chapter 1 starts on PDF page 12 (printed page 1).
+    assert!(pages[11].text.contains("What is Bacula?"));
+    // NFKC normalisation removed ligature code points (U+FB00..U+FB06).
+    let ligatures = pages
+        .iter()
+        .flat_map(|p| p.text.chars())
+        .filter(|c| ('\u{FB00}'..='\u{FB06}').contains(c))
+        .count();
+    assert_eq!(ligatures, 0);
+}
+
+#[test]
+fn qa_set_is_well_formed_and_spread_over_the_manual() {
+    let qs = questions();
+    assert!(qs.len() >= 24, "only {} questions", qs.len());
+    let mut ids = HashSet::new();
+    for (i, q) in qs.iter().enumerate() {
+        assert!(ids.insert(q.id.clone()), "duplicate id {}", q.id);
+        assert_eq!(
+            q.id,
+            format!("b{:02}", i + 1),
+            "ids must be b01, b02, ... in order"
+        );
+        assert!(
+            q.question.trim_end().ends_with('?'),
+            "{}: not a question",
+            q.id
+        );
+        let page = q.page.unwrap_or_else(|| panic!("{}: no page", q.id));
+        assert!(
+            (1..=PDF_PAGES as u32).contains(&page),
+            "{}: page {page}",
+            q.id
+        );
+        let evidence = q
+            .evidence
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no evidence", q.id));
+        let words = evidence.split_whitespace().count();
+        assert!(
+            (5..=25).contains(&words),
+            "{}: evidence has {words} words",
+            q.id
+        );
+        let short = q
+            .short_answer
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no short", q.id));
+        assert!(
+            collapse_ws(evidence)
+                .to_lowercase()
+                .contains(&collapse_ws(short).to_lowercase()),
+            "{}: short answer {short:?} not in evidence",
+            q.id
+        );
+        let difficulty = q.difficulty.as_deref().unwrap_or_default();
+        assert!(
+            ["easy", "medium", "hard"].contains(&difficulty),
+            "{}: difficulty {difficulty:?}",
+            q.id
+        );
+    }
+    // Front, middle and back thirds of the manual each hold several questions.
+    let third = PDF_PAGES as u32 / 3;
+    let count = |lo: u32, hi: u32| {
+        qs.iter()
+            .filter(|q| q.page.is_some_and(|p| p > lo && p <= hi))
+            .count()
+    };
+    assert!(count(0, third) >= 5, "front: {}", count(0, third));
+    assert!(
+        count(third, 2 * third) >= 5,
+        "middle: {}",
+        count(third, 2 * third)
+    );
+    assert!(count(2 * third, PDF_PAGES as u32) >= 5, "back");
+}
+
+#[test]
+fn every_evidence_quote_is_on_its_page() {
+    let pages = pages();
+    let mut missing = Vec::new();
+    for q in questions() {
+        let (Some(page), Some(evidence)) = (q.page, q.evidence.as_deref()) else {
+            missing.push(format!("{}: no page or evidence", q.id));
+            continue;
+        };
+        let Some(text) = pages.get(page as usize - 1) else {
+            missing.push(format!("{}: page {page} out of range", q.id));
+            continue;
+        };
+        if !evidence_on_page(evidence, &text.text) {
+            missing.push(format!("{} (page {page}): {evidence:?}", q.id));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "evidence not found:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// Writes our extraction of every page as JSON (`[{"number": n, "text": "..."}]`) to the path
+/// in `ORCHESTRATE_DUMP_PAGES`; used by `tests/fixtures/make_splitter_fixtures.py` and for
+/// writing evidence quotes. Run with `--ignored`.
+#[test]
+#[ignore = "tool: dumps extracted page text for fixture generation"]
+fn dump_pages() {
+    let Some(out) = std::env::var_os("ORCHESTRATE_DUMP_PAGES") else {
+        eprintln!("set ORCHESTRATE_DUMP_PAGES=<file.json> to dump pages");
+        return;
+    };
+    let rows: Vec<serde_json::Value> = pages()
+        .iter()
+        .map(|p| serde_json::json!({"number": p.number, "text": p.text}))
+        .collect();
+    let json = serde_json::to_string(&rows).expect("serialize pages");
+    std::fs::write(&out, json).expect("write page dump");
+}
