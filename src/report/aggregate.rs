@@ -1,0 +1,641 @@
+//! Aggregation of answers with polars: per cell (the summary table), per model × retriever ×
+//! chunk size (chart points), per model × question (treemap leaves) and per model (headline).
+//!
+//! Every mean comes with a Student-t 95% interval computed from the group's mean, sample standard
+//! deviation (ddof = 1) and count of non-missing values ([`crate::stats::ci_from_moments`]).
+//! Failed answers have no metrics, so they count in `n_failed` but not in any mean.
+
+use polars::prelude::*;
+
+use super::{ReportError, CI_LEVEL};
+use crate::stats::{ci_from_moments, MeanCi};
+use crate::store::AnswerRecord;
+
+/// The axes that identify a cell, in group-by order.
+const CELL_KEYS: [&str; 8] = [
+    "cell_id",
+    "model",
+    "chunk_size",
+    "chunk_overlap",
+    "retriever",
+    "ensemble_weight",
+    "top_k",
+    "fetch_k",
+];
+
+/// Aggregated metrics of one cell (one point of the experiment grid, all repeats pooled).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CellSummary {
+    /// Stable id of the cell.
+    pub cell_id: String,
+    /// Model name.
+    pub model: String,
+    /// Characters.
+    pub chunk_size: u32,
+    /// Characters.
+    pub chunk_overlap: u32,
+    /// `dense`, `mmr`, `bm25` or `ensemble`.
+    pub retriever: String,
+    /// BM25 weight of the ensemble; `None` for other retrievers.
+    pub ensemble_weight: Option<f64>,
+    /// Chunks given to the model.
+    pub top_k: u32,
+    /// MMR candidate pool; `None` unless the retriever is `mmr`.
+    pub fetch_k: Option<u32>,
+    /// Answers in the cell, failed ones included.
+    pub n_answers: usize,
+    /// Answers with status `failed`.
+    pub n_failed: usize,
+    /// Cosine similarity to the expected answer: mean, std and 95% CI over answers that have one.
+    pub cosine: Option<MeanCi>,
+    /// Response time in seconds: mean, std and 95% CI.
+    pub response_time_s: Option<MeanCi>,
+    /// Mean time to first token, seconds.
+    pub ttft_mean_s: Option<f64>,
+    /// Mean over answers of completion_tokens / response_time_s (tokens per second).
+    pub tokens_per_s_mean: Option<f64>,
+    /// Mean over answers of the per-answer mean RSS, bytes.
+    pub rss_mean_bytes: Option<f64>,
+    /// Maximum over answers of the per-answer peak RSS, bytes.
+    pub rss_peak_bytes: Option<u64>,
+    /// Mean CPU use, percent of one core.
+    pub cpu_mean_percent: Option<f64>,
+}
+
+impl CellSummary {
+    /// Short human label of the cell's retrieval axes, e.g. `ensemble w=0.30 · 500/50 · k=4`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} · {}/{} · k={}",
+            retriever_label(&self.retriever, self.ensemble_weight, self.fetch_k),
+            self.chunk_size,
+            self.chunk_overlap,
+            self.top_k
+        )
+    }
+}
+
+/// One chart point: a model × retriever label × chunk size group, pooled over the other axes
+/// (overlap, top_k, repeats) and over questions.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SeriesPoint {
+    /// Model name (the colour of the series).
+    pub model: String,
+    /// [`retriever_label`] of the group (the facet).
+    pub retriever_label: String,
+    /// Characters (the x position).
+    pub chunk_size: u32,
+    /// Cosine mean and 95% CI.
+    pub cosine: Option<MeanCi>,
+    /// Response time mean and 95% CI, seconds.
+    pub response_time_s: Option<MeanCi>,
+}
+
+/// Means of one question for one model over all cells and repeats (a treemap leaf).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QuestionStats {
+    /// Model name.
+    pub model: String,
+    /// Question id.
+    pub question_id: String,
+    /// Question text (first seen).
+    pub question: String,
+    /// Answers in the group, failed ones included.
+    pub n_answers: usize,
+    /// Mean cosine similarity.
+    pub cosine: Option<f64>,
+    /// Mean response time, seconds.
+    pub response_time_s: Option<f64>,
+    /// Mean of the per-answer peak RSS, bytes.
+    pub rss_peak_bytes: Option<f64>,
+}
+
+/// Totals of one model over every cell (headline).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelSummary {
+    /// Model name.
+    pub model: String,
+    /// Answers, failed ones included.
+    pub n_answers: usize,
+    /// Failed answers.
+    pub n_failed: usize,
+    /// Cosine mean and 95% CI over all answers of the model.
+    pub cosine: Option<MeanCi>,
+    /// Response time mean and 95% CI, seconds.
+    pub response_time_s: Option<MeanCi>,
+    /// Maximum peak RSS, bytes.
+    pub rss_peak_bytes: Option<u64>,
+}
+
+/// Display label of a retriever configuration: `dense`, `bm25`, `mmr fetch_k=20`,
+/// `ensemble w=0.30` (w = BM25 weight).
+pub fn retriever_label(
+    retriever: &str,
+    ensemble_weight: Option<f64>,
+    fetch_k: Option<u32>,
+) -> String {
+    match (ensemble_weight, fetch_k) {
+        (Some(w), _) => format!("{retriever} w={w:.2}"),
+        (None, Some(k)) => format!("{retriever} fetch_k={k}"),
+        (None, None) => retriever.to_string(),
+    }
+}
+
+/// Per-cell aggregation of `answers` (polars lazy group-by over the cell axes).
+///
+/// Returns one [`CellSummary`] per distinct cell, sorted by model, retriever, ensemble weight,
+/// chunk size, overlap, top_k, fetch_k. An empty input gives an empty vector.
+/// Errors: [`ReportError::Polars`] if polars fails.
+pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportError> {
+    if answers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut aggs = count_aggs();
+    aggs.extend(moment_aggs("cosine"));
+    aggs.extend(moment_aggs("response_time_s"));
+    aggs.extend([
+        col("ttft_s").mean().alias("ttft_s_mean"),
+        col("tokens_per_s").mean().alias("tokens_per_s_mean"),
+        col("rss_mean_bytes").mean().alias("rss_mean_bytes_mean"),
+        col("rss_peak_bytes").max().alias("rss_peak_bytes_max"),
+        col("cpu_mean_percent")
+            .mean()
+            .alias("cpu_mean_percent_mean"),
+    ]);
+    let df = grouped(answers, &CELL_KEYS, aggs)?;
+    let mut cells = (0..df.height())
+        .map(|i| cell_row(&df, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    cells.sort_by(|a, b| {
+        (&a.model, &a.retriever)
+            .cmp(&(&b.model, &b.retriever))
+            .then(opt_f64_cmp(a.ensemble_weight, b.ensemble_weight))
+            .then(
+                (
+                    a.chunk_size,
+                    a.chunk_overlap,
+                    a.top_k,
+                    a.fetch_k,
+                    &a.cell_id,
+                )
+                    .cmp(&(
+                        b.chunk_size,
+                        b.chunk_overlap,
+                        b.top_k,
+                        b.fetch_k,
+                        &b.cell_id,
+                    )),
+            )
+    });
+    Ok(cells)
+}
+
+/// Chart points: group-by model × retriever label × chunk size, sorted by those keys.
+/// Errors: [`ReportError::Polars`].
+pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, ReportError> {
+    if answers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut aggs = moment_aggs("cosine").to_vec();
+    aggs.extend(moment_aggs("response_time_s"));
+    let df = grouped(answers, &["model", "retriever_label", "chunk_size"], aggs)?;
+    let mut points = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        points.push(SeriesPoint {
+            model: str_at(&df, "model", i)?,
+            retriever_label: str_at(&df, "retriever_label", i)?,
+            chunk_size: u32_at(&df, "chunk_size", i)?.unwrap_or(0),
+            cosine: moments_at(&df, "cosine", i)?,
+            response_time_s: moments_at(&df, "response_time_s", i)?,
+        });
+    }
+    points.sort_by(|a, b| {
+        (&a.model, &a.retriever_label, a.chunk_size).cmp(&(
+            &b.model,
+            &b.retriever_label,
+            b.chunk_size,
+        ))
+    });
+    Ok(points)
+}
+
+/// Treemap leaves: group-by model × question id with the mean of each metric over all cells and
+/// repeats, sorted by model then question id. Errors: [`ReportError::Polars`].
+pub fn question_stats(answers: &[AnswerRecord]) -> Result<Vec<QuestionStats>, ReportError> {
+    if answers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let aggs = vec![
+        len().cast(DataType::UInt64).alias("n_answers"),
+        col("question").first().alias("question"),
+        col("cosine").mean().alias("cosine_mean"),
+        col("response_time_s").mean().alias("response_time_s_mean"),
+        col("rss_peak_f64").mean().alias("rss_peak_mean"),
+    ];
+    let df = grouped(answers, &["model", "question_id"], aggs)?;
+    let mut leaves = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        leaves.push(QuestionStats {
+            model: str_at(&df, "model", i)?,
+            question_id: str_at(&df, "question_id", i)?,
+            question: str_at(&df, "question", i)?,
+            n_answers: u64_at(&df, "n_answers", i)?.unwrap_or(0) as usize,
+            cosine: f64_at(&df, "cosine_mean", i)?,
+            response_time_s: f64_at(&df, "response_time_s_mean", i)?,
+            rss_peak_bytes: f64_at(&df, "rss_peak_mean", i)?,
+        });
+    }
+    leaves.sort_by(|a, b| {
+        (&a.model, natural_key(&a.question_id)).cmp(&(&b.model, natural_key(&b.question_id)))
+    });
+    Ok(leaves)
+}
+
+/// Per-model totals, sorted by model name. Errors: [`ReportError::Polars`].
+pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, ReportError> {
+    if answers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut aggs = count_aggs();
+    aggs.extend(moment_aggs("cosine"));
+    aggs.extend(moment_aggs("response_time_s"));
+    aggs.push(col("rss_peak_bytes").max().alias("rss_peak_bytes_max"));
+    let df = grouped(answers, &["model"], aggs)?;
+    let mut models = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        models.push(ModelSummary {
+            model: str_at(&df, "model", i)?,
+            n_answers: u64_at(&df, "n_answers", i)?.unwrap_or(0) as usize,
+            n_failed: u64_at(&df, "n_failed", i)?.unwrap_or(0) as usize,
+            cosine: moments_at(&df, "cosine", i)?,
+            response_time_s: moments_at(&df, "response_time_s", i)?,
+            rss_peak_bytes: u64_at(&df, "rss_peak_bytes_max", i)?,
+        });
+    }
+    models.sort_by(|a, b| a.model.cmp(&b.model));
+    Ok(models)
+}
+
+/// Sort key that orders `q2` before `q10`: (text without trailing digits, trailing number, text).
+pub(crate) fn natural_key(s: &str) -> (&str, u64, &str) {
+    let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (stem, num) = s.split_at(s.len() - digits);
+    (stem, num.parse().unwrap_or(0), s)
+}
+
+/// Orders `None` first, then by value (total order, so NaN cannot break sorting).
+fn opt_f64_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (a, b) => a.is_some().cmp(&b.is_some()),
+    }
+}
+
+/// Row count and failed count of a group.
+fn count_aggs() -> Vec<Expr> {
+    vec![
+        len().cast(DataType::UInt64).alias("n_answers"),
+        col("status")
+            .eq(lit("failed"))
+            .cast(DataType::UInt64)
+            .sum()
+            .alias("n_failed"),
+    ]
+}
+
+/// Mean, sample std (ddof 1) and non-null count of `metric`, named `{metric}_mean|_std|_n`.
+fn moment_aggs(metric: &str) -> [Expr; 3] {
+    [
+        col(metric).mean().alias(format!("{metric}_mean")),
+        col(metric).std(1).alias(format!("{metric}_std")),
+        col(metric)
+            .count()
+            .cast(DataType::UInt64)
+            .alias(format!("{metric}_n")),
+    ]
+}
+
+/// Builds the answers frame and runs a lazy group-by over `keys` with `aggs`.
+fn grouped(
+    answers: &[AnswerRecord],
+    keys: &[&str],
+    aggs: Vec<Expr>,
+) -> Result<DataFrame, ReportError> {
+    let by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+    let df = answers_frame(answers)?
+        .lazy()
+        .group_by(by)
+        .agg(aggs)
+        .collect()?;
+    Ok(df)
+}
+
+/// One row per answer; metric columns are nullable (failed answers), RSS also as f64 for means,
+/// plus derived `tokens_per_s` (completion tokens / response time, when the time is > 0) and
+/// `retriever_label`.
+pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError> {
+    let strs = |f: fn(&AnswerRecord) -> &str| answers.iter().map(f).collect::<Vec<&str>>();
+    let columns = vec![
+        Column::new("cell_id".into(), strs(|a| &a.cell_id)),
+        Column::new("model".into(), strs(|a| &a.model)),
+        Column::new(
+            "chunk_size".into(),
+            answers.iter().map(|a| a.chunk_size).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "chunk_overlap".into(),
+            answers
+                .iter()
+                .map(|a| a.chunk_overlap)
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new("retriever".into(), strs(|a| &a.retriever)),
+        Column::new(
+            "retriever_label".into(),
+            answers
+                .iter()
+                .map(|a| retriever_label(&a.retriever, a.ensemble_weight, a.fetch_k))
+                .collect::<Vec<String>>(),
+        ),
+        Column::new(
+            "ensemble_weight".into(),
+            answers
+                .iter()
+                .map(|a| a.ensemble_weight)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "top_k".into(),
+            answers.iter().map(|a| a.top_k).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "fetch_k".into(),
+            answers
+                .iter()
+                .map(|a| a.fetch_k)
+                .collect::<Vec<Option<u32>>>(),
+        ),
+        Column::new("question_id".into(), strs(|a| &a.question_id)),
+        Column::new("question".into(), strs(|a| &a.question)),
+        Column::new("status".into(), strs(|a| &a.status)),
+        Column::new(
+            "cosine".into(),
+            answers.iter().map(|a| a.cosine).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "response_time_s".into(),
+            answers
+                .iter()
+                .map(|a| a.response_time_s)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "ttft_s".into(),
+            answers.iter().map(|a| a.ttft_s).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "tokens_per_s".into(),
+            answers.iter().map(tokens_per_s).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rss_mean_bytes".into(),
+            answers
+                .iter()
+                .map(|a| a.rss_mean_bytes.map(|b| b as f64))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "rss_peak_bytes".into(),
+            answers
+                .iter()
+                .map(|a| a.rss_peak_bytes)
+                .collect::<Vec<Option<u64>>>(),
+        ),
+        Column::new(
+            "rss_peak_f64".into(),
+            answers
+                .iter()
+                .map(|a| a.rss_peak_bytes.map(|b| b as f64))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "cpu_mean_percent".into(),
+            answers
+                .iter()
+                .map(|a| a.cpu_mean_percent)
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    Ok(DataFrame::new(answers.len(), columns)?)
+}
+
+/// Generation speed of one answer, tokens per second; `None` without tokens or a positive time.
+fn tokens_per_s(a: &AnswerRecord) -> Option<f64> {
+    match (a.completion_tokens, a.response_time_s) {
+        (Some(tokens), Some(t)) if t > 0.0 => Some(f64::from(tokens) / t),
+        _ => None,
+    }
+}
+
+/// Reads one row of the per-cell frame.
+fn cell_row(df: &DataFrame, i: usize) -> Result<CellSummary, ReportError> {
+    Ok(CellSummary {
+        cell_id: str_at(df, "cell_id", i)?,
+        model: str_at(df, "model", i)?,
+        chunk_size: u32_at(df, "chunk_size", i)?.unwrap_or(0),
+        chunk_overlap: u32_at(df, "chunk_overlap", i)?.unwrap_or(0),
+        retriever: str_at(df, "retriever", i)?,
+        ensemble_weight: f64_at(df, "ensemble_weight", i)?,
+        top_k: u32_at(df, "top_k", i)?.unwrap_or(0),
+        fetch_k: u32_at(df, "fetch_k", i)?,
+        n_answers: u64_at(df, "n_answers", i)?.unwrap_or(0) as usize,
+        n_failed: u64_at(df, "n_failed", i)?.unwrap_or(0) as usize,
+        cosine: moments_at(df, "cosine", i)?,
+        response_time_s: moments_at(df, "response_time_s", i)?,
+        ttft_mean_s: f64_at(df, "ttft_s_mean", i)?,
+        tokens_per_s_mean: f64_at(df, "tokens_per_s_mean", i)?,
+        rss_mean_bytes: f64_at(df, "rss_mean_bytes_mean", i)?,
+        rss_peak_bytes: u64_at(df, "rss_peak_bytes_max", i)?,
+        cpu_mean_percent: f64_at(df, "cpu_mean_percent_mean", i)?,
+    })
+}
+
+/// Mean with 95% CI from the `{metric}_mean|_std|_n` columns of row `i`.
+fn moments_at(df: &DataFrame, metric: &str, i: usize) -> Result<Option<MeanCi>, ReportError> {
+    let n = u64_at(df, &format!("{metric}_n"), i)?.unwrap_or(0) as usize;
+    let mean = f64_at(df, &format!("{metric}_mean"), i)?;
+    let std = f64_at(df, &format!("{metric}_std"), i)?;
+    Ok(mean.and_then(|m| ci_from_moments(n, m, std.unwrap_or(0.0), CI_LEVEL)))
+}
+
+fn str_at(df: &DataFrame, name: &str, i: usize) -> Result<String, ReportError> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .get(i)
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn f64_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<f64>, ReportError> {
+    Ok(df.column(name)?.f64()?.get(i))
+}
+
+fn u32_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<u32>, ReportError> {
+    Ok(df.column(name)?.u32()?.get(i))
+}
+
+fn u64_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<u64>, ReportError> {
+    Ok(df.column(name)?.u64()?.get(i))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stats::mean_ci;
+
+    /// A minimal ok answer; tests override fields.
+    pub(crate) fn answer(
+        model: &str,
+        chunk: u32,
+        retriever: &str,
+        q: &str,
+        cos: f64,
+        t: f64,
+    ) -> AnswerRecord {
+        AnswerRecord {
+            cell_id: format!("{model}-{chunk}-{retriever}"),
+            model: model.into(),
+            chunk_size: chunk,
+            chunk_overlap: chunk / 10,
+            retriever: retriever.into(),
+            ensemble_weight: (retriever == "ensemble").then_some(0.5),
+            top_k: 4,
+            fetch_k: (retriever == "mmr").then_some(20),
+            repeat: 0,
+            question_id: q.into(),
+            question: format!("question {q}?"),
+            expected_answer: "x".into(),
+            answer: "y".into(),
+            cosine: Some(cos),
+            response_time_s: Some(t),
+            ttft_s: Some(t / 10.0),
+            prompt_tokens: Some(400),
+            completion_tokens: Some(50),
+            rss_mean_bytes: Some(100 << 20),
+            rss_peak_bytes: Some(200 << 20),
+            cpu_mean_percent: Some(150.0),
+            chunk_ids: vec![1, 2],
+            pages: vec![3, 4],
+            status: "ok".into(),
+        }
+    }
+
+    fn failed(mut a: AnswerRecord) -> AnswerRecord {
+        a.status = "failed".into();
+        a.cosine = None;
+        a.response_time_s = None;
+        a.ttft_s = None;
+        a.completion_tokens = None;
+        a.rss_mean_bytes = None;
+        a.rss_peak_bytes = None;
+        a.cpu_mean_percent = None;
+        a
+    }
+
+    #[test]
+    fn summarize_matches_direct_computation() {
+        let cos = [0.2, 0.5, 0.9, 0.4];
+        let times = [1.0, 2.0, 4.0, 3.0];
+        let mut rows: Vec<AnswerRecord> = cos
+            .iter()
+            .zip(times)
+            .enumerate()
+            .map(|(i, (&c, t))| {
+                let mut a = answer("m1", 500, "ensemble", &format!("q{i}"), c, t);
+                a.rss_peak_bytes = Some(((i as u64) + 1) << 20);
+                a
+            })
+            .collect();
+        rows.push(failed(answer("m1", 500, "ensemble", "q9", 0.0, 0.0)));
+        rows.push(answer("m2", 1000, "dense", "q0", 0.7, 0.5));
+
+        let cells = summarize(&rows).unwrap();
+        assert_eq!(cells.len(), 2);
+        let c = &cells[0];
+        assert_eq!(
+            (c.model.as_str(), c.chunk_size, c.ensemble_weight),
+            ("m1", 500, Some(0.5))
+        );
+        assert_eq!((c.n_answers, c.n_failed), (5, 1));
+        let want = mean_ci(&cos, 0.95).unwrap();
+        let got = c.cosine.unwrap();
+        assert_eq!(got.n, 4);
+        assert!((got.mean - want.mean).abs() < 1e-12);
+        assert!((got.lo - want.lo).abs() < 1e-12 && (got.hi - want.hi).abs() < 1e-12);
+        let want_t = mean_ci(&times, 0.95).unwrap();
+        assert!((c.response_time_s.unwrap().hi - want_t.hi).abs() < 1e-12);
+        assert_eq!(c.rss_peak_bytes, Some(4 << 20));
+        // tokens/s is the mean of per-answer ratios, not a ratio of means.
+        let tps = times.iter().map(|t| 50.0 / t).sum::<f64>() / 4.0;
+        assert!((c.tokens_per_s_mean.unwrap() - tps).abs() < 1e-12);
+        // Single-answer cell: degenerate interval, no fetch_k / weight.
+        let d = &cells[1];
+        assert_eq!(
+            (d.model.as_str(), d.ensemble_weight, d.fetch_k),
+            ("m2", None, None)
+        );
+        let one = d.cosine.unwrap();
+        assert_eq!((one.n, one.lo, one.hi), (1, 0.7, 0.7));
+    }
+
+    #[test]
+    fn all_failed_cell_has_no_metrics() {
+        let rows = vec![failed(answer("m", 250, "bm25", "q1", 0.0, 0.0))];
+        let cells = summarize(&rows).unwrap();
+        assert_eq!(cells.len(), 1);
+        assert_eq!((cells[0].n_answers, cells[0].n_failed), (1, 1));
+        assert_eq!(cells[0].cosine, None);
+        assert_eq!(cells[0].rss_peak_bytes, None);
+        assert_eq!(cells[0].tokens_per_s_mean, None);
+    }
+
+    #[test]
+    fn empty_input_gives_empty_outputs() {
+        assert!(summarize(&[]).unwrap().is_empty());
+        assert!(series_points(&[]).unwrap().is_empty());
+        assert!(question_stats(&[]).unwrap().is_empty());
+        assert!(model_summaries(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn series_pool_overlap_and_question_stats_pool_cells() {
+        let mut rows = Vec::new();
+        for (overlap, c) in [(0, 0.2), (100, 0.6)] {
+            let mut a = answer("m", 1000, "dense", "q2", c, 1.0);
+            a.chunk_overlap = overlap;
+            a.cell_id = format!("cell{overlap}");
+            rows.push(a);
+        }
+        rows.push(answer("m", 1000, "dense", "q10", 0.9, 3.0));
+        let points = series_points(&rows).unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].cosine.unwrap().n, 3);
+        let qs = question_stats(&rows).unwrap();
+        let ids: Vec<&str> = qs.iter().map(|q| q.question_id.as_str()).collect();
+        assert_eq!(ids, ["q2", "q10"]);
+        assert!((qs[0].cosine.unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(qs[0].n_answers, 2);
+        assert_eq!(qs[1].response_time_s, Some(3.0));
+    }
+
+    #[test]
+    fn retriever_labels() {
+        assert_eq!(retriever_label("dense", None, None), "dense");
+        assert_eq!(retriever_label("mmr", None, Some(20)), "mmr fetch_k=20");
+        assert_eq!(
+            retriever_label("ensemble", Some(0.25), None),
+            "ensemble w=0.25"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! Renders a synthetic report and loads it in headless Debian Chromium: the page must produce a
+//! real screenshot, its DOM must hold the expected chart and treemap elements, and the browser
+//! must log no script errors.
+//!
+//! Needs `/usr/bin/chromium` (installed by `./scripts/test.sh`). No network, no Python.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrate::report::{render_html, ReportMeta};
+use orchestrate::store::AnswerRecord;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const MODELS: [&str; 2] = ["qwen2.5-coder-0.5b", "smollm2-135m"];
+const CHUNKS: [u32; 5] = [250, 500, 1000, 1500, 2000];
+const RETRIEVERS: [&str; 2] = ["dense", "ensemble"];
+const QUESTIONS: usize = 10;
+/// Indices (in generation order) of rows marked failed; none empties a cell or a question.
+const FAILED_ROWS: [usize; 4] = [3, 57, 118, 171];
+
+/// Deterministic pseudo-random numbers in [0, 1) (64-bit LCG, Knuth's MMIX constants).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// 2 models × 5 chunk sizes × 2 retrievers × 10 questions = 200 answers, 4 of them failed.
+fn synthetic_answers() -> Vec<AnswerRecord> {
+    let mut rng = Lcg(42);
+    let mut rows = Vec::new();
+    for (mi, model) in MODELS.iter().enumerate() {
+        for &chunk in &CHUNKS {
+            for retriever in RETRIEVERS {
+                for q in 0..QUESTIONS {
+                    let speed = if mi == 0 { 2.5 } else { 1.0 };
+                    let time = speed * (1.0 + f64::from(chunk) / 800.0) * (0.7 + 0.6 * rng.next());
+                    let cosine =
+                        0.35 + 0.04 * q as f64 / 2.0 + 0.15 * (mi as f64) + 0.2 * rng.next();
+                    let tokens = 20 + (80.0 * rng.next()) as u32;
+                    let rss = (if mi == 0 { 620u64 } else { 310 }) << 20;
+                    let ensemble = retriever == "ensemble";
+                    let mut a = AnswerRecord {
+                        cell_id: format!("{model}-{chunk}-{retriever}"),
+                        model: model.to_string(),
+                        chunk_size: chunk,
+                        chunk_overlap: chunk / 10,
+                        retriever: retriever.to_string(),
+                        ensemble_weight: ensemble.then_some(0.5),
+                        top_k: 4,
+                        fetch_k: None,
+                        repeat: 0,
+                        question_id: format!("q{}", q + 1),
+                        question: format!(
+                            "How do I configure <option {q}> & \"friends\" in bacula-dir.conf?"
+                        ),
+                        expected_answer: format!("Set Option{q} = yes, in the Director resource."),
+                        answer: format!("You set it,\nlike \"this\" <b>{q}</b>."),
+                        cosine: Some(cosine.min(0.99)),
+                        response_time_s: Some(time),
+                        ttft_s: Some(time * 0.2),
+                        prompt_tokens: Some(300 + chunk / 4),
+                        completion_tokens: Some(tokens),
+                        rss_mean_bytes: Some(rss - (40 << 20)),
+                        rss_peak_bytes: Some(rss + ((rng.next() * 30.0) as u64) * (1 << 20)),
+                        cpu_mean_percent: Some(150.0 + 40.0 * rng.next()),
+                        chunk_ids: vec![q as u32, q as u32 + 7],
+                        pages: vec![12 + q as u32, 200],
+                        status: "ok".to_string(),
+                    };
+                    if FAILED_ROWS.contains(&rows.len()) {
+                        a.status = "failed".into();
+                        a.answer = String::new();
+                        a.cosine = None;
+                        a.response_time_s = None;
+                        a.ttft_s = None;
+                        a.completion_tokens = None;
+                        a.rss_mean_bytes = None;
+                        a.rss_peak_bytes = None;
+                        a.cpu_mean_percent = None;
+                    }
+                    rows.push(a);
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// Runs Chromium headless with the flags of the project's browser tests plus `extra`, with a
+/// timeout; returns (stdout, stderr).
+fn run_chromium(profile: &Path, extra: &[String], page: &Path) -> (String, String) {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(extra.iter().cloned());
+    args.push(format!("file://{}", page.display()));
+    let out_dir = profile.parent().expect("profile has a parent");
+    let stdout_path = out_dir.join(format!(
+        "{}.stdout",
+        profile.file_name().unwrap().to_string_lossy()
+    ));
+    let stderr_path = out_dir.join(format!(
+        "{}.stderr",
+        profile.file_name().unwrap().to_string_lossy()
+    ));
+    let mut child = Command::new(CHROMIUM)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .expect("start chromium");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            assert!(status.success(), "chromium exited with {status}");
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (
+        std::fs::read_to_string(stdout_path).unwrap(),
+        std::fs::read_to_string(stderr_path).unwrap(),
+    )
+}
+
+/// The serialized `<svg id="{id}" …>…</svg>` element of a DOM dump.
+fn svg_section<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!(r#"<svg id="{id}""#))
+        .unwrap_or_else(|| panic!("no <svg id={id}> in DOM"));
+    let end = dom[start..].find("</svg>").expect("closing </svg>");
+    &dom[start..start + end]
+}
+
+/// Script errors and console messages in Chromium's stderr log.
+///
+/// Chromium 156 logs every console message as `INFO:CONSOLE:<line>] "<text>"` whatever its level
+/// (`console.error("boom")` and an uncaught exception look alike), and the report's script logs
+/// nothing, so every CONSOLE line counts, as does any `Uncaught` exception.
+fn console_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("Uncaught") || l.contains(":CONSOLE"))
+        .collect()
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert!(
+        bytes.len() > 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG"
+    );
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    (w, h)
+}
+
+fn chromium_or_explain() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run the README's test command `./scripts/test.sh` (it installs chromium)"
+    );
+}
+
+#[test]
+fn report_renders_in_headless_chromium() {
+    chromium_or_explain();
+    let answers = synthetic_answers();
+    assert_eq!(answers.len(), 200);
+    let meta = ReportMeta {
+        experiment_name: "synthetic <sweep>".into(),
+        experiment_file: "experiments/synthetic.toml".into(),
+        run_started: Some("2026-11-21T10:00:00Z".into()),
+        host: Some("AMD EPYC, 2 cores, 24 GiB".into()),
+        index_builds: vec![("dense 250/25".into(), 31.2), ("bm25 250/25".into(), 2.4)],
+    };
+    let html = render_html("Synthetic report", &meta, &answers).expect("render");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page: PathBuf = dir.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    if let Ok(keep) = std::env::var("REPORT_BROWSER_KEEP") {
+        // Debug aid: REPORT_BROWSER_KEEP=/tmp/x keeps the page and screenshot for inspection.
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(Path::new(&keep).join("report.html"), &html).unwrap();
+    }
+
+    // Screenshot.
+    let png = dir.path().join("shot.png");
+    let (_, shot_err) = run_chromium(
+        &dir.path().join("profile-shot"),
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1400,3000".into(),
+        ],
+        &page,
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert_eq!(png_size(&bytes), (1400, 3000));
+    // A blank 1400 × 3000 page compresses to a few KiB; charts and tables do not.
+    assert!(
+        bytes.len() > 60_000,
+        "screenshot only {} bytes: page looks empty",
+        bytes.len()
+    );
+    if let Ok(keep) = std::env::var("REPORT_BROWSER_KEEP") {
+        std::fs::write(Path::new(&keep).join("shot.png"), &bytes).unwrap();
+    }
+
+    // DOM after scripts ran.
+    let (dom, dom_err) = run_chromium(
+        &dir.path().join("profile-dom"),
+        &["--dump-dom".into()],
+        &page,
+    );
+    assert!(
+        dom.contains(r#"data-js="ok""#),
+        "inline script did not run to completion"
+    );
+    let groups = MODELS.len() * CHUNKS.len() * RETRIEVERS.len();
+    for chart in ["chart-time", "chart-cosine"] {
+        let svg = svg_section(&dom, chart);
+        assert_eq!(
+            svg.matches(r#"<circle class="pt""#).count(),
+            groups,
+            "{chart} points"
+        );
+        assert_eq!(
+            svg.matches(r#"<g class="errbar""#).count(),
+            groups,
+            "{chart} error bars"
+        );
+        assert_eq!(
+            svg.matches(r#"<g class="panel""#).count(),
+            RETRIEVERS.len(),
+            "{chart} facets"
+        );
+        assert_eq!(
+            svg.matches(r#"<g class="series""#).count(),
+            MODELS.len() * RETRIEVERS.len()
+        );
+    }
+    for treemap in ["treemap-cosine", "treemap-time", "treemap-rss"] {
+        let svg = svg_section(&dom, treemap);
+        assert_eq!(
+            svg.matches(r#"class="tm-leaf""#).count(),
+            MODELS.len() * QUESTIONS,
+            "{treemap}"
+        );
+        assert_eq!(
+            svg.matches(r#"<g class="tm-group""#).count(),
+            MODELS.len(),
+            "{treemap}"
+        );
+    }
+    // Cell table: one row per cell; answers table: one row per answer; text escaped.
+    let cells = dom
+        .split(r#"<table id="cell-table""#)
+        .nth(1)
+        .expect("cell table");
+    let cells = &cells[..cells.find("</table>").unwrap()];
+    assert_eq!(cells.matches("<tr>").count(), 1 + groups);
+    assert_eq!(dom.matches(r#"<tr><td class="q""#).count(), answers.len());
+    assert!(!dom.contains("<option 3>") && dom.contains("&lt;option 3&gt;"));
+    assert!(dom.contains("synthetic &lt;sweep&gt;"));
+
+    for (what, log) in [("screenshot", &shot_err), ("dump-dom", &dom_err)] {
+        let errors = console_errors(log);
+        assert!(
+            errors.is_empty(),
+            "console errors during {what}:\n{}",
+            errors.join("\n")
+        );
+    }
+}
+
+#[test]
+fn console_error_detection_works() {
+    // Lines as Chromium 156 writes them for `console.error("boom"); undefinedFn();`.
+    let log = concat!(
+        "[17203:17235:1121/103306.355077:ERROR:dbus/bus.cc:405] Failed to connect to the bus\n",
+        "[17203:17203:1121/103307.309517:INFO:CONSOLE:1] \"boom\", source: file:///tmp/e.html (1)\n",
+        "[17203:17203:1121/103307.311191:INFO:CONSOLE:1] \"Uncaught ReferenceError: undefinedFn is not defined\", source: file:///tmp/e.html (1)\n",
+    );
+    assert_eq!(console_errors(log).len(), 2);
+    assert!(console_errors("[1:1:1121/1:ERROR:dbus/bus.cc:405] no bus").is_empty());
+}
