@@ -1,0 +1,285 @@
+//! Corpus indexes: the chunks of one (corpus, splitter, embedder) combination with a dense vector
+//! index ([`dense`], arroy on LMDB, cosine) and a lexical BM25 index ([`lexical`], tantivy), cached
+//! on disk under `store/indexes/<key digest>/` ([`cache`]).
+//!
+//! [`CorpusIndex`] is what retrieval ([`crate::retrieve`]) queries. Build or reuse one with
+//! [`open_or_build`] (keyed by [`IndexKey`]: corpus fingerprint, splitter sizes, embedder
+//! fingerprint); open an existing cache directory read-only (worker subprocess) with [`open`].
+
+pub mod cache;
+pub mod dense;
+pub mod lexical;
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::split::Chunk;
+
+pub use cache::{open, open_or_build, BuildInfo};
+pub use dense::DenseIndex;
+pub use lexical::LexicalIndex;
+
+/// Errors from building, opening or querying an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A file or directory operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What we were doing ("create", "read", "rename", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file (chunks.jsonl, meta.json) could not be parsed or written.
+    #[error("invalid JSON in {path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse/serialise error.
+        source: serde_json::Error,
+    },
+    /// LMDB (heed) failed.
+    #[error("lmdb: {0}")]
+    Lmdb(#[from] heed::Error),
+    /// arroy failed (build or query).
+    #[error("arroy: {0}")]
+    Arroy(#[from] arroy::Error),
+    /// tantivy failed (build, open or query).
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The `pages` callback of [`open_or_build`] failed (e.g. a PDF could not be read).
+    #[error("loading corpus pages: {0}")]
+    Pages(Box<dyn std::error::Error + Send + Sync>),
+    /// Invalid splitter settings in the [`IndexKey`].
+    #[error("splitter: {0}")]
+    Split(#[from] crate::split::SplitError),
+    /// Embedding the chunks failed.
+    #[error("embedding: {0}")]
+    Embed(#[from] crate::embed::EmbedError),
+    /// A vector has the wrong number of dimensions.
+    #[error("vector has {got} dimensions, index has {expected}")]
+    Dimension {
+        /// The index's dimension.
+        expected: usize,
+        /// The vector's length.
+        got: usize,
+    },
+    /// The key's embedder fingerprint is not the fingerprint of the embedder passed in.
+    #[error("index key names embedder {key}, but the embedder given is {embedder}")]
+    EmbedderMismatch {
+        /// Fingerprint in the key.
+        key: String,
+        /// Fingerprint of the embedder argument.
+        embedder: String,
+    },
+    /// The cache directory is inconsistent (missing files, ids out of order, counts differ).
+    #[error("corrupt index at {path}: {reason}")]
+    Corrupt {
+        /// The index directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Everything that determines an index's content; its [`IndexKey::digest`] names the cache
+/// directory. Chunk sizes are in characters (Unicode code points), as in [`crate::split`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexKey {
+    /// Corpus fingerprint, e.g. [`crate::corpus::corpus_fingerprint`] of the source files.
+    pub corpus_fingerprint: String,
+    /// Splitter chunk size, characters.
+    pub chunk_size: usize,
+    /// Splitter chunk overlap, characters.
+    pub chunk_overlap: usize,
+    /// [`crate::embed::Embedder::fingerprint`] of the embedding model.
+    pub embedder_fingerprint: String,
+}
+
+impl IndexKey {
+    /// Bumped when the on-disk layout or the build procedure changes, so old caches are not reused.
+    pub const FORMAT_VERSION: u32 = 1;
+
+    /// Hex SHA-256 over the format version and the four fields, each length-framed (u64 LE), so
+    /// different keys never hash the same input. 64 lowercase hex characters.
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        let size = self.chunk_size.to_string();
+        let overlap = self.chunk_overlap.to_string();
+        let version = Self::FORMAT_VERSION.to_string();
+        for part in [
+            version.as_str(),
+            self.corpus_fingerprint.as_str(),
+            size.as_str(),
+            overlap.as_str(),
+            self.embedder_fingerprint.as_str(),
+        ] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The chunks of one corpus split with their dense and lexical indexes. Chunk ids are dense:
+/// `chunks[i].id == i`.
+#[derive(Debug)]
+pub struct CorpusIndex {
+    /// All chunks, indexed by chunk id.
+    pub chunks: Vec<Chunk>,
+    dense: DenseIndex,
+    lexical: LexicalIndex,
+    dir: PathBuf,
+}
+
+impl CorpusIndex {
+    /// Assembles an index from its parts, checking that chunk ids are `0..n` in order and that
+    /// both indexes hold `n` documents. Errors: [`IndexError::Corrupt`].
+    pub fn new(
+        dir: PathBuf,
+        chunks: Vec<Chunk>,
+        dense: DenseIndex,
+        lexical: LexicalIndex,
+    ) -> Result<Self, IndexError> {
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: dir.clone(),
+            reason,
+        };
+        if let Some((i, c)) = chunks.iter().enumerate().find(|(i, c)| c.id as usize != *i) {
+            return Err(corrupt(format!("chunk at position {i} has id {}", c.id)));
+        }
+        if dense.len() != chunks.len() {
+            return Err(corrupt(format!(
+                "{} chunks but {} vectors",
+                chunks.len(),
+                dense.len()
+            )));
+        }
+        if lexical.num_docs() != chunks.len() as u64 {
+            return Err(corrupt(format!(
+                "{} chunks but {} lexical documents",
+                chunks.len(),
+                lexical.num_docs()
+            )));
+        }
+        Ok(CorpusIndex {
+            chunks,
+            dense,
+            lexical,
+            dir,
+        })
+    }
+
+    /// Number of chunks.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// True when the corpus produced no chunks.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The cache directory this index lives in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Embedding dimension of the dense index.
+    pub fn dim(&self) -> usize {
+        self.dense.dim()
+    }
+
+    /// The chunk with this id.
+    pub fn chunk(&self, chunk_id: u32) -> Option<&Chunk> {
+        self.chunks.get(chunk_id as usize)
+    }
+
+    /// The stored (L2-normalised) embedding of a chunk, `dim()` f32s; `None` for an unknown id.
+    pub fn vector(&self, chunk_id: u32) -> Option<Vec<f32>> {
+        self.dense.vector(chunk_id).map(<[f32]>::to_vec)
+    }
+
+    /// Approximate dense search (arroy): the `k` chunks most cosine-similar to `query`, as
+    /// `(chunk_id, cosine)` best first. See [`DenseIndex::search`].
+    pub fn dense_search(&self, query: &[f32], k: usize) -> Result<Vec<(u32, f32)>, IndexError> {
+        self.dense.search(query, k)
+    }
+
+    /// Exact (brute-force) dense search; same output shape as [`Self::dense_search`].
+    pub fn dense_search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<(u32, f32)>, IndexError> {
+        self.dense.search_exact(query, k)
+    }
+
+    /// BM25 search (tantivy): up to `k` `(chunk_id, bm25 score)` best first; chunks sharing no
+    /// term with the query are not returned. See [`LexicalIndex::search`].
+    pub fn bm25_search(&self, query: &str, k: usize) -> Result<Vec<(u32, f32)>, IndexError> {
+        self.lexical.search(query, k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> IndexKey {
+        IndexKey {
+            corpus_fingerprint: "abc".into(),
+            chunk_size: 500,
+            chunk_overlap: 50,
+            embedder_fingerprint: "def".into(),
+        }
+    }
+
+    #[test]
+    fn digest_is_hex_and_changes_with_every_field() {
+        let base = key().digest();
+        assert_eq!(base.len(), 64);
+        assert!(base.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(base, key().digest());
+        let variants = [
+            IndexKey {
+                corpus_fingerprint: "abd".into(),
+                ..key()
+            },
+            IndexKey {
+                chunk_size: 501,
+                ..key()
+            },
+            IndexKey {
+                chunk_overlap: 51,
+                ..key()
+            },
+            IndexKey {
+                embedder_fingerprint: "deg".into(),
+                ..key()
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.digest(), base, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn digest_frames_fields() {
+        // Moving characters between string fields must change the digest.
+        let a = IndexKey {
+            corpus_fingerprint: "ab".into(),
+            embedder_fingerprint: "c".into(),
+            ..key()
+        };
+        let b = IndexKey {
+            corpus_fingerprint: "a".into(),
+            embedder_fingerprint: "bc".into(),
+            ..key()
+        };
+        assert_ne!(a.digest(), b.digest());
+    }
+}
