@@ -140,7 +140,7 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},tantivy=warn,arroy=warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},tantivy=warn,arroy=warn,lopdf=error,pdf_extract=error,llama-cpp-2=warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -242,7 +242,7 @@ fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
         experiment_name: exp.name.clone(),
         experiment_file: exp.path.display().to_string(),
         run_started: db.last_run_started()?,
-        host: Some(host_line()),
+        host: db.last_run_host()?,
         index_builds: db.index_builds(&exp.cells)?,
     };
     let html = report::render_html(&exp.name, &meta, &answers)?;
@@ -253,15 +253,4 @@ fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::write(&tmp, html).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(out.to_path_buf())
-}
-
-fn host_line() -> String {
-    let h = orchestrate::sample::host_facts();
-    format!(
-        "{}, {} cores, {:.0} GiB RAM, {}",
-        h.cpu_model,
-        h.logical_cores,
-        h.ram_bytes as f64 / (1u64 << 30) as f64,
-        h.os
-    )
 }

@@ -640,7 +640,7 @@ impl Validator<'_> {
 }
 
 /// Stable cell id: the first 16 hex digits of sha256 over the model's name, file and generation
-/// settings (or `retrieval-only`), the retrieval settings, the corpus paths and the embedding model
+/// settings (threads included: llama.cpp's greedy output can differ with the thread count) (or `retrieval-only`), the retrieval settings, the corpus paths and the embedding model
 /// path. Question ids and repeats are not part of it: they key the answer rows within a cell.
 fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &Path) -> String {
     let mut h = Sha256::new();
@@ -648,7 +648,7 @@ fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &
         Some(m) => {
             let p = &m.params;
             h.update(format!(
-                "model={}|gguf={}|prompt={:?}|n_ctx={}|t={}|top_p={}|seed={}|max={}|stop={:?}\n",
+                "model={}|gguf={}|prompt={:?}|n_ctx={}|t={}|top_p={}|seed={}|max={}|stop={:?}|threads={}\n",
                 m.name,
                 m.gguf.display(),
                 p.prompt,
@@ -657,7 +657,8 @@ fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &
                 p.top_p,
                 p.seed,
                 p.max_tokens,
-                p.stop
+                p.stop,
+                p.threads
             ));
         }
         None => h.update(b"retrieval-only\n"),
@@ -740,7 +741,7 @@ prompt = "C: {context} Q: {question} A:"
             .to_string();
         assert!(err.contains("e.toml"), "{err}");
         assert!(err.contains("chunk_sise"), "{err}");
-        assert!(err.contains("line 21"), "{err}");
+        assert!(err.contains("line 19"), "{err}");
     }
 
     #[test]
@@ -752,7 +753,7 @@ prompt = "C: {context} Q: {question} A:"
         match err {
             ExperimentError::Invalid { line, field, .. } => {
                 assert_eq!(field, "grid.retriever");
-                assert_eq!(line, 20);
+                assert_eq!(line, 18);
             }
             e => panic!("unexpected {e}"),
         }

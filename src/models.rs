@@ -164,7 +164,7 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelsError> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ModelsError + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ModelsError + 'a {
     move |source| ModelsError::Io { action, path: path.to_path_buf(), source }
 }
 

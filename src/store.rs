@@ -515,6 +515,30 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Host of the latest run as one line: "CPU, N cores, X GiB RAM, OS", if any run is stored.
+    pub fn last_run_host(&self) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT host_cpu, host_logical_cores, host_ram_bytes, host_os FROM runs ORDER BY run_id DESC LIMIT 1",
+                [],
+                |r| {
+                    let cpu: Option<String> = r.get(0)?;
+                    let cores: Option<i64> = r.get(1)?;
+                    let ram: Option<i64> = r.get(2)?;
+                    let os: Option<String> = r.get(3)?;
+                    Ok(format!(
+                        "{}, {} cores, {:.0} GiB RAM, {}",
+                        cpu.unwrap_or_default(),
+                        cores.unwrap_or(0),
+                        ram.unwrap_or(0) as f64 / (1u64 << 30) as f64,
+                        os.unwrap_or_default()
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Every answer of the given cells, joined with the cells' axes, ordered by cell (in the given
     /// order), repeat and question id.
     pub fn answers(&self, exp: &Experiment) -> Result<Vec<AnswerRecord>, StoreError> {

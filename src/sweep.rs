@@ -200,6 +200,7 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     ));
 
     let mut embedder: Option<Embedder> = None;
+    let mut corpus_fingerprint: Option<String> = None;
     let pages: std::cell::RefCell<Option<Vec<crate::corpus::Page>>> = Default::default();
     for (i, cell) in exp.cells.iter().enumerate() {
         let label = cell_label(exp, cell);
@@ -224,9 +225,18 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
         }
         let emb = embedder.as_ref().ok_or_else(|| SweepError::NoQuestions(exp.qa.clone()))?;
         let r = &cell.retrieval;
+        if corpus_fingerprint.is_none() {
+            corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(&exp.corpus)?);
+        }
+        let key = crate::index::IndexKey {
+            corpus_fingerprint: corpus_fingerprint.clone().unwrap_or_default(),
+            chunk_size: r.chunk_size,
+            chunk_overlap: r.chunk_overlap,
+            embedder_fingerprint: emb.fingerprint().to_string(),
+        };
         let (index, info) = crate::index::open_or_build(
             &opts.store_dir,
-            &exp.corpus,
+            &key,
             || -> Result<Vec<crate::corpus::Page>, crate::corpus::CorpusError> {
                 if let Some(p) = pages.borrow().as_ref() {
                     return Ok(p.clone());
@@ -238,8 +248,6 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
                 *pages.borrow_mut() = Some(all.clone());
                 Ok(all)
             },
-            r.chunk_size,
-            r.chunk_overlap,
             emb,
         )?;
         drop(index);

@@ -1,0 +1,859 @@
+//! Answer generation with a local GGUF model through llama-cpp-2 (llama.cpp).
+//!
+//! This module owns: the process-wide llama.cpp backend (initialised once, its logs routed to
+//! `tracing` under the target `llama-cpp-2`), loading a model ([`Generator::load`]), building the
+//! prompt (the model's own chat template or a user template, see [`PromptStyle`]), fitting the
+//! retrieved contexts into the context window (counted in tokens), sampling (greedy or seeded
+//! top-p), stop handling (end-of-generation token, stop strings, token budget) and timing
+//! (time to first token, response time).
+//!
+//! Every answer runs in a fresh llama.cpp context, so answers never see each other's KV cache.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::{BatchAddError, LlamaBatch};
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{
+    ApplyChatTemplateError, ChatTemplateError, DecodeError, LlamaContextLoadError,
+    LlamaModelLoadError, LogOptions, NewLlamaChatMessageError,
+};
+
+/// Placeholder replaced by the joined contexts in a [`PromptStyle::Template`].
+pub const CONTEXT_PLACEHOLDER: &str = "{context}";
+/// Placeholder replaced by the question in a [`PromptStyle::Template`].
+pub const QUESTION_PLACEHOLDER: &str = "{question}";
+
+/// Prompt template for base (non-chat) models such as gemma-3-270m.
+///
+/// It ends with `Answer:` so that a base model continues with the answer. A base model does not
+/// emit an end-of-generation token reliably and tends to go on with a new `Question:`; use it with
+/// [`DEFAULT_STOP`] (see [`GenParams::base_model`]).
+pub const DEFAULT_TEMPLATE: &str = "Answer the question using only the context below. \
+Answer in one or two sentences.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:";
+
+/// Stop strings matching [`DEFAULT_TEMPLATE`]: a blank line (end of the answer paragraph), or the
+/// model starting a new `Question:` / `Context:` block on its own.
+pub const DEFAULT_STOP: &[&str] = &["\n\n", "\nQuestion:", "\nContext:"];
+
+/// Instruction layout of the single user message sent through the model's chat template
+/// ([`PromptStyle::Chat`]); same placeholders as [`PromptStyle::Template`].
+pub const CHAT_INSTRUCTION: &str = "Use the following context to answer the question. \
+If the context does not contain the answer, say that you don't know. Answer concisely.\n\n\
+Context:\n{context}\n\nQuestion: {question}";
+
+/// Separator between contexts when they are joined into `{context}`: a blank line.
+pub const CONTEXT_SEPARATOR: &str = "\n\n";
+
+/// Errors of model loading and generation.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The model file does not exist.
+    #[error("model file not found: {0}")]
+    ModelNotFound(PathBuf),
+    /// The model file could not be read.
+    #[error("cannot read model file {path}: {source}")]
+    Io {
+        /// The model path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file does not start with the GGUF magic bytes.
+    #[error("{0} is not a GGUF file (llama.cpp needs a .gguf model)")]
+    NotGguf(PathBuf),
+    /// The llama.cpp backend could not be initialised.
+    #[error("llama.cpp backend initialisation failed: {0}")]
+    Backend(String),
+    /// llama.cpp failed to load the model.
+    #[error("llama.cpp failed to load {path}: {source}")]
+    Load {
+        /// The model path.
+        path: PathBuf,
+        /// The underlying error.
+        source: LlamaModelLoadError,
+    },
+    /// `PromptStyle::Chat` was asked of a model whose GGUF has no chat template.
+    #[error(
+        "model {0} has no chat template (a base model?): set `prompt = \"<template>\"` with \
+         {{context}} and {{question}} placeholders, e.g. the default base-model template"
+    )]
+    MissingChatTemplate(PathBuf),
+    /// The chat template could not be read from the GGUF.
+    #[error("cannot read the chat template: {0}")]
+    ChatTemplate(#[from] ChatTemplateError),
+    /// The chat message contained a NUL byte.
+    #[error("invalid chat message: {0}")]
+    ChatMessage(#[from] NewLlamaChatMessageError),
+    /// llama.cpp could not apply the chat template (unsupported template or bad input).
+    #[error("cannot apply the chat template: {0}")]
+    ApplyChatTemplate(#[from] ApplyChatTemplateError),
+    /// A user template lacks a placeholder.
+    #[error("prompt template lacks the {0} placeholder")]
+    MissingPlaceholder(&'static str),
+    /// A generation parameter is out of range.
+    #[error("invalid generation parameter: {0}")]
+    InvalidParams(String),
+    /// Even with no context the prompt plus `max_tokens` exceeds `n_ctx`.
+    #[error(
+        "the question alone needs {prompt_tokens} prompt tokens + {max_tokens} generated tokens \
+         > n_ctx {n_ctx}: raise n_ctx or lower max_tokens"
+    )]
+    QuestionTooLong {
+        /// Tokens of the prompt built without any context.
+        prompt_tokens: usize,
+        /// The generation budget.
+        max_tokens: u32,
+        /// The context window.
+        n_ctx: u32,
+    },
+    /// llama.cpp could not create a context (usually out of memory).
+    #[error("cannot create a llama.cpp context: {0}")]
+    Context(#[from] LlamaContextLoadError),
+    /// A batch could not hold the tokens given to it.
+    #[error("batch error: {0}")]
+    Batch(#[from] BatchAddError),
+    /// `llama_decode` failed.
+    #[error("decode failed: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// How the prompt is built from the question and the contexts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PromptStyle {
+    /// The GGUF's own chat template (`tokenizer.chat_template`), applied by llama.cpp to one user
+    /// message laid out as [`CHAT_INSTRUCTION`], with the assistant turn opened (`add_ass`).
+    Chat,
+    /// A raw prompt with `{context}` and `{question}` placeholders (both required), for base
+    /// models; see [`DEFAULT_TEMPLATE`].
+    Template(String),
+}
+
+/// Generation parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GenParams {
+    /// Context window in tokens (prompt + generated). Default 2048.
+    pub n_ctx: u32,
+    /// Sampling temperature; `<= 0` means greedy decoding. Default 0.
+    pub temperature: f32,
+    /// Nucleus (top-p) mass kept when sampling, in (0, 1]. Default 0.95. Unused when greedy.
+    pub top_p: f32,
+    /// Seed of the sampling distribution (fresh for every answer). Default 42.
+    pub seed: u32,
+    /// Maximum generated tokens per answer (>= 1). Default 128.
+    pub max_tokens: u32,
+    /// Strings that end the answer; the first occurrence and everything after it is cut.
+    /// Default none.
+    pub stop: Vec<String>,
+    /// Threads for prompt processing and generation (>= 1). Default: available cores.
+    ///
+    /// llama.cpp's OpenMP threads busy-wait at barriers: when the cores are shared with other
+    /// busy processes (parallel workers, builds), more threads than free cores slows generation
+    /// several-fold (measured: SmolLM2 under load, 1 thread 38 tok/s vs 2 threads 8 tok/s).
+    /// Greedy output is reproducible for a fixed thread count; a different count can change
+    /// float summation order and hence the text.
+    pub threads: i32,
+    /// Prompt construction. Default [`PromptStyle::Chat`].
+    pub prompt: PromptStyle,
+    /// Tokens per prompt-processing decode call (logical and physical batch, capped at n_ctx).
+    /// Default 512.
+    pub n_batch: u32,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        Self {
+            n_ctx: 2048,
+            temperature: 0.0,
+            top_p: 0.95,
+            seed: 42,
+            max_tokens: 128,
+            stop: Vec::new(),
+            threads: default_threads(),
+            prompt: PromptStyle::Chat,
+            n_batch: 512,
+        }
+    }
+}
+
+impl GenParams {
+    /// Defaults for a base model: [`DEFAULT_TEMPLATE`] with [`DEFAULT_STOP`].
+    pub fn base_model() -> Self {
+        Self {
+            prompt: PromptStyle::Template(DEFAULT_TEMPLATE.to_string()),
+            stop: DEFAULT_STOP.iter().map(|s| s.to_string()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks ranges and template placeholders.
+    ///
+    /// # Errors
+    /// [`GenerateError::InvalidParams`] or [`GenerateError::MissingPlaceholder`].
+    pub fn validate(&self) -> Result<(), GenerateError> {
+        let invalid = |m: String| Err(GenerateError::InvalidParams(m));
+        if self.n_ctx == 0 {
+            return invalid("n_ctx must be >= 1".into());
+        }
+        if self.max_tokens == 0 {
+            return invalid("max_tokens must be >= 1".into());
+        }
+        if self.n_batch == 0 {
+            return invalid("n_batch must be >= 1".into());
+        }
+        if self.threads < 1 {
+            return invalid(format!("threads must be >= 1, got {}", self.threads));
+        }
+        if !self.temperature.is_finite() {
+            return invalid("temperature must be finite".into());
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return invalid(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return invalid("stop strings must not be empty".into());
+        }
+        if let PromptStyle::Template(t) = &self.prompt {
+            check_placeholders(t)?;
+        }
+        Ok(())
+    }
+}
+
+/// Number of logical cores (at least 1).
+fn default_threads() -> i32 {
+    std::thread::available_parallelism()
+        .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX))
+        .unwrap_or(1)
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StopReason {
+    /// The model sampled an end-of-generation token (EOS, EOT, `<|im_end|>`, ...).
+    Eos,
+    /// A stop string appeared in the text.
+    StopString,
+    /// `max_tokens` tokens were generated.
+    MaxTokens,
+}
+
+/// One generated answer with its measurements.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Generation {
+    /// The answer, stop string removed, surrounding whitespace trimmed.
+    pub text: String,
+    /// Tokens of the prompt actually decoded (special tokens included).
+    pub prompt_tokens: u32,
+    /// Sampled tokens, excluding a final end-of-generation token; at most `max_tokens`.
+    pub completion_tokens: u32,
+    /// Seconds from the start of prompt decoding to the first sampled token.
+    pub ttft_s: f64,
+    /// Seconds from the start of prompt decoding to the end of generation (>= `ttft_s`).
+    pub response_s: f64,
+    /// How many of the given contexts (a prefix, in rank order) fit in the prompt.
+    pub contexts_used: usize,
+    /// Why generation ended.
+    pub stopped_by: StopReason,
+}
+
+/// Static facts about a loaded model.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    /// Number of parameters.
+    pub n_params: u64,
+    /// Size of the weights in bytes.
+    pub size_bytes: u64,
+    /// Context length the model was trained with, tokens.
+    pub n_ctx_train: u32,
+    /// Whether the GGUF carries a chat template.
+    pub has_chat_template: bool,
+    /// `general.name (general.architecture)` from the GGUF metadata, or the file name.
+    pub description: String,
+}
+
+/// A loaded model with its generation parameters.
+pub struct Generator {
+    backend: &'static LlamaBackend,
+    model: LlamaModel,
+    chat_template: Option<LlamaChatTemplate>,
+    params: GenParams,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("path", &self.path)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process-wide backend: llama.cpp allows one initialisation per process.
+fn backend() -> Result<&'static LlamaBackend, GenerateError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| GenerateError::Backend(e.clone()))
+}
+
+/// Errors unless `path` exists and starts with the 4-byte GGUF magic.
+fn check_gguf(path: &Path) -> Result<(), GenerateError> {
+    use std::io::Read;
+    if !path.is_file() {
+        return Err(GenerateError::ModelNotFound(path.to_path_buf()));
+    }
+    let io = |source| GenerateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut magic = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    match file.read_exact(&mut magic) {
+        Ok(()) if &magic == b"GGUF" => Ok(()),
+        Ok(()) => Err(GenerateError::NotGguf(path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(GenerateError::NotGguf(path.to_path_buf()))
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Errors if `template` lacks `{context}` or `{question}`.
+fn check_placeholders(template: &str) -> Result<(), GenerateError> {
+    if !template.contains(CONTEXT_PLACEHOLDER) {
+        return Err(GenerateError::MissingPlaceholder(CONTEXT_PLACEHOLDER));
+    }
+    if !template.contains(QUESTION_PLACEHOLDER) {
+        return Err(GenerateError::MissingPlaceholder(QUESTION_PLACEHOLDER));
+    }
+    Ok(())
+}
+
+/// Substitutes the placeholders in one left-to-right pass, so placeholder-like text inside the
+/// context or the question is left alone.
+pub fn render_template(template: &str, context: &str, question: &str) -> String {
+    let mut out = String::with_capacity(template.len() + context.len() + question.len());
+    let mut rest = template;
+    loop {
+        let next = [
+            (rest.find(CONTEXT_PLACEHOLDER), CONTEXT_PLACEHOLDER, context),
+            (
+                rest.find(QUESTION_PLACEHOLDER),
+                QUESTION_PLACEHOLDER,
+                question,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(pos, ph, value)| pos.map(|p| (p, ph, value)))
+        .min_by_key(|(p, _, _)| *p);
+        match next {
+            Some((pos, ph, value)) => {
+                out.push_str(&rest[..pos]);
+                out.push_str(value);
+                rest = &rest[pos + ph.len()..];
+            }
+            None => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
+}
+
+/// Joins contexts in rank order, separated by [`CONTEXT_SEPARATOR`].
+pub fn join_contexts(contexts: &[&str]) -> String {
+    contexts.join(CONTEXT_SEPARATOR)
+}
+
+/// Byte offset of the earliest occurrence of any stop string in `text`, searching only after the
+/// text's leading whitespace: a base model that opens its answer with a blank line (common after
+/// `Answer:`) is not cut to an empty answer by a `"\n\n"` stop string.
+pub fn find_stop(text: &str, stop: &[String]) -> Option<usize> {
+    let lead = text.len() - text.trim_start().len();
+    let body = &text[lead..];
+    stop.iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| body.find(s.as_str()))
+        .min()
+        .map(|i| lead + i)
+}
+
+/// Incremental UTF-8 decoder for token pieces: a multi-byte character split across tokens is
+/// held back until complete; invalid bytes become U+FFFD.
+#[derive(Debug, Default)]
+pub struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// Appends `bytes` and moves every complete character to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut String) {
+        self.pending.extend_from_slice(bytes);
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    return;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    out.push_str(&String::from_utf8_lossy(&self.pending[..valid]));
+                    match e.error_len() {
+                        // Incomplete sequence at the end: keep it for the next piece.
+                        None => {
+                            self.pending.drain(..valid);
+                            return;
+                        }
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            self.pending.drain(..valid + bad);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes an incomplete trailing sequence as U+FFFD.
+    pub fn finish(&mut self, out: &mut String) {
+        if !self.pending.is_empty() {
+            out.push_str(&String::from_utf8_lossy(&self.pending));
+            self.pending.clear();
+        }
+    }
+}
+
+/// A prompt fitted into the window.
+struct FittedPrompt {
+    tokens: Vec<LlamaToken>,
+    contexts_used: usize,
+}
+
+impl Generator {
+    /// Loads a GGUF model (CPU, memory-mapped) and checks `params` against it.
+    ///
+    /// # Errors
+    /// [`GenerateError::ModelNotFound`], [`GenerateError::NotGguf`], [`GenerateError::Load`],
+    /// invalid parameters, and [`GenerateError::MissingChatTemplate`] when `params.prompt` is
+    /// [`PromptStyle::Chat`] but the model has no chat template.
+    pub fn load(path: &Path, params: GenParams) -> Result<Self, GenerateError> {
+        params.validate()?;
+        check_gguf(path)?;
+        let backend = backend()?;
+        let started = Instant::now();
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|source| GenerateError::Load {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let chat_template = match model.chat_template(None) {
+            Ok(t) => Some(t),
+            Err(ChatTemplateError::MissingTemplate) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if params.prompt == PromptStyle::Chat && chat_template.is_none() {
+            return Err(GenerateError::MissingChatTemplate(path.to_path_buf()));
+        }
+        if params.n_ctx > model.n_ctx_train() {
+            tracing::warn!(
+                n_ctx = params.n_ctx,
+                n_ctx_train = model.n_ctx_train(),
+                "n_ctx exceeds the model's training context"
+            );
+        }
+        tracing::info!(path = %path.display(), load_s = started.elapsed().as_secs_f64(), "model loaded");
+        Ok(Self {
+            backend,
+            model,
+            chat_template,
+            params,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> &GenParams {
+        &self.params
+    }
+
+    /// Replaces the parameters (e.g. another seed or stop list) without reloading the model.
+    ///
+    /// # Errors
+    /// As [`GenParams::validate`], and [`GenerateError::MissingChatTemplate`] for
+    /// [`PromptStyle::Chat`] on a model without a chat template; the old parameters stay.
+    pub fn set_params(&mut self, params: GenParams) -> Result<(), GenerateError> {
+        params.validate()?;
+        if params.prompt == PromptStyle::Chat && self.chat_template.is_none() {
+            return Err(GenerateError::MissingChatTemplate(self.path.clone()));
+        }
+        self.params = params;
+        Ok(())
+    }
+
+    /// Facts about the loaded model.
+    pub fn model_info(&self) -> ModelInfo {
+        let arch = self.model.meta_val_str("general.architecture").ok();
+        let name = self.model.meta_val_str("general.name").ok();
+        let file = self
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let description = match (name, arch) {
+            (Some(n), Some(a)) => format!("{n} ({a})"),
+            (Some(n), None) => n,
+            (None, Some(a)) => format!("{file} ({a})"),
+            (None, None) => file,
+        };
+        ModelInfo {
+            n_params: self.model.n_params(),
+            size_bytes: self.model.size(),
+            n_ctx_train: self.model.n_ctx_train(),
+            has_chat_template: self.chat_template.is_some(),
+            description,
+        }
+    }
+
+    /// Number of tokens of `text` as the prompt tokenizer counts it (special tokens parsed, BOS
+    /// added when the model wants one).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenize(text).len()
+    }
+
+    fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// The full prompt text for a question and contexts (no truncation).
+    ///
+    /// # Errors
+    /// Chat-template errors, or [`GenerateError::MissingChatTemplate`].
+    pub fn build_prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError> {
+        let context = join_contexts(contexts);
+        match &self.params.prompt {
+            PromptStyle::Template(t) => Ok(render_template(t, &context, question)),
+            PromptStyle::Chat => {
+                let template = self
+                    .chat_template
+                    .as_ref()
+                    .ok_or_else(|| GenerateError::MissingChatTemplate(self.path.clone()))?;
+                let content = render_template(CHAT_INSTRUCTION, &context, question);
+                let message = LlamaChatMessage::new("user".to_string(), content)?;
+                Ok(self.model.apply_chat_template(template, &[message], true)?)
+            }
+        }
+    }
+
+    /// Keeps the longest prefix of `contexts` whose prompt leaves room for `max_tokens`.
+    fn fit_prompt(&self, question: &str, contexts: &[&str]) -> Result<FittedPrompt, GenerateError> {
+        let budget = self.params.n_ctx.saturating_sub(self.params.max_tokens) as usize;
+        let mut last_len = 0;
+        for used in (0..=contexts.len()).rev() {
+            let tokens = self.tokenize(&self.build_prompt(question, &contexts[..used])?);
+            if tokens.len() <= budget && !tokens.is_empty() {
+                if used < contexts.len() {
+                    tracing::debug!(
+                        used,
+                        given = contexts.len(),
+                        "contexts truncated to fit n_ctx"
+                    );
+                }
+                return Ok(FittedPrompt {
+                    tokens,
+                    contexts_used: used,
+                });
+            }
+            last_len = tokens.len();
+        }
+        Err(GenerateError::QuestionTooLong {
+            prompt_tokens: last_len,
+            max_tokens: self.params.max_tokens,
+            n_ctx: self.params.n_ctx,
+        })
+    }
+
+    /// A fresh context sized by the parameters.
+    fn new_context(&self) -> Result<LlamaContext<'_>, GenerateError> {
+        let n_batch = self.params.n_batch.min(self.params.n_ctx);
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.params.n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_threads(self.params.threads)
+            .with_n_threads_batch(self.params.threads);
+        Ok(self.model.new_context(self.backend, ctx_params)?)
+    }
+
+    /// Greedy when temperature <= 0, else top-p → temperature → seeded draw (llama.cpp's
+    /// `common_sampler` order).
+    fn new_sampler(&self) -> LlamaSampler {
+        let p = &self.params;
+        if p.temperature <= 0.0 {
+            LlamaSampler::greedy()
+        } else {
+            LlamaSampler::chain(
+                [
+                    LlamaSampler::top_p(p.top_p, 1),
+                    LlamaSampler::temp(p.temperature),
+                    LlamaSampler::dist(p.seed),
+                ],
+                true,
+            )
+        }
+    }
+
+    /// Answers `question` from `contexts` (rank order; trailing ones are dropped if the prompt
+    /// would not leave `max_tokens` free in `n_ctx`).
+    ///
+    /// # Errors
+    /// [`GenerateError::QuestionTooLong`] if the prompt does not fit even without contexts;
+    /// context creation, batch and decode errors from llama.cpp.
+    pub fn answer(
+        &mut self,
+        question: &str,
+        contexts: &[&str],
+    ) -> Result<Generation, GenerateError> {
+        let fitted = self.fit_prompt(question, contexts)?;
+        let mut ctx = self.new_context()?;
+        let mut sampler = self.new_sampler();
+        let started = Instant::now();
+        let last_idx = decode_prompt(&mut ctx, &fitted.tokens, self.params.n_batch)?;
+        let out = self.generate(
+            &mut ctx,
+            &mut sampler,
+            fitted.tokens.len(),
+            last_idx,
+            started,
+        )?;
+        let response_s = started.elapsed().as_secs_f64();
+        Ok(Generation {
+            text: out.text.trim().to_string(),
+            prompt_tokens: u32::try_from(fitted.tokens.len()).unwrap_or(u32::MAX),
+            completion_tokens: out.completion_tokens,
+            ttft_s: out.ttft_s.unwrap_or(response_s).min(response_s),
+            response_s,
+            contexts_used: fitted.contexts_used,
+            stopped_by: out.stopped_by,
+        })
+    }
+
+    /// The sampling loop after the prompt is decoded.
+    fn generate(
+        &self,
+        ctx: &mut LlamaContext<'_>,
+        sampler: &mut LlamaSampler,
+        prompt_len: usize,
+        mut logits_idx: i32,
+        started: Instant,
+    ) -> Result<RawOutput, GenerateError> {
+        let vocab = self.model.vocab();
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut decoder = Utf8Stream::default();
+        let mut out = RawOutput {
+            text: String::new(),
+            completion_tokens: 0,
+            ttft_s: None,
+            stopped_by: StopReason::MaxTokens,
+        };
+        let mut pos = i32::try_from(prompt_len).unwrap_or(i32::MAX);
+        loop {
+            let token = sampler.sample(ctx, logits_idx);
+            out.ttft_s
+                .get_or_insert_with(|| started.elapsed().as_secs_f64());
+            if vocab.is_eog(token) {
+                out.stopped_by = StopReason::Eos;
+                break;
+            }
+            out.completion_tokens += 1;
+            decoder.push(&vocab.token_to_piece(token, false, None), &mut out.text);
+            if let Some(cut) = find_stop(&out.text, &self.params.stop) {
+                out.text.truncate(cut);
+                out.stopped_by = StopReason::StopString;
+                return Ok(out);
+            }
+            if out.completion_tokens >= self.params.max_tokens {
+                break;
+            }
+            batch.clear();
+            batch.add(token, pos, &[0], true)?;
+            ctx.decode(&mut batch)?;
+            pos += 1;
+            logits_idx = 0;
+        }
+        decoder.finish(&mut out.text);
+        if let Some(cut) = find_stop(&out.text, &self.params.stop) {
+            out.text.truncate(cut);
+            out.stopped_by = StopReason::StopString;
+        }
+        Ok(out)
+    }
+}
+
+/// Generated text before trimming, with counters.
+struct RawOutput {
+    text: String,
+    completion_tokens: u32,
+    ttft_s: Option<f64>,
+    stopped_by: StopReason,
+}
+
+/// Decodes the prompt in chunks of `n_batch` tokens (sequence 0, positions from 0), requesting
+/// logits for the last token only. Returns that token's index within the last batch.
+fn decode_prompt(
+    ctx: &mut LlamaContext<'_>,
+    tokens: &[LlamaToken],
+    n_batch: u32,
+) -> Result<i32, GenerateError> {
+    let chunk_len = (ctx.n_batch().min(n_batch).max(1)) as usize;
+    let mut batch = LlamaBatch::new(chunk_len, 1);
+    let mut last_idx = 0;
+    for (chunk_no, chunk) in tokens.chunks(chunk_len).enumerate() {
+        batch.clear();
+        let base = chunk_no * chunk_len;
+        for (i, token) in chunk.iter().enumerate() {
+            let pos = i32::try_from(base + i).unwrap_or(i32::MAX);
+            let is_last = base + i + 1 == tokens.len();
+            batch.add(*token, pos, &[0], is_last)?;
+        }
+        ctx.decode(&mut batch)?;
+        last_idx = batch.n_tokens() - 1;
+    }
+    Ok(last_idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_substitutes_once_and_leaves_placeholder_text_in_values() {
+        let out = render_template("C={context} Q={question}", "ctx {question}", "why?");
+        assert_eq!(out, "C=ctx {question} Q=why?");
+    }
+
+    #[test]
+    fn render_handles_question_first_and_repeats() {
+        let out = render_template("{question}|{context}|{question}", "c", "q");
+        assert_eq!(out, "q|c|q");
+    }
+
+    #[test]
+    fn placeholders_are_required() {
+        assert!(matches!(
+            check_placeholders("only {question}"),
+            Err(GenerateError::MissingPlaceholder("{context}"))
+        ));
+        assert!(matches!(
+            check_placeholders("only {context}"),
+            Err(GenerateError::MissingPlaceholder("{question}"))
+        ));
+        assert!(check_placeholders(DEFAULT_TEMPLATE).is_ok());
+        assert!(check_placeholders(CHAT_INSTRUCTION).is_ok());
+    }
+
+    #[test]
+    fn validate_rejects_bad_ranges() {
+        let bad = [
+            GenParams {
+                max_tokens: 0,
+                ..GenParams::default()
+            },
+            GenParams {
+                n_ctx: 0,
+                ..GenParams::default()
+            },
+            GenParams {
+                threads: 0,
+                ..GenParams::default()
+            },
+            GenParams {
+                top_p: 0.0,
+                ..GenParams::default()
+            },
+            GenParams {
+                temperature: f32::NAN,
+                ..GenParams::default()
+            },
+            GenParams {
+                stop: vec![String::new()],
+                ..GenParams::default()
+            },
+            GenParams {
+                prompt: PromptStyle::Template("no slots".into()),
+                ..GenParams::default()
+            },
+        ];
+        for p in bad {
+            assert!(p.validate().is_err(), "{p:?} should be rejected");
+        }
+        assert!(GenParams::default().validate().is_ok());
+        assert!(GenParams::base_model().validate().is_ok());
+    }
+
+    #[test]
+    fn find_stop_returns_earliest_of_all_strings() {
+        let stop = vec!["\nQuestion:".to_string(), "\n\n".to_string()];
+        assert_eq!(find_stop("abc\nQuestion: x\n\n", &stop), Some(3));
+        assert_eq!(find_stop("ab\n\ncd\nQuestion:", &stop), Some(2));
+        assert_eq!(find_stop("plain", &stop), None);
+        // leading whitespace never counts as a stop: the answer has not started yet
+        assert_eq!(find_stop("\n\nThe port is 9101.\n\nQuestion:", &stop), Some(19));
+        assert_eq!(find_stop("\n\n", &stop), None);
+    }
+
+    #[test]
+    fn utf8_stream_joins_split_characters() {
+        let bytes = "héllo €".as_bytes();
+        let mut out = String::new();
+        let mut d = Utf8Stream::default();
+        for b in bytes {
+            d.push(std::slice::from_ref(b), &mut out);
+        }
+        d.finish(&mut out);
+        assert_eq!(out, "héllo €");
+    }
+
+    #[test]
+    fn utf8_stream_replaces_invalid_bytes_and_flushes_incomplete_tail() {
+        let mut out = String::new();
+        let mut d = Utf8Stream::default();
+        d.push(&[b'a', 0xff, b'b', 0xe2, 0x82], &mut out);
+        assert_eq!(out, "a\u{fffd}b");
+        d.finish(&mut out);
+        assert_eq!(out, "a\u{fffd}b\u{fffd}");
+    }
+
+    #[test]
+    fn missing_and_non_gguf_files_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope.gguf");
+        assert!(matches!(
+            Generator::load(&missing, GenParams::default()),
+            Err(GenerateError::ModelNotFound(_))
+        ));
+        let fake = dir.path().join("fake.gguf");
+        std::fs::write(&fake, b"not a model at all").expect("write");
+        assert!(matches!(
+            Generator::load(&fake, GenParams::default()),
+            Err(GenerateError::NotGguf(_))
+        ));
+        let tiny = dir.path().join("tiny.gguf");
+        std::fs::write(&tiny, b"GG").expect("write");
+        assert!(matches!(check_gguf(&tiny), Err(GenerateError::NotGguf(_))));
+    }
+}

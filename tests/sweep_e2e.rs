@@ -1,0 +1,200 @@
+//! End-to-end sweeps through the real binary: real embedding model, real GGUF models, a small
+//! text corpus. Checks resume after `kill -9`, isolation of a crashing cell, and the CSV export.
+//!
+//! Needs the default models in models/ (`orchestrate models fetch`; the README's test command
+//! fetches them first).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model(name: &str) -> PathBuf {
+    let p = root().join("models").join(name);
+    assert!(p.exists(), "{} is missing: run `orchestrate models fetch` (the README's test command does)", p.display());
+    p
+}
+
+const CORPUS: &str = "The Director daemon supervises all backup, restore, verify and archive operations.\n\n\
+The Storage daemon writes backup data to tapes or disk volumes. It listens on port 9103.\n\n\
+The File daemon runs on each client machine and sends file data to the Storage daemon; it listens on port 9102.\n\n\
+The Catalog is a database holding the names of files backed up and the volumes they are stored on.\n\n\
+A Pool groups volumes together, so that a backup can be restricted to a set of volumes.\n\n\
+Retention periods say how long file and job records are kept in the catalog before pruning.\n\f\
+The Console program lets an administrator talk to the Director and run commands interactively.\n\n\
+Schedules define when jobs run automatically, for example a full backup on the first Sunday of each month.\n";
+
+const QA: &str = r#"
+[[question]]
+id = "t1"
+question = "What does the Storage daemon do?"
+expected_answer = "It writes backup data to tape or disk volumes."
+
+[[question]]
+id = "t2"
+question = "Which port does the File daemon listen on?"
+expected_answer = "The File daemon listens on port 9102."
+
+[[question]]
+id = "t3"
+question = "What is the Catalog?"
+expected_answer = "A database of the files backed up and the volumes they are on."
+
+[[question]]
+id = "t4"
+question = "What is a Pool?"
+expected_answer = "A group of volumes that backups can be restricted to."
+
+[[question]]
+id = "t5"
+question = "What do Schedules define?"
+expected_answer = "When jobs run automatically."
+
+[[question]]
+id = "t6"
+question = "What is the Console for?"
+expected_answer = "For an administrator to talk to the Director and run commands."
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(models: &str, grid: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("corpus.txt"), CORPUS).unwrap();
+        std::fs::write(dir.path().join("qa.toml"), QA).unwrap();
+        std::fs::write(dir.path().join("broken.gguf"), b"this is not a GGUF file").unwrap();
+        let text = format!(
+            "name = \"e2e\"\ncorpus = \"corpus.txt\"\nqa = \"qa.toml\"\nembedding_model = \"{}\"\n\n{models}\n[grid]\n{grid}\n",
+            model("all-MiniLM-L6-v2").display()
+        );
+        std::fs::write(dir.path().join("exp.toml"), text).unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_orchestrate"));
+        c.current_dir(self.dir.path()).args(args).env("RUST_LOG", "warn");
+        c
+    }
+
+    fn run(&self) -> std::process::Output {
+        self.cmd(&["run", "exp.toml", "--no-progress"]).output().unwrap()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.path("store/e2e.sqlite")).unwrap()
+    }
+}
+
+fn smollm(max_tokens: u32) -> String {
+    format!(
+        "[[model]]\nname = \"smollm2\"\ngguf = \"{}\"\nprompt = \"chat\"\nmax_tokens = {max_tokens}\nn_ctx = 1024\nthreads = 1\n",
+        model("SmolLM2-135M-Instruct.Q4_1.gguf").display()
+    )
+}
+
+fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
+    let f = Fixture::new(&smollm(48), "chunk_size = [120, 300]\nretriever = [\"dense\", \"ensemble\"]\nensemble_weight = [0.3]\n");
+    let mut child = f.cmd(&["run", "exp.toml", "--no-progress"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // wait until some, but not all, answers are committed, then kill -9 the parent
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let n = rusqlite::Connection::open(f.path("store/e2e.sqlite"))
+            .ok()
+            .and_then(|db| db.query_row("SELECT COUNT(*) FROM answers", [], |r| r.get::<_, i64>(0)).ok())
+            .unwrap_or(0);
+        if n >= 3 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        assert!(Instant::now() < deadline, "no answers after 10 minutes");
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = count(&f.db(), "SELECT COUNT(*) FROM answers");
+    assert!(partial < 4 * 6, "killed before the end ({partial} rows)");
+
+    let out = f.run();
+    assert!(out.status.success(), "rerun failed: {}", String::from_utf8_lossy(&out.stderr));
+    let db = f.db();
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), 4 * 6, "one row per cell x question");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM (SELECT DISTINCT cell_id, question_id, repeat FROM answers)"), 4 * 6);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers WHERE status = 'ok'"), 4 * 6);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM cells WHERE status = 'done'"), 4);
+    // every answer carries its measurements
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM answers WHERE cosine BETWEEN -1 AND 1 AND response_time_s > 0 AND ttft_s <= response_time_s
+               AND prompt_tokens > 0 AND completion_tokens <= 48 AND rss_peak_bytes >= rss_mean_bytes AND rss_mean_bytes > 0
+               AND chunk_ids != '[]'"
+        ),
+        4 * 6
+    );
+    assert!(count(&db, "SELECT COUNT(*) FROM samples") > 0);
+
+    // a third run has nothing to do and adds nothing
+    let out = f.run();
+    assert!(out.status.success());
+    assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers"), 4 * 6);
+    assert!(f.path("reports/e2e.html").is_file(), "run writes the report");
+
+    // export: one CSV row per answer with the documented columns
+    let out = f.cmd(&["export", "exp.toml", "--format", "csv"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut rdr = csv::Reader::from_reader(&out.stdout[..]);
+    let headers = rdr.headers().unwrap().clone();
+    for col in [
+        "cell_id", "model", "chunk_size", "chunk_overlap", "retriever", "ensemble_weight", "repeat", "question_id", "answer",
+        "cosine", "response_time_s", "ttft_s", "prompt_tokens", "completion_tokens", "rss_mean_bytes", "rss_peak_bytes",
+        "cpu_mean_percent", "status",
+    ] {
+        assert!(headers.iter().any(|h| h == col), "missing column {col}");
+    }
+    assert_eq!(rdr.records().count(), 4 * 6);
+}
+
+#[test]
+fn a_crashing_cell_is_recorded_as_failed_and_the_sweep_goes_on() {
+    let broken = format!(
+        "[[model]]\nname = \"broken\"\ngguf = \"{}\"\nprompt = \"chat\"\n\n{}",
+        "broken.gguf",
+        smollm(16)
+    );
+    let f = Fixture::new(&broken, "chunk_size = [300]\nretriever = [\"bm25\"]\n");
+    let out = f.run();
+    assert!(out.status.success(), "a failed cell is not a failed sweep: {}", String::from_utf8_lossy(&out.stderr));
+    let db = f.db();
+    let (status, error): (String, String) = db
+        .query_row("SELECT status, error FROM cells WHERE model = 'broken'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.contains("broken.gguf"), "stderr tail names the bad file: {error}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'smollm2' AND a.status = 'ok'"), 6);
+}
+
+#[test]
+fn bad_experiment_file_is_a_clear_error() {
+    let f = Fixture::new(&smollm(16), "chunk_size = [300]\nretriever = [\"bm25\"]\nchunk_sise = [3]\n");
+    let out = f.run();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exp.toml") && err.contains("chunk_sise") && err.contains("line"), "{err}");
+    assert!(!f.path("store/e2e.sqlite").exists(), "nothing written");
+}
