@@ -23,7 +23,7 @@ The Storage daemon writes backup data to tapes or disk volumes. It listens on po
 The File daemon runs on each client machine and sends file data to the Storage daemon; it listens on port 9102.\n\n\
 The Catalog is a database holding the names of files backed up and the volumes they are stored on.\n\n\
 A Pool groups volumes together, so that a backup can be restricted to a set of volumes.\n\n\
-Retention periods say how long file and job records are kept in the catalog before pruning.\n\f\
+Retention periods say how long file and job records are kept in the catalog before pruning.\n\x0c\
 The Console program lets an administrator talk to the Director and run commands interactively.\n\n\
 Schedules define when jobs run automatically, for example a full backup on the first Sunday of each month.\n";
 
