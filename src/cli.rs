@@ -139,8 +139,11 @@ fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},tantivy=warn,arroy=warn,lopdf=error,pdf_extract=error,llama-cpp-2=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{default},tantivy=warn,arroy=warn,lopdf=error,pdf_extract=error,llama-cpp-2=warn"
+        ))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -151,9 +154,16 @@ fn init_logging(verbose: u8) {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Run { experiment, store, reports, retrieval_only, no_progress } => {
+        Cmd::Run {
+            experiment,
+            store,
+            reports,
+            retrieval_only,
+            no_progress,
+        } => {
             let exp = Experiment::load_with(&experiment, retrieval_only)?;
-            let mut opts = SweepOptions::for_current_exe(store.clone()).context("cannot locate the orchestrate binary")?;
+            let mut opts = SweepOptions::for_current_exe(store.clone())
+                .context("cannot locate the orchestrate binary")?;
             if no_progress {
                 opts.progress = false;
             }
@@ -173,14 +183,23 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             eprintln!("report: {}", out.display());
             Ok(())
         }
-        Cmd::Report { experiment, store, output } => {
+        Cmd::Report {
+            experiment,
+            store,
+            output,
+        } => {
             let exp = Experiment::load(&experiment)?;
-            let out = output.unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", exp.name)));
+            let out = output
+                .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", exp.name)));
             let out = write_report(&exp, &store, &out)?;
             eprintln!("report: {}", out.display());
             Ok(())
         }
-        Cmd::Export { experiment, format: Format::Csv, store } => {
+        Cmd::Export {
+            experiment,
+            format: Format::Csv,
+            store,
+        } => {
             let exp = Experiment::load(&experiment)?;
             let db = open_results(&exp, &store)?;
             let answers = db.answers(&exp)?;
@@ -188,7 +207,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             orchestrate::export::write_csv(&answers, stdout)?;
             Ok(())
         }
-        Cmd::Models { action: ModelsCmd::Fetch { names, manifest, models_dir } } => {
+        Cmd::Models {
+            action:
+                ModelsCmd::Fetch {
+                    names,
+                    manifest,
+                    models_dir,
+                },
+        } => {
             let m = Manifest::load(&manifest)?;
             let cache = models::cache_dir();
             for (name, outcome) in models::fetch(&m, &models_dir, &cache, &names)? {
@@ -200,7 +226,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Models { action: ModelsCmd::List { manifest, models_dir } } => {
+        Cmd::Models {
+            action:
+                ModelsCmd::List {
+                    manifest,
+                    models_dir,
+                },
+        } => {
             let m = Manifest::load(&manifest)?;
             for e in &m.models {
                 let present = models_dir.join(&e.file).exists();
@@ -214,7 +246,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Worker { experiment, cell, index_dir } => {
+        Cmd::Worker {
+            experiment,
+            cell,
+            index_dir,
+        } => {
             orchestrate::worker::run(&experiment, &cell, &index_dir)?;
             Ok(())
         }

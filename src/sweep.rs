@@ -117,7 +117,10 @@ impl Tail {
         }
     }
     fn text(&self) -> String {
-        self.lines.lock().map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+        self.lines
+            .lock()
+            .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
     }
 }
 
@@ -132,12 +135,20 @@ impl Progress {
             return Progress { bars: None };
         }
         let mp = MultiProgress::new();
-        let style = |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = |t: &str| {
+            ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar())
+        };
         let cells_bar = mp.add(ProgressBar::new(cells as u64));
-        cells_bar.set_style(style("cells     [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} eta {eta} {msg}"));
+        cells_bar.set_style(style(
+            "cells     [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+        ));
         let q_bar = mp.add(ProgressBar::new(0));
-        q_bar.set_style(style("questions [{bar:30.green/white}] {pos}/{len} {per_sec} eta {eta} {msg}"));
-        Progress { bars: Some((mp, cells_bar, q_bar)) }
+        q_bar.set_style(style(
+            "questions [{bar:30.green/white}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        ));
+        Progress {
+            bars: Some((mp, cells_bar, q_bar)),
+        }
     }
     fn line(&self, msg: &str) {
         match &self.bars {
@@ -188,7 +199,11 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     let mut store = Store::open(&db_path)?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;
     store.register_cells(exp)?;
-    let mut summary = SweepSummary { cells: exp.cells.len(), database: db_path.clone(), ..Default::default() };
+    let mut summary = SweepSummary {
+        cells: exp.cells.len(),
+        database: db_path.clone(),
+        ..Default::default()
+    };
     let progress = Progress::new(opts.progress, exp.cells.len());
     progress.line(&format!(
         "{}: {} cells × {} questions × {} repeats → {}",
@@ -212,18 +227,29 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
         if pending.is_empty() {
             summary.skipped_cells += 1;
             store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?;
-            progress.line(&format!("[{}/{}] {label}: done already, skipped", i + 1, exp.cells.len()));
+            progress.line(&format!(
+                "[{}/{}] {label}: done already, skipped",
+                i + 1,
+                exp.cells.len()
+            ));
             progress.end_cell();
             continue;
         }
         progress.start_cell(&label, pending.len());
-        progress.line(&format!("[{}/{}] {label}: {} to answer", i + 1, exp.cells.len(), pending.len()));
+        progress.line(&format!(
+            "[{}/{}] {label}: {} to answer",
+            i + 1,
+            exp.cells.len(),
+            pending.len()
+        ));
 
         // index: open the cached one or build it (once per corpus × splitter × embedding model)
         if embedder.is_none() {
             embedder = Some(Embedder::load(&exp.embedding_model)?);
         }
-        let emb = embedder.as_ref().ok_or_else(|| SweepError::NoQuestions(exp.qa.clone()))?;
+        let emb = embedder
+            .as_ref()
+            .ok_or_else(|| SweepError::NoQuestions(exp.qa.clone()))?;
         let r = &cell.retrieval;
         if corpus_fingerprint.is_none() {
             corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(&exp.corpus)?);
@@ -257,19 +283,32 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
                 r.chunk_size, r.chunk_overlap, info.n_chunks, info.build_seconds
             ));
         }
-        store.set_cell_index(&cell.id, &info.dir, info.build_seconds, info.cache_hit, info.n_chunks)?;
+        store.set_cell_index(
+            &cell.id,
+            &info.dir,
+            info.build_seconds,
+            info.cache_hit,
+            info.n_chunks,
+        )?;
 
         store.set_cell_status(&cell.id, run_id, CellStatus::Running, None)?;
-        let outcome = run_cell(exp, cell, &info.dir, &pending, opts, &mut store, run_id, &progress, &label)?;
+        let outcome = run_cell(
+            exp, cell, &info.dir, &pending, opts, &mut store, run_id, &progress, &label,
+        )?;
         summary.answers += outcome.answers;
         summary.failed_answers += outcome.failed;
         match outcome.error {
-            None if outcome.failed == 0 => store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?,
+            None if outcome.failed == 0 => {
+                store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?
+            }
             None => store.set_cell_status(
                 &cell.id,
                 run_id,
                 CellStatus::Failed,
-                Some(&format!("{} answers failed; rerun to retry them", outcome.failed)),
+                Some(&format!(
+                    "{} answers failed; rerun to retry them",
+                    outcome.failed
+                )),
             )?,
             Some(e) => {
                 summary.failed_cells += 1;
@@ -280,7 +319,11 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
         progress.end_cell();
     }
     progress.finish();
-    let status = if summary.failed_cells > 0 || summary.failed_answers > 0 { "failed" } else { "done" };
+    let status = if summary.failed_cells > 0 || summary.failed_answers > 0 {
+        "failed"
+    } else {
+        "done"
+    };
     store.end_run(run_id, status)?;
     summary.wall_s = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -332,7 +375,10 @@ fn run_cell(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| SweepError::Spawn { exe: opts.worker_exe.clone(), source })?;
+        .map_err(|source| SweepError::Spawn {
+            exe: opts.worker_exe.clone(),
+            source,
+        })?;
     let sampler = Sampler::start(child.id(), opts.sample_interval);
     let tail = Tail::default();
     let (tx, rx) = mpsc::channel::<Line>();
@@ -343,7 +389,11 @@ fn run_cell(
         let _ = writeln!(stdin, "{list}");
     }
 
-    let mut out = CellOutcome { answers: 0, failed: 0, error: None };
+    let mut out = CellOutcome {
+        answers: 0,
+        failed: 0,
+        error: None,
+    };
     let timeout = Duration::from_secs_f64(exp.question_timeout_s);
     // generous start-up allowance: loading a model from a cold page cache can take a while
     let mut wait = timeout + Duration::from_secs(120);
@@ -354,7 +404,10 @@ fn run_cell(
                 store.set_cell_load_time(&cell.id, load_s)?;
                 wait = timeout;
             }
-            Ok(Line::Event(Event::Start { question_id, repeat })) => {
+            Ok(Line::Event(Event::Start {
+                question_id,
+                repeat,
+            })) => {
                 current = Some((question_id, repeat, sampler.now_s()));
             }
             Ok(Line::Event(Event::Answer(a))) => {
@@ -370,9 +423,15 @@ fn run_cell(
             }
             Ok(Line::Event(Event::Done)) => break,
             Ok(Line::Eof) => {
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                let status = child
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
                 std::thread::sleep(Duration::from_millis(100)); // let the stderr reader drain
-                out.error = Some(format!("worker exited early ({status}); stderr tail:\n{}", tail.text()));
+                out.error = Some(format!(
+                    "worker exited early ({status}); stderr tail:\n{}",
+                    tail.text()
+                ));
                 break;
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -387,7 +446,10 @@ fn run_cell(
                 break;
             }
             Err(RecvTimeoutError::Disconnected) => {
-                out.error = Some(format!("lost the worker's output; stderr tail:\n{}", tail.text()));
+                out.error = Some(format!(
+                    "lost the worker's output; stderr tail:\n{}",
+                    tail.text()
+                ));
                 break;
             }
         }
@@ -396,7 +458,9 @@ fn run_cell(
     let _ = sampler.stop();
     if let (Some(err), Some((qid, repeat, _))) = (&out.error, current) {
         // the question in flight when the worker died is stored as failed
-        let q = crate::worker::questions_of(exp)?.into_iter().find(|q| q.id == qid);
+        let q = crate::worker::questions_of(exp)?
+            .into_iter()
+            .find(|q| q.id == qid);
         let failed = NewAnswer {
             question_id: qid,
             repeat,
@@ -451,7 +515,10 @@ fn spawn_readers(child: &mut Child, tx: mpsc::Sender<Line>, tail: Tail) {
 fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
     let mut s = format!("{label} · {} r{}", a.question_id, a.repeat);
     if a.status != "ok" {
-        s.push_str(&format!(": FAILED {}", first_line(a.error.as_deref().unwrap_or(""))));
+        s.push_str(&format!(
+            ": FAILED {}",
+            first_line(a.error.as_deref().unwrap_or(""))
+        ));
         return s;
     }
     if let Some(c) = a.cosine {
@@ -461,7 +528,10 @@ fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
         s.push_str(&format!(", {t:.2} s"));
     }
     if let Some(u) = usage {
-        s.push_str(&format!(", RSS {:.0} MiB", u.rss_peak_bytes as f64 / 1048576.0));
+        s.push_str(&format!(
+            ", RSS {:.0} MiB",
+            u.rss_peak_bytes as f64 / 1048576.0
+        ));
     }
     s
 }

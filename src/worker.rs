@@ -93,7 +93,8 @@ fn emit(out: &mut impl Write, e: &Event) -> Result<(), WorkerError> {
 
 /// Parses a protocol line; `None` for lines that are not events.
 pub fn parse_event(line: &str) -> Option<Event> {
-    line.strip_prefix(EVENT_PREFIX).and_then(|l| serde_json::from_str(l).ok())
+    line.strip_prefix(EVENT_PREFIX)
+        .and_then(|l| serde_json::from_str(l).ok())
 }
 
 /// Asks the kernel to SIGKILL this process when its parent dies, so a killed sweep leaves no
@@ -134,13 +135,19 @@ pub fn run(experiment_path: &Path, cell_id: &str, index_dir: &Path) -> Result<()
     let exp = Experiment::load(experiment_path)?;
     let cell = exp
         .cell(cell_id)
-        .ok_or_else(|| WorkerError::NoCell { file: experiment_path.display().to_string(), cell: cell_id.to_string() })?
+        .ok_or_else(|| WorkerError::NoCell {
+            file: experiment_path.display().to_string(),
+            cell: cell_id.to_string(),
+        })?
         .clone();
     let mut input = String::new();
     std::io::stdin().lock().read_line(&mut input)?;
-    let pending: Vec<(String, u32)> = serde_json::from_str(&input).map_err(|e| WorkerError::Protocol(e.to_string()))?;
-    let questions: HashMap<String, Question> =
-        questions_of(&exp)?.into_iter().map(|q| (q.id.clone(), q)).collect();
+    let pending: Vec<(String, u32)> =
+        serde_json::from_str(&input).map_err(|e| WorkerError::Protocol(e.to_string()))?;
+    let questions: HashMap<String, Question> = questions_of(&exp)?
+        .into_iter()
+        .map(|q| (q.id.clone(), q))
+        .collect();
 
     let t = Instant::now();
     let index = crate::index::open(index_dir)?;
@@ -150,14 +157,35 @@ pub fn run(experiment_path: &Path, cell_id: &str, index_dir: &Path) -> Result<()
         _ => None,
     };
     let mut out = std::io::stdout().lock();
-    emit(&mut out, &Event::Ready { load_s: t.elapsed().as_secs_f64() })?;
+    emit(
+        &mut out,
+        &Event::Ready {
+            load_s: t.elapsed().as_secs_f64(),
+        },
+    )?;
 
     let params = retriever_params(&cell);
     let mut expected_vecs: HashMap<String, Vec<f32>> = HashMap::new();
     for (qid, repeat) in pending {
-        let Some(q) = questions.get(&qid) else { continue };
-        emit(&mut out, &Event::Start { question_id: qid.clone(), repeat })?;
-        let answer = answer_one(q, repeat, &index, &embedder, generator.as_mut(), &params, &mut expected_vecs);
+        let Some(q) = questions.get(&qid) else {
+            continue;
+        };
+        emit(
+            &mut out,
+            &Event::Start {
+                question_id: qid.clone(),
+                repeat,
+            },
+        )?;
+        let answer = answer_one(
+            q,
+            repeat,
+            &index,
+            &embedder,
+            generator.as_mut(),
+            &params,
+            &mut expected_vecs,
+        );
         emit(&mut out, &Event::Answer(Box::new(answer)))?;
     }
     emit(&mut out, &Event::Done)?;
@@ -195,18 +223,26 @@ fn answer_one(
     };
     let result: Result<(), String> = (|| {
         let t = Instant::now();
-        let qv = embedder.embed(&[q.question.as_str()]).map_err(|e| e.to_string())?;
+        let qv = embedder
+            .embed(&[q.question.as_str()])
+            .map_err(|e| e.to_string())?;
         let qv = qv.into_iter().next().unwrap_or_default();
         let hits = retrieve(index, &q.question, &qv, params).map_err(|e| e.to_string())?;
         a.retrieval_s = Some(t.elapsed().as_secs_f64());
-        let chunks: Vec<&crate::split::Chunk> =
-            hits.iter().filter_map(|h| index.chunks.get(h.chunk_id as usize)).collect();
+        let chunks: Vec<&crate::split::Chunk> = hits
+            .iter()
+            .filter_map(|h| index.chunks.get(h.chunk_id as usize))
+            .collect();
         a.chunk_ids = hits.iter().map(|h| h.chunk_id).collect();
         a.scores = hits.iter().map(|h| h.score).collect();
         a.pages = chunks.iter().map(|c| c.page).collect();
-        let Some(generator) = generator else { return Ok(()) };
+        let Some(generator) = generator else {
+            return Ok(());
+        };
         let contexts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-        let g = generator.answer(&q.question, &contexts).map_err(|e| e.to_string())?;
+        let g = generator
+            .answer(&q.question, &contexts)
+            .map_err(|e| e.to_string())?;
         a.answer = g.text;
         a.prompt_tokens = Some(g.prompt_tokens);
         a.completion_tokens = Some(g.completion_tokens);
@@ -216,13 +252,17 @@ fn answer_one(
         let expected = match expected_vecs.get(&q.id) {
             Some(v) => v.clone(),
             None => {
-                let v = embedder.embed(&[q.expected_answer.as_str()]).map_err(|e| e.to_string())?;
+                let v = embedder
+                    .embed(&[q.expected_answer.as_str()])
+                    .map_err(|e| e.to_string())?;
                 let v = v.into_iter().next().unwrap_or_default();
                 expected_vecs.insert(q.id.clone(), v.clone());
                 v
             }
         };
-        let av = embedder.embed(&[a.answer.as_str()]).map_err(|e| e.to_string())?;
+        let av = embedder
+            .embed(&[a.answer.as_str()])
+            .map_err(|e| e.to_string())?;
         a.cosine = Some(crate::score::cosine(&av[0], &expected));
         Ok(())
     })();

@@ -442,26 +442,3 @@ fn ensemble_dedups_identical_chunk_texts_and_failed_builds_leave_nothing() {
         fused[0].score
     );
 }
-
-/// Embedding throughput on real ~500-character chunks (run with `--ignored --nocapture`).
-#[test]
-#[ignore = "benchmark"]
-fn zz_bench_embed_throughput() {
-    let Some(embedder) = embedder() else { return };
-    let Some(pages) = bacula_pages(80) else {
-        return;
-    };
-    let splitter =
-        orchestrate::split::RecursiveCharacterTextSplitter::new(500, 50).expect("splitter");
-    let chunks = splitter.split_pages(&pages);
-    let texts: Vec<&str> = chunks.iter().take(256).map(|c| c.text.as_str()).collect();
-    let started = std::time::Instant::now();
-    let vectors = embedder.embed(&texts).expect("embed");
-    let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(vectors.len(), texts.len());
-    eprintln!(
-        "embedded {} chunks in {seconds:.2} s: {:.1} chunks/s",
-        texts.len(),
-        texts.len() as f64 / seconds
-    );
-}

@@ -14,7 +14,11 @@ fn root() -> PathBuf {
 
 fn model(name: &str) -> PathBuf {
     let p = root().join("models").join(name);
-    assert!(p.exists(), "{} is missing: run `orchestrate models fetch` (the README's test command does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `orchestrate models fetch` (the README's test command does)",
+        p.display()
+    );
     p
 }
 
@@ -83,12 +87,16 @@ impl Fixture {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_orchestrate"));
-        c.current_dir(self.dir.path()).args(args).env("RUST_LOG", "warn");
+        c.current_dir(self.dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn");
         c
     }
 
     fn run(&self) -> std::process::Output {
-        self.cmd(&["run", "exp.toml", "--no-progress"]).output().unwrap()
+        self.cmd(&["run", "exp.toml", "--no-progress"])
+            .output()
+            .unwrap()
     }
 
     fn db(&self) -> rusqlite::Connection {
@@ -109,20 +117,34 @@ fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
 
 #[test]
 fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
-    let f = Fixture::new(&smollm(48), "chunk_size = [120, 300]\nretriever = [\"dense\", \"ensemble\"]\nensemble_weight = [0.3]\n");
-    let mut child = f.cmd(&["run", "exp.toml", "--no-progress"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let f = Fixture::new(
+        &smollm(48),
+        "chunk_size = [120, 300]\nretriever = [\"dense\", \"ensemble\"]\nensemble_weight = [0.3]\n",
+    );
+    let mut child = f
+        .cmd(&["run", "exp.toml", "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // wait until some, but not all, answers are committed, then kill -9 the parent
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let n = rusqlite::Connection::open(f.path("store/e2e.sqlite"))
             .ok()
-            .and_then(|db| db.query_row("SELECT COUNT(*) FROM answers", [], |r| r.get::<_, i64>(0)).ok())
+            .and_then(|db| {
+                db.query_row("SELECT COUNT(*) FROM answers", [], |r| r.get::<_, i64>(0))
+                    .ok()
+            })
             .unwrap_or(0);
         if n >= 3 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it could be killed"
+        );
         assert!(Instant::now() < deadline, "no answers after 10 minutes");
     }
     child.kill().unwrap(); // SIGKILL
@@ -131,12 +153,32 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
     assert!(partial < 4 * 6, "killed before the end ({partial} rows)");
 
     let out = f.run();
-    assert!(out.status.success(), "rerun failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rerun failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = f.db();
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers"), 4 * 6, "one row per cell x question");
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM (SELECT DISTINCT cell_id, question_id, repeat FROM answers)"), 4 * 6);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers WHERE status = 'ok'"), 4 * 6);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM cells WHERE status = 'done'"), 4);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM answers"),
+        4 * 6,
+        "one row per cell x question"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM (SELECT DISTINCT cell_id, question_id, repeat FROM answers)"
+        ),
+        4 * 6
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM answers WHERE status = 'ok'"),
+        4 * 6
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM cells WHERE status = 'done'"),
+        4
+    );
     // every answer carries its measurements
     assert_eq!(
         count(
@@ -153,17 +195,42 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
     let out = f.run();
     assert!(out.status.success());
     assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers"), 4 * 6);
-    assert!(f.path("reports/e2e.html").is_file(), "run writes the report");
+    assert!(
+        f.path("reports/e2e.html").is_file(),
+        "run writes the report"
+    );
 
     // export: one CSV row per answer with the documented columns
-    let out = f.cmd(&["export", "exp.toml", "--format", "csv"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = f
+        .cmd(&["export", "exp.toml", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut rdr = csv::Reader::from_reader(&out.stdout[..]);
     let headers = rdr.headers().unwrap().clone();
     for col in [
-        "cell_id", "model", "chunk_size", "chunk_overlap", "retriever", "ensemble_weight", "repeat", "question_id", "answer",
-        "cosine", "response_time_s", "ttft_s", "prompt_tokens", "completion_tokens", "rss_mean_bytes", "rss_peak_bytes",
-        "cpu_mean_percent", "status",
+        "cell_id",
+        "model",
+        "chunk_size",
+        "chunk_overlap",
+        "retriever",
+        "ensemble_weight",
+        "repeat",
+        "question_id",
+        "answer",
+        "cosine",
+        "response_time_s",
+        "ttft_s",
+        "prompt_tokens",
+        "completion_tokens",
+        "rss_mean_bytes",
+        "rss_peak_bytes",
+        "cpu_mean_percent",
+        "status",
     ] {
         assert!(headers.iter().any(|h| h == col), "missing column {col}");
     }
@@ -179,22 +246,39 @@ fn a_crashing_cell_is_recorded_as_failed_and_the_sweep_goes_on() {
     );
     let f = Fixture::new(&broken, "chunk_size = [300]\nretriever = [\"bm25\"]\n");
     let out = f.run();
-    assert!(out.status.success(), "a failed cell is not a failed sweep: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "a failed cell is not a failed sweep: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let db = f.db();
     let (status, error): (String, String) = db
-        .query_row("SELECT status, error FROM cells WHERE model = 'broken'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT status, error FROM cells WHERE model = 'broken'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(status, "failed");
-    assert!(error.contains("broken.gguf"), "stderr tail names the bad file: {error}");
+    assert!(
+        error.contains("broken.gguf"),
+        "stderr tail names the bad file: {error}"
+    );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'smollm2' AND a.status = 'ok'"), 6);
 }
 
 #[test]
 fn bad_experiment_file_is_a_clear_error() {
-    let f = Fixture::new(&smollm(16), "chunk_size = [300]\nretriever = [\"bm25\"]\nchunk_sise = [3]\n");
+    let f = Fixture::new(
+        &smollm(16),
+        "chunk_size = [300]\nretriever = [\"bm25\"]\nchunk_sise = [3]\n",
+    );
     let out = f.run();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("exp.toml") && err.contains("chunk_sise") && err.contains("line"), "{err}");
+    assert!(
+        err.contains("exp.toml") && err.contains("chunk_sise") && err.contains("line"),
+        "{err}"
+    );
     assert!(!f.path("store/e2e.sqlite").exists(), "nothing written");
 }
