@@ -87,6 +87,9 @@ enum Cmd {
         /// Index directory built by the parent.
         #[arg(long)]
         index_dir: PathBuf,
+        /// The parent runs the experiment retrieval-only.
+        #[arg(long)]
+        retrieval_only: bool,
     },
 }
 
@@ -250,8 +253,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             experiment,
             cell,
             index_dir,
+            retrieval_only,
         } => {
-            orchestrate::worker::run(&experiment, &cell, &index_dir)?;
+            orchestrate::worker::run(&experiment, retrieval_only, &cell, &index_dir)?;
             Ok(())
         }
     }

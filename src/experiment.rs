@@ -180,6 +180,8 @@ pub struct ModelSpec {
     pub gguf: PathBuf,
     /// Prompting and sampling settings.
     pub params: GenParams,
+    /// The `gguf` value as written in the experiment file (part of the cell id).
+    pub gguf_key: String,
 }
 
 /// A parsed, validated experiment. Paths are resolved against the experiment file's directory.
@@ -454,7 +456,10 @@ impl Validator<'_> {
         }
         let models = self.models(raw.models, raw.generate)?;
         let settings = self.grid(&raw.grid)?;
-        let corpus_key: Vec<String> = corpus.iter().map(|p| p.display().to_string()).collect();
+        // ids hash paths as written in the file (relative to it), so they do not depend on the
+        // directory `orchestrate` is started from
+        let corpus_key: Vec<String> = corpus_list.clone();
+        let embed_key = raw.embedding_model.get_ref().clone();
         let mut cells = Vec::new();
         let model_indices: Vec<Option<usize>> = if raw.generate {
             (0..models.len()).map(Some).collect()
@@ -463,7 +468,7 @@ impl Validator<'_> {
         };
         for m in model_indices {
             for r in &settings {
-                let id = cell_id(m.map(|i| &models[i]), r, &corpus_key, &embedding_model);
+                let id = cell_id(m.map(|i| &models[i]), r, &corpus_key, &embed_key);
                 cells.push(Cell {
                     id,
                     model: m.unwrap_or(usize::MAX),
@@ -582,7 +587,15 @@ impl Validator<'_> {
                     "need 0 <= top_p <= 1, temperature >= 0 and threads >= 1".into(),
                 );
             }
-            out.push(ModelSpec { name, gguf, params });
+            if let Err(e) = params.validate() {
+                return self.err(m.name.span(), &format!("model[{i}]"), e.to_string());
+            }
+            out.push(ModelSpec {
+                name,
+                gguf,
+                params,
+                gguf_key: m.gguf.get_ref().clone(),
+            });
         }
         Ok(out)
     }
@@ -745,17 +758,19 @@ impl Validator<'_> {
 }
 
 /// Stable cell id: the first 16 hex digits of sha256 over the model's name, file and generation
-/// settings (threads included: llama.cpp's greedy output can differ with the thread count) (or `retrieval-only`), the retrieval settings, the corpus paths and the embedding model
+/// settings (threads and n_batch included: llama.cpp's greedy output can differ with them) and
+/// the GGUF's size in bytes (a replaced file makes new cells) (or `retrieval-only`), the retrieval settings, the corpus paths and the embedding model
 /// path. Question ids and repeats are not part of it: they key the answer rows within a cell.
-fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &Path) -> String {
+fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &str) -> String {
     let mut h = Sha256::new();
     match model {
         Some(m) => {
             let p = &m.params;
             h.update(format!(
-                "model={}|gguf={}|prompt={:?}|n_ctx={}|t={}|top_p={}|seed={}|max={}|stop={:?}|threads={}\n",
+                "model={}|gguf={}|bytes={}|prompt={:?}|n_ctx={}|t={}|top_p={}|seed={}|max={}|stop={:?}|threads={}|n_batch={}\n",
                 m.name,
-                m.gguf.display(),
+                m.gguf_key,
+                std::fs::metadata(&m.gguf).map_or(0, |md| md.len()),
                 p.prompt,
                 p.n_ctx,
                 p.temperature,
@@ -763,7 +778,8 @@ fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &
                 p.seed,
                 p.max_tokens,
                 p.stop,
-                p.threads
+                p.threads,
+                p.n_batch
             ));
         }
         None => h.update(b"retrieval-only\n"),
@@ -778,7 +794,7 @@ fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &
         r.lambda_mult,
         r.ensemble_weight
     ));
-    h.update(format!("corpus={corpus:?}|embed={}\n", embed.display()));
+    h.update(format!("corpus={corpus:?}|embed={embed}\n"));
     hex::encode(&h.finalize()[..8])
 }
 

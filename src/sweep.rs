@@ -55,6 +55,17 @@ pub enum SweepError {
     /// The QA set has no questions.
     #[error("QA file {0} has no questions")]
     NoQuestions(PathBuf),
+    /// The lock file could not be created.
+    #[error("cannot create lock file {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Another sweep of the same experiment holds the lock.
+    #[error("another `orchestrate run` of this experiment is running (it holds {0}); wait for it or stop it")]
+    Busy(PathBuf),
 }
 
 /// How to run a sweep.
@@ -189,19 +200,62 @@ impl Progress {
 }
 
 /// Runs (or resumes) the sweep of `exp`. Returns a summary; cell failures are in it, not errors.
+///
+/// Holds an exclusive lock on `store/<name>.lock` for the duration, so two sweeps of the same
+/// experiment cannot interleave writes. Runs and cells left `running` by a killed sweep are marked
+/// `interrupted` first.
 pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepError> {
-    let started = Instant::now();
     let questions = crate::worker::questions_of(exp)?;
     if questions.is_empty() {
         return Err(SweepError::NoQuestions(exp.qa.clone()));
     }
     let db_path = Store::path_for(&opts.store_dir, &exp.name);
     let mut store = Store::open(&db_path)?;
+    let _lock = lock(&opts.store_dir, &exp.name)?;
+    store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;
     store.register_cells(exp)?;
+    let result = sweep_cells(exp, opts, &questions, &mut store, run_id);
+    let status = match &result {
+        Ok(s) if s.failed_cells == 0 && s.failed_answers == 0 => "done",
+        Ok(_) => "failed",
+        Err(_) => "error",
+    };
+    store.end_run(run_id, status)?;
+    result
+}
+
+/// Takes an exclusive `flock` on `<store_dir>/<name>.lock`; released when the file closes.
+fn lock(store_dir: &Path, name: &str) -> Result<std::fs::File, SweepError> {
+    use std::os::fd::AsRawFd;
+    let path = store_dir.join(format!("{name}.lock"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SweepError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(SweepError::Busy(path));
+    }
+    Ok(f)
+}
+
+fn sweep_cells(
+    exp: &Experiment,
+    opts: &SweepOptions,
+    questions: &[crate::qa::Question],
+    store: &mut Store,
+    run_id: i64,
+) -> Result<SweepSummary, SweepError> {
+    let started = Instant::now();
     let mut summary = SweepSummary {
         cells: exp.cells.len(),
-        database: db_path.clone(),
+        database: store.path().to_path_buf(),
         ..Default::default()
     };
     let progress = Progress::new(opts.progress, exp.cells.len());
@@ -211,15 +265,12 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
         exp.cells.len(),
         questions.len(),
         exp.repeats,
-        db_path.display()
+        store.path().display()
     ));
-
-    let mut embedder: Option<Embedder> = None;
-    let mut corpus_fingerprint: Option<String> = None;
-    let pages: std::cell::RefCell<Option<Vec<crate::corpus::Page>>> = Default::default();
+    let mut indexes = Indexes::new(exp, &opts.store_dir);
     for (i, cell) in exp.cells.iter().enumerate() {
         let label = cell_label(exp, cell);
-        let done = store.done_keys(&cell.id)?;
+        let done = store.done_keys(&cell.id, questions)?;
         let pending: Vec<(String, u32)> = (0..exp.repeats)
             .flat_map(|r| questions.iter().map(move |q| (q.id.clone(), r)))
             .filter(|k| !done.contains(k))
@@ -242,41 +293,21 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
             exp.cells.len(),
             pending.len()
         ));
+        store.set_cell_status(&cell.id, run_id, CellStatus::Running, None)?;
 
-        // index: open the cached one or build it (once per corpus × splitter × embedding model)
-        if embedder.is_none() {
-            embedder = Some(Embedder::load(&exp.embedding_model)?);
-        }
-        let emb = embedder
-            .as_ref()
-            .ok_or_else(|| SweepError::NoQuestions(exp.qa.clone()))?;
         let r = &cell.retrieval;
-        if corpus_fingerprint.is_none() {
-            corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(&exp.corpus)?);
-        }
-        let key = crate::index::IndexKey {
-            corpus_fingerprint: corpus_fingerprint.clone().unwrap_or_default(),
-            chunk_size: r.chunk_size,
-            chunk_overlap: r.chunk_overlap,
-            embedder_fingerprint: emb.fingerprint().to_string(),
+        let info = match indexes.get(r.chunk_size, r.chunk_overlap) {
+            Ok(info) => info,
+            Err(e) => {
+                // a corpus or index problem fails the cell, not the sweep
+                let msg = format!("index for chunk {}/{}: {e}", r.chunk_size, r.chunk_overlap);
+                progress.line(&format!("  cell failed: {msg}"));
+                store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?;
+                summary.failed_cells += 1;
+                progress.end_cell();
+                continue;
+            }
         };
-        let (index, info) = crate::index::open_or_build(
-            &opts.store_dir,
-            &key,
-            || -> Result<Vec<crate::corpus::Page>, crate::corpus::CorpusError> {
-                if let Some(p) = pages.borrow().as_ref() {
-                    return Ok(p.clone());
-                }
-                let mut all = Vec::new();
-                for path in &exp.corpus {
-                    all.extend(crate::corpus::load_pages(path)?);
-                }
-                *pages.borrow_mut() = Some(all.clone());
-                Ok(all)
-            },
-            emb,
-        )?;
-        drop(index);
         if !info.cache_hit {
             progress.line(&format!(
                 "  built index chunk {}/{}: {} chunks in {:.1} s",
@@ -291,9 +322,8 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
             info.n_chunks,
         )?;
 
-        store.set_cell_status(&cell.id, run_id, CellStatus::Running, None)?;
         let outcome = run_cell(
-            exp, cell, &info.dir, &pending, opts, &mut store, run_id, &progress, &label,
+            exp, cell, &info.dir, pending, opts, store, run_id, &progress, &label, questions,
         )?;
         summary.answers += outcome.answers;
         summary.failed_answers += outcome.failed;
@@ -319,14 +349,72 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
         progress.end_cell();
     }
     progress.finish();
-    let status = if summary.failed_cells > 0 || summary.failed_answers > 0 {
-        "failed"
-    } else {
-        "done"
-    };
-    store.end_run(run_id, status)?;
     summary.wall_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Opens or builds the cell indexes of one sweep, loading the embedding model, fingerprinting the
+/// corpus and extracting its pages at most once.
+struct Indexes<'a> {
+    exp: &'a Experiment,
+    store_dir: &'a Path,
+    embedder: Option<Embedder>,
+    corpus_fingerprint: Option<String>,
+    pages: std::cell::RefCell<Option<Vec<crate::corpus::Page>>>,
+}
+
+impl<'a> Indexes<'a> {
+    fn new(exp: &'a Experiment, store_dir: &'a Path) -> Self {
+        Indexes {
+            exp,
+            store_dir,
+            embedder: None,
+            corpus_fingerprint: None,
+            pages: Default::default(),
+        }
+    }
+
+    fn get(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Result<crate::index::BuildInfo, SweepError> {
+        let emb = match self.embedder.take() {
+            Some(e) => e,
+            None => Embedder::load(&self.exp.embedding_model)?,
+        };
+        let emb: &Embedder = self.embedder.insert(emb);
+        let fp = match self.corpus_fingerprint.take() {
+            Some(f) => f,
+            None => crate::corpus::corpus_fingerprint(&self.exp.corpus)?,
+        };
+        let fp: &String = self.corpus_fingerprint.insert(fp);
+        let key = crate::index::IndexKey {
+            corpus_fingerprint: fp.clone(),
+            chunk_size,
+            chunk_overlap,
+            embedder_fingerprint: emb.fingerprint().to_string(),
+        };
+        let pages = &self.pages;
+        let corpus = &self.exp.corpus;
+        let (_index, info) = crate::index::open_or_build(
+            self.store_dir,
+            &key,
+            || -> Result<Vec<crate::corpus::Page>, crate::corpus::CorpusError> {
+                if let Some(p) = pages.borrow().as_ref() {
+                    return Ok(p.clone());
+                }
+                let mut all = Vec::new();
+                for path in corpus {
+                    all.extend(crate::corpus::load_pages(path)?);
+                }
+                *pages.borrow_mut() = Some(all.clone());
+                Ok(all)
+            },
+            emb,
+        )?;
+        Ok(info)
+    }
 }
 
 fn first_line(s: &str) -> &str {
@@ -338,22 +426,98 @@ pub fn cell_label(exp: &Experiment, cell: &Cell) -> String {
     format!("{} · {}", cell_model(exp, cell).0, cell.retrieval)
 }
 
-/// What one worker run produced.
+/// What the workers of one cell produced.
 struct CellOutcome {
     answers: usize,
     failed: usize,
-    /// Why the worker did not finish (crash, timeout, start failure), with its stderr tail.
+    /// Why a worker did not finish (crash, timeout, start failure), with its stderr tail.
     error: Option<String>,
 }
 
+/// A worker stdout event with the time (sampler clock, seconds) its line was read.
 enum Line {
-    Event(Event),
+    Event(Event, Instant),
+    Garbled(String),
     Eof,
 }
 
-/// Starts the worker for `cell`, feeds it `pending`, and stores each answer it reports.
+/// Most worker starts per cell: after a crash the rest of the pending list gets a fresh worker,
+/// so one bad question cannot block the questions after it.
+const MAX_WORKER_STARTS: usize = 3;
+
+/// Runs `pending` of `cell` through workers, restarting after a crash (without the question that
+/// crashed it) up to [`MAX_WORKER_STARTS`] times, and stores each answer.
 #[allow(clippy::too_many_arguments)]
 fn run_cell(
+    exp: &Experiment,
+    cell: &Cell,
+    index_dir: &Path,
+    mut pending: Vec<(String, u32)>,
+    opts: &SweepOptions,
+    store: &mut Store,
+    run_id: i64,
+    progress: &Progress,
+    label: &str,
+    questions: &[crate::qa::Question],
+) -> Result<CellOutcome, SweepError> {
+    let mut total = CellOutcome {
+        answers: 0,
+        failed: 0,
+        error: None,
+    };
+    for start in 1..=MAX_WORKER_STARTS {
+        let w = run_worker(
+            exp, cell, index_dir, &pending, opts, store, run_id, progress, label, questions,
+        )?;
+        total.answers += w.stored.len();
+        total.failed += w.failed;
+        pending.retain(|k| !w.stored.contains(k));
+        match (w.error, pending.is_empty()) {
+            (None, true) => return Ok(total),
+            (None, false) => {
+                // the worker said Done but skipped some: never call such a cell done
+                total.error = Some(format!(
+                    "worker finished without answering {} pending questions",
+                    pending.len()
+                ));
+                return Ok(total);
+            }
+            (Some(e), true) => {
+                total.error = Some(e);
+                return Ok(total);
+            }
+            (Some(e), false) => {
+                if w.stored.is_empty() && w.in_flight.is_none() {
+                    // died before answering anything (load failure): restarting would repeat it
+                    total.error = Some(e);
+                    return Ok(total);
+                }
+                progress.line(&format!(
+                    "  worker {start} failed ({}); restarting for {} more",
+                    first_line(&e),
+                    pending.len()
+                ));
+                total.error = Some(e);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// What one worker process produced.
+struct WorkerOutcome {
+    /// Keys with a stored row (ok or failed).
+    stored: std::collections::HashSet<(String, u32)>,
+    failed: usize,
+    /// The key being answered when the worker died.
+    in_flight: Option<(String, u32)>,
+    error: Option<String>,
+}
+
+/// Starts one worker for `cell`, feeds it `pending`, and stores each answer it reports; the
+/// question in flight when it dies is stored as failed, with the samples of its window.
+#[allow(clippy::too_many_arguments)]
+fn run_worker(
     exp: &Experiment,
     cell: &Cell,
     index_dir: &Path,
@@ -363,14 +527,19 @@ fn run_cell(
     run_id: i64,
     progress: &Progress,
     label: &str,
-) -> Result<CellOutcome, SweepError> {
-    let mut child = Command::new(&opts.worker_exe)
-        .arg("worker")
+    questions: &[crate::qa::Question],
+) -> Result<WorkerOutcome, SweepError> {
+    let mut cmd = Command::new(&opts.worker_exe);
+    cmd.arg("worker")
         .arg(&exp.path)
         .arg("--cell")
         .arg(&cell.id)
         .arg("--index-dir")
-        .arg(index_dir)
+        .arg(index_dir);
+    if !exp.generate {
+        cmd.arg("--retrieval-only");
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -380,6 +549,8 @@ fn run_cell(
             source,
         })?;
     let sampler = Sampler::start(child.id(), opts.sample_interval);
+    let sampler_epoch = Instant::now() - Duration::from_secs_f64(sampler.now_s());
+    let at = |i: Instant| i.saturating_duration_since(sampler_epoch).as_secs_f64();
     let tail = Tail::default();
     let (tx, rx) = mpsc::channel::<Line>();
     spawn_readers(&mut child, tx, tail.clone());
@@ -389,44 +560,52 @@ fn run_cell(
         let _ = writeln!(stdin, "{list}");
     }
 
-    let mut out = CellOutcome {
-        answers: 0,
+    let mut out = WorkerOutcome {
+        stored: Default::default(),
         failed: 0,
+        in_flight: None,
         error: None,
     };
-    let timeout = Duration::from_secs_f64(exp.question_timeout_s);
+    let timeout = duration_s(exp.question_timeout_s);
     // generous start-up allowance: loading a model from a cold page cache can take a while
-    let mut wait = timeout + Duration::from_secs(120);
+    let mut wait = timeout.saturating_add(Duration::from_secs(120));
     let mut current: Option<(String, u32, f64)> = None;
     loop {
         match rx.recv_timeout(wait) {
-            Ok(Line::Event(Event::Ready { load_s })) => {
+            Ok(Line::Event(Event::Ready { load_s }, _)) => {
                 store.set_cell_load_time(&cell.id, load_s)?;
                 wait = timeout;
             }
-            Ok(Line::Event(Event::Start {
-                question_id,
-                repeat,
-            })) => {
-                current = Some((question_id, repeat, sampler.now_s()));
+            Ok(Line::Event(
+                Event::Start {
+                    question_id,
+                    repeat,
+                },
+                t,
+            )) => {
+                current = Some((question_id, repeat, at(t)));
             }
-            Ok(Line::Event(Event::Answer(a))) => {
-                let t0 = current.take().map(|c| c.2).unwrap_or(0.0);
-                let window = sampler.samples_for_window(t0, sampler.now_s());
+            Ok(Line::Event(Event::Answer(a), t)) => {
+                let t0 = current.take().map_or(0.0, |c| c.2);
+                let window = sampler.samples_for_window(t0, at(t));
                 let usage = crate::sample::summarize(&window);
                 store.insert_answer(run_id, &cell.id, &a, usage.as_ref(), &window)?;
-                out.answers += 1;
+                out.stored.insert((a.question_id.clone(), a.repeat));
                 if a.status != "ok" {
                     out.failed += 1;
                 }
                 progress.answered(&answer_line(label, &a, usage.as_ref()));
             }
-            Ok(Line::Event(Event::Done)) => break,
+            Ok(Line::Event(Event::Done, _)) => break,
+            Ok(Line::Garbled(line)) => {
+                out.error = Some(format!(
+                    "unreadable message from the worker (protocol error): {line}"
+                ));
+                kill(&mut child);
+                break;
+            }
             Ok(Line::Eof) => {
-                let status = child
-                    .wait()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
+                let status = wait_briefly(&mut child);
                 std::thread::sleep(Duration::from_millis(100)); // let the stderr reader drain
                 out.error = Some(format!(
                     "worker exited early ({status}); stderr tail:\n{}",
@@ -435,8 +614,7 @@ fn run_cell(
                 break;
             }
             Err(RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill(&mut child);
                 std::thread::sleep(Duration::from_millis(100)); // let the stderr reader drain
                 out.error = Some(format!(
                     "worker reported nothing for {:.0} s and was killed (question_timeout_s); stderr tail:\n{}",
@@ -454,60 +632,98 @@ fn run_cell(
             }
         }
     }
-    let _ = child.wait();
-    let _ = sampler.stop();
-    if let (Some(err), Some((qid, repeat, _))) = (&out.error, current) {
-        // the question in flight when the worker died is stored as failed
-        let q = crate::worker::questions_of(exp)?
-            .into_iter()
-            .find(|q| q.id == qid);
+    wait_briefly(&mut child);
+    if let (Some(err), Some((qid, repeat, t0))) = (&out.error, current) {
+        // the question in flight when the worker died is stored as failed, with its samples
+        let window = sampler.samples_between(t0, sampler.now_s());
+        let usage = crate::sample::summarize(&window);
+        let q = questions.iter().find(|q| q.id == qid);
         let failed = NewAnswer {
-            question_id: qid,
-            repeat,
-            question: q.as_ref().map(|q| q.question.clone()).unwrap_or_default(),
-            expected_answer: q.map(|q| q.expected_answer).unwrap_or_default(),
-            answer: String::new(),
             status: "failed".into(),
             error: Some(err.clone()),
-            cosine: None,
-            response_time_s: None,
-            ttft_s: None,
-            retrieval_s: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            contexts_used: None,
-            chunk_ids: vec![],
-            pages: vec![],
-            scores: vec![],
+            ..NewAnswer::empty(
+                &qid,
+                repeat,
+                q.map_or("", |q| q.question.as_str()),
+                q.map_or("", |q| q.expected_answer.as_str()),
+            )
         };
-        store.insert_answer(run_id, &cell.id, &failed, None, &[])?;
-        out.answers += 1;
+        store.insert_answer(run_id, &cell.id, &failed, usage.as_ref(), &window)?;
+        out.stored.insert((qid.clone(), repeat));
         out.failed += 1;
+        out.in_flight = Some((qid, repeat));
     }
+    let _ = sampler.stop();
     Ok(out)
 }
 
-/// Reads the worker's stdout into events and its stderr into the tail buffer.
+/// A timeout in seconds as a Duration (validated finite and positive by the experiment).
+fn duration_s(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(600))
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits up to 10 s for the worker to exit, then kills it; returns its exit status as text.
+fn wait_briefly(child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.to_string(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                kill(child);
+                return "did not exit; killed".into();
+            }
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+/// Reads lines as bytes (lossy UTF-8: one bad byte must not stop the reader).
+fn lossy_lines(r: impl std::io::Read, mut f: impl FnMut(String) -> bool) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string();
+                if !f(line) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the worker's stdout into timestamped events and its stderr into the tail buffer.
 fn spawn_readers(child: &mut Child, tx: mpsc::Sender<Line>, tail: Tail) {
     if let Some(stdout) = child.stdout.take() {
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(e) = parse_event(&line) {
-                    if tx.send(Line::Event(e)).is_err() {
-                        return;
-                    }
-                }
-            }
+            lossy_lines(stdout, |line| {
+                let msg = match parse_event(&line) {
+                    Some(e) => Line::Event(e, Instant::now()),
+                    None if line.starts_with(crate::worker::EVENT_PREFIX) => Line::Garbled(line),
+                    None => return true,
+                };
+                tx.send(msg).is_ok()
+            });
             let _ = tx.send(Line::Eof);
         });
     }
     if let Some(stderr) = child.stderr.take() {
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
+            lossy_lines(stderr, |line| {
                 tail.push(line, 40);
-            }
+                true
+            })
         });
     }
 }

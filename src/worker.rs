@@ -2,15 +2,18 @@
 //!
 //! The parent ([`crate::sweep`]) starts `orchestrate worker EXPERIMENT --cell ID --index-dir DIR`,
 //! writes the pending (question id, repeat) pairs as one JSON array on the worker's stdin, and
-//! reads [`Event`]s, one JSON object per stdout line prefixed with [`EVENT_PREFIX`] (anything else
-//! on stdout is ignored, so a chatty library cannot corrupt the protocol). The worker loads the
+//! reads [`Event`]s, one JSON object per stdout line prefixed with [`EVENT_PREFIX`]. At start-up
+//! the worker moves its stdout to a private descriptor and points fd 1 at stderr, so whatever a
+//! native library prints goes to the stderr log and can never interleave with an event. The worker loads the
 //! embedding model and the LLM once, then for each pending pair: embeds the question, retrieves,
 //! generates, scores the answer by cosine similarity to the expected answer, and emits it. The
 //! parent owns the database; a worker never writes results itself, so a crash loses nothing that
 //! was reported.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::fs::File;
+use std::io::{BufRead, BufWriter, Write};
+use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::time::Instant;
 
@@ -97,6 +100,20 @@ pub fn parse_event(line: &str) -> Option<Event> {
         .and_then(|l| serde_json::from_str(l).ok())
 }
 
+/// Takes fd 1 for the protocol: returns a writer on a duplicate of it and points fd 1 at stderr.
+fn protocol_channel() -> Result<BufWriter<File>, WorkerError> {
+    std::io::stdout().flush()?;
+    // SAFETY: dup/dup2 on the process's own standard descriptors; the duplicate is owned by the
+    // returned File and closed exactly once, when it drops.
+    unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(WorkerError::Io(std::io::Error::last_os_error()));
+        }
+        Ok(BufWriter::new(File::from_raw_fd(fd)))
+    }
+}
+
 /// Asks the kernel to SIGKILL this process when its parent dies, so a killed sweep leaves no
 /// orphan worker holding CPU and memory.
 fn die_with_parent() {
@@ -128,11 +145,17 @@ pub fn retriever_params(cell: &Cell) -> RetrieverParams {
 }
 
 /// Entry point of `orchestrate worker`: runs the pending pairs read from stdin for `cell_id` of
-/// the experiment at `experiment_path`, using the index at `index_dir`, and writes events to
-/// stdout.
-pub fn run(experiment_path: &Path, cell_id: &str, index_dir: &Path) -> Result<(), WorkerError> {
+/// the experiment at `experiment_path` (loaded as the parent did, `retrieval_only` included),
+/// using the index at `index_dir`, and writes events to the protocol channel (stdout).
+pub fn run(
+    experiment_path: &Path,
+    retrieval_only: bool,
+    cell_id: &str,
+    index_dir: &Path,
+) -> Result<(), WorkerError> {
     die_with_parent();
-    let exp = Experiment::load(experiment_path)?;
+    let mut out = protocol_channel()?;
+    let exp = Experiment::load_with(experiment_path, retrieval_only)?;
     let cell = exp
         .cell(cell_id)
         .ok_or_else(|| WorkerError::NoCell {
@@ -156,7 +179,6 @@ pub fn run(experiment_path: &Path, cell_id: &str, index_dir: &Path) -> Result<()
         Some(m) if exp.generate => Some(Generator::load(&m.gguf, m.params.clone())?),
         _ => None,
     };
-    let mut out = std::io::stdout().lock();
     emit(
         &mut out,
         &Event::Ready {
@@ -165,11 +187,9 @@ pub fn run(experiment_path: &Path, cell_id: &str, index_dir: &Path) -> Result<()
     )?;
 
     let params = retriever_params(&cell);
+    let base_seed = exp.models.get(cell.model).map_or(0, |m| m.params.seed);
     let mut expected_vecs: HashMap<String, Vec<f32>> = HashMap::new();
     for (qid, repeat) in pending {
-        let Some(q) = questions.get(&qid) else {
-            continue;
-        };
         emit(
             &mut out,
             &Event::Start {
@@ -177,18 +197,42 @@ pub fn run(experiment_path: &Path, cell_id: &str, index_dir: &Path) -> Result<()
                 repeat,
             },
         )?;
-        let answer = answer_one(
-            q,
-            repeat,
-            &index,
-            &embedder,
-            generator.as_mut(),
-            &params,
-            &mut expected_vecs,
-        );
+        let answer = match questions.get(&qid) {
+            Some(q) => {
+                if let Some(g) = generator.as_mut() {
+                    reseed(g, base_seed, repeat)?;
+                }
+                answer_one(
+                    q,
+                    repeat,
+                    &index,
+                    &embedder,
+                    generator.as_mut(),
+                    &params,
+                    &mut expected_vecs,
+                )
+            }
+            None => NewAnswer {
+                status: "failed".into(),
+                error: Some(format!(
+                    "question {qid} is no longer in {}",
+                    exp.qa.display()
+                )),
+                ..NewAnswer::empty(&qid, repeat, "", "")
+            },
+        };
         emit(&mut out, &Event::Answer(Box::new(answer)))?;
     }
     emit(&mut out, &Event::Done)?;
+    Ok(())
+}
+
+/// Gives repeat `repeat` its own sampling seed (`seed + repeat`), so repeats with temperature > 0
+/// are independent draws, and each stays reproducible.
+fn reseed(g: &mut Generator, base: u32, repeat: u32) -> Result<(), WorkerError> {
+    let mut p = g.params().clone();
+    p.seed = base.wrapping_add(repeat);
+    g.set_params(p)?;
     Ok(())
 }
 
@@ -202,25 +246,7 @@ fn answer_one(
     params: &RetrieverParams,
     expected_vecs: &mut HashMap<String, Vec<f32>>,
 ) -> NewAnswer {
-    let mut a = NewAnswer {
-        question_id: q.id.clone(),
-        repeat,
-        question: q.question.clone(),
-        expected_answer: q.expected_answer.clone(),
-        answer: String::new(),
-        status: "ok".into(),
-        error: None,
-        cosine: None,
-        response_time_s: None,
-        ttft_s: None,
-        retrieval_s: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        contexts_used: None,
-        chunk_ids: vec![],
-        pages: vec![],
-        scores: vec![],
-    };
+    let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
     let result: Result<(), String> = (|| {
         let t = Instant::now();
         let qv = embedder

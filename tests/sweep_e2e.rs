@@ -282,3 +282,36 @@ fn bad_experiment_file_is_a_clear_error() {
     );
     assert!(!f.path("store/e2e.sqlite").exists(), "nothing written");
 }
+
+#[test]
+fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
+    let f = Fixture::new(
+        &smollm(16),
+        "chunk_size = [120]\nretriever = [\"dense\", \"bm25\", \"mmr\", \"ensemble\"]\n",
+    );
+    let out = f
+        .cmd(&["run", "exp.toml", "--no-progress", "--retrieval-only"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = f.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM cells WHERE model = 'retrieval-only' AND status = 'done'"
+        ),
+        4
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers WHERE status = 'ok' AND chunk_ids != '[]' AND answer = ''"), 4 * 6);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM answers WHERE completion_tokens IS NOT NULL"
+        ),
+        0
+    );
+}
