@@ -322,9 +322,17 @@ fn sweep_cells(
             info.n_chunks,
         )?;
 
-        let outcome = run_cell(
-            exp, cell, &info.dir, pending, opts, store, run_id, &progress, &label, questions,
-        )?;
+        let ctx = CellRun {
+            exp,
+            cell,
+            index_dir: &info.dir,
+            opts,
+            run_id,
+            progress: &progress,
+            label: &label,
+            questions,
+        };
+        let outcome = run_cell(&ctx, pending, store)?;
         summary.answers += outcome.answers;
         summary.failed_answers += outcome.failed;
         match outcome.error {
@@ -441,24 +449,28 @@ enum Line {
     Eof,
 }
 
+/// Everything the workers of one cell share.
+struct CellRun<'a> {
+    exp: &'a Experiment,
+    cell: &'a Cell,
+    index_dir: &'a Path,
+    opts: &'a SweepOptions,
+    run_id: i64,
+    progress: &'a Progress,
+    label: &'a str,
+    questions: &'a [crate::qa::Question],
+}
+
 /// Most worker starts per cell: after a crash the rest of the pending list gets a fresh worker,
 /// so one bad question cannot block the questions after it.
 const MAX_WORKER_STARTS: usize = 3;
 
 /// Runs `pending` of `cell` through workers, restarting after a crash (without the question that
 /// crashed it) up to [`MAX_WORKER_STARTS`] times, and stores each answer.
-#[allow(clippy::too_many_arguments)]
 fn run_cell(
-    exp: &Experiment,
-    cell: &Cell,
-    index_dir: &Path,
+    c: &CellRun<'_>,
     mut pending: Vec<(String, u32)>,
-    opts: &SweepOptions,
     store: &mut Store,
-    run_id: i64,
-    progress: &Progress,
-    label: &str,
-    questions: &[crate::qa::Question],
 ) -> Result<CellOutcome, SweepError> {
     let mut total = CellOutcome {
         answers: 0,
@@ -466,9 +478,7 @@ fn run_cell(
         error: None,
     };
     for start in 1..=MAX_WORKER_STARTS {
-        let w = run_worker(
-            exp, cell, index_dir, &pending, opts, store, run_id, progress, label, questions,
-        )?;
+        let w = run_worker(c, &pending, store)?;
         total.answers += w.stored.len();
         total.failed += w.failed;
         pending.retain(|k| !w.stored.contains(k));
@@ -492,7 +502,7 @@ fn run_cell(
                     total.error = Some(e);
                     return Ok(total);
                 }
-                progress.line(&format!(
+                c.progress.line(&format!(
                     "  worker {start} failed ({}); restarting for {} more",
                     first_line(&e),
                     pending.len()
@@ -516,19 +526,21 @@ struct WorkerOutcome {
 
 /// Starts one worker for `cell`, feeds it `pending`, and stores each answer it reports; the
 /// question in flight when it dies is stored as failed, with the samples of its window.
-#[allow(clippy::too_many_arguments)]
 fn run_worker(
-    exp: &Experiment,
-    cell: &Cell,
-    index_dir: &Path,
+    c: &CellRun<'_>,
     pending: &[(String, u32)],
-    opts: &SweepOptions,
     store: &mut Store,
-    run_id: i64,
-    progress: &Progress,
-    label: &str,
-    questions: &[crate::qa::Question],
 ) -> Result<WorkerOutcome, SweepError> {
+    let CellRun {
+        exp,
+        cell,
+        index_dir,
+        opts,
+        run_id,
+        progress,
+        label,
+        questions,
+    } = *c;
     let mut cmd = Command::new(&opts.worker_exe);
     cmd.arg("worker")
         .arg(&exp.path)
