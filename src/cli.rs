@@ -126,8 +126,11 @@ enum Format {
 /// Parses arguments, runs the command, and turns errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    match dispatch(cli.command) {
+    let bars = std::io::stderr()
+        .is_terminal()
+        .then(indicatif::MultiProgress::new);
+    init_logging(cli.verbose, bars.clone());
+    match dispatch(cli.command, bars) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -136,7 +139,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Logs to stderr through the progress bars' writer, so log lines never break a bar.
+fn init_logging(verbose: u8, bars: Option<indicatif::MultiProgress>) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
@@ -149,13 +153,13 @@ fn init_logging(verbose: u8) {
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || sweep::BarsWriter(bars.clone()))
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
-fn dispatch(cmd: Cmd) -> Result<()> {
+fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
     match cmd {
         Cmd::Run {
             experiment,
@@ -167,9 +171,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let exp = Experiment::load_with(&experiment, retrieval_only)?;
             let mut opts = SweepOptions::for_current_exe(store.clone())
                 .context("cannot locate the orchestrate binary")?;
-            if no_progress {
-                opts.progress = false;
-            }
+            opts.bars = if no_progress { None } else { bars };
             let s = sweep::run(&exp, &opts)?;
             eprintln!(
                 "{}: {} cells ({} already done, {} failed), {} answers stored ({} failed) in {:.1} s → {}",

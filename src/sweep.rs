@@ -77,8 +77,9 @@ pub struct SweepOptions {
     pub worker_exe: PathBuf,
     /// Sampling interval of the worker's RSS and CPU.
     pub sample_interval: Duration,
-    /// Draw progress bars (a terminal); otherwise log one line per answer.
-    pub progress: bool,
+    /// Progress bars to draw into (on a terminal); `None` logs one line per answer instead.
+    /// Share it with the log writer (see [`BarsWriter`]) so log lines print above the bars.
+    pub bars: Option<MultiProgress>,
 }
 
 impl SweepOptions {
@@ -88,7 +89,7 @@ impl SweepOptions {
             store_dir,
             worker_exe: std::env::current_exe()?,
             sample_interval: Duration::from_millis(200),
-            progress: std::io::stderr().is_terminal(),
+            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
         })
     }
 }
@@ -135,17 +136,33 @@ impl Tail {
     }
 }
 
+/// A `tracing` writer that prints log lines above the progress bars (clearing and redrawing them)
+/// instead of through them; plain stderr when there are no bars.
+#[derive(Clone, Default)]
+pub struct BarsWriter(pub Option<MultiProgress>);
+
+impl std::io::Write for BarsWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(mp) => mp.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Progress display: bars on a terminal, log lines otherwise.
 struct Progress {
     bars: Option<(MultiProgress, ProgressBar, ProgressBar)>,
 }
 
 impl Progress {
-    fn new(enabled: bool, cells: usize) -> Progress {
-        if !enabled {
+    fn new(bars: Option<MultiProgress>, cells: usize) -> Progress {
+        let Some(mp) = bars else {
             return Progress { bars: None };
-        }
-        let mp = MultiProgress::new();
+        };
         let style = |t: &str| {
             ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar())
         };
@@ -258,7 +275,7 @@ fn sweep_cells(
         database: store.path().to_path_buf(),
         ..Default::default()
     };
-    let progress = Progress::new(opts.progress, exp.cells.len());
+    let progress = Progress::new(opts.bars.clone(), exp.cells.len());
     progress.line(&format!(
         "{}: {} cells × {} questions × {} repeats → {}",
         exp.name,
