@@ -189,21 +189,3 @@ fn every_evidence_quote_is_on_its_page() {
         missing.join("\n")
     );
 }
-
-/// Writes our extraction of every page as JSON (`[{"number": n, "text": "..."}]`) to the path
-/// in `ORCHESTRATE_DUMP_PAGES`; used by `tests/fixtures/make_splitter_fixtures.py` and for
-/// writing evidence quotes. Run with `--ignored`.
-#[test]
-#[ignore = "tool: dumps extracted page text for fixture generation"]
-fn dump_pages() {
-    let Some(out) = std::env::var_os("ORCHESTRATE_DUMP_PAGES") else {
-        eprintln!("set ORCHESTRATE_DUMP_PAGES=<file.json> to dump pages");
-        return;
-    };
-    let rows: Vec<serde_json::Value> = pages()
-        .iter()
-        .map(|p| serde_json::json!({"number": p.number, "text": p.text}))
-        .collect();
-    let json = serde_json::to_string(&rows).expect("serialize pages");
-    std::fs::write(&out, json).expect("write page dump");
-}
