@@ -312,7 +312,8 @@ impl Store {
         Ok(s)
     }
 
-    /// Opens an existing database read-only; `Ok(None)` if it does not exist yet.
+    /// Opens an existing database (see [`Store::open`]); `Ok(None)` if it does not exist yet, so
+    /// reading commands never create an empty one.
     pub fn open_existing(path: &Path) -> Result<Option<Store>, StoreError> {
         if !path.exists() {
             return Ok(None);
