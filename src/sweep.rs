@@ -379,13 +379,15 @@ fn sweep_cells(
 }
 
 /// Opens or builds the cell indexes of one sweep, loading the embedding model, fingerprinting the
-/// corpus and extracting its pages at most once.
+/// corpus and extracting its pages at most once, and opening each index at most once (later cells
+/// with the same chunk setting reuse its [`crate::index::BuildInfo`] as a cache hit).
 struct Indexes<'a> {
     exp: &'a Experiment,
     store_dir: &'a Path,
     embedder: Option<Embedder>,
     corpus_fingerprint: Option<String>,
     pages: std::cell::RefCell<Option<Vec<crate::corpus::Page>>>,
+    seen: std::collections::HashMap<(usize, usize), crate::index::BuildInfo>,
 }
 
 impl<'a> Indexes<'a> {
@@ -396,6 +398,7 @@ impl<'a> Indexes<'a> {
             embedder: None,
             corpus_fingerprint: None,
             pages: Default::default(),
+            seen: Default::default(),
         }
     }
 
@@ -404,6 +407,13 @@ impl<'a> Indexes<'a> {
         chunk_size: usize,
         chunk_overlap: usize,
     ) -> Result<crate::index::BuildInfo, SweepError> {
+        if let Some(info) = self.seen.get(&(chunk_size, chunk_overlap)) {
+            return Ok(crate::index::BuildInfo {
+                cache_hit: true,
+                build_seconds: 0.0,
+                ..info.clone()
+            });
+        }
         let emb = match self.embedder.take() {
             Some(e) => e,
             None => Embedder::load(&self.exp.embedding_model)?,
@@ -438,6 +448,7 @@ impl<'a> Indexes<'a> {
             },
             emb,
         )?;
+        self.seen.insert((chunk_size, chunk_overlap), info.clone());
         Ok(info)
     }
 }
