@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn t_quantile_matches_scipy_fixture() {
-        let fixture = include_str!("../tests/fixtures/t_quantile.csv");
+        let fixture = include_str!("../../tests/fixtures/t_quantile.csv");
         let mut checked = 0;
         for line in fixture.lines().filter(|l| !l.starts_with('#')) {
             let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
