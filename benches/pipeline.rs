@@ -103,6 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             fetch_k: 20,
             lambda_mult: 0.5,
             ensemble_weight: 0.3,
+            ..RetrieverParams::default()
         };
         let t = Instant::now();
         for (q, v) in qa.iter().zip(&qvecs) {

@@ -3,7 +3,7 @@
 //! An experiment names a corpus, a QA set, the models to ask and a grid of retrieval settings. Every
 //! combination of grid values with every model is one [`Cell`]; axes that do not apply to a
 //! retriever collapse (`ensemble_weight` only for `ensemble`, `fetch_k`/`lambda_mult` only for
-//! `mmr`), so the grid never runs the same work twice. Each cell has a stable id, a hash of
+//! `mmr`, `bm25` only for `bm25`/`ensemble`, `dense_index` only for `dense`/`mmr`/`ensemble`), so the grid never runs the same work twice. Each cell has a stable id, a hash of
 //! everything that can change its answers, so adding values to the grid keeps the ids of the cells
 //! that already ran: a resumed sweep runs only what is new.
 //!
@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::generate::{GenParams, PromptStyle};
-use crate::retrieve::RetrieverKind;
+use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
 
 /// Errors from reading or validating an experiment file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +138,10 @@ struct RawGrid {
     fetch_k: Spanned<Vec<u64>>,
     #[serde(default = "default_lambda")]
     lambda_mult: Spanned<Vec<f64>>,
+    #[serde(default)]
+    bm25: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    dense_index: Option<Spanned<OneOrMany>>,
 }
 
 fn spanned<T>(v: T) -> Spanned<T> {
@@ -236,6 +240,10 @@ pub struct Retrieval {
     pub lambda_mult: Option<f64>,
     /// BM25 weight r of the ensemble; dense gets 1 - r (`ensemble` only).
     pub ensemble_weight: Option<f64>,
+    /// BM25 implementation (`bm25` and `ensemble` only).
+    pub bm25: Option<Bm25Variant>,
+    /// Dense search method (`dense`, `mmr` and `ensemble` only).
+    pub dense_index: Option<DenseIndexKind>,
 }
 
 /// One grid cell: a model with one retrieval setting.
@@ -264,6 +272,12 @@ impl fmt::Display for Retrieval {
         }
         if let Some(w) = self.ensemble_weight {
             write!(f, " bm25={w}/dense={:.2}", 1.0 - w)?;
+        }
+        if let Some(b) = self.bm25.filter(|b| *b != Bm25Variant::default()) {
+            write!(f, " bm25:{b}")?;
+        }
+        if let Some(d) = self.dense_index.filter(|d| *d != DenseIndexKind::default()) {
+            write!(f, " dense:{d}")?;
         }
         Ok(())
     }
@@ -693,6 +707,9 @@ impl Validator<'_> {
                 );
             }
         }
+        let bm25s: Vec<Bm25Variant> = self.variants(g.bm25.as_ref(), "grid.bm25")?;
+        let denses: Vec<DenseIndexKind> =
+            self.variants(g.dense_index.as_ref(), "grid.dense_index")?;
         let mut out: Vec<Retrieval> = Vec::new();
         for &size in g.chunk_size.get_ref() {
             for &ov in g.chunk_overlap.get_ref() {
@@ -722,6 +739,18 @@ impl Validator<'_> {
                         } else {
                             vec![None]
                         };
+                        let lexical = ens || retriever == RetrieverKind::Bm25;
+                        let dense = retriever != RetrieverKind::Bm25;
+                        let bm25_axis: Vec<Option<Bm25Variant>> = if lexical {
+                            bm25s.iter().copied().map(Some).collect()
+                        } else {
+                            vec![None]
+                        };
+                        let dense_axis: Vec<Option<DenseIndexKind>> = if dense {
+                            denses.iter().copied().map(Some).collect()
+                        } else {
+                            vec![None]
+                        };
                         let weights: Vec<Option<f64>> = if ens {
                             g.ensemble_weight
                                 .get_ref()
@@ -734,23 +763,60 @@ impl Validator<'_> {
                         for &fetch_k in &fetch {
                             for &lambda_mult in &lambdas {
                                 for &ensemble_weight in &weights {
-                                    let r = Retrieval {
-                                        chunk_size: size as usize,
-                                        chunk_overlap,
-                                        retriever,
-                                        top_k: top_k as usize,
-                                        fetch_k,
-                                        lambda_mult,
-                                        ensemble_weight,
-                                    };
-                                    if !out.contains(&r) {
-                                        out.push(r);
+                                    for &bm25 in &bm25_axis {
+                                        for &dense_index in &dense_axis {
+                                            let r = Retrieval {
+                                                chunk_size: size as usize,
+                                                chunk_overlap,
+                                                retriever,
+                                                top_k: top_k as usize,
+                                                fetch_k,
+                                                lambda_mult,
+                                                ensemble_weight,
+                                                bm25,
+                                                dense_index,
+                                            };
+                                            if !out.contains(&r) {
+                                                out.push(r);
+                                            }
+                                        }
                                     }
                                 }
                             }
                         }
                     }
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses an optional `bm25` / `dense_index` axis (one name or a list of names); the
+    /// variant's default when absent.
+    fn variants<T>(
+        &self,
+        raw: Option<&Spanned<OneOrMany>>,
+        field: &str,
+    ) -> Result<Vec<T>, ExperimentError>
+    where
+        T: std::str::FromStr<Err = crate::retrieve::RetrieveError> + Default + PartialEq,
+    {
+        let Some(raw) = raw else {
+            return Ok(vec![T::default()]);
+        };
+        let names: Vec<String> = match raw.get_ref() {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        };
+        if names.is_empty() {
+            return self.err(raw.span(), field, "give at least one value".into());
+        }
+        let mut out = Vec::new();
+        for n in &names {
+            match n.parse::<T>() {
+                Ok(v) if !out.contains(&v) => out.push(v),
+                Ok(_) => {}
+                Err(e) => return self.err(raw.span(), field, e.to_string()),
             }
         }
         Ok(out)
@@ -794,6 +860,13 @@ fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &
         r.lambda_mult,
         r.ensemble_weight
     ));
+    // Non-default variants only, so cells defined before these axes existed keep their ids.
+    if let Some(b) = r.bm25.filter(|b| *b != Bm25Variant::default()) {
+        h.update(format!("bm25={b}\n"));
+    }
+    if let Some(d) = r.dense_index.filter(|d| *d != DenseIndexKind::default()) {
+        h.update(format!("dense_index={d}\n"));
+    }
     h.update(format!("corpus={corpus:?}|embed={embed}\n"));
     hex::encode(&h.finalize()[..8])
 }

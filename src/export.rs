@@ -1,10 +1,11 @@
-//! CSV export of stored answers: one row per [`AnswerRecord`], a fixed column order, written with
-//! the `csv` crate (RFC 4180 quoting, so answers with commas, quotes or newlines round-trip).
+//! CSV export of stored answers: one row per [`AnswerRecord`], a fixed column order followed by
+//! one column per metric present in the rows ([`metric_columns`]), written with the `csv` crate
+//! (RFC 4180 quoting, so answers with commas, quotes or newlines round-trip).
 
 use crate::store::AnswerRecord;
 
-/// Column names of [`write_csv`], in order.
-pub const CSV_COLUMNS: [&str; 24] = [
+/// The fixed leading column names of [`write_csv`], in order; metric columns follow.
+pub const CSV_COLUMNS: [&str; 26] = [
     "cell_id",
     "model",
     "chunk_size",
@@ -13,6 +14,8 @@ pub const CSV_COLUMNS: [&str; 24] = [
     "ensemble_weight",
     "top_k",
     "fetch_k",
+    "bm25",
+    "dense_index",
     "repeat",
     "question_id",
     "question",
@@ -42,9 +45,39 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
 }
 
+/// Metric names present in `answers`, in report order: retrieval metrics (`hit@k`, `recall@k`,
+/// `mrr@k`, `ndcg@k`, by k), then answer metrics (`em`, `f1`, `contains`, `rouge_l`, `meteor`),
+/// then any other name alphabetically.
+pub fn metric_columns(answers: &[AnswerRecord]) -> Vec<String> {
+    let mut names: Vec<String> = answers
+        .iter()
+        .flat_map(|a| a.metrics.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by_key(|n| metric_order(n));
+    names
+}
+
+/// Sort key of a metric name for [`metric_columns`].
+pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
+    const RETRIEVAL: [&str; 4] = ["hit", "recall", "mrr", "ndcg"];
+    const ANSWER: [&str; 6] = ["cosine", "em", "f1", "contains", "rouge_l", "meteor"];
+    if let Some((m, k)) = name.split_once('@') {
+        if let (Some(i), Ok(k)) = (RETRIEVAL.iter().position(|r| *r == m), k.parse()) {
+            return (0, k, i as u8, String::new());
+        }
+    }
+    match ANSWER.iter().position(|a| *a == name) {
+        Some(i) => (1, 0, i as u8, String::new()),
+        None => (2, 0, 0, name.to_string()),
+    }
+}
+
 /// Writes `answers` as CSV with a header row to `out`.
 ///
-/// Columns: [`CSV_COLUMNS`] in that order. Units follow [`AnswerRecord`]: sizes in characters,
+/// Columns: [`CSV_COLUMNS`] in that order, then [`metric_columns`] (a row without that metric
+/// has an empty field). Units follow [`AnswerRecord`]: sizes in characters,
 /// times in seconds, memory in bytes, CPU in percent of one core. `None` becomes an empty field;
 /// `chunk_ids` and `pages` are space-separated integers (empty when there are none). Floats use
 /// Rust's shortest round-trip formatting, so parsing them back gives the same `f64`.
@@ -52,9 +85,17 @@ pub enum ExportError {
 /// Errors: [`ExportError`] when the writer fails.
 pub fn write_csv<W: std::io::Write>(answers: &[AnswerRecord], out: W) -> Result<(), ExportError> {
     let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(CSV_COLUMNS)?;
+    let metrics = metric_columns(answers);
+    writer.write_record(
+        CSV_COLUMNS
+            .iter()
+            .copied()
+            .chain(metrics.iter().map(String::as_str)),
+    )?;
     for answer in answers {
-        writer.write_record(record_fields(answer))?;
+        let fixed = record_fields(answer);
+        let extra = metrics.iter().map(|m| opt(answer.metrics.get(m).copied()));
+        writer.write_record(fixed.into_iter().chain(extra))?;
     }
     writer.flush()?;
     tracing::debug!(rows = answers.len(), "wrote CSV export");
@@ -62,7 +103,7 @@ pub fn write_csv<W: std::io::Write>(answers: &[AnswerRecord], out: W) -> Result<
 }
 
 /// The fields of one row, in [`CSV_COLUMNS`] order.
-fn record_fields(a: &AnswerRecord) -> [String; 24] {
+fn record_fields(a: &AnswerRecord) -> [String; 26] {
     [
         a.cell_id.clone(),
         a.model.clone(),
@@ -72,6 +113,8 @@ fn record_fields(a: &AnswerRecord) -> [String; 24] {
         opt(a.ensemble_weight),
         a.top_k.to_string(),
         opt(a.fetch_k),
+        a.bm25.clone().unwrap_or_default(),
+        a.dense_index.clone().unwrap_or_default(),
         a.repeat.to_string(),
         a.question_id.clone(),
         a.question.clone(),
@@ -119,6 +162,8 @@ mod tests {
             ensemble_weight: Some(0.3),
             top_k: 4,
             fetch_k: None,
+            bm25: Some("okapi".into()),
+            dense_index: Some("arroy".into()),
             repeat: 1,
             question_id: "q7".into(),
             question: "What is a \"Volume\"?".into(),
@@ -135,6 +180,7 @@ mod tests {
             chunk_ids: vec![12, 3, 40],
             pages: vec![101, 7],
             status: "ok".into(),
+            metrics: Default::default(),
         }
     }
 
@@ -210,6 +256,37 @@ mod tests {
             assert_eq!(&row[i], "", "{name}");
         }
         assert_eq!(&row[CSV_COLUMNS.len() - 1], "failed");
+    }
+
+    #[test]
+    fn metric_columns_follow_in_report_order() {
+        let mut a = record("a");
+        a.metrics = [
+            ("rouge_l", 0.5),
+            ("hit@4", 1.0),
+            ("em", 0.0),
+            ("ndcg@4", 0.63),
+            ("zz", 2.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut b = record("b");
+        b.metrics = [("recall@10".to_string(), 0.25)].into_iter().collect();
+        let text = export(&[a, b]);
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            &header[CSV_COLUMNS.len()..],
+            ["hit@4", "ndcg@4", "recall@10", "em", "rouge_l", "zz"]
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        let col = |n: &str| header.iter().position(|c| c == n).unwrap();
+        assert_eq!(&rows[0][col("ndcg@4")], "0.63");
+        assert_eq!(&rows[0][col("recall@10")], "");
+        assert_eq!(&rows[1][col("recall@10")], "0.25");
+        assert_eq!(&rows[1][col("hit@4")], "");
+        assert_eq!(&rows[0][col("bm25")], "okapi");
     }
 
     #[test]

@@ -29,6 +29,16 @@ pub enum RetrieveError {
     /// An unknown retriever name was parsed.
     #[error("unknown retriever {0:?} (expected dense, mmr, bm25 or ensemble)")]
     UnknownKind(String),
+    /// An unknown `bm25` or `dense_index` name was parsed.
+    #[error("unknown {what} {got:?} (expected {expected})")]
+    UnknownVariant {
+        /// `bm25` or `dense_index`.
+        what: &'static str,
+        /// The name given.
+        got: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
 }
 
 /// Which retrieval strategy to run. Serialised lowercase: `dense`, `mmr`, `bm25`, `ensemble`.
@@ -84,6 +94,115 @@ impl FromStr for RetrieverKind {
     }
 }
 
+/// Which BM25 implements the lexical side (`bm25` and `ensemble` retrievers). Serialised
+/// lowercase: `tantivy`, `okapi`.
+///
+/// - `tantivy` (default): tantivy's BM25 (k1 1.2, b 0.75, idf `ln(1 + (N - n + 0.5)/(n + 0.5))`,
+///   never negative) over a lowercasing, Snowball-stemming analyzer that splits on
+///   non-alphanumerics, with document lengths quantised to 256 buckets. Better matching of
+///   "Volumes"/"volume", "Pool,"/"pool".
+/// - `okapi`: rank_bm25's `BM25Okapi` exactly as LangChain's `BM25Retriever` uses it (k1 1.5,
+///   b 0.75, epsilon 0.25, negative idf floored to `epsilon * mean idf`, exact lengths,
+///   case-sensitive tokens from Python's `str.split()`), see [`crate::index::okapi`]. Use it to
+///   reproduce a LangChain notebook number for number.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Bm25Variant {
+    /// tantivy BM25 with stemming (the default).
+    #[default]
+    Tantivy,
+    /// rank_bm25 BM25Okapi parity.
+    Okapi,
+}
+
+impl Bm25Variant {
+    /// The lowercase name (same as serde and [`fmt::Display`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bm25Variant::Tantivy => "tantivy",
+            Bm25Variant::Okapi => "okapi",
+        }
+    }
+}
+
+impl fmt::Display for Bm25Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Bm25Variant {
+    type Err = RetrieveError;
+
+    /// Parses `tantivy` or `okapi`, case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tantivy" => Ok(Bm25Variant::Tantivy),
+            "okapi" => Ok(Bm25Variant::Okapi),
+            _ => Err(RetrieveError::UnknownVariant {
+                what: "bm25",
+                got: s.to_string(),
+                expected: "tantivy or okapi",
+            }),
+        }
+    }
+}
+
+/// How the dense side (`dense`, `mmr`, `ensemble`) searches. Serialised lowercase: `arroy`,
+/// `exact`.
+///
+/// - `arroy` (default): approximate nearest neighbours (arroy random-projection trees on LMDB),
+///   see [`crate::index::dense`]; recall against exact search is measured per chunk size in
+///   BENCHMARKS.md.
+/// - `exact`: brute force over every stored vector, FAISS `IndexFlatL2` semantics (on the
+///   L2-normalised embeddings, ascending L2 distance is descending cosine; ties by chunk id).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DenseIndexKind {
+    /// Approximate search with arroy (the default).
+    #[default]
+    Arroy,
+    /// Exact brute-force search.
+    Exact,
+}
+
+impl DenseIndexKind {
+    /// The lowercase name (same as serde and [`fmt::Display`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenseIndexKind::Arroy => "arroy",
+            DenseIndexKind::Exact => "exact",
+        }
+    }
+}
+
+impl fmt::Display for DenseIndexKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DenseIndexKind {
+    type Err = RetrieveError;
+
+    /// Parses `arroy` or `exact`, case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "arroy" => Ok(DenseIndexKind::Arroy),
+            "exact" => Ok(DenseIndexKind::Exact),
+            _ => Err(RetrieveError::UnknownVariant {
+                what: "dense_index",
+                got: s.to_string(),
+                expected: "arroy or exact",
+            }),
+        }
+    }
+}
+
 /// Parameters of one retriever.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RetrieverParams {
@@ -98,11 +217,17 @@ pub struct RetrieverParams {
     pub lambda_mult: f32,
     /// Ensemble only: BM25 weight `r` in `[0, 1]`; the dense list gets `1 - r`.
     pub ensemble_weight: f32,
+    /// BM25 implementation of the lexical side.
+    #[serde(default)]
+    pub bm25: Bm25Variant,
+    /// Search method of the dense side.
+    #[serde(default)]
+    pub dense_index: DenseIndexKind,
 }
 
 impl Default for RetrieverParams {
     /// Dense, `top_k` 4, `fetch_k` 20, `lambda_mult` 0.5, `ensemble_weight` 0.5 (LangChain's
-    /// retriever defaults).
+    /// retriever defaults), tantivy BM25, arroy dense search.
     fn default() -> Self {
         RetrieverParams {
             kind: RetrieverKind::Dense,
@@ -110,6 +235,8 @@ impl Default for RetrieverParams {
             fetch_k: 20,
             lambda_mult: 0.5,
             ensemble_weight: 0.5,
+            bm25: Bm25Variant::Tantivy,
+            dense_index: DenseIndexKind::Arroy,
         }
     }
 }
@@ -167,12 +294,12 @@ pub fn retrieve(
 ) -> Result<Vec<Retrieved>, RetrieveError> {
     p.validate()?;
     let hits = match p.kind {
-        RetrieverKind::Dense => to_retrieved(index.dense_search(query_vec, p.top_k)?),
-        RetrieverKind::Bm25 => to_retrieved(index.bm25_search(query, p.top_k)?),
+        RetrieverKind::Dense => to_retrieved(dense_search(index, query_vec, p.top_k, p)?),
+        RetrieverKind::Bm25 => to_retrieved(bm25_search(index, query, p.top_k, p)?),
         RetrieverKind::Mmr => mmr_retrieve(index, query_vec, p)?,
         RetrieverKind::Ensemble => {
-            let bm25 = ids(index.bm25_search(query, p.top_k)?);
-            let dense = ids(index.dense_search(query_vec, p.top_k)?);
+            let bm25 = ids(bm25_search(index, query, p.top_k, p)?);
+            let dense = ids(dense_search(index, query_vec, p.top_k, p)?);
             let weights = [p.ensemble_weight, 1.0 - p.ensemble_weight];
             let fused = fuse_dedup_by_text(index, &[bm25, dense], &weights, RRF_C);
             to_retrieved(fused)
@@ -181,13 +308,39 @@ pub fn retrieve(
     Ok(hits)
 }
 
+/// Dense top `k` by the method `p.dense_index` selects.
+fn dense_search(
+    index: &CorpusIndex,
+    query_vec: &[f32],
+    k: usize,
+    p: &RetrieverParams,
+) -> Result<Vec<(u32, f32)>, RetrieveError> {
+    Ok(match p.dense_index {
+        DenseIndexKind::Arroy => index.dense_search(query_vec, k)?,
+        DenseIndexKind::Exact => index.dense_search_exact(query_vec, k)?,
+    })
+}
+
+/// BM25 top `k` by the implementation `p.bm25` selects.
+fn bm25_search(
+    index: &CorpusIndex,
+    query: &str,
+    k: usize,
+    p: &RetrieverParams,
+) -> Result<Vec<(u32, f32)>, RetrieveError> {
+    Ok(match p.bm25 {
+        Bm25Variant::Tantivy => index.bm25_search(query, k)?,
+        Bm25Variant::Okapi => index.okapi_search(query, k),
+    })
+}
+
 /// Dense fetch of `fetch_k` candidates, then MMR to `top_k`; scores are query cosines.
 fn mmr_retrieve(
     index: &CorpusIndex,
     query_vec: &[f32],
     p: &RetrieverParams,
 ) -> Result<Vec<Retrieved>, RetrieveError> {
-    let fetched = index.dense_search(query_vec, p.fetch_k)?;
+    let fetched = dense_search(index, query_vec, p.fetch_k, p)?;
     let vectors: Vec<Vec<f32>> = fetched
         .iter()
         .filter_map(|(id, _)| index.vector(*id))

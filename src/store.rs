@@ -7,7 +7,7 @@
 //! the keys whose row is `ok` and replaces a `failed` row when it retries it, so a grid ends with
 //! exactly one row per cell × question × repeat.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS cells (
     top_k            INTEGER NOT NULL,
     fetch_k          INTEGER,
     lambda_mult      REAL,
+    bm25             TEXT,
+    dense_index      TEXT,
     status           TEXT NOT NULL DEFAULT 'pending',
     run_id           INTEGER,
     index_dir        TEXT,
@@ -101,6 +103,7 @@ CREATE TABLE IF NOT EXISTS answers (
     cpu_mean_percent REAL,
     n_samples        INTEGER,
     finished_at      TEXT NOT NULL,
+    metrics          TEXT NOT NULL DEFAULT '{}',
     UNIQUE (cell_id, repeat, question_id)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -113,6 +116,22 @@ CREATE TABLE IF NOT EXISTS samples (
     cpu_percent REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_cell ON samples (cell_id);
+"#;
+
+/// Columns added after the first schema: (table, column, declaration). [`Store::open`] adds the
+/// missing ones to an older database, so results stored by an earlier version stay readable.
+const MIGRATIONS: [(&str, &str, &str); 3] = [
+    ("answers", "metrics", "TEXT NOT NULL DEFAULT '{}'"),
+    ("cells", "bm25", "TEXT"),
+    ("cells", "dense_index", "TEXT"),
+];
+
+/// Long-format view of the per-answer metrics (one row per answer × metric), for SQL users:
+/// `SELECT metric, avg(value) FROM answer_metrics GROUP BY cell_id, metric`.
+const VIEWS: &str = r#"
+CREATE VIEW IF NOT EXISTS answer_metrics AS
+    SELECT a.cell_id, a.repeat, a.question_id, a.status, m.key AS metric, m.value AS value
+    FROM answers AS a, json_each(a.metrics) AS m;
 "#;
 
 /// Status of a cell in the `cells` table.
@@ -176,6 +195,11 @@ pub struct NewAnswer {
     pub pages: Vec<u32>,
     /// Retrieval scores of those chunks (retriever-specific scale).
     pub scores: Vec<f32>,
+    /// Named per-answer metrics (see [`crate::score`]): retrieval metrics `hit@k`, `recall@k`,
+    /// `mrr@k`, `ndcg@k` when the question has evidence or a page, answer metrics `em`, `f1`,
+    /// `contains`, `rouge_l`, `meteor` when an answer was generated. Stored as a JSON object.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// One stored answer joined with its cell's axes: the unit of reports and exports.
@@ -195,6 +219,13 @@ pub struct AnswerRecord {
     pub top_k: u32,
     /// `None` unless the retriever is `mmr`.
     pub fetch_k: Option<u32>,
+    /// BM25 implementation (`tantivy` or `okapi`); `None` unless the retriever is `bm25` or
+    /// `ensemble`.
+    #[serde(default)]
+    pub bm25: Option<String>,
+    /// Dense search (`arroy` or `exact`); `None` for the `bm25` retriever.
+    #[serde(default)]
+    pub dense_index: Option<String>,
     /// 0-based repeat index.
     pub repeat: u32,
     pub question_id: String,
@@ -220,6 +251,9 @@ pub struct AnswerRecord {
     pub pages: Vec<u32>,
     /// `ok` or `failed`.
     pub status: String,
+    /// Named per-answer metrics, as in [`NewAnswer::metrics`].
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl NewAnswer {
@@ -248,6 +282,7 @@ impl NewAnswer {
             chunk_ids: vec![],
             pages: vec![],
             scores: vec![],
+            metrics: BTreeMap::new(),
         }
     }
 }
@@ -277,6 +312,14 @@ fn now() -> String {
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// The finite entries of a metrics map (JSON has no NaN or infinity).
+fn finite(m: &BTreeMap<String, f64>) -> BTreeMap<&str, f64> {
+    m.iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect()
 }
 
 fn from_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
@@ -309,6 +352,8 @@ impl Store {
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(|e| s.err(e))?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
+        s.migrate()?;
+        s.conn.execute_batch(VIEWS).map_err(|e| s.err(e))?;
         Ok(s)
     }
 
@@ -319,6 +364,28 @@ impl Store {
             return Ok(None);
         }
         Store::open(path).map(Some)
+    }
+
+    /// Adds the [`MIGRATIONS`] columns an older database lacks.
+    fn migrate(&self) -> Result<(), StoreError> {
+        for (table, column, decl) in MIGRATIONS {
+            let exists: bool = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"
+                    ),
+                    [column],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if !exists {
+                self.conn
+                    .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(())
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -374,8 +441,10 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "INSERT OR IGNORE INTO cells (cell_id, model, gguf, chunk_size, chunk_overlap, retriever,
-                   ensemble_weight, top_k, fetch_k, lambda_mult) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO cells (cell_id, model, gguf, chunk_size, chunk_overlap, retriever,
+                   ensemble_weight, top_k, fetch_k, lambda_mult, bm25, dense_index)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (cell_id) DO UPDATE SET bm25 = excluded.bm25, dense_index = excluded.dense_index",
             )
             .map_err(|e| self.err(e))?;
         for c in &exp.cells {
@@ -392,6 +461,8 @@ impl Store {
                 r.top_k as i64,
                 r.fetch_k.map(|f| f as i64),
                 r.lambda_mult,
+                r.bm25.map(|b| b.as_str()),
+                r.dense_index.map(|d| d.as_str()),
             ])
             .map_err(|e| self.err(e))?;
         }
@@ -517,9 +588,9 @@ impl Store {
             "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
                status, error, cosine, response_time_s, ttft_s, retrieval_s, prompt_tokens, completion_tokens,
                contexts_used, chunk_ids, pages, scores, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent, n_samples,
-               finished_at)
+               finished_at, metrics)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-               ?22, ?23, ?24)
+               ?22, ?23, ?24, ?25)
              ON CONFLICT (cell_id, repeat, question_id) DO UPDATE SET
                run_id = excluded.run_id, question = excluded.question, expected_answer = excluded.expected_answer,
                answer = excluded.answer, status = excluded.status, error = excluded.error, cosine = excluded.cosine,
@@ -527,7 +598,8 @@ impl Store {
                prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
                contexts_used = excluded.contexts_used, chunk_ids = excluded.chunk_ids, pages = excluded.pages,
                scores = excluded.scores, rss_mean_bytes = excluded.rss_mean_bytes, rss_peak_bytes = excluded.rss_peak_bytes,
-               cpu_mean_percent = excluded.cpu_mean_percent, n_samples = excluded.n_samples, finished_at = excluded.finished_at
+               cpu_mean_percent = excluded.cpu_mean_percent, n_samples = excluded.n_samples, finished_at = excluded.finished_at,
+               metrics = excluded.metrics
              WHERE answers.status != 'ok' OR excluded.status = 'ok'",
             params![
                 cell_id,
@@ -554,6 +626,7 @@ impl Store {
                 usage.map(|u| u.cpu_mean_percent),
                 usage.map(|u| u.n_samples as i64),
                 now(),
+                to_json(&finite(&a.metrics)),
             ],
         )
         .map_err(e)?;
@@ -583,6 +656,25 @@ impl Store {
             }
         }
         tx.commit().map_err(e)
+    }
+
+    /// Replaces the stored metrics of one answer (used by `orchestrate rescore`); returns whether
+    /// the row exists. Only finite values are stored.
+    pub fn set_answer_metrics(
+        &self,
+        cell_id: &str,
+        repeat: u32,
+        question_id: &str,
+        metrics: &BTreeMap<String, f64>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE answers SET metrics = ?1 WHERE cell_id = ?2 AND repeat = ?3 AND question_id = ?4",
+                params![to_json(&finite(metrics)), cell_id, repeat, question_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
     }
 
     /// Number of answer rows per status for `cell_id`: (ok, failed).
@@ -680,7 +772,7 @@ impl Store {
             .prepare(
                 "SELECT repeat, question_id, question, expected_answer, answer, cosine, response_time_s, ttft_s,
                         prompt_tokens, completion_tokens, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent,
-                        chunk_ids, pages, status
+                        chunk_ids, pages, status, metrics
                  FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
             )
             .map_err(|e| self.err(e))?;
@@ -699,6 +791,8 @@ impl Store {
                         ensemble_weight: r.ensemble_weight,
                         top_k: r.top_k as u32,
                         fetch_k: r.fetch_k.map(|f| f as u32),
+                        bm25: r.bm25.map(|b| b.to_string()),
+                        dense_index: r.dense_index.map(|d| d.to_string()),
                         repeat: row.get(0)?,
                         question_id: row.get(1)?,
                         question: row.get(2)?,
@@ -715,6 +809,7 @@ impl Store {
                         chunk_ids: from_json(&row.get::<_, String>(13)?),
                         pages: from_json(&row.get::<_, String>(14)?),
                         status: row.get(15)?,
+                        metrics: from_json(&row.get::<_, String>(16)?),
                     })
                 })
                 .map_err(|e| self.err(e))?;

@@ -141,6 +141,8 @@ pub fn retriever_params(cell: &Cell) -> RetrieverParams {
         fetch_k: r.fetch_k.unwrap_or(20),
         lambda_mult: r.lambda_mult.unwrap_or(0.5) as f32,
         ensemble_weight: r.ensemble_weight.unwrap_or(0.5) as f32,
+        bm25: r.bm25.unwrap_or_default(),
+        dense_index: r.dense_index.unwrap_or_default(),
     }
 }
 

@@ -56,6 +56,8 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         ensemble_weight: ensemble.then_some(0.5),
                         top_k: 4,
                         fetch_k: None,
+                        bm25: ensemble.then(|| "tantivy".to_string()),
+                        dense_index: Some("arroy".to_string()),
                         repeat: 0,
                         question_id: format!("q{}", q + 1),
                         question: format!(
@@ -74,6 +76,22 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         chunk_ids: vec![q as u32, q as u32 + 7],
                         pages: vec![12 + q as u32, 200],
                         status: "ok".to_string(),
+                        metrics: {
+                            let hit = f64::from(rng.next() < 0.5 + 0.1 * mi as f64);
+                            let f1 = (0.2 + 0.3 * rng.next()).min(1.0);
+                            [
+                                ("hit@4", hit),
+                                ("mrr@4", hit / (1.0 + (3.0 * rng.next()).floor())),
+                                ("ndcg@4", hit * 0.7),
+                                ("recall@4", hit * 0.5),
+                                ("f1", f1),
+                                ("em", 0.0),
+                                ("rouge_l", f1 * 0.9),
+                            ]
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect()
+                        },
                     };
                     if FAILED_ROWS.contains(&rows.len()) {
                         a.status = "failed".into();

@@ -278,6 +278,7 @@ fn bacula_index_cache_and_all_retrievers() {
         fetch_k: 20,
         lambda_mult: 0.5,
         ensemble_weight: 0.5,
+        ..RetrieverParams::default()
     };
 
     let dense = retrieve(&index, question, &qvec, &params(RetrieverKind::Dense)).expect("dense");

@@ -2,6 +2,9 @@
 //! index ([`dense`], arroy on LMDB, cosine) and a lexical BM25 index ([`lexical`], tantivy), cached
 //! on disk under `store/indexes/<key digest>/` ([`cache`]).
 //!
+//! [`okapi`] is rank_bm25's BM25Okapi, built in memory from the chunks on first use (tens of
+//! milliseconds even for 16k chunks, so it is not cached on disk).
+//!
 //! [`CorpusIndex`] is what retrieval ([`crate::retrieve`]) queries. Build or reuse one with
 //! [`open_or_build`] (keyed by [`IndexKey`]: corpus fingerprint, splitter sizes, embedder
 //! fingerprint); open an existing cache directory read-only (worker subprocess) with [`open`].
@@ -9,8 +12,10 @@
 pub mod cache;
 pub mod dense;
 pub mod lexical;
+pub mod okapi;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
@@ -132,6 +137,7 @@ pub struct CorpusIndex {
     pub chunks: Vec<Chunk>,
     dense: DenseIndex,
     lexical: LexicalIndex,
+    okapi: OnceLock<okapi::Okapi>,
     dir: PathBuf,
 }
 
@@ -169,6 +175,7 @@ impl CorpusIndex {
             chunks,
             dense,
             lexical,
+            okapi: OnceLock::new(),
             dir,
         })
     }
@@ -222,6 +229,26 @@ impl CorpusIndex {
     /// term with the query are not returned. See [`LexicalIndex::search`].
     pub fn bm25_search(&self, query: &str, k: usize) -> Result<Vec<(u32, f32)>, IndexError> {
         self.lexical.search(query, k)
+    }
+
+    /// BM25Okapi search (rank_bm25 parity, default [`okapi::OkapiParams`]): the top
+    /// `min(k, len())` `(chunk_id, score)` best first, ties by lower id. Like rank_bm25's
+    /// `get_top_n`, chunks that share no token with the query fill the list with score 0. The
+    /// Okapi index is built from the chunk texts on the first call.
+    pub fn okapi_search(&self, query: &str, k: usize) -> Vec<(u32, f32)> {
+        self.okapi()
+            .top_n(query, k)
+            .into_iter()
+            .map(|(id, s)| (id, s as f32))
+            .collect()
+    }
+
+    /// The BM25Okapi index of the chunk texts (built on first use).
+    pub fn okapi(&self) -> &okapi::Okapi {
+        self.okapi.get_or_init(|| {
+            let texts: Vec<&str> = self.chunks.iter().map(|c| c.text.as_str()).collect();
+            okapi::Okapi::new(&texts, okapi::OkapiParams::default())
+        })
     }
 }
 

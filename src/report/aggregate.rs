@@ -512,6 +512,8 @@ pub(crate) mod tests {
             ensemble_weight: (retriever == "ensemble").then_some(0.5),
             top_k: 4,
             fetch_k: (retriever == "mmr").then_some(20),
+            bm25: matches!(retriever, "bm25" | "ensemble").then(|| "tantivy".into()),
+            dense_index: (retriever != "bm25").then(|| "arroy".into()),
             repeat: 0,
             question_id: q.into(),
             question: format!("question {q}?"),
@@ -528,6 +530,7 @@ pub(crate) mod tests {
             chunk_ids: vec![1, 2],
             pages: vec![3, 4],
             status: "ok".into(),
+            metrics: Default::default(),
         }
     }
 

@@ -1,5 +1,15 @@
-//! Answer scoring: cosine similarity between embedding vectors (expected answer vs generated
-//! answer, query vs chunk). Also the similarity used by exact dense search and by MMR.
+//! Scoring: how good a retrieved list and a generated answer are.
+//!
+//! - this module: cosine similarity between embedding vectors (expected answer vs generated
+//!   answer, query vs chunk), also the similarity used by exact dense search and by MMR;
+//! - [`retrieval`]: which chunks are relevant to a question (evidence quote or page, BEIR qrels)
+//!   and hit@k, recall@k, MRR@k, nDCG@k of a ranked list (BEIR definitions);
+//! - [`answer`]: SQuAD exact match and token F1, contains(short answer), ROUGE-L F1 and METEOR
+//!   against the reference answers, with [`porter`] (nltk's Porter stemmer) for METEOR.
+
+pub mod answer;
+pub mod porter;
+pub mod retrieval;
 
 /// Cosine similarity of two vectors, computed in `f64`: `a·b / (|a| |b|)`, in `[-1, 1]`.
 ///
