@@ -2,6 +2,7 @@
 //! subcommand onto the library. Errors reach the user as one `error:` message and exit code 1
 //! (2 for usage errors, from clap); no panic is expected to reach them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,8 +11,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use orchestrate::experiment::Experiment;
+use orchestrate::index::ExperimentIndexes;
+use orchestrate::inspect;
 use orchestrate::models::{self, FetchOutcome, Manifest};
-use orchestrate::report::{self, ReportMeta};
+use orchestrate::report::{self, ChunkSet, ChunkText, ReportMeta};
+use orchestrate::retrieve::RetrieverParams;
+use orchestrate::store::AnswerRecord;
 use orchestrate::store::Store;
 use orchestrate::sweep::{self, SweepOptions};
 
@@ -19,7 +24,8 @@ use orchestrate::sweep::{self, SweepOptions};
 ///
 /// An experiment file (TOML) declares a corpus, a QA set, models and a grid of chunk sizes,
 /// overlaps, retrievers and ensemble weights. `run` sweeps the grid (resumable: rerun to continue),
-/// `report` writes a self-contained HTML report, `export` prints one CSV row per answer.
+/// `report` writes a self-contained HTML report, `export` prints one CSV row per answer, `chunks`
+/// and `retrieve` show what the retrievers see, `rescore` recomputes stored metrics.
 #[derive(Parser)]
 #[command(name = "orchestrate", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -68,6 +74,78 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
         /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+    },
+    /// Print the chunks of one splitter setting as JSON lines (id, source, page, start, text).
+    Chunks {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Chunk size in characters [default: the experiment's only chunk size].
+        #[arg(long)]
+        chunk_size: Option<usize>,
+        /// Overlap: characters (>= 1) or a fraction of chunk_size (< 1) [default: the
+        /// experiment's overlap for that size].
+        #[arg(long)]
+        chunk_overlap: Option<f64>,
+    },
+    /// Print the chunks a retriever returns for a query as JSON lines, best first, with scores.
+    Retrieve {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// The query text.
+        #[arg(long)]
+        query: String,
+        /// dense, mmr, bm25 or ensemble.
+        #[arg(long, default_value = "dense")]
+        retriever: String,
+        /// Chunks to return (per list for the ensemble).
+        #[arg(long, default_value_t = 4)]
+        top_k: usize,
+        /// MMR candidates fetched before re-ranking.
+        #[arg(long, default_value_t = 20)]
+        fetch_k: usize,
+        /// MMR relevance/diversity trade-off in [0, 1].
+        #[arg(long, default_value_t = 0.5)]
+        lambda_mult: f32,
+        /// Ensemble BM25 weight r in [0, 1] (dense gets 1 - r).
+        #[arg(long, default_value_t = 0.5)]
+        ensemble_weight: f32,
+        /// BM25 implementation: tantivy or okapi (rank_bm25 parity).
+        #[arg(long, default_value = "tantivy")]
+        bm25: String,
+        /// Dense search: arroy (approximate) or exact.
+        #[arg(long, default_value = "arroy")]
+        dense_index: String,
+        /// Chunk size in characters [default: the experiment's only chunk size].
+        #[arg(long)]
+        chunk_size: Option<usize>,
+        /// Overlap: characters (>= 1) or a fraction of chunk_size (< 1).
+        #[arg(long)]
+        chunk_overlap: Option<f64>,
+        /// Directory of cached indexes (built there if missing).
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+    },
+    /// Rank the cells of an experiment on one metric, with paired significance tests against the
+    /// best cell.
+    Compare {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// cosine, response_time_s, or any stored metric (f1, rouge_l, hit@4, ndcg@4, ...)
+        /// [default: cosine if answers were generated, else nDCG@k].
+        #[arg(long)]
+        metric: Option<String>,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+    },
+    /// Recompute the per-answer retrieval and answer metrics of stored results (after editing
+    /// evidence in the QA file or upgrading orchestrate).
+    Rescore {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Directory of result databases and cached indexes.
         #[arg(long, default_value = "store")]
         store: PathBuf,
     },
@@ -226,6 +304,91 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             orchestrate::export::write_csv(&answers, stdout)?;
             Ok(())
         }
+        Cmd::Chunks {
+            experiment,
+            chunk_size,
+            chunk_overlap,
+        } => {
+            let exp = Experiment::load(&experiment)?;
+            let (size, overlap) = inspect::resolve_setting(&exp, chunk_size, chunk_overlap)?;
+            let n = inspect::write_chunks(&exp, size, overlap, std::io::stdout().lock())?;
+            tracing::info!("{n} chunks (chunk_size {size}, chunk_overlap {overlap})");
+            Ok(())
+        }
+        Cmd::Retrieve {
+            experiment,
+            query,
+            retriever,
+            top_k,
+            fetch_k,
+            lambda_mult,
+            ensemble_weight,
+            bm25,
+            dense_index,
+            chunk_size,
+            chunk_overlap,
+            store,
+        } => {
+            let exp = Experiment::load_with(&experiment, true)?;
+            let (size, overlap) = inspect::resolve_setting(&exp, chunk_size, chunk_overlap)?;
+            let params = RetrieverParams {
+                kind: retriever.parse().context("--retriever")?,
+                top_k,
+                fetch_k,
+                lambda_mult,
+                ensemble_weight,
+                bm25: bm25.parse().context("--bm25")?,
+                dense_index: dense_index.parse().context("--dense-index")?,
+            };
+            inspect::write_retrieved(
+                &exp,
+                &store,
+                size,
+                overlap,
+                &params,
+                &query,
+                std::io::stdout().lock(),
+            )?;
+            Ok(())
+        }
+        Cmd::Compare {
+            experiment,
+            metric,
+            store,
+        } => {
+            let exp = Experiment::load(&experiment)?;
+            let db = open_results(&exp, &store)?;
+            let answers = db.answers(&exp)?;
+            let Some(metric) = metric.or_else(|| report::default_rank_metric(&answers)) else {
+                bail!(
+                    "no answers with metrics stored for `{}` yet; run `orchestrate run {}` first",
+                    exp.name,
+                    exp.path.display()
+                );
+            };
+            let ranked = report::rank_cells(
+                &answers,
+                &metric,
+                report::CI_LEVEL,
+                report::RANK_RESAMPLES,
+                report::RANK_SEED,
+            )?;
+            print!("{}", report::ranking_text(&ranked, &metric));
+            Ok(())
+        }
+        Cmd::Rescore { experiment, store } => {
+            let exp = Experiment::load(&experiment)?;
+            let db = open_results(&exp, &store)?;
+            let s = inspect::rescore(&exp, &store, &db)?;
+            eprintln!(
+                "{}: metrics recomputed for {} answers ({} skipped: question no longer in {})",
+                exp.name,
+                s.updated,
+                s.stale,
+                exp.qa.display()
+            );
+            Ok(())
+        }
         Cmd::Models {
             action:
                 ModelsCmd::Fetch {
@@ -290,6 +453,46 @@ fn open_results(exp: &Experiment, store: &Path) -> Result<Store> {
     }
 }
 
+/// The texts of the chunks the answers were given, from the cached indexes; an index that is not
+/// cached (or unreadable) is left out with a warning, and the report then shows ids and pages only.
+fn chunk_sets(exp: &Experiment, store: &Path, answers: &[AnswerRecord]) -> Vec<ChunkSet> {
+    let mut used: BTreeMap<(u32, u32), BTreeSet<u32>> = BTreeMap::new();
+    for a in answers {
+        used.entry((a.chunk_size, a.chunk_overlap))
+            .or_default()
+            .extend(a.chunk_ids.iter().copied());
+    }
+    let mut indexes = ExperimentIndexes::new(exp, store);
+    let mut sets = Vec::new();
+    for ((size, overlap), ids) in used {
+        match indexes.cached_chunks(size as usize, overlap as usize) {
+            Ok(Some(chunks)) => sets.push(ChunkSet {
+                chunk_size: size,
+                chunk_overlap: overlap,
+                chunks: ids
+                    .into_iter()
+                    .filter_map(|id| {
+                        chunks.get(id as usize).map(|c| {
+                            (
+                                id,
+                                ChunkText {
+                                    page: c.page,
+                                    text: c.text.clone(),
+                                },
+                            )
+                        })
+                    })
+                    .collect(),
+            }),
+            Ok(None) => tracing::warn!(
+                "index for chunk {size}/{overlap} is not cached; the report shows chunk ids only"
+            ),
+            Err(e) => tracing::warn!("chunk texts for chunk {size}/{overlap}: {e}"),
+        }
+    }
+    sets
+}
+
 /// Renders the report of `exp` from its stored answers into `out` (written atomically).
 fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
     let db = open_results(exp, store)?;
@@ -300,6 +503,8 @@ fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
         run_started: db.last_run_started()?,
         host: db.last_run_host()?,
         index_builds: db.index_builds(&exp.cells)?,
+        chunk_sets: chunk_sets(exp, store, &answers),
+        rank_metric: None,
     };
     let html = report::render_html(&exp.name, &meta, &answers)?;
     if let Some(dir) = out.parent() {

@@ -4,7 +4,8 @@
 //! [`experiment`] (parse, expand grid) → [`corpus`] / [`split`] (extract, chunk) → [`embed`] →
 //! [`index`] (dense, lexical, cache) → [`retrieve`] (MMR, fusion) → [`generate`] → [`score`] →
 //! [`sample`] → [`store`] → [`report`] / [`export`]. [`sweep`] schedules cells and [`worker`]
-//! runs one cell in an isolated subprocess. [`models`] fetches the default model files.
+//! runs one cell in an isolated subprocess. [`inspect`] shows chunks and retrieved lists and
+//! recomputes stored metrics. [`models`] fetches the default model files.
 
 pub mod corpus;
 pub mod embed;
@@ -12,6 +13,7 @@ pub mod experiment;
 pub mod export;
 pub mod generate;
 pub mod index;
+pub mod inspect;
 pub mod models;
 pub mod qa;
 pub mod report;

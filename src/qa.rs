@@ -1,17 +1,22 @@
 //! Question/answer sets: the TOML schema and the seed notebooks' plain-text format.
 //!
-//! This module owns [`Question`] and [`load_questions`]. Two formats, chosen by file extension:
+//! This module owns [`Question`] and [`load_questions`]. Three formats, chosen by file extension:
 //!
 //! - `.toml`: an array of `[[question]]` tables with the fields of [`Question`] (`id`,
 //!   `question`, `expected_answer` required; `short_answer`, `page`, `evidence`, `difficulty`
 //!   optional). Unknown keys and wrong types are errors naming the file, line and column. `id`,
 //!   `question` and `expected_answer` must be non-empty (after trimming) and ids unique.
+//! - `.tsv`: BEIR qrels (`qrels/<split>.tsv`) with the queries read from `queries.jsonl` in the
+//!   dataset directory (the qrels file's directory's parent), see [`load_beir_questions`]
+//!   (Thakur et al. 2021, "BEIR: A Heterogeneous Benchmark for Zero-shot Evaluation of
+//!   Information Retrieval Models"). Such questions have graded [`Question::qrels`] and an empty
+//!   `expected_answer` (BEIR has no reference answers).
 //! - anything else: the seed notebooks' plain text, non-empty lines alternating question and
 //!   expected answer (lines are trimmed; blank lines are ignored), ids `q01`, `q02`, ...
 //!
 //! A set with no questions is an error in both formats.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// One expert question with its reference answer.
@@ -21,7 +26,9 @@ pub struct Question {
     pub id: String,
     /// The question put to the model.
     pub question: String,
-    /// Reference answer (one short sentence) that generated answers are scored against.
+    /// Reference answer (one short sentence) that generated answers are scored against. Empty for
+    /// BEIR questions, which have none: answer metrics and cosine similarity are then not
+    /// computed.
     pub expected_answer: String,
     /// The minimal answer (a word, number or phrase), if known.
     pub short_answer: Option<String>,
@@ -31,6 +38,12 @@ pub struct Question {
     pub evidence: Option<String>,
     /// Free-form difficulty label (e.g. `easy`, `medium`, `hard`), if known.
     pub difficulty: Option<String>,
+    /// BEIR relevance judgements: corpus document `_id` → integer grade as in the qrels file
+    /// (0 = judged not relevant; grades <= 0 give no gain). Empty for non-BEIR questions. When
+    /// non-empty, retrieval is judged per document against these instead of `evidence`/`page`
+    /// (see [`crate::score::metrics_for`]).
+    #[serde(default)]
+    pub qrels: BTreeMap<String, i64>,
 }
 
 /// Errors loading a question set. Every variant names the file; positions are 1-based, columns
@@ -99,23 +112,46 @@ pub enum QaError {
         /// The file.
         path: PathBuf,
     },
+    /// A BEIR qrels or queries file is invalid at a line: bad or missing header, wrong number of
+    /// fields, non-integer grade, empty id, bad JSON or fields in `queries.jsonl`, duplicate query
+    /// id, a qrels query id missing from `queries.jsonl`, no qrels lines. The message says which.
+    #[error("{path}:{line}: {message}")]
+    Beir {
+        /// The file (qrels `.tsv` or `queries.jsonl`).
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The BEIR queries file next to a qrels file could not be read.
+    #[error("cannot read BEIR queries file {queries} (for qrels {qrels}; BEIR layout is DATASET/queries.jsonl next to DATASET/qrels/): {source}")]
+    BeirQueries {
+        /// The qrels file that was loaded.
+        qrels: PathBuf,
+        /// The queries file looked for ([`beir_queries_path`]).
+        queries: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
 }
 
-/// Load a question set: TOML for `.toml` files (case-insensitive extension), the plain-text
-/// alternating-lines format for anything else. See the module docs for both schemas.
+/// Load a question set: TOML for `.toml` files, BEIR qrels for `.tsv` files (both extensions
+/// case-insensitive; see [`load_beir_questions`]), the plain-text alternating-lines format for
+/// anything else. See the module docs for the schemas.
 ///
 /// Errors: [`QaError::Io`], [`QaError::Toml`], [`QaError::EmptyField`], [`QaError::DuplicateId`],
-/// [`QaError::MissingAnswer`], [`QaError::Empty`].
+/// [`QaError::MissingAnswer`], [`QaError::Empty`], and for `.tsv` [`QaError::Beir`] and
+/// [`QaError::BeirQueries`].
 pub fn load_questions(path: &Path) -> Result<Vec<Question>, QaError> {
+    if has_extension(path, "tsv") {
+        return load_beir_questions(path);
+    }
     let text = std::fs::read_to_string(path).map_err(|source| QaError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let is_toml = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    let questions = if is_toml {
+    let questions = if has_extension(path, "toml") {
         parse_toml(path, &text)?
     } else {
         parse_plain(path, &text)?
@@ -127,6 +163,221 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>, QaError> {
     }
     tracing::debug!(file = %path.display(), questions = questions.len(), "loaded questions");
     Ok(questions)
+}
+
+/// Whether `path` ends in `.ext` (ASCII case-insensitive).
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// The BEIR queries file for a qrels file: `queries.jsonl` in the dataset directory, i.e. the
+/// parent of the qrels file's directory (`DATASET/qrels/test.tsv` → `DATASET/queries.jsonl`).
+/// Falls back to `<qrels dir>/../queries.jsonl` when the directory has no named parent (e.g. a
+/// relative `qrels/test.tsv` gives `queries.jsonl`, `test.tsv` gives `../queries.jsonl`).
+pub fn beir_queries_path(qrels: &Path) -> PathBuf {
+    let dir = qrels.parent().unwrap_or(Path::new(""));
+    match (dir.file_name(), dir.parent()) {
+        (Some(_), Some(parent)) => parent.join("queries.jsonl"),
+        _ => dir.join("..").join("queries.jsonl"),
+    }
+}
+
+/// The header BEIR qrels files start with (fields separated by tabs).
+const QRELS_HEADER: [&str; 3] = ["query-id", "corpus-id", "score"];
+
+/// Load a BEIR split: the qrels file `path` (`DATASET/qrels/<split>.tsv`) and the queries file
+/// [`beir_queries_path`]`(path)` (`DATASET/queries.jsonl`).
+///
+/// Qrels format (as BEIR's `GenericDataLoader._load_qrels` reads it): a header line
+/// `query-id<TAB>corpus-id<TAB>score`, then one `query-id<TAB>corpus-id<TAB>grade` line per
+/// judgement with an integer grade (0 = judged not relevant; negative grades are kept and count
+/// as not relevant). Fields are trimmed; blank lines are skipped; a repeated (query, document)
+/// pair keeps its last grade (a Python dict does). Queries file: one JSON object per non-blank
+/// line with `_id` (string or integer) and `text` (string), other keys ignored; ids unique.
+///
+/// The questions are the queries with at least one qrels line (BEIR keeps exactly these, even
+/// when all their grades are 0), in order of first appearance in the qrels file: `id` = the query
+/// `_id`, `question` = its `text` (as written, not normalised), `expected_answer` = `""`,
+/// `qrels` = its (document `_id` → grade) lines, all other fields `None`. Queries not in the
+/// qrels are ignored. Document ids are not checked against a corpus (BEIR does not either: a
+/// judged document missing from the corpus simply can never be retrieved).
+///
+/// Errors: [`QaError::Io`] (qrels unreadable or not UTF-8), [`QaError::BeirQueries`] (queries
+/// file unreadable), [`QaError::Beir`] naming file:line for: a missing or wrong header, a line
+/// without exactly 3 tab-separated fields, an empty query or corpus id, a non-integer grade, no
+/// qrels lines after the header, invalid JSON / `_id` / `text` or a duplicate `_id` in
+/// `queries.jsonl`, a qrels query id absent from `queries.jsonl` (named at its first qrels line),
+/// and an empty query text.
+pub fn load_beir_questions(path: &Path) -> Result<Vec<Question>, QaError> {
+    let text = std::fs::read_to_string(path).map_err(|source| QaError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let qrels = parse_qrels(path, &text)?;
+    let queries_path = beir_queries_path(path);
+    let queries_text =
+        std::fs::read_to_string(&queries_path).map_err(|source| QaError::BeirQueries {
+            qrels: path.to_path_buf(),
+            queries: queries_path.clone(),
+            source,
+        })?;
+    let queries = parse_queries(&queries_path, &queries_text)?;
+    let mut questions = Vec::with_capacity(qrels.len());
+    for q in qrels {
+        let Some((query_line, query_text)) = queries.get(&q.id) else {
+            return Err(QaError::Beir {
+                path: path.to_path_buf(),
+                line: q.first_line,
+                message: format!("query `{}` is not in {}", q.id, queries_path.display()),
+            });
+        };
+        if query_text.trim().is_empty() {
+            return Err(QaError::Beir {
+                path: queries_path.clone(),
+                line: *query_line,
+                message: format!("query `{}` has an empty `text`", q.id),
+            });
+        }
+        questions.push(Question {
+            question: query_text.clone(),
+            expected_answer: String::new(),
+            short_answer: None,
+            page: None,
+            evidence: None,
+            difficulty: None,
+            qrels: q.grades,
+            id: q.id,
+        });
+    }
+    tracing::debug!(
+        file = %path.display(),
+        questions = questions.len(),
+        "loaded BEIR qrels"
+    );
+    Ok(questions)
+}
+
+/// One query's judgements as read from a qrels file.
+struct QueryQrels {
+    id: String,
+    /// 1-based line of the query's first qrels line.
+    first_line: usize,
+    grades: BTreeMap<String, i64>,
+}
+
+/// Parse a BEIR qrels TSV (see [`load_beir_questions`]); queries in order of first appearance.
+fn parse_qrels(path: &Path, text: &str) -> Result<Vec<QueryQrels>, QaError> {
+    let err = |line: usize, message: String| QaError::Beir {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let header_ok = |l: &str| {
+        let fields: Vec<&str> = l
+            .trim_start_matches('\u{feff}')
+            .split('\t')
+            .map(str::trim)
+            .collect();
+        fields == QRELS_HEADER
+    };
+    match lines.next() {
+        Some((_, l)) if header_ok(l) => {}
+        Some((n, l)) => {
+            return Err(err(
+                n,
+                format!(
+                    "expected the BEIR qrels header `query-id<TAB>corpus-id<TAB>score`, found `{}`",
+                    l.trim_end()
+                ),
+            ))
+        }
+        None => {
+            return Err(err(
+                1,
+                "empty qrels file: expected the header `query-id<TAB>corpus-id<TAB>score`".into(),
+            ))
+        }
+    }
+    let mut order: Vec<QueryQrels> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    let mut last_line = 1;
+    for (n, line) in lines {
+        last_line = n;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let [qid, doc, grade] = fields[..] else {
+            return Err(err(
+                n,
+                format!(
+                    "expected 3 tab-separated fields (query-id, corpus-id, score), found {}",
+                    fields.len()
+                ),
+            ));
+        };
+        if qid.is_empty() || doc.is_empty() {
+            return Err(err(n, "empty query-id or corpus-id".into()));
+        }
+        let grade: i64 = grade
+            .parse()
+            .map_err(|_| err(n, format!("score `{grade}` is not an integer")))?;
+        let i = *index_of.entry(qid.to_string()).or_insert_with(|| {
+            order.push(QueryQrels {
+                id: qid.to_string(),
+                first_line: n,
+                grades: BTreeMap::new(),
+            });
+            order.len() - 1
+        });
+        order[i].grades.insert(doc.to_string(), grade);
+    }
+    if order.is_empty() {
+        return Err(err(last_line, "no qrels lines after the header".into()));
+    }
+    Ok(order)
+}
+
+/// Parse a BEIR `queries.jsonl`: query `_id` → (1-based line, text).
+fn parse_queries(path: &Path, text: &str) -> Result<HashMap<String, (usize, String)>, QaError> {
+    let err = |line: usize, message: String| QaError::Beir {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut out: HashMap<String, (usize, String)> = HashMap::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (i, line) in text.split('\n').enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            err(
+                n,
+                format!(
+                    "invalid JSON at column {}: {}",
+                    e.column(),
+                    crate::corpus::json_message(&e)
+                ),
+            )
+        })?;
+        let q = crate::corpus::beir_fields(&value, "query").map_err(|m| err(n, m))?;
+        if let Some((first, _)) = out.get(&q.id) {
+            return Err(err(
+                n,
+                format!(
+                    "duplicate query `_id` `{}` (first used on line {first})",
+                    q.id
+                ),
+            ));
+        }
+        out.insert(q.id, (n, q.text));
+    }
+    Ok(out)
 }
 
 /// The TOML document: only `[[question]]` tables.
@@ -194,6 +445,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
             page: record.page,
             evidence: record.evidence,
             difficulty: record.difficulty,
+            qrels: Default::default(),
         });
     }
     Ok(questions)
@@ -255,6 +507,7 @@ fn parse_plain(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
             page: None,
             evidence: None,
             difficulty: None,
+            qrels: Default::default(),
         });
     }
     Ok(questions)
@@ -412,6 +665,174 @@ expected_answer = "Port 9101."
             "{err}"
         );
         assert!(err.to_string().contains("odd.txt:4"), "{err}");
+    }
+
+    /// A BEIR dataset directory with the given queries.jsonl and qrels/test.tsv; returns the
+    /// qrels path.
+    fn beir(dir: &Path, queries: &str, qrels: &str) -> PathBuf {
+        std::fs::create_dir_all(dir.join("qrels")).expect("mkdir");
+        write(dir, "queries.jsonl", queries);
+        write(&dir.join("qrels"), "test.tsv", qrels)
+    }
+
+    const QUERIES: &str = "{\"_id\": \"q1\", \"text\": \"What is a Pool?\", \"metadata\": {}}\n\
+        {\"_id\": \"q2\", \"text\": \"What is the Catalog?\"}\n\
+        {\"_id\": 3, \"text\": \"Unjudged query\"}\n";
+
+    #[test]
+    fn loads_beir_qrels_with_queries_in_qrels_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let qrels = beir(
+            dir.path(),
+            QUERIES,
+            "query-id\tcorpus-id\tscore\r\nq2\td9\t0\r\nq1\td1\t2\nq1\td2\t1\n\nq1\td2\t 1 \nq2\td8\t0\n",
+        );
+        let qs = load_questions(&qrels).expect("load");
+        let ids: Vec<&str> = qs.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["q2", "q1"],
+            "first appearance order; unjudged query 3 left out"
+        );
+        assert_eq!(qs[1].question, "What is a Pool?");
+        assert_eq!(qs[1].expected_answer, "");
+        assert_eq!(
+            qs[1].qrels,
+            BTreeMap::from([("d1".to_string(), 2), ("d2".to_string(), 1)])
+        );
+        // a query whose only judgements are 0 is still a question (BEIR keeps it)
+        assert_eq!(
+            qs[0].qrels,
+            BTreeMap::from([("d8".to_string(), 0), ("d9".to_string(), 0)])
+        );
+        assert!(qs[0].page.is_none() && qs[0].evidence.is_none() && qs[0].short_answer.is_none());
+        // numeric query ids are matched by their decimal text
+        let qrels = beir(
+            dir.path(),
+            QUERIES,
+            "query-id\tcorpus-id\tscore\n3\td1\t1\n",
+        );
+        assert_eq!(
+            load_questions(&qrels).expect("load")[0].question,
+            "Unjudged query"
+        );
+    }
+
+    #[test]
+    fn beir_queries_path_is_next_to_the_qrels_directory() {
+        assert_eq!(
+            beir_queries_path(Path::new("/d/mini/qrels/test.tsv")),
+            Path::new("/d/mini/queries.jsonl")
+        );
+        assert_eq!(
+            beir_queries_path(Path::new("qrels/test.tsv")),
+            Path::new("queries.jsonl")
+        );
+        assert_eq!(
+            beir_queries_path(Path::new("test.tsv")),
+            Path::new("../queries.jsonl")
+        );
+    }
+
+    #[test]
+    fn beir_qrels_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let head = "query-id\tcorpus-id\tscore\n";
+        let cases: Vec<(String, usize, &str)> = vec![
+            ("q1\td1\t1\n".into(), 1, "expected the BEIR qrels header"),
+            (
+                "query-id corpus-id score\nq1\td1\t1\n".into(),
+                1,
+                "expected the BEIR qrels header",
+            ),
+            ("".into(), 1, "empty qrels file"),
+            (
+                format!("{head}q1\td1\t1\nq1\td2\n"),
+                3,
+                "expected 3 tab-separated fields",
+            ),
+            (format!("{head}q1\td1\t1\tx\n"), 2, "found 4"),
+            (
+                format!("{head}q1\td1\t1.5\n"),
+                2,
+                "score `1.5` is not an integer",
+            ),
+            (
+                format!("{head}q1\td1\thigh\n"),
+                2,
+                "score `high` is not an integer",
+            ),
+            (format!("{head}\td1\t1\n"), 2, "empty query-id or corpus-id"),
+            (format!("{head}\n"), 2, "no qrels lines after the header"),
+            (head.to_string(), 1, "no qrels lines after the header"),
+            (
+                format!("{head}q1\td1\t1\nq7\td1\t1\nq7\td2\t1\n"),
+                3,
+                "query `q7` is not in",
+            ),
+        ];
+        for (qrels, line, want) in cases {
+            let path = beir(dir.path(), QUERIES, &qrels);
+            let err = load_questions(&path).expect_err(want);
+            let msg = err.to_string();
+            assert!(
+                matches!(&err, QaError::Beir { line: l, .. } if *l == line),
+                "{qrels:?}: {msg}"
+            );
+            assert!(
+                msg.contains(&format!("test.tsv:{line}: ")) && msg.contains(want),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn beir_queries_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let qrels = "query-id\tcorpus-id\tscore\nq1\td1\t1\n";
+        let good = "{\"_id\": \"q1\", \"text\": \"Q?\"}\n";
+        let cases = [
+            ("{\"_id\": \"q2\", \"text\": \n", "invalid JSON"),
+            ("{\"_id\": \"q2\"}\n", "query `q2` has no `text`"),
+            ("{\"text\": \"Q?\"}\n", "query has no `_id`"),
+            (
+                "{\"_id\": \"q1\", \"text\": \"again\"}\n",
+                "duplicate query `_id` `q1` (first used on line 1)",
+            ),
+        ];
+        for (line, want) in cases {
+            let path = beir(dir.path(), &format!("{good}{line}"), qrels);
+            let msg = load_questions(&path).expect_err(want).to_string();
+            assert!(
+                msg.contains("queries.jsonl:2: ") && msg.contains(want),
+                "{msg}"
+            );
+        }
+        let path = beir(dir.path(), "{\"_id\": \"q1\", \"text\": \"  \"}\n", qrels);
+        let msg = load_questions(&path).expect_err("empty text").to_string();
+        assert!(
+            msg.contains("queries.jsonl:1: query `q1` has an empty `text`"),
+            "{msg}"
+        );
+
+        std::fs::remove_file(dir.path().join("queries.jsonl")).expect("rm");
+        let err = load_questions(&path).expect_err("no queries");
+        assert!(matches!(err, QaError::BeirQueries { .. }), "{err}");
+        assert!(err.to_string().contains("queries.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn beir_fixture_loads() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/beir/mini/qrels/test.tsv");
+        let qs = load_questions(&path).expect("fixture");
+        let ids: Vec<&str> = qs.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(ids, ["q3", "q1", "q2", "q4", "q5", "q6", "q7", "q9", "q8"]);
+        assert!(qs
+            .iter()
+            .all(|q| q.expected_answer.is_empty() && !q.qrels.is_empty()));
+        assert_eq!(qs[0].qrels.len(), 5);
+        assert_eq!(qs[7].qrels.values().copied().collect::<Vec<_>>(), [0]);
     }
 
     #[test]

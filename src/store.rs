@@ -844,6 +844,7 @@ mod tests {
             page: None,
             evidence: None,
             difficulty: None,
+            qrels: Default::default(),
         }
     }
 

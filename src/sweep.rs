@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::embed::Embedder;
 use crate::experiment::{Cell, Experiment};
 use crate::sample::{Sampler, Usage};
 use crate::store::{cell_model, CellStatus, NewAnswer, Store};
@@ -44,6 +43,9 @@ pub enum SweepError {
     /// An index could not be built or opened.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// An experiment index could not be prepared.
+    #[error(transparent)]
+    Catalog(#[from] crate::index::CatalogError),
     /// The worker binary could not be started.
     #[error("cannot start worker {exe}: {source}")]
     Spawn {
@@ -284,7 +286,7 @@ fn sweep_cells(
         exp.repeats,
         store.path().display()
     ));
-    let mut indexes = Indexes::new(exp, &opts.store_dir);
+    let mut indexes = crate::index::ExperimentIndexes::new(exp, &opts.store_dir);
     for (i, cell) in exp.cells.iter().enumerate() {
         let label = cell_label(exp, cell);
         let done = store.done_keys(&cell.id, questions)?;
@@ -313,7 +315,7 @@ fn sweep_cells(
         store.set_cell_status(&cell.id, run_id, CellStatus::Running, None)?;
 
         let r = &cell.retrieval;
-        let info = match indexes.get(r.chunk_size, r.chunk_overlap) {
+        let info = match indexes.prepare(r.chunk_size, r.chunk_overlap) {
             Ok(info) => info,
             Err(e) => {
                 // a corpus or index problem fails the cell, not the sweep
@@ -376,81 +378,6 @@ fn sweep_cells(
     progress.finish();
     summary.wall_s = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// Opens or builds the cell indexes of one sweep, loading the embedding model, fingerprinting the
-/// corpus and extracting its pages at most once, and opening each index at most once (later cells
-/// with the same chunk setting reuse its [`crate::index::BuildInfo`] as a cache hit).
-struct Indexes<'a> {
-    exp: &'a Experiment,
-    store_dir: &'a Path,
-    embedder: Option<Embedder>,
-    corpus_fingerprint: Option<String>,
-    pages: std::cell::RefCell<Option<Vec<crate::corpus::Page>>>,
-    seen: std::collections::HashMap<(usize, usize), crate::index::BuildInfo>,
-}
-
-impl<'a> Indexes<'a> {
-    fn new(exp: &'a Experiment, store_dir: &'a Path) -> Self {
-        Indexes {
-            exp,
-            store_dir,
-            embedder: None,
-            corpus_fingerprint: None,
-            pages: Default::default(),
-            seen: Default::default(),
-        }
-    }
-
-    fn get(
-        &mut self,
-        chunk_size: usize,
-        chunk_overlap: usize,
-    ) -> Result<crate::index::BuildInfo, SweepError> {
-        if let Some(info) = self.seen.get(&(chunk_size, chunk_overlap)) {
-            return Ok(crate::index::BuildInfo {
-                cache_hit: true,
-                build_seconds: 0.0,
-                ..info.clone()
-            });
-        }
-        let emb = match self.embedder.take() {
-            Some(e) => e,
-            None => Embedder::load(&self.exp.embedding_model)?,
-        };
-        let emb: &Embedder = self.embedder.insert(emb);
-        let fp = match self.corpus_fingerprint.take() {
-            Some(f) => f,
-            None => crate::corpus::corpus_fingerprint(&self.exp.corpus)?,
-        };
-        let fp: &String = self.corpus_fingerprint.insert(fp);
-        let key = crate::index::IndexKey {
-            corpus_fingerprint: fp.clone(),
-            chunk_size,
-            chunk_overlap,
-            embedder_fingerprint: emb.fingerprint().to_string(),
-        };
-        let pages = &self.pages;
-        let corpus = &self.exp.corpus;
-        let (_index, info) = crate::index::open_or_build(
-            self.store_dir,
-            &key,
-            || -> Result<Vec<crate::corpus::Page>, crate::corpus::CorpusError> {
-                if let Some(p) = pages.borrow().as_ref() {
-                    return Ok(p.clone());
-                }
-                let mut all = Vec::new();
-                for path in corpus {
-                    all.extend(crate::corpus::load_pages(path)?);
-                }
-                *pages.borrow_mut() = Some(all.clone());
-                Ok(all)
-            },
-            emb,
-        )?;
-        self.seen.insert((chunk_size, chunk_overlap), info.clone());
-        Ok(info)
-    }
 }
 
 fn first_line(s: &str) -> &str {

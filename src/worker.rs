@@ -6,7 +6,8 @@
 //! the worker moves its stdout to a private descriptor and points fd 1 at stderr, so whatever a
 //! native library prints goes to the stderr log and can never interleave with an event. The worker loads the
 //! embedding model and the LLM once, then for each pending pair: embeds the question, retrieves,
-//! generates, scores the answer by cosine similarity to the expected answer, and emits it. The
+//! generates, scores the answer (cosine similarity to the expected answer, and the named retrieval and
+//! answer metrics of [`crate::score::metrics_for`]), and emits it. The
 //! parent owns the database; a worker never writes results itself, so a crash loses nothing that
 //! was reported.
 
@@ -176,6 +177,12 @@ pub fn run(
 
     let t = Instant::now();
     let index = crate::index::open(index_dir)?;
+    // Only questions judged by evidence need the (corpus-sized) judge; BEIR questions use qrels.
+    let judge = questions.values().any(crate::score::needs_judge).then(|| {
+        crate::score::retrieval::JudgeCorpus::new(
+            index.chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)),
+        )
+    });
     let embedder = Embedder::load(&exp.embedding_model)?;
     let mut generator = match exp.models.get(cell.model) {
         Some(m) if exp.generate => Some(Generator::load(&m.gguf, m.params.clone())?),
@@ -208,6 +215,7 @@ pub fn run(
                     q,
                     repeat,
                     &index,
+                    judge.as_ref(),
                     &embedder,
                     generator.as_mut(),
                     &params,
@@ -239,10 +247,17 @@ fn reseed(g: &mut Generator, base: u32, repeat: u32) -> Result<(), WorkerError> 
 }
 
 /// Retrieves, generates and scores one question; failures become a `failed` answer.
+///
+/// `judge` judges retrieval of questions with evidence (`None` when no question needs it, see
+/// [`crate::score::needs_judge`]). Cosine similarity to the expected answer is recorded only
+/// when the question has one ([`crate::score::has_reference_answer`]; BEIR questions do not), so
+/// an empty reference never yields a misleading similarity.
+#[allow(clippy::too_many_arguments)]
 fn answer_one(
     q: &Question,
     repeat: u32,
     index: &crate::index::CorpusIndex,
+    judge: Option<&crate::score::retrieval::JudgeCorpus>,
     embedder: &Embedder,
     generator: Option<&mut Generator>,
     params: &RetrieverParams,
@@ -265,6 +280,14 @@ fn answer_one(
         a.scores = hits.iter().map(|h| h.score).collect();
         a.pages = chunks.iter().map(|c| c.page).collect();
         let Some(generator) = generator else {
+            a.metrics = crate::score::metrics_for(
+                q,
+                &a.chunk_ids,
+                params.top_k,
+                &index.chunks,
+                judge,
+                None,
+            );
             return Ok(());
         };
         let contexts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
@@ -277,21 +300,32 @@ fn answer_one(
         a.ttft_s = Some(g.ttft_s);
         a.response_time_s = Some(g.response_s);
         a.contexts_used = Some(g.contexts_used as u32);
-        let expected = match expected_vecs.get(&q.id) {
-            Some(v) => v.clone(),
-            None => {
-                let v = embedder
-                    .embed(&[q.expected_answer.as_str()])
-                    .map_err(|e| e.to_string())?;
-                let v = v.into_iter().next().unwrap_or_default();
-                expected_vecs.insert(q.id.clone(), v.clone());
-                v
-            }
-        };
-        let av = embedder
-            .embed(&[a.answer.as_str()])
-            .map_err(|e| e.to_string())?;
-        a.cosine = Some(crate::score::cosine(&av[0], &expected));
+        if crate::score::has_reference_answer(q) {
+            let expected = match expected_vecs.get(&q.id) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = embedder
+                        .embed(&[q.expected_answer.as_str()])
+                        .map_err(|e| e.to_string())?;
+                    let v = v.into_iter().next().unwrap_or_default();
+                    expected_vecs.insert(q.id.clone(), v.clone());
+                    v
+                }
+            };
+            let av = embedder
+                .embed(&[a.answer.as_str()])
+                .map_err(|e| e.to_string())?;
+            let av = av.into_iter().next().unwrap_or_default();
+            a.cosine = Some(crate::score::cosine(&av, &expected));
+        }
+        a.metrics = crate::score::metrics_for(
+            q,
+            &a.chunk_ids,
+            params.top_k,
+            &index.chunks,
+            judge,
+            Some(&a.answer),
+        );
         Ok(())
     })();
     if let Err(e) = result {

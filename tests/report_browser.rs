@@ -1,14 +1,16 @@
 //! Renders a synthetic report and loads it in headless Debian Chromium: the page must produce a
-//! real screenshot, its DOM must hold the expected chart and treemap elements, and the browser
-//! must log no script errors.
+//! real screenshot, its DOM must hold the expected ranking, tables, chart and treemap elements and
+//! the chunk appendix, every in-page link must resolve to an element, following a chunk link must
+//! open the collapsed appendix, and the browser must log no script errors.
 //!
 //! Needs `/usr/bin/chromium` (installed by `./scripts/test.sh`). No network, no Python.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use orchestrate::report::{render_html, ReportMeta};
+use orchestrate::report::{render_html, ChunkSet, ChunkText, ReportMeta};
 use orchestrate::store::AnswerRecord;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -202,6 +204,55 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (w, h)
 }
 
+/// Chunk texts for every chunking of the synthetic sweep: ids 0..17 (all that answers use), with
+/// text that needs escaping.
+fn synthetic_chunk_sets() -> Vec<ChunkSet> {
+    CHUNKS
+        .iter()
+        .map(|&size| ChunkSet {
+            chunk_size: size,
+            chunk_overlap: size / 10,
+            chunks: (0..17u32)
+                .map(|id| {
+                    let text = format!(
+                        "Chunk {id} of {size}: <Director> {{ Name = \"bacula-dir\" }} & more text. "
+                    )
+                    .repeat(3);
+                    (
+                        id,
+                        ChunkText {
+                            page: 12 + id,
+                            text,
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Every `href="#…"` target and every `id="…"` of a DOM dump.
+fn links_and_ids(dom: &str) -> (BTreeSet<&str>, BTreeSet<&str>) {
+    let grab = |pat: &str| -> BTreeSet<&str> {
+        dom.match_indices(pat)
+            .map(|(i, _)| {
+                let rest = &dom[i + pat.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect()
+    };
+    (grab(r##"href="#"##), grab(r#" id=""#))
+}
+
+/// The `<table id="{id}" …>…</table>` element of a DOM dump.
+fn table_section<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!(r#"<table id="{id}""#))
+        .unwrap_or_else(|| panic!("no <table id={id}> in DOM"));
+    let end = dom[start..].find("</table>").expect("closing </table>");
+    &dom[start..start + end]
+}
+
 fn chromium_or_explain() {
     assert!(
         Path::new(CHROMIUM).exists(),
@@ -220,6 +271,8 @@ fn report_renders_in_headless_chromium() {
         run_started: Some("2026-11-21T10:00:00Z".into()),
         host: Some("AMD EPYC, 2 cores, 24 GiB".into()),
         index_builds: vec![("dense 250/25".into(), 31.2), ("bm25 250/25".into(), 2.4)],
+        chunk_sets: synthetic_chunk_sets(),
+        rank_metric: None,
     };
     let html = render_html("Synthetic report", &meta, &answers).expect("render");
 
@@ -300,18 +353,95 @@ fn report_renders_in_headless_chromium() {
             "{treemap}"
         );
     }
-    // Cell table: one row per cell; answers table: one row per answer; text escaped.
-    let cells = dom
-        .split(r#"<table id="cell-table""#)
-        .nth(1)
-        .expect("cell table");
-    let cells = &cells[..cells.find("</table>").unwrap()];
+    // Retrieval chart: one panel per metric (Hit, MRR, nDCG), one series per retriever, pooled
+    // over models; answer-metric charts like the cosine one.
+    let svg = svg_section(&dom, "chart-retrieval");
+    assert_eq!(svg.matches(r#"<g class="panel""#).count(), 3);
+    assert_eq!(
+        svg.matches(r#"<circle class="pt""#).count(),
+        3 * CHUNKS.len() * RETRIEVERS.len()
+    );
+    assert_eq!(
+        svg.matches(r#"<g class="series""#).count(),
+        3 * RETRIEVERS.len()
+    );
+    for chart in ["chart-f1", "chart-rouge_l"] {
+        let svg = svg_section(&dom, chart);
+        assert_eq!(
+            svg.matches(r#"<circle class="pt""#).count(),
+            groups,
+            "{chart}"
+        );
+    }
+    // Cell tables: one row per cell; answers table: one row per answer; text escaped.
+    let cells = table_section(&dom, "cell-table");
     assert_eq!(cells.matches("<tr>").count(), 1 + groups);
+    for metric in [
+        "cosine", "Hit@4", "Recall@4", "MRR@4", "nDCG@4", "EM", "F1", "ROUGE-L",
+    ] {
+        assert!(
+            cells.contains(&format!("<th>{metric}<")),
+            "quality column {metric}"
+        );
+    }
+    assert_eq!(
+        table_section(&dom, "perf-table").matches("<tr>").count(),
+        1 + groups
+    );
     assert_eq!(dom.matches(r#"<tr><td class="q""#).count(), answers.len());
     assert!(!dom.contains("<option 3>") && dom.contains("&lt;option 3&gt;"));
     assert!(dom.contains("synthetic &lt;sweep&gt;"));
 
-    for (what, log) in [("screenshot", &shot_err), ("dump-dom", &dom_err)] {
+    // Ranking (by cosine): one row per cell, exactly one best, every other cell compared.
+    let ranking = table_section(&dom, "ranking-table");
+    assert_eq!(ranking.matches("<tr class=\"rank-").count(), groups);
+    assert_eq!(ranking.matches(r#"<tr class="rank-best""#).count(), 1);
+    let worse = ranking.matches(r#"<tr class="rank-worse""#).count();
+    let tied = ranking.matches(r#"<tr class="rank-tied""#).count();
+    assert_eq!(worse + tied, groups - 1);
+    // Model 1 is 0.15 better in cosine everywhere: some cell of model 0 is significantly worse.
+    assert!(worse > 0, "no cell marked significantly worse");
+    assert_eq!(ranking.matches(r#"<svg class="diff""#).count(), groups - 1);
+
+    // Chunk appendix: one block per (chunk size, id) used, every in-page link resolves.
+    let used: BTreeSet<(u32, u32)> = answers
+        .iter()
+        .flat_map(|a| a.chunk_ids.iter().map(move |&id| (a.chunk_size, id)))
+        .collect();
+    assert_eq!(
+        dom.matches(r#"<div class="chunk" id="chunk-"#).count(),
+        used.len()
+    );
+    let (links, ids) = links_and_ids(&dom);
+    let chunk_links = links.iter().filter(|l| l.starts_with("chunk-")).count();
+    assert_eq!(
+        chunk_links,
+        used.len(),
+        "one distinct link target per used chunk"
+    );
+    let dangling: Vec<&&str> = links.iter().filter(|l| !ids.contains(**l)).collect();
+    assert!(dangling.is_empty(), "links without a target: {dangling:?}");
+    // Escaped in the file; the DOM serializer writes text-node quotes back literally.
+    assert!(html.contains("&lt;Director&gt; { Name = &quot;bacula-dir&quot; }"));
+    assert!(dom.contains(r#"&lt;Director&gt; { Name = "bacula-dir" }"#));
+
+    // Following a chunk link opens the collapsed appendix (inline script) at that block.
+    let target = format!("chunk-500-50-{}", 7);
+    let (dom_at, at_err) = run_chromium(
+        &dir.path().join("profile-anchor"),
+        &["--dump-dom".into()],
+        &PathBuf::from(format!("{}#{target}", page.display())),
+    );
+    assert!(dom_at.contains(&format!(r#"id="{target}""#)));
+    let appendix = &dom_at[dom_at.find(r#"<details id="chunk-appendix""#).unwrap()..];
+    let open_tag = &appendix[..appendix.find('>').unwrap()];
+    assert!(open_tag.contains("open"), "appendix not opened: {open_tag}");
+
+    for (what, log) in [
+        ("screenshot", &shot_err),
+        ("dump-dom", &dom_err),
+        ("anchor", &at_err),
+    ] {
         let errors = console_errors(log);
         assert!(
             errors.is_empty(),

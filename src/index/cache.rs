@@ -137,7 +137,14 @@ pub fn read_meta(dir: &Path) -> Result<Meta, IndexError> {
     serde_json::from_str(&text).map_err(|source| IndexError::Json { path, source })
 }
 
-const META_FILE: &str = "meta.json";
+/// The chunks of the index directory `dir` (its `chunks.jsonl`), without opening the dense and
+/// lexical indexes. Errors: [`IndexError::Io`] / [`IndexError::Json`].
+pub fn read_index_chunks(dir: &Path) -> Result<Vec<Chunk>, IndexError> {
+    read_chunks(&dir.join(CHUNKS_FILE))
+}
+
+/// Name of the file whose presence marks a complete index directory.
+pub const META_FILE: &str = "meta.json";
 const CHUNKS_FILE: &str = "chunks.jsonl";
 const DENSE_DIR: &str = "dense";
 const LEXICAL_DIR: &str = "lexical";

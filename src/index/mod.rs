@@ -10,6 +10,7 @@
 //! fingerprint); open an existing cache directory read-only (worker subprocess) with [`open`].
 
 pub mod cache;
+pub mod catalog;
 pub mod dense;
 pub mod lexical;
 pub mod okapi;
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::split::Chunk;
 
 pub use cache::{open, open_or_build, BuildInfo};
+pub use catalog::{CatalogError, ExperimentIndexes};
 pub use dense::DenseIndex;
 pub use lexical::LexicalIndex;
 

@@ -5,14 +5,17 @@
 //! deviation (ddof = 1) and count of non-missing values ([`crate::stats::ci_from_moments`]).
 //! Failed answers have no metrics, so they count in `n_failed` but not in any mean.
 
+use std::collections::BTreeMap;
+
 use polars::prelude::*;
 
 use super::{ReportError, CI_LEVEL};
+use crate::export::metric_columns;
 use crate::stats::{ci_from_moments, MeanCi};
 use crate::store::AnswerRecord;
 
 /// The axes that identify a cell, in group-by order.
-const CELL_KEYS: [&str; 8] = [
+const CELL_KEYS: [&str; 10] = [
     "cell_id",
     "model",
     "chunk_size",
@@ -21,14 +24,22 @@ const CELL_KEYS: [&str; 8] = [
     "ensemble_weight",
     "top_k",
     "fetch_k",
+    "bm25",
+    "dense_index",
 ];
 
-/// Aggregated metrics of one cell (one point of the experiment grid, all repeats pooled).
+/// Default BM25 implementation: labels only name the other one.
+pub const DEFAULT_BM25: &str = "tantivy";
+/// Default dense search: labels only name the other one.
+pub const DEFAULT_DENSE_INDEX: &str = "arroy";
+
+/// The axes of one experiment cell, as stored on every [`AnswerRecord`] (and repeated in
+/// [`CellSummary`]); one value of this struct is one point of the experiment grid.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CellSummary {
-    /// Stable id of the cell.
+pub struct CellAxes {
+    /// Stable id of the cell (hex hash of its axes).
     pub cell_id: String,
-    /// Model name.
+    /// Model name; `retrieval-only` for experiments that generate no answers.
     pub model: String,
     /// Characters.
     pub chunk_size: u32,
@@ -38,10 +49,63 @@ pub struct CellSummary {
     pub retriever: String,
     /// BM25 weight of the ensemble; `None` for other retrievers.
     pub ensemble_weight: Option<f64>,
-    /// Chunks given to the model.
+    /// Chunks given to the model (the k of `hit@k` etc.).
     pub top_k: u32,
     /// MMR candidate pool; `None` unless the retriever is `mmr`.
     pub fetch_k: Option<u32>,
+    /// BM25 implementation (`tantivy`, the default, or `okapi`); `None` without a lexical part.
+    pub bm25: Option<String>,
+    /// Dense search (`arroy`, the default, or `exact`); `None` without a dense part.
+    pub dense_index: Option<String>,
+}
+
+impl CellAxes {
+    /// The axes of the cell `a` belongs to.
+    pub fn of(a: &AnswerRecord) -> CellAxes {
+        CellAxes {
+            cell_id: a.cell_id.clone(),
+            model: a.model.clone(),
+            chunk_size: a.chunk_size,
+            chunk_overlap: a.chunk_overlap,
+            retriever: a.retriever.clone(),
+            ensemble_weight: a.ensemble_weight,
+            top_k: a.top_k,
+            fetch_k: a.fetch_k,
+            bm25: a.bm25.clone(),
+            dense_index: a.dense_index.clone(),
+        }
+    }
+
+    /// [`retriever_label`] of these axes, with the ensemble weight, e.g. `ensemble w=0.30`.
+    pub fn retriever_label(&self) -> String {
+        retriever_label(
+            &self.retriever,
+            self.ensemble_weight,
+            self.fetch_k,
+            self.bm25.as_deref(),
+            self.dense_index.as_deref(),
+        )
+    }
+
+    /// Short human label of the retrieval axes, e.g. `ensemble w=0.30 · 500/50 · k=4`
+    /// (retriever label · chunk size/overlap · top_k).
+    pub fn label(&self) -> String {
+        format!(
+            "{} · {}/{} · k={}",
+            self.retriever_label(),
+            self.chunk_size,
+            self.chunk_overlap,
+            self.top_k
+        )
+    }
+}
+
+/// Aggregated metrics of one cell (one point of the experiment grid, all repeats pooled).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CellSummary {
+    /// The cell's axes (serialized inline).
+    #[serde(flatten)]
+    pub axes: CellAxes,
     /// Answers in the cell, failed ones included.
     pub n_answers: usize,
     /// Answers with status `failed`.
@@ -60,18 +124,28 @@ pub struct CellSummary {
     pub rss_peak_bytes: Option<u64>,
     /// Mean CPU use, percent of one core.
     pub cpu_mean_percent: Option<f64>,
+    /// Every named metric of the cell's answers ([`AnswerRecord::metrics`]: `hit@k`, `ndcg@k`,
+    /// `f1`, …): mean, std and 95% t-CI over the answers that have it (`MeanCi::n` is that
+    /// count). Metrics no answer of the cell has are absent. Display order:
+    /// [`crate::export::metric_order`].
+    pub metrics: BTreeMap<String, MeanCi>,
 }
 
 impl CellSummary {
-    /// Short human label of the cell's retrieval axes, e.g. `ensemble w=0.30 · 500/50 · k=4`.
+    /// Short human label of the cell's retrieval axes, e.g. `ensemble w=0.30 · 500/50 · k=4`
+    /// (see [`CellAxes::label`]).
     pub fn label(&self) -> String {
-        format!(
-            "{} · {}/{} · k={}",
-            retriever_label(&self.retriever, self.ensemble_weight, self.fetch_k),
-            self.chunk_size,
-            self.chunk_overlap,
-            self.top_k
-        )
+        self.axes.label()
+    }
+
+    /// Mean and CI of `metric`: `cosine`, `response_time_s` or a key of
+    /// [`CellSummary::metrics`]; `None` when the cell has no value of it.
+    pub fn metric(&self, metric: &str) -> Option<MeanCi> {
+        match metric {
+            "cosine" => self.cosine,
+            "response_time_s" => self.response_time_s,
+            m => self.metrics.get(m).copied(),
+        }
     }
 }
 
@@ -89,6 +163,9 @@ pub struct SeriesPoint {
     pub cosine: Option<MeanCi>,
     /// Response time mean and 95% CI, seconds.
     pub response_time_s: Option<MeanCi>,
+    /// Named metrics ([`AnswerRecord::metrics`]): mean and 95% CI over the group's answers that
+    /// have them; absent when none has.
+    pub metrics: BTreeMap<String, MeanCi>,
 }
 
 /// Means of one question for one model over all cells and repeats (a treemap leaf).
@@ -108,6 +185,8 @@ pub struct QuestionStats {
     pub response_time_s: Option<f64>,
     /// Mean of the per-answer peak RSS, bytes.
     pub rss_peak_bytes: Option<f64>,
+    /// Mean of each named metric over the group's answers that have it.
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Totals of one model over every cell (headline).
@@ -125,20 +204,44 @@ pub struct ModelSummary {
     pub response_time_s: Option<MeanCi>,
     /// Maximum peak RSS, bytes.
     pub rss_peak_bytes: Option<u64>,
+    /// Named metrics: mean and 95% CI over all answers of the model that have them.
+    pub metrics: BTreeMap<String, MeanCi>,
 }
 
 /// Display label of a retriever configuration: `dense`, `bm25`, `mmr fetch_k=20`,
-/// `ensemble w=0.30` (w = BM25 weight).
+/// `ensemble w=0.30` (w = BM25 weight), followed by the BM25 implementation and the dense search
+/// when they are not the defaults ([`DEFAULT_BM25`], [`DEFAULT_DENSE_INDEX`]), in the notation of
+/// the experiment's cell names: `bm25:okapi`, `dense:exact`, `ensemble w=0.30 bm25:okapi`,
+/// `mmr fetch_k=20 dense:exact`.
 pub fn retriever_label(
     retriever: &str,
     ensemble_weight: Option<f64>,
     fetch_k: Option<u32>,
+    bm25: Option<&str>,
+    dense_index: Option<&str>,
 ) -> String {
-    match (ensemble_weight, fetch_k) {
+    let mut label = match (ensemble_weight, fetch_k) {
         (Some(w), _) => format!("{retriever} w={w:.2}"),
         (None, Some(k)) => format!("{retriever} fetch_k={k}"),
         (None, None) => retriever.to_string(),
+    };
+    for (kind, value, default) in [
+        ("bm25", bm25, DEFAULT_BM25),
+        ("dense", dense_index, DEFAULT_DENSE_INDEX),
+    ] {
+        match value {
+            Some(v) if v != default => {
+                if label == kind {
+                    // `bm25` + `bm25:okapi` reads as just `bm25:okapi`.
+                    label = format!("{kind}:{v}");
+                } else {
+                    label = format!("{label} {kind}:{v}");
+                }
+            }
+            _ => {}
+        }
     }
+    label
 }
 
 /// Per-cell aggregation of `answers` (polars lazy group-by over the cell axes).
@@ -162,32 +265,64 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
             .mean()
             .alias("cpu_mean_percent_mean"),
     ]);
+    let names = metric_columns(answers);
+    for name in &names {
+        aggs.extend(moment_aggs(&metric_col(name)));
+    }
     let df = grouped(answers, &CELL_KEYS, aggs)?;
     let mut cells = (0..df.height())
-        .map(|i| cell_row(&df, i))
+        .map(|i| cell_row(&df, i, &names))
         .collect::<Result<Vec<_>, _>>()?;
-    cells.sort_by(|a, b| {
-        (&a.model, &a.retriever)
-            .cmp(&(&b.model, &b.retriever))
-            .then(opt_f64_cmp(a.ensemble_weight, b.ensemble_weight))
-            .then(
-                (
-                    a.chunk_size,
-                    a.chunk_overlap,
-                    a.top_k,
-                    a.fetch_k,
-                    &a.cell_id,
-                )
-                    .cmp(&(
-                        b.chunk_size,
-                        b.chunk_overlap,
-                        b.top_k,
-                        b.fetch_k,
-                        &b.cell_id,
-                    )),
-            )
-    });
+    cells.sort_by(|a, b| axes_cmp(&a.axes, &b.axes));
     Ok(cells)
+}
+
+/// Report order of cells: model, retriever, ensemble weight, BM25 variant, dense index, chunk
+/// size, overlap, top_k, fetch_k, id.
+pub fn axes_cmp(a: &CellAxes, b: &CellAxes) -> std::cmp::Ordering {
+    (&a.model, &a.retriever)
+        .cmp(&(&b.model, &b.retriever))
+        .then(opt_f64_cmp(a.ensemble_weight, b.ensemble_weight))
+        .then(
+            (
+                &a.bm25,
+                &a.dense_index,
+                a.chunk_size,
+                a.chunk_overlap,
+                a.top_k,
+                a.fetch_k,
+                &a.cell_id,
+            )
+                .cmp(&(
+                    &b.bm25,
+                    &b.dense_index,
+                    b.chunk_size,
+                    b.chunk_overlap,
+                    b.top_k,
+                    b.fetch_k,
+                    &b.cell_id,
+                )),
+        )
+}
+
+/// Name of the frame column that holds the named metric `name`.
+fn metric_col(name: &str) -> String {
+    format!("metric:{name}")
+}
+
+/// Mean and CI of every metric in `names` at row `i` (absent when the group has no value).
+fn metrics_at(
+    df: &DataFrame,
+    names: &[String],
+    i: usize,
+) -> Result<BTreeMap<String, MeanCi>, ReportError> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        if let Some(ci) = moments_at(df, &metric_col(name), i)? {
+            out.insert(name.clone(), ci);
+        }
+    }
+    Ok(out)
 }
 
 /// Chart points: group-by model × retriever label × chunk size, sorted by those keys.
@@ -198,6 +333,10 @@ pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, Repor
     }
     let mut aggs = moment_aggs("cosine").to_vec();
     aggs.extend(moment_aggs("response_time_s"));
+    let names = metric_columns(answers);
+    for name in &names {
+        aggs.extend(moment_aggs(&metric_col(name)));
+    }
     let df = grouped(answers, &["model", "retriever_label", "chunk_size"], aggs)?;
     let mut points = Vec::with_capacity(df.height());
     for i in 0..df.height() {
@@ -207,6 +346,7 @@ pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, Repor
             chunk_size: u32_at(&df, "chunk_size", i)?.unwrap_or(0),
             cosine: moments_at(&df, "cosine", i)?,
             response_time_s: moments_at(&df, "response_time_s", i)?,
+            metrics: metrics_at(&df, &names, i)?,
         });
     }
     points.sort_by(|a, b| {
@@ -219,19 +359,102 @@ pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, Repor
     Ok(points)
 }
 
+/// Series label of [`retrieval_series_points`].
+pub const ALL_MODELS: &str = "all models";
+
+/// Chart points of the retrieval metrics (`hit@k`, `recall@k`, `mrr@k`, `ndcg@k`), pooled over
+/// models: retrieval does not depend on the model, so rows that differ only in the model (same
+/// chunking, retriever, top_k, fetch_k, BM25 and dense variants, question and repeat) are the
+/// same retrieval and count once (the first row carrying each metric wins). Every point has
+/// model [`ALL_MODELS`]; other fields as [`series_points`] (cosine and time are `None`).
+/// Errors: [`ReportError::Polars`].
+pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, ReportError> {
+    type Key<'a> = (
+        u32,
+        u32,
+        &'a str,
+        Option<u64>,
+        u32,
+        Option<u32>,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+        u32,
+    );
+    let mut merged: BTreeMap<Key<'_>, AnswerRecord> = BTreeMap::new();
+    for a in answers {
+        let retrieval: Vec<(&String, &f64)> = a
+            .metrics
+            .iter()
+            .filter(|(k, _)| is_retrieval_metric(k))
+            .collect();
+        if retrieval.is_empty() {
+            continue;
+        }
+        let key = (
+            a.chunk_size,
+            a.chunk_overlap,
+            a.retriever.as_str(),
+            a.ensemble_weight.map(f64::to_bits),
+            a.top_k,
+            a.fetch_k,
+            a.bm25.as_deref(),
+            a.dense_index.as_deref(),
+            a.question_id.as_str(),
+            a.repeat,
+        );
+        let row = merged.entry(key).or_insert_with(|| AnswerRecord {
+            model: ALL_MODELS.to_string(),
+            cell_id: String::new(),
+            answer: String::new(),
+            expected_answer: String::new(),
+            question: String::new(),
+            cosine: None,
+            response_time_s: None,
+            ttft_s: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            rss_mean_bytes: None,
+            rss_peak_bytes: None,
+            cpu_mean_percent: None,
+            chunk_ids: Vec::new(),
+            pages: Vec::new(),
+            metrics: BTreeMap::new(),
+            ..a.clone()
+        });
+        for (k, v) in retrieval {
+            row.metrics.entry(k.clone()).or_insert(*v);
+        }
+    }
+    let rows: Vec<AnswerRecord> = merged.into_values().collect();
+    series_points(&rows)
+}
+
+/// Whether `name` is a retrieval metric (`hit@k`, `recall@k`, `mrr@k`, `ndcg@k`).
+pub fn is_retrieval_metric(name: &str) -> bool {
+    name.split_once('@').is_some_and(|(m, k)| {
+        matches!(m, "hit" | "recall" | "mrr" | "ndcg") && k.parse::<u32>().is_ok()
+    })
+}
+
 /// Treemap leaves: group-by model × question id with the mean of each metric over all cells and
 /// repeats, sorted by model then question id. Errors: [`ReportError::Polars`].
 pub fn question_stats(answers: &[AnswerRecord]) -> Result<Vec<QuestionStats>, ReportError> {
     if answers.is_empty() {
         return Ok(Vec::new());
     }
-    let aggs = vec![
+    let mut aggs = vec![
         len().cast(DataType::UInt64).alias("n_answers"),
         col("question").first().alias("question"),
         col("cosine").mean().alias("cosine_mean"),
         col("response_time_s").mean().alias("response_time_s_mean"),
         col("rss_peak_f64").mean().alias("rss_peak_mean"),
     ];
+    let names = metric_columns(answers);
+    for name in &names {
+        let c = metric_col(name);
+        aggs.push(col(c.as_str()).mean().alias(format!("{c}_mean")));
+    }
     let df = grouped(answers, &["model", "question_id"], aggs)?;
     let mut leaves = Vec::with_capacity(df.height());
     for i in 0..df.height() {
@@ -243,6 +466,15 @@ pub fn question_stats(answers: &[AnswerRecord]) -> Result<Vec<QuestionStats>, Re
             cosine: f64_at(&df, "cosine_mean", i)?,
             response_time_s: f64_at(&df, "response_time_s_mean", i)?,
             rss_peak_bytes: f64_at(&df, "rss_peak_mean", i)?,
+            metrics: names
+                .iter()
+                .map(|n| {
+                    Ok(f64_at(&df, &format!("{}_mean", metric_col(n)), i)?.map(|v| (n.clone(), v)))
+                })
+                .collect::<Result<Vec<_>, ReportError>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
         });
     }
     leaves.sort_by(|a, b| {
@@ -260,6 +492,10 @@ pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, Re
     aggs.extend(moment_aggs("cosine"));
     aggs.extend(moment_aggs("response_time_s"));
     aggs.push(col("rss_peak_bytes").max().alias("rss_peak_bytes_max"));
+    let names = metric_columns(answers);
+    for name in &names {
+        aggs.extend(moment_aggs(&metric_col(name)));
+    }
     let df = grouped(answers, &["model"], aggs)?;
     let mut models = Vec::with_capacity(df.height());
     for i in 0..df.height() {
@@ -270,6 +506,7 @@ pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, Re
             cosine: moments_at(&df, "cosine", i)?,
             response_time_s: moments_at(&df, "response_time_s", i)?,
             rss_peak_bytes: u64_at(&df, "rss_peak_bytes_max", i)?,
+            metrics: metrics_at(&df, &names, i)?,
         });
     }
     models.sort_by(|a, b| a.model.cmp(&b.model));
@@ -332,10 +569,13 @@ fn grouped(
 
 /// One row per answer; metric columns are nullable (failed answers), RSS also as f64 for means,
 /// plus derived `tokens_per_s` (completion tokens / response time, when the time is > 0) and
-/// `retriever_label`.
+/// `retriever_label`, and one nullable f64 column `metric:{name}` per named metric
+/// ([`metric_columns`]; non-finite values count as missing).
 pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError> {
     let strs = |f: fn(&AnswerRecord) -> &str| answers.iter().map(f).collect::<Vec<&str>>();
-    let columns = vec![
+    let opt_strs =
+        |f: fn(&AnswerRecord) -> Option<&str>| answers.iter().map(f).collect::<Vec<Option<&str>>>();
+    let mut columns = vec![
         Column::new("cell_id".into(), strs(|a| &a.cell_id)),
         Column::new("model".into(), strs(|a| &a.model)),
         Column::new(
@@ -354,9 +594,19 @@ pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError>
             "retriever_label".into(),
             answers
                 .iter()
-                .map(|a| retriever_label(&a.retriever, a.ensemble_weight, a.fetch_k))
+                .map(|a| {
+                    retriever_label(
+                        &a.retriever,
+                        a.ensemble_weight,
+                        a.fetch_k,
+                        a.bm25.as_deref(),
+                        a.dense_index.as_deref(),
+                    )
+                })
                 .collect::<Vec<String>>(),
         ),
+        Column::new("bm25".into(), opt_strs(|a| a.bm25.as_deref())),
+        Column::new("dense_index".into(), opt_strs(|a| a.dense_index.as_deref())),
         Column::new(
             "ensemble_weight".into(),
             answers
@@ -426,6 +676,15 @@ pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError>
                 .collect::<Vec<_>>(),
         ),
     ];
+    for name in metric_columns(answers) {
+        columns.push(Column::new(
+            metric_col(&name).into(),
+            answers
+                .iter()
+                .map(|a| a.metrics.get(&name).copied().filter(|v| v.is_finite()))
+                .collect::<Vec<Option<f64>>>(),
+        ));
+    }
     Ok(DataFrame::new(answers.len(), columns)?)
 }
 
@@ -438,16 +697,20 @@ fn tokens_per_s(a: &AnswerRecord) -> Option<f64> {
 }
 
 /// Reads one row of the per-cell frame.
-fn cell_row(df: &DataFrame, i: usize) -> Result<CellSummary, ReportError> {
+fn cell_row(df: &DataFrame, i: usize, names: &[String]) -> Result<CellSummary, ReportError> {
     Ok(CellSummary {
-        cell_id: str_at(df, "cell_id", i)?,
-        model: str_at(df, "model", i)?,
-        chunk_size: u32_at(df, "chunk_size", i)?.unwrap_or(0),
-        chunk_overlap: u32_at(df, "chunk_overlap", i)?.unwrap_or(0),
-        retriever: str_at(df, "retriever", i)?,
-        ensemble_weight: f64_at(df, "ensemble_weight", i)?,
-        top_k: u32_at(df, "top_k", i)?.unwrap_or(0),
-        fetch_k: u32_at(df, "fetch_k", i)?,
+        axes: CellAxes {
+            cell_id: str_at(df, "cell_id", i)?,
+            model: str_at(df, "model", i)?,
+            chunk_size: u32_at(df, "chunk_size", i)?.unwrap_or(0),
+            chunk_overlap: u32_at(df, "chunk_overlap", i)?.unwrap_or(0),
+            retriever: str_at(df, "retriever", i)?,
+            ensemble_weight: f64_at(df, "ensemble_weight", i)?,
+            top_k: u32_at(df, "top_k", i)?.unwrap_or(0),
+            fetch_k: u32_at(df, "fetch_k", i)?,
+            bm25: opt_str_at(df, "bm25", i)?,
+            dense_index: opt_str_at(df, "dense_index", i)?,
+        },
         n_answers: u64_at(df, "n_answers", i)?.unwrap_or(0) as usize,
         n_failed: u64_at(df, "n_failed", i)?.unwrap_or(0) as usize,
         cosine: moments_at(df, "cosine", i)?,
@@ -457,6 +720,7 @@ fn cell_row(df: &DataFrame, i: usize) -> Result<CellSummary, ReportError> {
         rss_mean_bytes: f64_at(df, "rss_mean_bytes_mean", i)?,
         rss_peak_bytes: u64_at(df, "rss_peak_bytes_max", i)?,
         cpu_mean_percent: f64_at(df, "cpu_mean_percent_mean", i)?,
+        metrics: metrics_at(df, names, i)?,
     })
 }
 
@@ -475,6 +739,10 @@ fn str_at(df: &DataFrame, name: &str, i: usize) -> Result<String, ReportError> {
         .get(i)
         .unwrap_or_default()
         .to_string())
+}
+
+fn opt_str_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<String>, ReportError> {
+    Ok(df.column(name)?.str()?.get(i).map(str::to_string))
 }
 
 fn f64_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<f64>, ReportError> {
@@ -567,7 +835,11 @@ pub(crate) mod tests {
         assert_eq!(cells.len(), 2);
         let c = &cells[0];
         assert_eq!(
-            (c.model.as_str(), c.chunk_size, c.ensemble_weight),
+            (
+                c.axes.model.as_str(),
+                c.axes.chunk_size,
+                c.axes.ensemble_weight
+            ),
             ("m1", 500, Some(0.5))
         );
         assert_eq!((c.n_answers, c.n_failed), (5, 1));
@@ -585,7 +857,11 @@ pub(crate) mod tests {
         // Single-answer cell: degenerate interval, no fetch_k / weight.
         let d = &cells[1];
         assert_eq!(
-            (d.model.as_str(), d.ensemble_weight, d.fetch_k),
+            (
+                d.axes.model.as_str(),
+                d.axes.ensemble_weight,
+                d.axes.fetch_k
+            ),
             ("m2", None, None)
         );
         let one = d.cosine.unwrap();
@@ -634,11 +910,34 @@ pub(crate) mod tests {
 
     #[test]
     fn retriever_labels() {
-        assert_eq!(retriever_label("dense", None, None), "dense");
-        assert_eq!(retriever_label("mmr", None, Some(20)), "mmr fetch_k=20");
         assert_eq!(
-            retriever_label("ensemble", Some(0.25), None),
+            retriever_label("dense", None, None, None, Some("arroy")),
+            "dense"
+        );
+        assert_eq!(
+            retriever_label("mmr", None, Some(20), None, Some("arroy")),
+            "mmr fetch_k=20"
+        );
+        assert_eq!(
+            retriever_label("ensemble", Some(0.25), None, Some("tantivy"), Some("arroy")),
             "ensemble w=0.25"
+        );
+        // Non-default variants are named, in the experiment's `bm25:` / `dense:` notation.
+        assert_eq!(
+            retriever_label("ensemble", Some(0.25), None, Some("okapi"), Some("exact")),
+            "ensemble w=0.25 bm25:okapi dense:exact"
+        );
+        assert_eq!(
+            retriever_label("bm25", None, None, Some("okapi"), None),
+            "bm25:okapi"
+        );
+        assert_eq!(
+            retriever_label("dense", None, None, None, Some("exact")),
+            "dense:exact"
+        );
+        assert_eq!(
+            retriever_label("mmr", None, Some(3), None, Some("exact")),
+            "mmr fetch_k=3 dense:exact"
         );
     }
 }

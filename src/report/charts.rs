@@ -1,5 +1,7 @@
-//! SVG point charts of a metric by chunk size: one facet per retriever configuration, one colour
-//! per model (Okabe-Ito), mean ± 95% CI error bars, shared y axis with nice ticks, legend.
+//! SVG point charts of a metric by chunk size: one facet per retriever configuration (or any
+//! other facet key the caller puts in [`SeriesPoint::retriever_label`]), one colour per model (or
+//! series key in [`SeriesPoint::model`]; Okabe-Ito), mean ± 95% CI error bars, shared y axis with
+//! nice ticks, legend.
 
 use std::fmt::Write as _;
 
@@ -31,10 +33,16 @@ pub struct ChartSpec<'a> {
     pub y_label: &'a str,
     /// Extend the y axis to 0 (ratio scales such as time).
     pub include_zero: bool,
+    /// Range the metric cannot leave, e.g. `(0.0, 1.0)` for hit rates: the y axis and the drawn
+    /// error bars are clipped to it (a t-interval of 0/1 data can reach past 1); tooltips keep
+    /// the unclipped interval. `None` for unbounded metrics.
+    pub clamp: Option<(f64, f64)>,
     /// Picks the metric's mean and CI from a point.
-    pub pick: fn(&SeriesPoint) -> Option<MeanCi>,
+    pub pick: &'a dyn Fn(&SeriesPoint) -> Option<MeanCi>,
     /// Formats a value for tooltips.
     pub format: &'a dyn Fn(f64) -> String,
+    /// Text before the facet name in each panel title, e.g. `retriever: ` (may be empty).
+    pub facet_title: &'a str,
 }
 
 /// Geometry shared by all panels of one chart.
@@ -154,7 +162,16 @@ fn build_frame(spec: &ChartSpec<'_>, valued: &[(&SeriesPoint, MeanCi)]) -> Frame
         lo = lo.min(0.0);
         hi = hi.max(0.0);
     }
-    let ticks = nice_ticks(lo, hi, 6);
+    let mut ticks = nice_ticks(lo, hi, 6);
+    if let Some((min, max)) = spec.clamp {
+        let eps = 1e-9 * (max - min).abs().max(1.0);
+        if ticks.len() > 2 {
+            ticks.retain(|t| *t >= min - eps && *t <= max + eps);
+        }
+        if ticks.len() < 2 {
+            ticks = nice_ticks(lo.max(min), hi.min(max), 6);
+        }
+    }
     let cols = facets.len().clamp(1, MAX_COLS);
     Frame {
         models,
@@ -198,9 +215,10 @@ fn write_panel(
     let py = top + M_TOP;
     write!(
         s,
-        r#"<g class="panel"><rect class="plot-bg" x="{px:.1}" y="{py:.1}" width="{pw:.1}" height="{ph:.1}"/><text class="facet-title" x="{:.1}" y="{:.1}" text-anchor="middle">retriever: {}</text>"#,
+        r#"<g class="panel"><rect class="plot-bg" x="{px:.1}" y="{py:.1}" width="{pw:.1}" height="{ph:.1}"/><text class="facet-title" x="{:.1}" y="{:.1}" text-anchor="middle">{}{}</text>"#,
         px + pw / 2.0,
         top + 18.0,
+        esc(spec.facet_title),
         esc(facet),
     )?;
     let step = if fr.ticks.len() > 1 {
@@ -301,7 +319,11 @@ fn write_point(
     color: &str,
 ) -> Result<(), ReportError> {
     let x = fr.x(left, c, m);
-    let (y_lo, y_hi, y) = (fr.y(top, ci.lo), fr.y(top, ci.hi), fr.y(top, ci.mean));
+    let (lo, hi) = match spec.clamp {
+        Some((min, max)) => (ci.lo.max(min), ci.hi.min(max)),
+        None => (ci.lo, ci.hi),
+    };
+    let (y_lo, y_hi, y) = (fr.y(top, lo), fr.y(top, hi), fr.y(top, ci.mean));
     let f = spec.format;
     let tip = esc(&format!(
         "{} · {} · chunk {}\nmean {} [95% CI {} – {}], n = {}",
@@ -340,6 +362,7 @@ mod tests {
             chunk_size: chunk,
             cosine: ci_from_moments(10, mean, 0.1, 0.95),
             response_time_s: None,
+            metrics: Default::default(),
         }
     }
 
@@ -348,8 +371,10 @@ mod tests {
             id: "c",
             y_label: "mean cosine",
             include_zero: false,
-            pick: |p| p.cosine,
+            clamp: None,
+            pick: &|p| p.cosine,
             format: fmt,
+            facet_title: "retriever: ",
         }
     }
 
@@ -378,7 +403,7 @@ mod tests {
     #[test]
     fn higher_mean_is_drawn_higher() {
         let fmt = |v: f64| format!("{v:.3}");
-        let pts = vec![
+        let pts = [
             point("a", "dense", 500, 0.2),
             point("a", "dense", 1000, 0.8),
         ];
@@ -389,6 +414,30 @@ mod tests {
         assert!(fr.y(0.0, 0.8) < fr.y(0.0, 0.2));
         assert!(fr.y_min() <= valued[0].1.lo && fr.y_max() >= valued[1].1.hi);
         assert!(fr.x(0.0, 1, 0) > fr.x(0.0, 0, 0));
+    }
+
+    #[test]
+    fn clamp_limits_axis_and_bars() {
+        let fmt = |v: f64| format!("{v:.3}");
+        // Means near 1 with wide intervals: the t-interval reaches past 1.
+        let pts = vec![
+            point("a", "dense", 500, 0.95),
+            point("a", "dense", 1000, 0.9),
+        ];
+        let mut s = spec(&fmt);
+        s.clamp = Some((0.0, 1.0));
+        let valued: Vec<(&SeriesPoint, MeanCi)> =
+            pts.iter().map(|p| (p, p.cosine.unwrap())).collect();
+        assert!(valued[0].1.hi > 1.0);
+        let fr = build_frame(&s, &valued);
+        assert!(fr.y_max() <= 1.0 + 1e-12, "{:?}", fr.ticks);
+        let svg = metric_by_chunk_svg(&s, &pts).unwrap();
+        // No error bar end above the top of the plot (y of 1.0).
+        let top = fr.y(LEGEND_H, 1.0);
+        for part in svg.split(r#"y1=""#).skip(1) {
+            let v: f64 = part[..part.find('"').unwrap()].parse().unwrap();
+            assert!(v >= top - 0.05 || v < LEGEND_H + M_TOP, "{v} above {top}");
+        }
     }
 
     #[test]

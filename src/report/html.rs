@@ -1,16 +1,24 @@
-//! Assembly of the self-contained HTML report: header, headline, per-cell table, charts,
-//! treemaps and the per-answer table. No external resources: inline CSS, inline SVG, and a few
+//! Assembly of the self-contained HTML report: header, headline, ranking, per-cell quality and
+//! performance tables, charts, treemaps, the per-answer table with its chunk appendix
+//! ([`super::answers`]) and methods. No external resources: inline CSS, inline SVG, and a few
 //! lines of inline JS that only add click-to-sort to tables (the page is complete without JS).
 
 use std::fmt::Write as _;
 
 use super::aggregate::{
-    model_summaries, question_stats, retriever_label, series_points, summarize, CellSummary,
-    ModelSummary, QuestionStats, SeriesPoint,
+    is_retrieval_metric, model_summaries, question_stats, retrieval_series_points, series_points,
+    summarize, CellSummary, ModelSummary, QuestionStats, SeriesPoint,
 };
+use super::answers::{write_answers, write_chunk_appendix};
 use super::charts::{metric_by_chunk_svg, ChartSpec};
+use super::ranking::{
+    default_rank_metric, fmt_p, lower_is_better, rank_cells, verdict, RANK_ALPHA, RANK_RESAMPLES,
+    RANK_SEED,
+};
 use super::treemap::{treemap_svg, Group, Leaf, TreemapSpec};
 use super::{ReportError, ReportMeta, CI_LEVEL};
+use crate::export::metric_columns;
+use crate::stats::paired::{BootstrapMethod, PairedComparison};
 use crate::stats::MeanCi;
 use crate::store::AnswerRecord;
 
@@ -35,12 +43,20 @@ pub fn esc(s: &str) -> String {
 
 /// Renders the whole report as one HTML document (UTF-8 string) that works offline.
 ///
-/// Sections: header (experiment, file, run start, host, counts, index build times), headline
-/// (best cell by mean cosine, fastest cell, per-model totals), per-cell summary table with 95%
-/// CIs, response time and cosine by chunk size (faceted by retriever, one colour per model),
-/// treemaps model → question for cosine, response time and peak RSS, and every answer in a
-/// collapsed `<details>`. All text from `title`, `meta` and `answers` is HTML-escaped.
-/// Errors: [`ReportError`] from aggregation.
+/// Sections, each only when the answers have data for it: header (experiment, file, run start,
+/// host, counts, index build times); headline (best cell by the ranking metric, best retrieval
+/// cell, fastest cell, per-model totals); ranking (cells ranked by `meta.rank_metric` or
+/// [`default_rank_metric`], each compared with the best: paired t and BCa bootstrap intervals of
+/// the difference, Holm-adjusted p, a mark for significantly worse vs. tied); quality table per
+/// cell (mean, 95% CI half-width and n of cosine and of every named metric, in
+/// [`crate::export::metric_order`]); performance table per cell (time, TTFT, tokens/s, RSS,
+/// CPU); charts by chunk size (response time, cosine, retrieval metrics hit/MRR/nDCG pooled over
+/// models, F1 and ROUGE-L); treemaps model → question (cosine, time, peak RSS; the ranking metric
+/// when there is no cosine); every answer in a collapsed table with its metrics and retrieved
+/// chunks in rank order, linked to an appendix of chunk texts from `meta.chunk_sets`; methods.
+/// All text from `title`, `meta` and `answers` is HTML-escaped.
+/// Errors: [`ReportError`] from aggregation or the ranking (an unknown `meta.rank_metric` is not
+/// an error: the ranking section then says so).
 pub fn render_html(
     title: &str,
     meta: &ReportMeta,
@@ -50,7 +66,12 @@ pub fn render_html(
     let models = model_summaries(answers)?;
     let points = series_points(answers)?;
     let questions = question_stats(answers)?;
-    let mut s = String::with_capacity(64 * 1024 + answers.len() * 1024);
+    let metric_names = metric_columns(answers);
+    let rank_metric = meta
+        .rank_metric
+        .clone()
+        .or_else(|| default_rank_metric(answers));
+    let mut s = String::with_capacity(64 * 1024 + answers.len() * 1536);
     write!(
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{CSS}</style></head><body><main>",
@@ -60,13 +81,24 @@ pub fn render_html(
     if answers.is_empty() {
         s.push_str(r#"<p class="note">No answers stored yet.</p>"#);
     } else {
-        write_headline(&mut s, &cells, &models)?;
-        write_cell_table(&mut s, &cells)?;
-        write_charts(&mut s, &points)?;
-        write_treemaps(&mut s, &questions)?;
-        write_answers(&mut s, answers)?;
+        write_headline(
+            &mut s,
+            &cells,
+            &models,
+            rank_metric.as_deref(),
+            &metric_names,
+        )?;
+        if let Some(metric) = rank_metric.as_deref() {
+            write_ranking(&mut s, answers, metric)?;
+        }
+        write_quality_table(&mut s, &cells, &metric_names)?;
+        write_perf_table(&mut s, &cells)?;
+        write_charts(&mut s, answers, &points, &metric_names)?;
+        write_treemaps(&mut s, &questions, rank_metric.as_deref())?;
+        write_answers(&mut s, answers, &meta.chunk_sets, &metric_names)?;
+        write_chunk_appendix(&mut s, answers, &meta.chunk_sets)?;
     }
-    write_methods(&mut s)?;
+    write_methods(&mut s, rank_metric.as_deref())?;
     writeln!(s, "</main><script>{JS}</script></body></html>")?;
     Ok(s)
 }
@@ -103,19 +135,76 @@ fn write_header(
     Ok(())
 }
 
-/// Best and fastest cells, and one line per model.
+/// Display name of a metric: `cosine`, `Hit@4`, `Recall@4`, `MRR@4`, `nDCG@4`, `EM`, `F1`,
+/// `contains`, `ROUGE-L`, `METEOR`, `response time`; other names unchanged.
+pub fn metric_title(name: &str) -> String {
+    if let Some((m, k)) = name.split_once('@') {
+        let t = match m {
+            "hit" => "Hit",
+            "recall" => "Recall",
+            "mrr" => "MRR",
+            "ndcg" => "nDCG",
+            other => other,
+        };
+        return format!("{t}@{k}");
+    }
+    match name {
+        "em" => "EM",
+        "f1" => "F1",
+        "rouge_l" => "ROUGE-L",
+        "meteor" => "METEOR",
+        "response_time_s" => "response time",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Decimals and unit suffix of a metric's values.
+fn metric_format(name: &str) -> (usize, &'static str) {
+    if name == "response_time_s" {
+        (2, " s")
+    } else {
+        (3, "")
+    }
+}
+
+/// The retrieval metric the headline shows next to cosine: the first nDCG@k, else Hit@k.
+fn headline_retrieval_metric(metric_names: &[String]) -> Option<&str> {
+    ["ndcg@", "hit@"].iter().find_map(|p| {
+        metric_names
+            .iter()
+            .find(|n| n.starts_with(p))
+            .map(String::as_str)
+    })
+}
+
+/// Best cells (ranking metric, retrieval, speed) and one line per model.
 fn write_headline(
     s: &mut String,
     cells: &[CellSummary],
     models: &[ModelSummary],
+    rank_metric: Option<&str>,
+    metric_names: &[String],
 ) -> Result<(), ReportError> {
     s.push_str(r#"<section id="headline"><h2>Headline</h2><div class="cards">"#);
-    let best = best_by(cells, |c| c.cosine.map(|ci| ci.mean), true);
-    let fastest = best_by(cells, |c| c.response_time_s.map(|ci| ci.mean), false);
-    if let Some(c) = best {
-        write_card(s, "Best mean cosine", &fmt_ci(c.cosine, 3, ""), c)?;
+    let retrieval = headline_retrieval_metric(metric_names);
+    let mut shown: Vec<&str> = Vec::new();
+    for metric in [rank_metric, retrieval].into_iter().flatten() {
+        if shown.contains(&metric) || metric == "response_time_s" {
+            continue;
+        }
+        shown.push(metric);
+        let (d, unit) = metric_format(metric);
+        if let Some(c) = best_by(cells, |c| c.metric(metric).map(|ci| ci.mean), true) {
+            write_card(
+                s,
+                &format!("Best mean {}", metric_title(metric)),
+                &fmt_ci(c.metric(metric), d, unit),
+                c,
+            )?;
+        }
     }
-    if let Some(c) = fastest {
+    if let Some(c) = best_by(cells, |c| c.response_time_s.map(|ci| ci.mean), false) {
         write_card(
             s,
             "Fastest mean response",
@@ -124,21 +213,58 @@ fn write_headline(
         )?;
     }
     s.push_str("</div>");
-    s.push_str(
-        r#"<table class="models"><thead><tr><th>model</th><th>answers</th><th>failed</th><th>mean cosine [95% CI]</th><th>mean response time [95% CI]</th><th>peak RSS</th></tr></thead><tbody>"#,
-    );
+    // Model table: only columns some model has values for.
+    let mut cols: Vec<&str> = Vec::new();
+    if models.iter().any(|m| m.cosine.is_some()) {
+        cols.push("cosine");
+    }
+    for m in [retrieval, Some("f1")].into_iter().flatten() {
+        if models.iter().any(|x| x.metrics.contains_key(m)) {
+            cols.push(m);
+        }
+    }
+    if models.iter().any(|m| m.response_time_s.is_some()) {
+        cols.push("response_time_s");
+    }
+    let has_rss = models.iter().any(|m| m.rss_peak_bytes.is_some());
+    s.push_str(r#"<table class="models"><thead><tr><th>model</th><th>answers</th><th>failed</th>"#);
+    for c in &cols {
+        write!(
+            s,
+            "<th>mean {} <span class=\"unit\">[95% CI]</span></th>",
+            esc(&metric_title(c))
+        )?;
+    }
+    if has_rss {
+        s.push_str("<th>peak RSS</th>");
+    }
+    s.push_str("</tr></thead><tbody>");
     for m in models {
         write!(
             s,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td>",
             esc(&m.model),
             m.n_answers,
             if m.n_failed > 0 { " warn" } else { "" },
             m.n_failed,
-            fmt_ci(m.cosine, 3, ""),
-            fmt_ci(m.response_time_s, 2, " s"),
-            fmt_mib(m.rss_peak_bytes.map(|b| b as f64)),
         )?;
+        for c in &cols {
+            let ci = match *c {
+                "cosine" => m.cosine,
+                "response_time_s" => m.response_time_s,
+                other => m.metrics.get(other).copied(),
+            };
+            let (d, unit) = metric_format(c);
+            write!(s, "<td class=\"num\">{}</td>", fmt_ci(ci, d, unit))?;
+        }
+        if has_rss {
+            write!(
+                s,
+                "<td class=\"num\">{}</td>",
+                fmt_mib(m.rss_peak_bytes.map(|b| b as f64))
+            )?;
+        }
+        s.push_str("</tr>");
     }
     s.push_str("</tbody></table></section>");
     Ok(())
@@ -147,7 +273,7 @@ fn write_headline(
 /// The cell whose metric is largest (`max`) or smallest; cells without the metric are skipped.
 fn best_by(
     cells: &[CellSummary],
-    metric: fn(&CellSummary) -> Option<f64>,
+    metric: impl Fn(&CellSummary) -> Option<f64>,
     max: bool,
 ) -> Option<&CellSummary> {
     cells
@@ -175,32 +301,156 @@ fn write_card(
         r#"<div class="card"><div class="cap">{}</div><div class="big">{}</div><div class="sub"><b>{}</b> · {}</div></div>"#,
         esc(caption),
         esc(value),
-        esc(&c.model),
+        esc(&c.axes.model),
         esc(&c.label()),
     )?;
     Ok(())
 }
 
-/// Per-cell summary table (sortable by clicking a header when JS runs).
-fn write_cell_table(s: &mut String, cells: &[CellSummary]) -> Result<(), ReportError> {
-    s.push_str(r#"<section id="cells"><h2>Cells</h2><p class="note">One row per cell (all repeats pooled). Intervals are 95% Student-t intervals of the mean. Click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable"><thead><tr>"#);
-    for (name, unit) in [
-        ("model", ""),
-        ("retriever", ""),
-        ("BM25 w", ""),
-        ("chunk", "chars"),
-        ("overlap", "chars"),
-        ("top_k", ""),
-        ("n", ""),
-        ("failed", ""),
-        ("cosine", "mean [95% CI]"),
-        ("response", "s, mean [95% CI]"),
-        ("TTFT", "s"),
-        ("speed", "tokens/s"),
-        ("RSS mean", "MiB"),
-        ("RSS peak", "MiB"),
-        ("CPU", "% of a core"),
-    ] {
+/// The ranking section: cells by `metric`, each compared with the best (see [`rank_cells`]).
+fn write_ranking(
+    s: &mut String,
+    answers: &[AnswerRecord],
+    metric: &str,
+) -> Result<(), ReportError> {
+    write!(
+        s,
+        r#"<section id="ranking"><h2>Ranking by {}</h2>"#,
+        esc(&metric_title(metric))
+    )?;
+    let ranked = match rank_cells(answers, metric, CI_LEVEL, RANK_RESAMPLES, RANK_SEED) {
+        Ok(r) => r,
+        Err(e @ ReportError::UnknownMetric { .. }) => {
+            write!(
+                s,
+                r#"<p class="note warn">{}</p></section>"#,
+                esc(&e.to_string())
+            )?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let worse = ranked.iter().filter(|c| c.significantly_worse).count();
+    let tied = ranked.iter().filter(|c| verdict(c) == "tied").count();
+    let m = ranked.iter().filter(|c| c.vs_best.is_some()).count();
+    write!(
+        s,
+        r#"<p class="note">{dir} is better. Each cell is compared with the best (#1) on the (question, repeat) pairs both have: Δ = cell − best, with its 95% paired-t interval and paired BCa bootstrap interval ({RANK_RESAMPLES} resamples, fixed seed); p: paired t-test, Holm-adjusted over the {m} comparisons. <span class="badge best">★ best</span> <span class="badge tied">≈ tied</span> not significantly different from the best ({tied} cells; not proven equal) · <span class="badge worse">✗ worse</span> significantly worse, adjusted p &lt; {RANK_ALPHA} ({worse} cells).</p>"#,
+        dir = if lower_is_better(metric) {
+            "Lower"
+        } else {
+            "Higher"
+        },
+    )?;
+    let (d, unit) = metric_format(metric);
+    // Shared x scale of the difference plots: every interval end and 0.
+    let (mut lo, mut hi) = (0.0f64, 0.0f64);
+    for v in ranked.iter().filter_map(|c| c.vs_best) {
+        for x in [v.t_ci_low, v.t_ci_high, v.boot_ci_low, v.boot_ci_high] {
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
+        }
+    }
+    s.push_str(r#"<div class="scroll"><table id="ranking-table" class="ranking"><thead><tr><th>#</th><th>cell</th><th>n</th><th>mean <span class="unit">± 95% CI half-width</span></th><th>Δ vs best</th><th>Δ plot <span class="unit">t CI (bar), bootstrap (band), 0 (line)</span></th><th>t 95% CI</th><th>bootstrap 95% CI <span class="unit">BCa (ᵖ percentile)</span></th><th>p <span class="unit">Holm</span></th><th>verdict</th></tr></thead><tbody>"#);
+    for c in &ranked {
+        let v = verdict(c);
+        write!(
+            s,
+            r#"<tr class="rank-{v}" data-cell="{id}"><td class="num">{rank}</td><td>{label}</td><td class="num">{n}</td>"#,
+            id = esc(&c.cell_id),
+            rank = c.rank,
+            label = esc(&c.label),
+            n = c.n,
+        )?;
+        match c.ci {
+            Some(ci) => write!(
+                s,
+                r#"<td class="num">{:.d$}{unit} <span class="ci">± {:.d$}</span></td>"#,
+                c.mean,
+                (ci.hi - ci.lo) / 2.0
+            )?,
+            None => write!(s, r#"<td class="num">{:.d$}{unit}</td>"#, c.mean)?,
+        }
+        match c.vs_best {
+            Some(cmp) => {
+                write!(s, r#"<td class="num">{:+.d$}</td><td>"#, cmp.mean_diff)?;
+                s.push_str(&diff_plot(&cmp, lo, hi, v));
+                write!(
+                    s,
+                    r#"</td><td class="num ci-col">[{:+.d$}, {:+.d$}]</td><td class="num ci-col" title="{}">[{:+.d$}, {:+.d$}]{}</td><td class="num">{}</td>"#,
+                    cmp.t_ci_low,
+                    cmp.t_ci_high,
+                    esc(&format!("{} bootstrap, {} resamples, seed {}", cmp.boot_method, cmp.n_resamples, cmp.seed)),
+                    cmp.boot_ci_low,
+                    cmp.boot_ci_high,
+                    if cmp.boot_method == BootstrapMethod::Percentile {
+                        "ᵖ"
+                    } else {
+                        ""
+                    },
+                    c.p_holm.map(fmt_p).unwrap_or_default(),
+                )?;
+            }
+            None if c.rank == 1 => s.push_str(
+                r#"<td class="num na">—</td><td></td><td class="na">—</td><td class="na">—</td><td class="na">—</td>"#,
+            ),
+            None => s.push_str(
+                r#"<td class="na" colspan="5">fewer than 2 common (question, repeat) pairs with the best</td>"#,
+            ),
+        }
+        let badge = match v {
+            "best" => r#"<span class="badge best">★ best</span>"#,
+            "worse" => r#"<span class="badge worse">✗ worse</span>"#,
+            "tied" => r#"<span class="badge tied">≈ tied</span>"#,
+            _ => r#"<span class="badge na">? n/a</span>"#,
+        };
+        write!(s, "<td>{badge}</td></tr>")?;
+    }
+    s.push_str("</tbody></table></div></section>");
+    Ok(())
+}
+
+/// Small inline SVG of a difference to the best: bootstrap interval as a band, t interval as a
+/// bar with the mean as a dot, and a vertical line at 0; x from `lo` to `hi`.
+fn diff_plot(c: &PairedComparison, lo: f64, hi: f64, verdict: &str) -> String {
+    const W: f64 = 150.0;
+    const PAD: f64 = 6.0;
+    let span = (hi - lo).max(1e-12);
+    let x = |v: f64| PAD + (W - 2.0 * PAD) * ((v - lo) / span).clamp(0.0, 1.0);
+    let color = match verdict {
+        "worse" => "#D55E00",
+        _ => "#0072B2",
+    };
+    let (b0, b1) = (x(c.boot_ci_low), x(c.boot_ci_high));
+    format!(
+        r##"<svg class="diff" width="{W}" height="16" viewBox="0 0 {W} 16" role="img" aria-label="difference to best" xmlns="http://www.w3.org/2000/svg"><rect x="{b0:.1}" y="3" width="{bw:.1}" height="10" fill="{color}" fill-opacity=".18"/><line x1="{z:.1}" x2="{z:.1}" y1="0" y2="16" stroke="#888" stroke-dasharray="2 2"/><line x1="{t0:.1}" x2="{t1:.1}" y1="8" y2="8" stroke="{color}" stroke-width="2"/><circle cx="{m:.1}" cy="8" r="3.2" fill="{color}"/></svg>"##,
+        bw = (b1 - b0).max(0.5),
+        z = x(0.0),
+        t0 = x(c.t_ci_low),
+        t1 = x(c.t_ci_high),
+        m = x(c.mean_diff),
+    )
+}
+
+/// Leading axis columns of both cell tables: model, retriever label (with the BM25 weight and
+/// non-default variants), chunk size/overlap, and top_k when the cells differ in it.
+fn axis_headers(show_k: bool) -> Vec<(&'static str, &'static str)> {
+    let mut h = vec![("model", ""), ("retriever", ""), ("chunk", "size/overlap")];
+    if show_k {
+        h.push(("top_k", ""));
+    }
+    h
+}
+
+/// Whether the cells differ in top_k (otherwise the tables leave the column out).
+fn top_k_varies(cells: &[CellSummary]) -> bool {
+    cells.windows(2).any(|w| w[0].axes.top_k != w[1].axes.top_k)
+}
+
+fn write_headers(s: &mut String, headers: &[(&str, &str)]) -> Result<(), ReportError> {
+    for (name, unit) in headers {
         write!(
             s,
             r#"<th>{}<span class="unit">{}</span></th>"#,
@@ -208,18 +458,123 @@ fn write_cell_table(s: &mut String, cells: &[CellSummary]) -> Result<(), ReportE
             esc(unit)
         )?;
     }
+    Ok(())
+}
+
+fn write_axis_cells(s: &mut String, c: &CellSummary, show_k: bool) -> Result<(), ReportError> {
+    let a = &c.axes;
+    text_cell(s, &a.model)?;
+    text_cell(s, &a.retriever_label())?;
+    // Sorts by size, then overlap.
+    write!(
+        s,
+        r#"<td class="num" data-v="{}">{}/{}</td>"#,
+        f64::from(a.chunk_size) + f64::from(a.chunk_overlap) / 1e6,
+        a.chunk_size,
+        a.chunk_overlap
+    )?;
+    if show_k {
+        num_cell(s, Some(f64::from(a.top_k)), |v| format!("{v:.0}"))?;
+    }
+    Ok(())
+}
+
+/// Per-cell quality table: cosine and every named metric, each as mean with the 95% CI
+/// half-width and n below it (sortable by clicking a header when JS runs).
+fn write_quality_table(
+    s: &mut String,
+    cells: &[CellSummary],
+    metric_names: &[String],
+) -> Result<(), ReportError> {
+    let mut cols: Vec<&str> = Vec::new();
+    if cells.iter().any(|c| c.cosine.is_some()) {
+        cols.push("cosine");
+    }
+    cols.extend(metric_names.iter().map(String::as_str));
+    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it ± the half-width of its 95% Student-t interval and (n) the number of answers with that metric. Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
+    let show_k = top_k_varies(cells);
+    let mut headers: Vec<(String, &str)> = axis_headers(show_k)
+        .iter()
+        .map(|(n, u)| (n.to_string(), *u))
+        .collect();
+    headers.push(("n".into(), "answers"));
+    for c in &cols {
+        let kind = if is_retrieval_metric(c) {
+            "retrieval"
+        } else {
+            "answer"
+        };
+        headers.push((metric_title(c), kind));
+    }
+    let refs: Vec<(&str, &str)> = headers.iter().map(|(n, u)| (n.as_str(), *u)).collect();
+    write_headers(s, &refs)?;
     s.push_str("</tr></thead><tbody>");
     for c in cells {
         s.push_str("<tr>");
-        text_cell(s, &c.model)?;
-        text_cell(s, &retriever_label(&c.retriever, None, c.fetch_k))?;
-        num_cell(s, c.ensemble_weight, |v| format!("{v:.2}"))?;
-        num_cell(s, Some(f64::from(c.chunk_size)), |v| format!("{v:.0}"))?;
-        num_cell(s, Some(f64::from(c.chunk_overlap)), |v| format!("{v:.0}"))?;
-        num_cell(s, Some(f64::from(c.top_k)), |v| format!("{v:.0}"))?;
-        num_cell(s, Some(c.n_answers as f64), |v| format!("{v:.0}"))?;
-        num_cell(s, Some(c.n_failed as f64), |v| format!("{v:.0}"))?;
-        ci_cell(s, c.cosine, 3, "")?;
+        write_axis_cells(s, c, show_k)?;
+        if c.n_failed > 0 {
+            write!(
+                s,
+                r#"<td class="num q2" data-v="{}">{}<span class="ci warn">{} failed</span></td>"#,
+                c.n_answers, c.n_answers, c.n_failed
+            )?;
+        } else {
+            num_cell(s, Some(c.n_answers as f64), |v| format!("{v:.0}"))?;
+        }
+        for m in &cols {
+            quality_cell(s, c.metric(m), 3)?;
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table></div></section>");
+    Ok(())
+}
+
+/// Mean on the first line, `± half-width (n)` below; the full interval in the tooltip.
+fn quality_cell(s: &mut String, ci: Option<MeanCi>, d: usize) -> Result<(), ReportError> {
+    match ci {
+        Some(ci) if ci.mean.is_finite() => write!(
+            s,
+            r#"<td class="num q2" data-v="{m}" title="mean {m:.d$}, 95% CI [{lo:.d$}, {hi:.d$}], n = {n}">{m:.d$}<span class="ci">±{h:.d$} ({n})</span></td>"#,
+            m = ci.mean,
+            lo = ci.lo,
+            hi = ci.hi,
+            h = (ci.hi - ci.lo) / 2.0,
+            n = ci.n,
+        )?,
+        _ => s.push_str(r#"<td class="num na" data-v="">—</td>"#),
+    }
+    Ok(())
+}
+
+/// Per-cell performance table (time, TTFT, speed, memory, CPU); left out when no cell has any
+/// of these (retrieval-only experiments).
+fn write_perf_table(s: &mut String, cells: &[CellSummary]) -> Result<(), ReportError> {
+    let any = cells.iter().any(|c| {
+        c.response_time_s.is_some()
+            || c.ttft_mean_s.is_some()
+            || c.rss_peak_bytes.is_some()
+            || c.cpu_mean_percent.is_some()
+    });
+    if !any {
+        return Ok(());
+    }
+    s.push_str(r#"<section id="performance"><h2>Performance by cell</h2><p class="note">Response time: mean [95% Student-t interval]; the other columns are means over answers (RSS peak: maximum). Click a header to sort.</p><div class="scroll"><table id="perf-table" class="sortable"><thead><tr>"#);
+    let show_k = top_k_varies(cells);
+    let mut headers = axis_headers(show_k);
+    headers.extend([
+        ("response", "s, mean [95% CI]"),
+        ("TTFT", "s"),
+        ("speed", "tokens/s"),
+        ("RSS mean", "MiB"),
+        ("RSS peak", "MiB"),
+        ("CPU", "% of a core"),
+    ]);
+    write_headers(s, &headers)?;
+    s.push_str("</tr></thead><tbody>");
+    for c in cells {
+        s.push_str("<tr>");
+        write_axis_cells(s, c, show_k)?;
         ci_cell(s, c.response_time_s, 2, "")?;
         num_cell(s, c.ttft_mean_s, |v| format!("{v:.2}"))?;
         num_cell(s, c.tokens_per_s_mean, |v| format!("{v:.1}"))?;
@@ -240,7 +595,11 @@ fn text_cell(s: &mut String, v: &str) -> Result<(), ReportError> {
 }
 
 /// Right-aligned number with its raw value in `data-v` for sorting; `—` when missing.
-fn num_cell(s: &mut String, v: Option<f64>, f: impl Fn(f64) -> String) -> Result<(), ReportError> {
+pub(crate) fn num_cell(
+    s: &mut String,
+    v: Option<f64>,
+    f: impl Fn(f64) -> String,
+) -> Result<(), ReportError> {
     match v {
         Some(v) if v.is_finite() => {
             write!(s, r#"<td class="num" data-v="{v}">{}</td>"#, esc(&f(v)))?
@@ -286,82 +645,196 @@ fn fmt_mib(bytes: Option<f64>) -> String {
     bytes.map_or_else(|| "—".to_string(), |b| format!("{:.0} MiB", b / MIB))
 }
 
-/// The two by-chunk-size charts.
-fn write_charts(s: &mut String, points: &[SeriesPoint]) -> Result<(), ReportError> {
+/// The by-chunk-size charts, each only when some point has a value: response time, cosine,
+/// retrieval metrics (one panel per metric, one colour per retriever, pooled over models), F1
+/// and ROUGE-L.
+fn write_charts(
+    s: &mut String,
+    answers: &[AnswerRecord],
+    points: &[SeriesPoint],
+    metric_names: &[String],
+) -> Result<(), ReportError> {
     let secs = |v: f64| format!("{v:.2} s");
-    let cos = |v: f64| format!("{v:.3}");
+    let three = |v: f64| format!("{v:.3}");
     let caption = "Mean over questions and repeats, pooled over overlap and top_k; bars: 95% t-interval of the mean. One panel per retriever, one colour per model. Hover a point for values.";
-    write!(
-        s,
-        r#"<section id="time-chart"><h2>Response time by chunk size</h2><p class="note">{}</p>"#,
-        esc(caption)
-    )?;
-    let time = ChartSpec {
-        id: "chart-time",
-        y_label: "mean response time (s)",
-        include_zero: true,
-        pick: |p| p.response_time_s,
-        format: &secs,
-    };
-    s.push_str(&metric_by_chunk_svg(&time, points)?);
-    write!(
-        s,
-        r#"</section><section id="cosine-chart"><h2>Answer quality by chunk size</h2><p class="note">Cosine similarity of answer and expected answer (all-MiniLM-L6-v2). {}</p>"#,
-        esc(caption)
-    )?;
-    let cosine = ChartSpec {
-        id: "chart-cosine",
-        y_label: "mean cosine similarity",
-        include_zero: false,
-        pick: |p| p.cosine,
-        format: &cos,
-    };
-    s.push_str(&metric_by_chunk_svg(&cosine, points)?);
-    s.push_str("</section>");
+    if points.iter().any(|p| p.response_time_s.is_some()) {
+        write!(
+            s,
+            r#"<section id="time-chart"><h2>Response time by chunk size</h2><p class="note">{}</p>"#,
+            esc(caption)
+        )?;
+        let time = ChartSpec {
+            id: "chart-time",
+            y_label: "mean response time (s)",
+            include_zero: true,
+            clamp: None,
+            pick: &|p| p.response_time_s,
+            format: &secs,
+            facet_title: "retriever: ",
+        };
+        s.push_str(&metric_by_chunk_svg(&time, points)?);
+        s.push_str("</section>");
+    }
+    if points.iter().any(|p| p.cosine.is_some()) {
+        write!(
+            s,
+            r#"<section id="cosine-chart"><h2>Answer quality by chunk size</h2><p class="note">Cosine similarity of answer and expected answer (all-MiniLM-L6-v2). {}</p>"#,
+            esc(caption)
+        )?;
+        let cosine = ChartSpec {
+            id: "chart-cosine",
+            y_label: "mean cosine similarity",
+            include_zero: false,
+            clamp: Some((-1.0, 1.0)),
+            pick: &|p| p.cosine,
+            format: &three,
+            facet_title: "retriever: ",
+        };
+        s.push_str(&metric_by_chunk_svg(&cosine, points)?);
+        s.push_str("</section>");
+    }
+    let retrieval: Vec<&String> = metric_names
+        .iter()
+        .filter(|n| ["hit@", "mrr@", "ndcg@"].iter().any(|p| n.starts_with(p)))
+        .collect();
+    if !retrieval.is_empty() {
+        // Re-shape: facet = metric, series = retriever label.
+        let pooled = retrieval_series_points(answers)?;
+        let mut reshaped = Vec::new();
+        for p in &pooled {
+            for m in &retrieval {
+                if let Some(ci) = p.metrics.get(*m) {
+                    reshaped.push(SeriesPoint {
+                        model: p.retriever_label.clone(),
+                        retriever_label: metric_title(m),
+                        chunk_size: p.chunk_size,
+                        cosine: Some(*ci),
+                        response_time_s: None,
+                        metrics: Default::default(),
+                    });
+                }
+            }
+        }
+        s.push_str(r#"<section id="retrieval-chart"><h2>Retrieval quality by chunk size</h2><p class="note">Hit@k: share of questions with a relevant chunk among the k retrieved; MRR@k: mean reciprocal rank of the first relevant chunk; nDCG@k: normalized discounted cumulative gain (k = top_k). Retrieval does not depend on the model, so answers that differ only in the model count once. One panel per metric, one colour per retriever; bars: 95% t-interval of the mean over questions and repeats.</p>"#);
+        let spec = ChartSpec {
+            id: "chart-retrieval",
+            y_label: "mean over questions",
+            include_zero: false,
+            clamp: Some((0.0, 1.0)),
+            pick: &|p| p.cosine,
+            format: &three,
+            facet_title: "",
+        };
+        s.push_str(&metric_by_chunk_svg(&spec, &reshaped)?);
+        s.push_str("</section>");
+    }
+    for (m, what) in [
+        (
+            "f1",
+            "Token-overlap F1 of answer and expected answer (SQuAD)",
+        ),
+        (
+            "rouge_l",
+            "ROUGE-L F-measure (longest common subsequence) of answer and expected answer",
+        ),
+    ] {
+        if !points.iter().any(|p| p.metrics.contains_key(m)) {
+            continue;
+        }
+        write!(
+            s,
+            r#"<section id="{m}-chart"><h2>{} by chunk size</h2><p class="note">{}. {}</p>"#,
+            esc(&metric_title(m)),
+            esc(what),
+            esc(caption)
+        )?;
+        let id = format!("chart-{m}");
+        let y_label = format!("mean {}", metric_title(m));
+        let pick = move |p: &SeriesPoint| p.metrics.get(m).copied();
+        let spec = ChartSpec {
+            id: &id,
+            y_label: &y_label,
+            include_zero: false,
+            clamp: Some((0.0, 1.0)),
+            pick: &pick,
+            format: &three,
+            facet_title: "retriever: ",
+        };
+        s.push_str(&metric_by_chunk_svg(&spec, points)?);
+        s.push_str("</section>");
+    }
     Ok(())
 }
 
-/// Treemaps model → question for cosine, response time and peak RSS.
-fn write_treemaps(s: &mut String, questions: &[QuestionStats]) -> Result<(), ReportError> {
-    s.push_str(r#"<section id="treemaps"><h2>Per question</h2><p class="note">Treemaps model → question: each rectangle is one question for one model, averaged over all cells and repeats; its area and colour both encode the metric. Hover for the question text.</p>"#);
+/// One treemap to draw: svg id, heading, legend caption, value picker, value format.
+type TreemapDef<'a> = (
+    String,
+    String,
+    String,
+    Box<dyn Fn(&QuestionStats) -> Option<f64> + 'a>,
+    &'a dyn Fn(f64) -> String,
+);
+
+/// Treemaps model → question for cosine, response time and peak RSS, each only when some
+/// question has a value; without cosine, one for the ranking metric instead.
+fn write_treemaps(
+    s: &mut String,
+    questions: &[QuestionStats],
+    rank_metric: Option<&str>,
+) -> Result<(), ReportError> {
     let cos = |v: f64| format!("{v:.3}");
     let secs = |v: f64| format!("{v:.2} s");
     let mib = |v: f64| format!("{v:.0} MiB");
-    let maps: [(
-        &str,
-        &str,
-        &str,
-        fn(&QuestionStats) -> Option<f64>,
-        &dyn Fn(f64) -> String,
-    ); 3] = [
-        (
-            "treemap-cosine",
-            "Cosine similarity",
-            "mean cosine",
-            |q| q.cosine,
+    let mut maps: Vec<TreemapDef<'_>> = Vec::new();
+    if questions.iter().any(|q| q.cosine.is_some()) {
+        maps.push((
+            "treemap-cosine".into(),
+            "Cosine similarity".into(),
+            "mean cosine".into(),
+            Box::new(|q: &QuestionStats| q.cosine),
             &cos,
-        ),
-        (
-            "treemap-time",
-            "Response time",
-            "mean response time (s)",
-            |q| q.response_time_s,
-            &secs,
-        ),
-        (
-            "treemap-rss",
-            "Peak memory",
-            "mean peak RSS (MiB)",
-            |q| q.rss_peak_bytes.map(|b| b / MIB),
-            &mib,
-        ),
-    ];
-    for (id, heading, metric, pick, format) in maps {
-        let groups = treemap_groups(questions, pick, metric, format);
-        write!(s, "<h3>{}</h3>", esc(heading))?;
+        ));
+    } else if let Some(m) = rank_metric.filter(|m| *m != "response_time_s") {
+        let name = m.to_string();
+        maps.push((
+            "treemap-rank".into(),
+            metric_title(m),
+            format!("mean {}", metric_title(m)),
+            Box::new(move |q: &QuestionStats| q.metrics.get(&name).copied()),
+            &cos,
+        ));
+    }
+    maps.push((
+        "treemap-time".into(),
+        "Response time".into(),
+        "mean response time (s)".into(),
+        Box::new(|q: &QuestionStats| q.response_time_s),
+        &secs,
+    ));
+    maps.push((
+        "treemap-rss".into(),
+        "Peak memory".into(),
+        "mean peak RSS (MiB)".into(),
+        Box::new(|q: &QuestionStats| q.rss_peak_bytes.map(|b| b / MIB)),
+        &mib,
+    ));
+    let drawn: Vec<(TreemapDef<'_>, Vec<Group>)> = maps
+        .into_iter()
+        .map(|def| {
+            let groups = treemap_groups(questions, &*def.3, &def.2, def.4);
+            (def, groups)
+        })
+        .filter(|(_, g)| !g.is_empty())
+        .collect();
+    if drawn.is_empty() {
+        return Ok(());
+    }
+    s.push_str(r#"<section id="treemaps"><h2>Per question</h2><p class="note">Treemaps model → question: each rectangle is one question for one model, averaged over all cells and repeats; its area and colour both encode the metric (a question whose mean is 0 has no area). Hover for the question text.</p>"#);
+    for ((id, heading, metric, _, format), groups) in drawn {
+        write!(s, "<h3>{}</h3>", esc(&heading))?;
         let spec = TreemapSpec {
-            id,
-            metric,
+            id: &id,
+            metric: &metric,
             format,
             width: 1200.0,
             height: 460.0,
@@ -375,7 +848,7 @@ fn write_treemaps(s: &mut String, questions: &[QuestionStats]) -> Result<(), Rep
 /// Groups leaves by model (input is sorted by model, then question).
 fn treemap_groups(
     questions: &[QuestionStats],
-    pick: fn(&QuestionStats) -> Option<f64>,
+    pick: &dyn Fn(&QuestionStats) -> Option<f64>,
     metric: &str,
     format: &dyn Fn(f64) -> String,
 ) -> Vec<Group> {
@@ -408,55 +881,23 @@ fn treemap_groups(
     groups
 }
 
-/// Every answer, collapsed.
-fn write_answers(s: &mut String, answers: &[AnswerRecord]) -> Result<(), ReportError> {
+/// Methods: intervals, metrics, ranking, units.
+fn write_methods(s: &mut String, rank_metric: Option<&str>) -> Result<(), ReportError> {
     write!(
         s,
-        r#"<section id="answers"><details><summary>All answers ({})</summary><div class="scroll"><table id="answer-table" class="sortable answers"><thead><tr><th>question</th><th>model</th><th>cell</th><th>rep</th><th>cosine</th><th>time s</th><th>answer</th><th>expected</th><th>pages</th><th>status</th></tr></thead><tbody>"#,
-        answers.len()
-    )?;
-    for a in answers {
-        let cell = format!(
-            "{} · {}/{} · k={}",
-            retriever_label(&a.retriever, a.ensemble_weight, a.fetch_k),
-            a.chunk_size,
-            a.chunk_overlap,
-            a.top_k
-        );
-        let pages: Vec<String> = a.pages.iter().map(u32::to_string).collect();
-        write!(
-            s,
-            r#"<tr><td class="q" title="{qt}"><b>{qid}</b> {qt}</td><td>{m}</td><td>{cell}</td><td class="num">{r}</td>"#,
-            qid = esc(&a.question_id),
-            qt = esc(&a.question),
-            m = esc(&a.model),
-            cell = esc(&cell),
-            r = a.repeat,
-        )?;
-        num_cell(s, a.cosine, |v| format!("{v:.3}"))?;
-        num_cell(s, a.response_time_s, |v| format!("{v:.2}"))?;
-        write!(
-            s,
-            r#"<td class="text">{}</td><td class="text">{}</td><td>{}</td><td class="{}">{}</td></tr>"#,
-            esc(&a.answer),
-            esc(&a.expected_answer),
-            esc(&pages.join(" ")),
-            if a.status == "failed" { "warn" } else { "" },
-            esc(&a.status),
-        )?;
-    }
-    s.push_str("</tbody></table></div></details></section>");
-    Ok(())
-}
-
-/// Short methods footnote.
-fn write_methods(s: &mut String) -> Result<(), ReportError> {
-    write!(
-        s,
-        r#"<footer><p>Intervals: mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n ({p:.0}% Student-t; n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean. Memory: resident set size of the worker process (MiB = 2<sup>20</sup> bytes); CPU: percent of one core. tokens/s: completion tokens / response time, averaged over answers. Generated by orchestrate.</p></footer>"#,
+        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n ({p:.0}% Student-t; n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k, questions with known evidence pages only): Hit@k (a relevant chunk among the k retrieved), Recall@k (share of the relevant items retrieved), MRR@k (reciprocal rank of the first relevant chunk), nDCG@k (binary-relevance normalized discounted cumulative gain). Answers: EM (exact match after SQuAD normalization), F1 (SQuAD token-overlap F1), contains (expected answer contained in the answer), ROUGE-L (longest-common-subsequence F-measure), METEOR.</p>"#,
         l = CI_LEVEL,
         p = CI_LEVEL * 100.0,
     )?;
+    write!(
+        s,
+        r#"<p><b>Ranking.</b> Cells are ordered by the mean of {metric} (ties by label). Every other cell is compared with the best cell on the (question, repeat) pairs both have (paired over questions, so question difficulty cancels out): the mean difference with its {p:.0}% paired Student-t interval and its {p:.0}% paired bootstrap interval (BCa, Efron 1987; {RANK_RESAMPLES} resamples from a fixed seed so the report is reproducible; percentile where BCa is undefined), and the two-sided paired t-test p-value. The p-values of the comparisons are adjusted by Holm’s step-down procedure (Holm 1979), which controls the family-wise error rate; a cell is marked significantly worse when its adjusted p &lt; {RANK_ALPHA}. “Tied” means the data do not show a difference at that level, not that the cells are equal. Cells with fewer than two common pairs are not compared.</p>"#,
+        metric = esc(&rank_metric
+            .map(metric_title)
+            .unwrap_or_else(|| "the ranking metric".into())),
+        p = CI_LEVEL * 100.0,
+    )?;
+    s.push_str(r#"<p><b>Resources.</b> Memory: resident set size of the worker process (MiB = 2<sup>20</sup> bytes); CPU: percent of one core. tokens/s: completion tokens / response time, averaged over answers.</p></section><footer><p>Generated by orchestrate.</p></footer>"#);
     Ok(())
 }
 
@@ -493,9 +934,38 @@ td.na{color:#aaa}
 .ci{color:var(--muted);font-size:11px}
 .warn{color:#D55E00;font-weight:600}
 .scroll{overflow-x:auto;max-width:100%}
-table.answers td.text{min-width:260px;max-width:420px;white-space:pre-wrap}
-table.answers td.q{max-width:280px}
-table.answers td:nth-child(2),table.answers td:nth-child(3),table.answers td:nth-child(9){white-space:nowrap}
+table.answers td.text{min-width:220px;max-width:380px;white-space:pre-wrap}
+table.answers td.q{min-width:220px;max-width:300px}
+table.answers td.nw{white-space:nowrap}
+table.answers td.cell{min-width:150px;max-width:190px}
+table.answers td.mt{min-width:200px;max-width:200px;font-size:11px;line-height:1.5}
+table.answers td.mt span{display:inline-block;width:58px;white-space:nowrap}
+table.answers td.mt i{font-style:normal;color:var(--muted)}
+table.answers td.cks{min-width:120px;max-width:200px;line-height:1.7}
+.ck{display:inline-block;padding:0 4px;margin:0 1px 1px 0;border:1px solid var(--line);border-radius:4px;font-size:11.5px;white-space:nowrap;color:var(--fg);text-decoration:none;background:var(--soft)}
+a.ck{color:var(--accent);border-color:#b9d3ea}
+a.ck:hover{background:#e2eef8}
+.ck small{color:var(--muted);margin-left:2px;font-size:10px}
+#cell-table td.q2{line-height:1.2}
+#cell-table td.q2 .ci{display:block;font-size:10.5px}
+#cell-table th{white-space:nowrap}
+#cell-table td{padding:4px 7px}
+table.ranking td{white-space:nowrap;vertical-align:middle}
+table.ranking svg.diff{display:inline-block;margin:0;vertical-align:middle}
+table.ranking td.ci-col{color:#444;font-size:12px}
+tr.rank-best td{background:#fff6d9}
+tr.rank-worse td{color:#777}
+tr.rank-worse td:nth-child(2){text-decoration:none}
+.badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:11.5px;font-weight:600;white-space:nowrap}
+.badge.best{background:#E69F00;color:#1d1d1f}
+.badge.tied{background:#d8eaf7;color:#004b75}
+.badge.worse{background:#fbe3d4;color:#a34500}
+.badge.na{background:#eee;color:#666}
+.chunk{border:1px solid var(--line);border-radius:6px;padding:6px 10px;margin:6px 0;scroll-margin-top:12px}
+.chunk:target{outline:3px solid #E69F00;background:#fffbea}
+.chunk-head{font-size:12px;color:var(--muted)}
+.chunk-text{white-space:pre-wrap;font-size:12.5px;max-height:16em;overflow:auto}
+#methods p{max-width:980px}
 details summary{cursor:pointer;font-weight:600;font-size:16px;margin:30px 0 8px}
 svg{display:block;margin:6px 0 10px;font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif}
 svg text{font-size:12px;fill:#333}
@@ -517,7 +987,8 @@ svg .legend-title{font-size:12px;fill:#333}
 footer{margin-top:36px;color:var(--muted);font-size:12px;border-top:1px solid var(--line);padding-top:10px}
 "#;
 
-/// Inline script: click a table header to sort by that column (numbers by `data-v`); marks
+/// Inline script: click a table header to sort by that column (numbers by `data-v`); opens the
+/// collapsed `<details>` around a linked chunk (`#chunk-…`) and scrolls to it; marks
 /// `<html data-js="ok">` when it ran to the end (the browser test checks it).
 const JS: &str = r#"
 document.querySelectorAll("table.sortable").forEach(function(t){
@@ -531,6 +1002,9 @@ document.querySelectorAll("table.sortable").forEach(function(t){
     rows.forEach(function(r){b.appendChild(r)});
   })})
 });
+function openTarget(){var id=decodeURIComponent(location.hash.slice(1)),el=id&&document.getElementById(id);
+  if(!el)return;for(var p=el.parentElement;p;p=p.parentElement){if(p.tagName==="DETAILS")p.open=true}el.scrollIntoView()}
+window.addEventListener("hashchange",openTarget);openTarget();
 document.documentElement.setAttribute("data-js","ok");
 "#;
 
@@ -538,6 +1012,7 @@ document.documentElement.setAttribute("data-js","ok");
 mod tests {
     use super::*;
     use crate::report::aggregate::tests::answer;
+    use crate::stats::mean_ci;
 
     #[test]
     fn escapes_everything_dangerous() {
@@ -570,6 +1045,7 @@ mod tests {
             run_started: Some("2026-11-21T10:00:00Z".into()),
             host: Some("AMD EPYC, 2 cores, 24 GiB".into()),
             index_builds: vec![("dense 500".into(), 12.5)],
+            ..ReportMeta::default()
         };
         let html = render_html("Report <b>", &meta, &rows).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
@@ -606,6 +1082,140 @@ mod tests {
         assert!(html.ends_with("</html>\n"));
     }
 
+    /// Two cells × 6 questions with retrieval and answer metrics; cell B lacks `f1` on q5.
+    fn with_metrics() -> Vec<AnswerRecord> {
+        let mut rows = Vec::new();
+        for (model, shift) in [("a", 0.0), ("b", 0.2)] {
+            for q in 0..6 {
+                let mut r = answer(model, 500, "dense", &format!("q{q}"), 0.4 + shift, 1.0);
+                let hit = f64::from(q % 2 == 0 || shift > 0.0);
+                r.metrics = [
+                    ("hit@4", hit),
+                    ("ndcg@4", hit * (0.5 + 0.05 * q as f64)),
+                    ("f1", 0.1 * q as f64 + shift),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                if model == "b" && q == 5 {
+                    r.metrics.remove("f1");
+                }
+                rows.push(r);
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn quality_table_matches_mean_ci() {
+        let rows = with_metrics();
+        let cells = summarize(&rows).unwrap();
+        let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
+        let table = html.split(r#"<table id="cell-table""#).nth(1).unwrap();
+        let table = &table[..table.find("</table>").unwrap()];
+        // Header order: cosine, then export::metric_order (retrieval by k, then answer).
+        let (h, n, f) = (
+            table.find(">Hit@4<").unwrap(),
+            table.find(">nDCG@4<").unwrap(),
+            table.find(">F1<").unwrap(),
+        );
+        assert!(table.find(">cosine<").unwrap() < h && h < n && n < f);
+        for (c, model) in cells.iter().zip(["a", "b"]) {
+            let mine: Vec<&AnswerRecord> = rows.iter().filter(|r| r.model == model).collect();
+            for m in ["hit@4", "ndcg@4", "f1"] {
+                let xs: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|r| r.metrics.get(m).copied())
+                    .collect();
+                let want = mean_ci(&xs, CI_LEVEL).unwrap();
+                let got = c.metrics[m];
+                assert_eq!(got.n, want.n, "{model} {m}");
+                assert!((got.mean - want.mean).abs() < 1e-12, "{model} {m}");
+                assert!((got.lo - want.lo).abs() < 1e-12 && (got.hi - want.hi).abs() < 1e-12);
+                // The table shows the same numbers: mean, half-width and n.
+                let cell_html = format!(
+                    "{:.3}<span class=\"ci\">±{:.3} ({})</span>",
+                    want.mean,
+                    (want.hi - want.lo) / 2.0,
+                    want.n
+                );
+                assert!(table.contains(&cell_html), "{model} {m}: {cell_html}");
+            }
+        }
+        assert_eq!(cells[1].metrics["f1"].n, 5);
+        // Constant top_k: no top_k column; chunk as size/overlap.
+        assert!(!table.contains(">top_k<") && table.contains(">500/50</td>"));
+    }
+
+    #[test]
+    fn retrieval_only_report_has_no_empty_sections() {
+        let mut rows = with_metrics();
+        for r in &mut rows {
+            r.model = "retrieval-only".into();
+            r.cell_id = format!("ro-{}", if r.cosine.unwrap() > 0.5 { "b" } else { "a" });
+            r.retriever = if r.cell_id == "ro-b" {
+                "bm25".into()
+            } else {
+                "dense".into()
+            };
+            r.bm25 = (r.retriever == "bm25").then(|| "okapi".into());
+            r.answer.clear();
+            r.metrics.remove("f1");
+            r.cosine = None;
+            r.response_time_s = None;
+            r.ttft_s = None;
+            r.prompt_tokens = None;
+            r.completion_tokens = None;
+            r.rss_mean_bytes = None;
+            r.rss_peak_bytes = None;
+            r.cpu_mean_percent = None;
+        }
+        let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
+        for absent in [
+            "time-chart",
+            "cosine-chart",
+            "treemap-cosine",
+            "treemap-time",
+            "treemap-rss",
+            "perf-table",
+            "No values to plot",
+            "Fastest",
+            "mean cosine",
+            "<th>answer</th>",
+            "<th>cosine</th>",
+        ] {
+            assert!(!html.contains(absent), "{absent} present");
+        }
+        for present in [
+            "Best mean nDCG@4",
+            "Ranking by nDCG@4",
+            r#"id="ranking-table""#,
+            r#"id="chart-retrieval""#,
+            r#"id="treemap-rank""#,
+            "bm25:okapi",
+        ] {
+            assert!(html.contains(present), "{present} missing");
+        }
+        // The best nDCG cell is the bm25 one (every question hit).
+        let rank = html.split(r#"id="ranking-table""#).nth(1).unwrap();
+        let first = &rank[rank.find("<tbody>").unwrap()..];
+        let first = &first[..first.find("</tr>").unwrap()];
+        assert!(
+            first.contains("bm25:okapi") && first.contains("★ best"),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn unknown_rank_metric_is_a_note_not_an_error() {
+        let meta = ReportMeta {
+            rank_metric: Some("bleu".into()),
+            ..ReportMeta::default()
+        };
+        let html = render_html("t", &meta, &with_metrics()).unwrap();
+        assert!(html.contains("unknown metric `bleu`"));
+    }
+
     #[test]
     fn best_and_fastest_pick_extremes() {
         let rows = vec![
@@ -616,6 +1226,9 @@ mod tests {
         let cells = summarize(&rows).unwrap();
         let best = best_by(&cells, |c| c.cosine.map(|ci| ci.mean), true).unwrap();
         let fast = best_by(&cells, |c| c.response_time_s.map(|ci| ci.mean), false).unwrap();
-        assert_eq!((best.model.as_str(), fast.model.as_str()), ("a", "b"));
+        assert_eq!(
+            (best.axes.model.as_str(), fast.axes.model.as_str()),
+            ("a", "b")
+        );
     }
 }

@@ -1,18 +1,29 @@
-//! Reports over stored answers: per-cell aggregation (polars), and one self-contained HTML file
-//! (inline CSS, inline SVG charts and treemaps, a few lines of optional JS for table sorting).
+//! Reports over stored answers: per-cell aggregation (polars), a significance ranking of cells,
+//! and one self-contained HTML file (inline CSS, inline SVG charts and treemaps, a few lines of
+//! optional JS for table sorting).
 //!
-//! Submodules: [`aggregate`] (polars group-bys and confidence intervals), [`charts`] (point and
-//! error-bar charts by chunk size), [`treemap`] (squarified treemap layout and SVG),
+//! Submodules: [`aggregate`] (polars group-bys and confidence intervals), [`answers`] (the
+//! per-answer table and the chunk appendix it links to), [`ranking`] (cells
+//! ranked on one metric, paired comparisons with the best, Holm adjustment), [`charts`] (point
+//! and error-bar charts by chunk size), [`treemap`] (squarified treemap layout and SVG),
 //! [`html`] (page assembly and escaping), [`palette`] (colour-blind-safe colours, axis ticks).
 
+use std::collections::BTreeMap;
+
 pub mod aggregate;
+pub mod answers;
 pub mod charts;
 pub mod html;
 pub mod palette;
+pub mod ranking;
 pub mod treemap;
 
-pub use aggregate::{summarize, CellSummary, ModelSummary, QuestionStats, SeriesPoint};
+pub use aggregate::{summarize, CellAxes, CellSummary, ModelSummary, QuestionStats, SeriesPoint};
 pub use html::render_html;
+pub use ranking::{
+    available_rank_metrics, default_rank_metric, holm_adjust, rank_cells, ranking_text, RankedCell,
+    RANK_ALPHA, RANK_RESAMPLES, RANK_SEED,
+};
 
 /// Confidence level of every interval in reports.
 pub const CI_LEVEL: f64 = 0.95;
@@ -26,9 +37,24 @@ pub enum ReportError {
     /// Formatting into the output string failed (does not happen for `String` targets).
     #[error("formatting report: {0}")]
     Fmt(#[from] std::fmt::Error),
+    /// A ranking was asked for a metric the answers do not have.
+    #[error(
+        "unknown metric `{metric}`: the answers have {}",
+        if available.is_empty() { "no metrics".to_string() } else { available.join(", ") }
+    )]
+    UnknownMetric {
+        /// The metric asked for.
+        metric: String,
+        /// Metrics the answers have ([`ranking::available_rank_metrics`]).
+        available: Vec<String>,
+    },
+    /// A paired comparison rejected its arguments (invalid level, no resamples).
+    #[error("comparing cells: {0}")]
+    Paired(#[from] crate::stats::paired::PairedError),
 }
 
-/// Context shown in the report header; not derived from the answers.
+/// Context shown in the report header and data the answers do not carry; not derived from the
+/// answers. Serializes with serde (JSON map keys are strings: chunk ids become `"17"`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReportMeta {
     /// Experiment name from its TOML file.
@@ -41,4 +67,33 @@ pub struct ReportMeta {
     pub host: Option<String>,
     /// Index build times: (label, seconds), in display order.
     pub index_builds: Vec<(String, f64)>,
+    /// Texts of the chunks answers were given, one set per (chunk size, overlap) index; filled
+    /// from the cached indexes, may be empty (answers then show chunk ids and pages only).
+    #[serde(default)]
+    pub chunk_sets: Vec<ChunkSet>,
+    /// Metric of the report's ranking section (see [`ranking::rank_cells`]); `None` picks
+    /// [`ranking::default_rank_metric`].
+    #[serde(default)]
+    pub rank_metric: Option<String>,
+}
+
+/// The chunks of one chunking (one index) that some answer used.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkSet {
+    /// Characters.
+    pub chunk_size: u32,
+    /// Characters.
+    pub chunk_overlap: u32,
+    /// Chunk id (as in [`crate::store::AnswerRecord::chunk_ids`]) → its page and text; only ids
+    /// some answer used.
+    pub chunks: BTreeMap<u32, ChunkText>,
+}
+
+/// One chunk's text and where it comes from.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkText {
+    /// 1-based page the chunk comes from (as in `AnswerRecord::pages`).
+    pub page: u32,
+    /// The chunk text as indexed.
+    pub text: String,
 }

@@ -1,0 +1,160 @@
+//! The indexes of one experiment: one [`CorpusIndex`] per (chunk_size, chunk_overlap), opened
+//! from the cache or built from the experiment's corpus and embedding model on first use.
+//!
+//! [`ExperimentIndexes`] owns the per-experiment state that building needs once: the embedding
+//! model (loaded lazily), the corpus fingerprint (hash of the corpus files) and the extracted pages
+//! (read at most once, only if some index must be built). The sweep uses it to prepare each cell's
+//! index; `orchestrate retrieve` and `orchestrate rescore` use it to open the same indexes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{BuildInfo, CorpusIndex, IndexKey};
+use crate::corpus::{CorpusError, Page};
+use crate::embed::{EmbedError, Embedder};
+use crate::experiment::Experiment;
+
+/// Errors from opening or building an experiment's index.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The embedding model could not be loaded.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The corpus could not be read.
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    /// The index could not be built or opened.
+    #[error(transparent)]
+    Index(#[from] super::IndexError),
+}
+
+/// Opens or builds the indexes of one experiment under `<store_dir>/indexes/` (see
+/// [`super::cache`]), remembering what it already prepared.
+pub struct ExperimentIndexes<'a> {
+    exp: &'a Experiment,
+    store_dir: &'a Path,
+    embedder: Option<Embedder>,
+    corpus_fingerprint: Option<String>,
+    pages: RefCell<Option<Vec<Page>>>,
+    seen: HashMap<(usize, usize), BuildInfo>,
+}
+
+impl<'a> ExperimentIndexes<'a> {
+    /// Nothing is loaded until an index is asked for.
+    pub fn new(exp: &'a Experiment, store_dir: &'a Path) -> Self {
+        ExperimentIndexes {
+            exp,
+            store_dir,
+            embedder: None,
+            corpus_fingerprint: None,
+            pages: RefCell::new(None),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The experiment's embedding model, loaded on first use. Errors: [`CatalogError::Embed`].
+    pub fn embedder(&mut self) -> Result<&Embedder, CatalogError> {
+        let e = match self.embedder.take() {
+            Some(e) => e,
+            None => Embedder::load(&self.exp.embedding_model)?,
+        };
+        Ok(self.embedder.insert(e))
+    }
+
+    /// The cache key of the index for `chunk_size` / `chunk_overlap` (characters). Loads the
+    /// embedder and fingerprints the corpus files on first use.
+    pub fn key(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Result<IndexKey, CatalogError> {
+        let embedder_fingerprint = self.embedder()?.fingerprint().to_string();
+        if self.corpus_fingerprint.is_none() {
+            self.corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(&self.exp.corpus)?);
+        }
+        Ok(IndexKey {
+            corpus_fingerprint: self.corpus_fingerprint.clone().unwrap_or_default(),
+            chunk_size,
+            chunk_overlap,
+            embedder_fingerprint,
+        })
+    }
+
+    /// The cache directory of that index if it is already built (never builds).
+    pub fn cached_dir(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Result<Option<PathBuf>, CatalogError> {
+        let key = self.key(chunk_size, chunk_overlap)?;
+        let dir = self.store_dir.join("indexes").join(key.digest());
+        Ok(dir.join(super::cache::META_FILE).is_file().then_some(dir))
+    }
+
+    /// The chunks of that index if it is already built (never builds); reads only its chunk
+    /// list. Errors: [`CatalogError`].
+    pub fn cached_chunks(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Result<Option<Vec<crate::split::Chunk>>, CatalogError> {
+        match self.cached_dir(chunk_size, chunk_overlap)? {
+            Some(dir) => Ok(Some(super::cache::read_index_chunks(&dir)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens the index for `chunk_size` / `chunk_overlap`, building it first if it is not cached
+    /// (extracting the corpus pages once per `ExperimentIndexes`). Errors: [`CatalogError`].
+    pub fn open(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Result<(CorpusIndex, BuildInfo), CatalogError> {
+        let key = self.key(chunk_size, chunk_overlap)?;
+        let embedder = match self.embedder.take() {
+            Some(e) => e,
+            None => Embedder::load(&self.exp.embedding_model)?,
+        };
+        let embedder: &Embedder = self.embedder.insert(embedder);
+        let pages = &self.pages;
+        let corpus = &self.exp.corpus;
+        let (index, info) = super::open_or_build(
+            self.store_dir,
+            &key,
+            || -> Result<Vec<Page>, CorpusError> {
+                if let Some(p) = pages.borrow().as_ref() {
+                    return Ok(p.clone());
+                }
+                let mut all = Vec::new();
+                for path in corpus {
+                    all.extend(crate::corpus::load_pages(path)?);
+                }
+                *pages.borrow_mut() = Some(all.clone());
+                Ok(all)
+            },
+            embedder,
+        )?;
+        self.seen.insert((chunk_size, chunk_overlap), info.clone());
+        Ok((index, info))
+    }
+
+    /// Like [`Self::open`] but returns only the build information, and only opens each index
+    /// once: later calls for the same sizes answer from memory with `cache_hit = true` and
+    /// `build_seconds = 0`.
+    pub fn prepare(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Result<BuildInfo, CatalogError> {
+        if let Some(info) = self.seen.get(&(chunk_size, chunk_overlap)) {
+            return Ok(BuildInfo {
+                cache_hit: true,
+                build_seconds: 0.0,
+                ..info.clone()
+            });
+        }
+        self.open(chunk_size, chunk_overlap).map(|(_, info)| info)
+    }
+}

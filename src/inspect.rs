@@ -1,0 +1,335 @@
+//! Looking inside an experiment without sweeping it: the chunks of one splitter setting
+//! (`orchestrate chunks`), the ranked chunks a retriever returns for a query
+//! (`orchestrate retrieve`), both as JSON lines, and re-computing the stored per-answer metrics
+//! from the stored retrieved chunk ids and answers (`orchestrate rescore`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::experiment::Experiment;
+use crate::index::ExperimentIndexes;
+use crate::retrieve::{retrieve, RetrieverParams};
+use crate::score::retrieval::JudgeCorpus;
+use crate::split::RecursiveCharacterTextSplitter;
+use crate::store::Store;
+
+/// Errors of the inspection commands.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The chunk setting is missing or ambiguous; the message says which flag to give.
+    #[error("{0}")]
+    Setting(String),
+    /// The corpus could not be read.
+    #[error(transparent)]
+    Corpus(#[from] crate::corpus::CorpusError),
+    /// Invalid splitter sizes.
+    #[error(transparent)]
+    Split(#[from] crate::split::SplitError),
+    /// The index could not be opened or built.
+    #[error(transparent)]
+    Catalog(#[from] crate::index::CatalogError),
+    /// The embedding model failed on the query.
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    /// Retrieval failed (invalid parameters, index read error).
+    #[error(transparent)]
+    Retrieve(#[from] crate::retrieve::RetrieveError),
+    /// The QA file is invalid.
+    #[error(transparent)]
+    Qa(#[from] crate::qa::QaError),
+    /// The result database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+    /// Serialising a line failed.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Resolves the (chunk_size, chunk_overlap) in characters to inspect.
+///
+/// `chunk_size` defaults to the experiment's only chunk size (an error lists the sizes when there
+/// are several). `chunk_overlap` is characters when >= 1 and a fraction of `chunk_size` when
+/// below 1 (as in the experiment file, see [`crate::split::resolve_overlap`]); it defaults to the
+/// only overlap the experiment uses with that size, else 0 when the size is not in the grid.
+/// Errors: [`InspectError::Setting`] naming the flag to add.
+pub fn resolve_setting(
+    exp: &Experiment,
+    chunk_size: Option<usize>,
+    chunk_overlap: Option<f64>,
+) -> Result<(usize, usize), InspectError> {
+    let sizes: BTreeSet<usize> = exp.cells.iter().map(|c| c.retrieval.chunk_size).collect();
+    let size = match chunk_size {
+        Some(s) => s,
+        None if sizes.len() == 1 => *sizes.iter().next().unwrap_or(&0),
+        None => {
+            return Err(InspectError::Setting(format!(
+                "{} has several chunk sizes ({}); choose one with --chunk-size",
+                exp.path.display(),
+                sizes
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let overlap = match chunk_overlap {
+        Some(o) => crate::split::resolve_overlap(size, o),
+        None => {
+            let overlaps: BTreeSet<usize> = exp
+                .cells
+                .iter()
+                .filter(|c| c.retrieval.chunk_size == size)
+                .map(|c| c.retrieval.chunk_overlap)
+                .collect();
+            match overlaps.len() {
+                0 => 0,
+                1 => *overlaps.iter().next().unwrap_or(&0),
+                _ => {
+                    return Err(InspectError::Setting(format!(
+                        "{} uses several overlaps with chunk size {size} ({}); choose one with --chunk-overlap",
+                        exp.path.display(),
+                        overlaps.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    Ok((size, overlap))
+}
+
+/// Splits the experiment's corpus with `RecursiveCharacterTextSplitter(chunk_size,
+/// chunk_overlap)` (characters) exactly as an index build does and writes one JSON object per
+/// chunk and line: `{"id", "source", "page", "start", "text"}` ([`crate::split::Chunk`]; `page`
+/// 1-based, `start` in characters within the page). Returns the number of chunks.
+/// Errors: corpus extraction, invalid sizes, output.
+pub fn write_chunks(
+    exp: &Experiment,
+    chunk_size: usize,
+    chunk_overlap: usize,
+    mut out: impl Write,
+) -> Result<usize, InspectError> {
+    let splitter = RecursiveCharacterTextSplitter::new(chunk_size, chunk_overlap)?;
+    let mut pages = Vec::new();
+    for path in &exp.corpus {
+        pages.extend(crate::corpus::load_pages(path)?);
+    }
+    let chunks = splitter.split_pages(&pages);
+    for c in &chunks {
+        serde_json::to_writer(&mut out, c)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(chunks.len())
+}
+
+/// One line of `orchestrate retrieve`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetrievedLine<'a> {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Chunk id within the index.
+    pub id: u32,
+    /// Retriever score (cosine for dense/MMR, BM25 for bm25, fused RRF for ensemble).
+    pub score: f32,
+    /// Source file name.
+    pub source: &'a str,
+    /// 1-based page.
+    pub page: u32,
+    /// Start offset within the page, characters.
+    pub start: usize,
+    /// The chunk text.
+    pub text: &'a str,
+}
+
+/// Runs retriever `params` for `query` on the experiment's index for `chunk_size` /
+/// `chunk_overlap` (opened from `<store_dir>/indexes`, built first if missing — minutes for a
+/// long PDF) and writes the ranked chunks as JSON lines ([`RetrievedLine`]). Returns how many.
+/// Errors: index, embedding, retrieval, output.
+pub fn write_retrieved(
+    exp: &Experiment,
+    store_dir: &Path,
+    chunk_size: usize,
+    chunk_overlap: usize,
+    params: &RetrieverParams,
+    query: &str,
+    mut out: impl Write,
+) -> Result<usize, InspectError> {
+    params.validate()?;
+    let mut indexes = ExperimentIndexes::new(exp, store_dir);
+    let (index, info) = indexes.open(chunk_size, chunk_overlap)?;
+    if !info.cache_hit {
+        tracing::info!(
+            "built index for chunk {chunk_size}/{chunk_overlap} in {:.1} s",
+            info.build_seconds
+        );
+    }
+    let qvec = indexes.embedder()?.embed_one(query)?;
+    let hits = retrieve(&index, query, &qvec, params)?;
+    let mut n = 0;
+    for (i, h) in hits.iter().enumerate() {
+        let Some(c) = index.chunk(h.chunk_id) else {
+            continue;
+        };
+        let line = RetrievedLine {
+            rank: i + 1,
+            id: c.id,
+            score: h.score,
+            source: &c.source,
+            page: c.page,
+            start: c.start,
+            text: &c.text,
+        };
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+/// What [`rescore`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescoreSummary {
+    /// Answers whose metrics were recomputed and stored.
+    pub updated: usize,
+    /// `ok` answers left alone because their question is no longer in the QA file (or its text
+    /// changed).
+    pub stale: usize,
+}
+
+/// Recomputes the per-answer metrics ([`crate::score::metrics_for`]) of every stored `ok` answer
+/// of `exp` from its stored retrieved chunk ids and answer text and the current QA file, and
+/// stores them, replacing the old ones. BEIR questions (with qrels) are judged per document via
+/// the index's chunk table. Cosine similarity is not recomputed. Indexes are opened
+/// from the cache (built if missing). Use it after upgrading orchestrate or editing evidence.
+/// Errors: QA file, index, database.
+pub fn rescore(
+    exp: &Experiment,
+    store_dir: &Path,
+    db: &Store,
+) -> Result<RescoreSummary, InspectError> {
+    let questions: HashMap<String, crate::qa::Question> = crate::worker::questions_of(exp)?
+        .into_iter()
+        .map(|q| (q.id.clone(), q))
+        .collect();
+    let answers = db.answers(exp)?;
+    let mut indexes = ExperimentIndexes::new(exp, store_dir);
+    // per chunk setting: the chunk table (chunk → document for BEIR qrels) and, when some question
+    // is judged by evidence, its judge
+    let need_judge = questions.values().any(crate::score::needs_judge);
+    let mut opened: HashMap<(u32, u32), (Vec<crate::split::Chunk>, Option<JudgeCorpus>)> =
+        HashMap::new();
+    let mut summary = RescoreSummary::default();
+    for a in answers.iter().filter(|a| a.status == "ok") {
+        let Some(q) = questions
+            .get(&a.question_id)
+            .filter(|q| q.question == a.question)
+        else {
+            summary.stale += 1;
+            continue;
+        };
+        let key = (a.chunk_size, a.chunk_overlap);
+        let (chunks, judge) = match opened.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let (index, _) = indexes.open(a.chunk_size as usize, a.chunk_overlap as usize)?;
+                let judge = need_judge.then(|| {
+                    JudgeCorpus::new(index.chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)))
+                });
+                v.insert((index.chunks, judge))
+            }
+        };
+        let answer = exp.generate.then_some(a.answer.as_str());
+        let metrics = crate::score::metrics_for(
+            q,
+            &a.chunk_ids,
+            a.top_k as usize,
+            chunks,
+            judge.as_ref(),
+            answer,
+        );
+        if db.set_answer_metrics(&a.cell_id, a.repeat, &a.question_id, &metrics)? {
+            summary.updated += 1;
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn experiment(dir: &Path, grid: &str) -> Experiment {
+        std::fs::write(
+            dir.join("c.txt"),
+            "Alpha beta gamma.\n\nDelta epsilon zeta eta theta.",
+        )
+        .unwrap();
+        std::fs::write(dir.join("qa.txt"), "Q?\nA.\n").unwrap();
+        std::fs::create_dir_all(dir.join("m")).unwrap();
+        let text = format!(
+            "name = \"x\"\ncorpus = \"c.txt\"\nqa = \"qa.txt\"\nembedding_model = \"m\"\ngenerate = false\n[grid]\n{grid}\n"
+        );
+        Experiment::parse(&dir.join("x.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn setting_defaults_and_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let one = experiment(
+            d.path(),
+            "chunk_size = [500]\nchunk_overlap = [0.2]\nretriever = [\"bm25\"]",
+        );
+        assert_eq!(resolve_setting(&one, None, None).unwrap(), (500, 100));
+        assert_eq!(resolve_setting(&one, Some(100), None).unwrap(), (100, 0));
+        assert_eq!(
+            resolve_setting(&one, Some(100), Some(0.25)).unwrap(),
+            (100, 25)
+        );
+        assert_eq!(resolve_setting(&one, None, Some(30.0)).unwrap(), (500, 30));
+        let two = experiment(d.path(), "chunk_size = [100, 500]\nretriever = [\"bm25\"]");
+        let e = resolve_setting(&two, None, None).unwrap_err().to_string();
+        assert!(e.contains("--chunk-size") && e.contains("100, 500"), "{e}");
+        let ovs = experiment(
+            d.path(),
+            "chunk_size = [500]\nchunk_overlap = [0, 50]\nretriever = [\"bm25\"]",
+        );
+        let e = resolve_setting(&ovs, None, None).unwrap_err().to_string();
+        assert!(e.contains("--chunk-overlap") && e.contains("0, 50"), "{e}");
+    }
+
+    #[test]
+    fn chunks_are_json_lines_matching_the_splitter() {
+        let d = tempfile::tempdir().unwrap();
+        let exp = experiment(
+            d.path(),
+            "chunk_size = [20]\nchunk_overlap = [0]\nretriever = [\"bm25\"]",
+        );
+        let mut out = Vec::new();
+        let n = write_chunks(&exp, 20, 0, &mut out).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), n);
+        let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+        let expected = RecursiveCharacterTextSplitter::new(20, 0)
+            .unwrap()
+            .split_text("Alpha beta gamma.\n\nDelta epsilon zeta eta theta.");
+        assert_eq!(texts, expected);
+        for (i, l) in lines.iter().enumerate() {
+            assert_eq!(l["id"], i);
+            assert_eq!(l["page"], 1);
+            assert!(l["start"].is_u64() && l["source"].is_string());
+        }
+        assert!(write_chunks(&exp, 20, 30, Vec::new()).is_err());
+    }
+}
