@@ -201,9 +201,9 @@ pub struct Experiment {
     pub text: String,
     /// Hex sha256 of `text`.
     pub sha256: String,
-    /// Corpus files (PDF, .txt or .md), in order.
+    /// Corpus files (PDF, .txt, .md, or a BEIR corpus.jsonl), in order.
     pub corpus: Vec<PathBuf>,
-    /// QA file (TOML schema or plain alternating lines).
+    /// QA file (TOML schema, plain alternating lines, or BEIR qrels `.tsv`).
     pub qa: PathBuf,
     /// Directory of the sentence-transformers embedding model (config.json, tokenizer.json,
     /// model.safetensors).
@@ -421,7 +421,7 @@ impl Validator<'_> {
             return self.err(
                 corpus_span,
                 "corpus",
-                "give at least one PDF, .txt or .md file".into(),
+                "give at least one PDF, .txt, .md or BEIR corpus.jsonl file".into(),
             );
         }
         let mut corpus = Vec::new();
@@ -442,7 +442,7 @@ impl Validator<'_> {
         let qa = self.existing(
             &raw.qa,
             "qa",
-            "point it at a QA file (TOML [[question]] tables or alternating lines)",
+            "point it at a QA file (TOML [[question]] tables, alternating lines, or BEIR qrels/<split>.tsv)",
         )?;
         let embedding_model = self.existing(
             &raw.embedding_model,

@@ -1,0 +1,270 @@
+//! The inspection commands through the real binary on a small text corpus with evidence quotes:
+//! `run` (retrieval-only, both BM25 variants) stores retrieval metrics; `chunks` prints the
+//! indexed chunks; `retrieve` prints ranked chunks for every retriever; `compare` ranks the cells;
+//! `rescore` restores deleted metrics exactly; `export` has one column per metric.
+//!
+//! Needs the embedding model in models/ (`orchestrate models fetch`; the README's test command
+//! fetches it first).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const CORPUS: &str = "The Director daemon supervises all backup, restore, verify and archive operations.\n\n\
+The Storage daemon writes backup data to tapes or disk volumes. It listens on port 9103.\n\n\
+The File daemon runs on each client machine and sends file data to the Storage daemon; it listens on port 9102.\n\n\
+The Catalog is a database holding the names of files backed up and the volumes they are stored on.\n\n\
+A Pool groups volumes together, so that a backup can be restricted to a set of volumes.\n\x0c\
+Retention periods say how long file and job records are kept in the catalog before pruning.\n\n\
+The Console program lets an administrator talk to the Director and run commands interactively.\n";
+
+const QA: &str = r#"
+[[question]]
+id = "t1"
+question = "Which port does the File daemon listen on?"
+expected_answer = "Port 9102."
+evidence = "it listens on port 9102"
+
+[[question]]
+id = "t2"
+question = "What does a Pool group together?"
+expected_answer = "Volumes."
+evidence = "A Pool groups volumes together"
+
+[[question]]
+id = "t3"
+question = "What is kept until pruning?"
+expected_answer = "File and job records."
+page = 2
+
+[[question]]
+id = "t4"
+question = "Who talks to the Director?"
+expected_answer = "An administrator through the Console."
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let model = root().join("models/all-MiniLM-L6-v2");
+        assert!(
+            model.exists(),
+            "{} is missing: run `orchestrate models fetch`",
+            model.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("corpus.txt"), CORPUS).unwrap();
+        std::fs::write(dir.path().join("qa.toml"), QA).unwrap();
+        let text = format!(
+            "name = \"inspect\"\ncorpus = \"corpus.txt\"\nqa = \"qa.toml\"\nembedding_model = \"{}\"\n\
+             generate = false\n[grid]\nchunk_size = [120]\nchunk_overlap = [0]\n\
+             retriever = [\"dense\", \"bm25\", \"ensemble\"]\nensemble_weight = [0.5]\ntop_k = [2]\n\
+             bm25 = [\"tantivy\", \"okapi\"]\n",
+            model.display()
+        );
+        std::fs::write(dir.path().join("exp.toml"), text).unwrap();
+        Fixture { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+            .current_dir(self.dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("store/inspect.sqlite")).unwrap()
+    }
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn inspect_commands_agree_with_the_sweep() {
+    let f = Fixture::new();
+    f.run(&["run", "exp.toml", "--no-progress"]);
+    let db = f.db();
+
+    // dense, bm25 × 2 variants, ensemble × 2 variants: 5 cells, the variants recorded.
+    let variants: Vec<(String, Option<String>)> = db
+        .prepare("SELECT retriever, bm25 FROM cells ORDER BY retriever, bm25")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expect = |r: &str, b: Option<&str>| (r.to_string(), b.map(String::from));
+    assert_eq!(
+        variants,
+        [
+            expect("bm25", Some("okapi")),
+            expect("bm25", Some("tantivy")),
+            expect("dense", None),
+            expect("ensemble", Some("okapi")),
+            expect("ensemble", Some("tantivy")),
+        ]
+    );
+
+    // Retrieval metrics for the three questions with evidence or a page, none for t4.
+    let metrics: BTreeMap<(String, String), String> = db
+        .prepare("SELECT cell_id, question_id, metrics FROM answers")
+        .unwrap()
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(metrics.len(), 5 * 4);
+    for ((_, q), m) in &metrics {
+        let m: BTreeMap<String, f64> = serde_json::from_str(m).unwrap();
+        if q == "t4" {
+            assert!(m.is_empty(), "{m:?}");
+        } else {
+            let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["hit@2", "mrr@2", "ndcg@2", "recall@2"], "{q}");
+            assert!(m.values().all(|v| (0.0..=1.0).contains(v)));
+        }
+    }
+
+    // `chunks` prints what the index holds: same count as the stored n_chunks, pages 1 and 2.
+    let chunks = json_lines(&f.run(&["chunks", "exp.toml"]));
+    let n_chunks: i64 = db
+        .query_row("SELECT MAX(n_chunks) FROM cells", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(chunks.len() as i64, n_chunks);
+    assert!(chunks
+        .iter()
+        .all(|c| c["text"].as_str().unwrap().chars().count() <= 120));
+    assert_eq!(chunks.last().unwrap()["page"], 2);
+
+    // `retrieve`: tantivy BM25 tokenizes on non-alphanumerics, so "9102" matches "9102." and the
+    // chunk with port 9102 comes first; okapi uses whitespace tokens as rank_bm25, so only the
+    // query token "9102." matches it (with "9102" the shorter chunk sharing "port" wins).
+    let bm25 = |variant: &str, query: &str| {
+        json_lines(&f.run(&[
+            "retrieve",
+            "exp.toml",
+            "--retriever",
+            "bm25",
+            "--bm25",
+            variant,
+            "--top-k",
+            "3",
+            "--query",
+            query,
+        ]))
+    };
+    let first = |hits: &[serde_json::Value]| hits[0]["text"].as_str().unwrap().to_string();
+    assert!(first(&bm25("tantivy", "port 9102")).contains("9102"));
+    assert!(first(&bm25("okapi", "port 9102")).contains("9103"));
+    let hits = bm25("okapi", "port 9102.");
+    assert!(first(&hits).contains("9102"), "{hits:?}");
+    assert_eq!(
+        hits.len(),
+        3,
+        "okapi fills top_k with zero-score chunks like get_top_n"
+    );
+    for (i, h) in hits.iter().enumerate() {
+        assert_eq!(h["rank"], i + 1);
+        let id = h["id"].as_u64().unwrap() as usize;
+        assert_eq!(h["text"], chunks[id]["text"]);
+    }
+    assert!(hits
+        .windows(2)
+        .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64()));
+    for r in ["dense", "mmr", "ensemble"] {
+        let hits = json_lines(&f.run(&[
+            "retrieve",
+            "exp.toml",
+            "--retriever",
+            r,
+            "--dense-index",
+            "exact",
+            "--query",
+            "Which port does the File daemon listen on?",
+        ]));
+        assert!(!hits.is_empty() && hits.len() <= 8, "{r}: {hits:?}");
+    }
+
+    // `compare` ranks the 5 cells on nDCG@2 by default and marks the best.
+    let text = String::from_utf8(f.run(&["compare", "exp.toml"]).stdout).unwrap();
+    assert!(text.contains("ndcg@2"), "{text}");
+    assert!(text.contains("best"), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("retrieval-only"))
+            .count(),
+        5,
+        "{text}"
+    );
+
+    // `rescore` recomputes exactly what the worker stored.
+    db.execute("UPDATE answers SET metrics = '{}'", []).unwrap();
+    let out = f.run(&["rescore", "exp.toml"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("20 answers"));
+    let again: BTreeMap<(String, String), String> = db
+        .prepare("SELECT cell_id, question_id, metrics FROM answers")
+        .unwrap()
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(again, metrics);
+
+    // `export` has the fixed columns then one column per metric.
+    let csv = String::from_utf8(f.run(&["export", "exp.toml"]).stdout).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(header.ends_with(",hit@2,recall@2,mrr@2,ndcg@2"), "{header}");
+}
+
+#[test]
+fn bad_inspect_arguments_are_clear_errors() {
+    let f = Fixture::new();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+            .current_dir(f.dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["retrieve", "exp.toml", "--bm25", "lucene", "--query", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--bm25") && err.contains("tantivy or okapi"),
+        "{err}"
+    );
+    let out = run(&[
+        "chunks",
+        "exp.toml",
+        "--chunk-size",
+        "50",
+        "--chunk-overlap",
+        "60",
+    ]);
+    assert!(!out.status.success());
+    let out = run(&["compare", "exp.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("orchestrate run"));
+}
