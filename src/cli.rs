@@ -65,6 +65,10 @@ enum Cmd {
         /// Output file [default: reports/<experiment name>.html].
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Metric of the ranking section (cosine, f1, ndcg@4, ...) [default: cosine if answers
+        /// were generated, else nDCG@k].
+        #[arg(long)]
+        metric: Option<String>,
     },
     /// Print one row per stored answer of an experiment.
     Export {
@@ -73,6 +77,9 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+        /// One row per answer, or one row per cell with each metric's mean and 95% CI.
+        #[arg(long, value_enum, default_value_t = Per::Answer)]
+        per: Per,
         /// Directory of result databases.
         #[arg(long, default_value = "store")]
         store: PathBuf,
@@ -196,6 +203,14 @@ enum ModelsCmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Per {
+    /// One row per stored answer.
+    Answer,
+    /// One row per cell: axes, then mean, CI bounds and n for every metric.
+    Cell,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     /// Comma-separated values with a header row.
     Csv,
@@ -276,7 +291,12 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
                 s.wall_s,
                 s.database.display()
             );
-            let out = write_report(&exp, &store, &reports.join(format!("{}.html", exp.name)))?;
+            let out = write_report(
+                &exp,
+                &store,
+                &reports.join(format!("{}.html", exp.name)),
+                None,
+            )?;
             eprintln!("report: {}", out.display());
             Ok(())
         }
@@ -284,24 +304,32 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             experiment,
             store,
             output,
+            metric,
         } => {
             let exp = Experiment::load(&experiment)?;
             let out = output
                 .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", exp.name)));
-            let out = write_report(&exp, &store, &out)?;
+            let out = write_report(&exp, &store, &out, metric)?;
             eprintln!("report: {}", out.display());
             Ok(())
         }
         Cmd::Export {
             experiment,
             format: Format::Csv,
+            per,
             store,
         } => {
             let exp = Experiment::load(&experiment)?;
             let db = open_results(&exp, &store)?;
             let answers = db.answers(&exp)?;
             let stdout = std::io::stdout().lock();
-            orchestrate::export::write_csv(&answers, stdout)?;
+            match per {
+                Per::Answer => orchestrate::export::write_csv(&answers, stdout)?,
+                Per::Cell => {
+                    let cells = report::summarize(&answers)?;
+                    orchestrate::export::write_cells_csv(&cells, stdout)?
+                }
+            }
             Ok(())
         }
         Cmd::Chunks {
@@ -494,9 +522,24 @@ fn chunk_sets(exp: &Experiment, store: &Path, answers: &[AnswerRecord]) -> Vec<C
 }
 
 /// Renders the report of `exp` from its stored answers into `out` (written atomically).
-fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
+fn write_report(
+    exp: &Experiment,
+    store: &Path,
+    out: &Path,
+    rank_metric: Option<String>,
+) -> Result<PathBuf> {
     let db = open_results(exp, store)?;
     let answers = db.answers(exp)?;
+    if let Some(m) = &rank_metric {
+        let available = report::available_rank_metrics(&answers);
+        if !available.contains(m) {
+            bail!(
+                "--metric {m}: no stored answer of `{}` has it; available: {}",
+                exp.name,
+                available.join(", ")
+            );
+        }
+    }
     let meta = ReportMeta {
         experiment_name: exp.name.clone(),
         experiment_file: exp.path.display().to_string(),
@@ -504,7 +547,7 @@ fn write_report(exp: &Experiment, store: &Path, out: &Path) -> Result<PathBuf> {
         host: db.last_run_host()?,
         index_builds: db.index_builds(&exp.cells)?,
         chunk_sets: chunk_sets(exp, store, &answers),
-        rank_metric: None,
+        rank_metric,
     };
     let html = report::render_html(&exp.name, &meta, &answers)?;
     if let Some(dir) = out.parent() {

@@ -1,6 +1,7 @@
 //! CSV export of stored answers: one row per [`AnswerRecord`], a fixed column order followed by
 //! one column per metric present in the rows ([`metric_columns`]), written with the `csv` crate
-//! (RFC 4180 quoting, so answers with commas, quotes or newlines round-trip).
+//! (RFC 4180 quoting, so answers with commas, quotes or newlines round-trip). [`write_cells_csv`]
+//! writes one row per cell instead: its axes and, per metric, the mean with its 95% t-interval.
 
 use crate::store::AnswerRecord;
 
@@ -99,6 +100,83 @@ pub fn write_csv<W: std::io::Write>(answers: &[AnswerRecord], out: W) -> Result<
     }
     writer.flush()?;
     tracing::debug!(rows = answers.len(), "wrote CSV export");
+    Ok(())
+}
+
+/// The leading columns of [`write_cells_csv`], in order; four columns per metric follow.
+pub const CELL_COLUMNS: [&str; 12] = [
+    "cell_id",
+    "model",
+    "chunk_size",
+    "chunk_overlap",
+    "retriever",
+    "ensemble_weight",
+    "top_k",
+    "fetch_k",
+    "bm25",
+    "dense_index",
+    "answers",
+    "failed",
+];
+
+/// Writes one row per cell (from [`crate::report::summarize`]) as CSV with a header to `out`.
+///
+/// Columns: [`CELL_COLUMNS`], then for `cosine`, `response_time_s` (seconds) and every metric
+/// present in any cell (in [`metric_order`]) four columns `<m>_mean`, `<m>_ci_low`, `<m>_ci_high`
+/// (the 95% Student-t interval of the mean, [`crate::report::CI_LEVEL`]) and `<m>_n` (answers
+/// with that metric). Empty fields where a cell lacks the metric; the interval is the mean itself
+/// when n = 1. Errors: [`ExportError`] when the writer fails.
+pub fn write_cells_csv<W: std::io::Write>(
+    cells: &[crate::report::CellSummary],
+    out: W,
+) -> Result<(), ExportError> {
+    let mut names: Vec<String> = cells
+        .iter()
+        .flat_map(|c| c.metrics.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by_key(|n| metric_order(n));
+    let mut metrics = vec!["cosine".to_string(), "response_time_s".to_string()];
+    metrics.extend(names);
+    let mut writer = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = CELL_COLUMNS.iter().map(|c| c.to_string()).collect();
+    for m in &metrics {
+        for suffix in ["mean", "ci_low", "ci_high", "n"] {
+            header.push(format!("{m}_{suffix}"));
+        }
+    }
+    writer.write_record(&header)?;
+    for c in cells {
+        let a = &c.axes;
+        let mut row = vec![
+            a.cell_id.clone(),
+            a.model.clone(),
+            a.chunk_size.to_string(),
+            a.chunk_overlap.to_string(),
+            a.retriever.clone(),
+            opt(a.ensemble_weight),
+            a.top_k.to_string(),
+            opt(a.fetch_k),
+            a.bm25.clone().unwrap_or_default(),
+            a.dense_index.clone().unwrap_or_default(),
+            c.n_answers.to_string(),
+            c.n_failed.to_string(),
+        ];
+        for m in &metrics {
+            let ci = match m.as_str() {
+                "cosine" => c.cosine,
+                "response_time_s" => c.response_time_s,
+                _ => c.metrics.get(m).copied(),
+            };
+            row.push(opt(ci.map(|v| v.mean)));
+            row.push(opt(ci.map(|v| v.lo)));
+            row.push(opt(ci.map(|v| v.hi)));
+            row.push(opt(ci.map(|v| v.n)));
+        }
+        writer.write_record(&row)?;
+    }
+    writer.flush()?;
     Ok(())
 }
 
@@ -287,6 +365,40 @@ mod tests {
         assert_eq!(&rows[1][col("recall@10")], "0.25");
         assert_eq!(&rows[1][col("hit@4")], "");
         assert_eq!(&rows[0][col("bm25")], "okapi");
+    }
+
+    #[test]
+    fn cells_csv_has_means_and_intervals_per_metric() {
+        let mut rows = Vec::new();
+        for (i, v) in [0.2, 0.5, 0.9].into_iter().enumerate() {
+            let mut a = record("x");
+            a.question_id = format!("q{i}");
+            a.cosine = Some(v);
+            a.metrics = [("ndcg@4".to_string(), v / 2.0)].into_iter().collect();
+            rows.push(a);
+        }
+        let cells = crate::report::summarize(&rows).unwrap();
+        let mut buf = Vec::new();
+        write_cells_csv(&cells, &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        let recs: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 1);
+        let col = |n: &str| {
+            header
+                .iter()
+                .position(|c| c == n)
+                .unwrap_or_else(|| panic!("{n}"))
+        };
+        let want = crate::stats::mean_ci(&[0.1, 0.25, 0.45], crate::report::CI_LEVEL).unwrap();
+        let got = |n: &str| recs[0][col(n)].parse::<f64>().unwrap();
+        assert!((got("ndcg@4_mean") - want.mean).abs() < 1e-12);
+        assert!((got("ndcg@4_ci_low") - want.lo).abs() < 1e-12);
+        assert!((got("ndcg@4_ci_high") - want.hi).abs() < 1e-12);
+        assert_eq!(&recs[0][col("ndcg@4_n")], "3");
+        assert_eq!(&recs[0][col("answers")], "3");
+        assert!((got("cosine_mean") - (0.2 + 0.5 + 0.9) / 3.0).abs() < 1e-12);
     }
 
     #[test]

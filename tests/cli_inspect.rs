@@ -236,6 +236,33 @@ fn inspect_commands_agree_with_the_sweep() {
     let csv = String::from_utf8(f.run(&["export", "exp.toml"]).stdout).unwrap();
     let header = csv.lines().next().unwrap();
     assert!(header.ends_with(",hit@2,recall@2,mrr@2,ndcg@2"), "{header}");
+
+    // `export --per cell`: one row per cell with each metric's mean and interval.
+    let csv = String::from_utf8(f.run(&["export", "exp.toml", "--per", "cell"]).stdout).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(lines.count(), 5);
+    for c in [
+        "ndcg@2_mean",
+        "ndcg@2_ci_low",
+        "ndcg@2_ci_high",
+        "ndcg@2_n",
+        "bm25",
+    ] {
+        assert!(header.contains(&c), "{c}: {header:?}");
+    }
+
+    // `report --metric` ranks on the chosen metric; an unknown one is an error naming the choices.
+    f.run(&["report", "exp.toml", "--metric", "mrr@2", "-o", "r.html"]);
+    let html = std::fs::read_to_string(f.dir.path().join("r.html")).unwrap();
+    assert!(html.contains("Ranking by MRR@2"), "ranking heading");
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .current_dir(f.dir.path())
+        .args(["report", "exp.toml", "--metric", "bleu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("available: hit@2"));
 }
 
 #[test]
