@@ -61,9 +61,20 @@ pub struct RecursiveCharacterTextSplitter {
 }
 
 /// Python's `str.isspace()` for one code point: Unicode White_Space plus U+001C..U+001F, which
-/// Python counts as whitespace (bidi class B/S) and Rust's `char::is_whitespace` does not.
-fn is_py_space(c: char) -> bool {
+/// Python counts as whitespace (bidi class B/S) and Rust's [`char::is_whitespace`] does not.
+///
+/// Python's set (checked over every code point with Python 3.11, Unicode 14) is
+/// `\t \n \x0b \x0c \r \x1c \x1d \x1e \x1f space \x85 \xa0 U+1680 U+2000..=U+200A U+2028 U+2029
+/// U+202F U+205F U+3000`. Neither treats U+180E, U+200B (zero width space), U+2060 or U+FEFF as
+/// whitespace. Shared by the splitter (`str.strip()`), BM25Okapi tokens and the answer metrics.
+pub fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `s.split()` with no argument: the non-empty runs between [`is_py_space`] characters,
+/// in order. Case and punctuation are kept.
+pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(is_py_space).filter(|t| !t.is_empty())
 }
 
 /// Python `str.strip()` with no argument.

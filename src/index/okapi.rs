@@ -81,34 +81,11 @@ impl Default for OkapiParams {
     }
 }
 
-/// Whether Python's `str.isspace()` is true for `c`, i.e. whether `str.split()` splits on it.
-///
-/// Python's set (checked over every code point with Python 3.11, Unicode 14) is
-/// `\t \n \x0b \x0c \r \x1c \x1d \x1e \x1f space \x85 \xa0 U+1680 U+2000..=U+200A U+2028 U+2029
-/// U+202F U+205F U+3000`: Rust's [`char::is_whitespace`] (Unicode `White_Space`) plus the four
-/// ASCII information separators `\x1c..=\x1f`, which Python treats as whitespace and Rust does
-/// not. Neither treats U+180E, U+200B (zero width space), U+2060 or U+FEFF as whitespace.
-pub fn is_python_whitespace(c: char) -> bool {
-    matches!(
-        c,
-        '\t'..='\r'
-            | '\x1c'..=' '
-            | '\u{85}'
-            | '\u{a0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200a}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202f}'
-            | '\u{205f}'
-            | '\u{3000}'
-    )
-}
-
-/// Tokens of `text` exactly as Python's `text.split()`: maximal runs of characters that are not
-/// [`is_python_whitespace`], in order, no empty strings. Case and punctuation are kept.
+/// Tokens of `text` exactly as Python's `text.split()` ([`crate::split::py_split`]): maximal
+/// runs of characters that are not Python whitespace, in order, no empty strings. Case and
+/// punctuation are kept.
 pub fn tokenize(text: &str) -> impl Iterator<Item = &str> {
-    text.split(is_python_whitespace).filter(|t| !t.is_empty())
+    crate::split::py_split(text)
 }
 
 /// A BM25Okapi index over a fixed corpus; doc ids are positions in the corpus given to
@@ -724,14 +701,14 @@ mod tests {
         assert_eq!(python.len(), 29);
         for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
             assert_eq!(
-                is_python_whitespace(c),
+                crate::split::is_py_space(c),
                 python.contains(&(c as u32)),
                 "U+{:04X}",
                 c as u32
             );
             // Documented relation to Rust's definition.
             let rust = c.is_whitespace() || ('\x1c'..='\x1f').contains(&c);
-            assert_eq!(is_python_whitespace(c), rust, "U+{:04X}", c as u32);
+            assert_eq!(crate::split::is_py_space(c), rust, "U+{:04X}", c as u32);
         }
         for s in &fx.splits {
             assert_eq!(tokens(&s.text), s.tokens, "{:?}", s.text);

@@ -38,7 +38,7 @@
 //! * `str.lower()`: Rust's [`str::to_lowercase`] (full Unicode mapping, final sigma); the two can
 //!   differ only for characters added to Unicode after Python's tables (Python 3.11: Unicode 14).
 //! * `str.split()`: splits on every character for which Python's `str.isspace()` is true
-//!   ([`is_py_space`]), which includes U+001C..U+001F (not whitespace for Rust) and U+0085.
+//!   ([`crate::split::is_py_space`]), which includes U+001C..U+001F (not whitespace for Rust) and U+0085.
 //! * `string.punctuation`: the 32 ASCII punctuation characters ([`char::is_ascii_punctuation`]).
 //! * `re`'s Unicode `\b`: word characters are Python's `str.isalnum()` characters and `_`
 //!   ([`is_py_word_char`]): [`char::is_alphanumeric`] minus the combining marks and symbols that
@@ -47,31 +47,7 @@
 use std::collections::HashMap;
 
 use crate::score::porter;
-
-/// True for the characters Python's `str.isspace()` accepts (the separators of `str.split()`):
-/// U+0009..U+000D, U+001C..U+001F, space, U+0085, U+00A0, U+1680, U+2000..U+200A, U+2028,
-/// U+2029, U+202F, U+205F, U+3000. Rust's [`char::is_whitespace`] lacks U+001C..U+001F.
-pub fn is_py_space(c: char) -> bool {
-    matches!(
-        c,
-        '\t'..='\r'
-            | '\u{1c}'..='\u{20}'
-            | '\u{85}'
-            | '\u{a0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200a}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202f}'
-            | '\u{205f}'
-            | '\u{3000}'
-    )
-}
-
-/// Python's `s.split()` (no argument): the non-empty runs between [`is_py_space`] characters.
-pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
-    s.split(is_py_space).filter(|t| !t.is_empty())
-}
+use crate::split::py_split;
 
 /// A word character of Python's Unicode `re` (`\w`, and so `\b`): `str.isalnum()` or `_`.
 ///
@@ -158,7 +134,7 @@ pub const OTHER_ALPHABETIC_NOT_ALNUM: &[(u32, u32)] = &[
 
 /// SQuAD v2.0 `normalize_answer`: lowercase, delete the ASCII punctuation of Python's
 /// `string.punctuation`, replace the whole words `a`, `an`, `the` (regex `\b(a|an|the)\b`, Unicode
-/// word boundaries) by a space, and collapse whitespace runs ([`is_py_space`]) to single spaces
+/// word boundaries) by a space, and collapse whitespace runs ([`crate::split::is_py_space`]) to single spaces
 /// with no leading or trailing space. Articles are matched after lowercasing and punctuation
 /// removal, so `"The"` and `"(a)"` go but `"théa"` or `"a_b"` (→ `"ab"`) stay.
 pub fn squad_normalize(s: &str) -> String {
