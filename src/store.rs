@@ -492,6 +492,8 @@ impl Store {
     }
 
     /// Records which index a cell used and what building it cost (seconds; 0 on a cache hit).
+    /// A build recorded earlier for the same index directory is kept when this call reports a
+    /// cache hit, so resuming a sweep does not erase what building its index cost.
     pub fn set_cell_index(
         &self,
         cell_id: &str,
@@ -502,8 +504,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE cells SET index_dir = ?1, index_build_s = ?2, index_cache_hit = ?3, n_chunks = ?4 WHERE cell_id = ?5",
-                params![dir.display().to_string(), build_s, cache_hit, n_chunks as i64, cell_id],
+                "UPDATE cells SET
+                   index_build_s = CASE WHEN ?3 AND index_cache_hit = 0 AND index_dir = ?1
+                                        THEN index_build_s ELSE ?2 END,
+                   index_cache_hit = CASE WHEN ?3 AND index_cache_hit = 0 AND index_dir = ?1
+                                          THEN 0 ELSE ?3 END,
+                   index_dir = ?1, n_chunks = ?4
+                 WHERE cell_id = ?5",
+                params![
+                    dir.display().to_string(),
+                    build_s,
+                    cache_hit,
+                    n_chunks as i64,
+                    cell_id
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -878,6 +892,32 @@ mod tests {
 
     fn count(s: &Store, sql: &str) -> i64 {
         s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_cache_hit_on_resume_keeps_the_recorded_build() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store_with_cell(&d);
+        let build = |s: &Store| -> (f64, i64) {
+            s.conn
+                .query_row(
+                    "SELECT index_build_s, index_cache_hit FROM cells WHERE cell_id = 'c'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+        };
+        let dir = Path::new("store/indexes/abc");
+        s.set_cell_index("c", dir, 0.0, true, 10).unwrap();
+        assert_eq!(build(&s), (0.0, 1));
+        s.set_cell_index("c", dir, 61.5, false, 10).unwrap();
+        assert_eq!(build(&s), (61.5, 0));
+        s.set_cell_index("c", dir, 0.0, true, 10).unwrap();
+        assert_eq!(build(&s), (61.5, 0), "a resume must not erase the build");
+        // a different index (e.g. a new embedding model) replaces the record
+        s.set_cell_index("c", Path::new("store/indexes/def"), 0.0, true, 12)
+            .unwrap();
+        assert_eq!(build(&s), (0.0, 1));
     }
 
     #[test]
