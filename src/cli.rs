@@ -70,7 +70,7 @@ enum Cmd {
         #[arg(long)]
         metric: Option<String>,
     },
-    /// Print one row per stored answer of an experiment.
+    /// Print the stored results as CSV: one row per answer (or per cell with `--per cell`).
     Export {
         /// Experiment file (TOML).
         experiment: PathBuf,

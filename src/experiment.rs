@@ -452,7 +452,7 @@ impl Validator<'_> {
         if *raw.repeats.get_ref() == 0 {
             return self.err(raw.repeats.span(), "repeats", "must be at least 1".into());
         }
-        if !(*raw.question_timeout_s.get_ref() > 0.0) {
+        if raw.question_timeout_s.get_ref().is_nan() || *raw.question_timeout_s.get_ref() <= 0.0 {
             return self.err(
                 raw.question_timeout_s.span(),
                 "question_timeout_s",

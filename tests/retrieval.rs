@@ -2,6 +2,7 @@
 //! - embedding parity with sentence-transformers (fixture `tests/fixtures/embed/`);
 //! - MMR and weighted RRF parity with LangChain (fixture `tests/fixtures/retrieve/`);
 //! - index cache build/reuse and every retriever over real Bacula manual pages.
+//!
 //! Tests needing the embedding model or the corpus print a SKIP notice and return if absent.
 
 use std::collections::HashSet;
