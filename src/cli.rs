@@ -69,6 +69,10 @@ enum Cmd {
         /// were generated, else nDCG@k].
         #[arg(long)]
         metric: Option<String>,
+        /// Read the results of `run --retrieval-only` (found automatically when the experiment
+        /// has no generated answers stored).
+        #[arg(long)]
+        retrieval_only: bool,
     },
     /// Print the stored results as CSV: one row per answer (or per cell with `--per cell`).
     Export {
@@ -83,6 +87,10 @@ enum Cmd {
         /// Directory of result databases.
         #[arg(long, default_value = "store")]
         store: PathBuf,
+        /// Read the results of `run --retrieval-only` (found automatically when the experiment
+        /// has no generated answers stored).
+        #[arg(long)]
+        retrieval_only: bool,
     },
     /// Print the chunks of one splitter setting as JSON lines (id, source, page, start, text).
     Chunks {
@@ -146,6 +154,10 @@ enum Cmd {
         /// Directory of result databases.
         #[arg(long, default_value = "store")]
         store: PathBuf,
+        /// Read the results of `run --retrieval-only` (found automatically when the experiment
+        /// has no generated answers stored).
+        #[arg(long)]
+        retrieval_only: bool,
     },
     /// Recompute the per-answer retrieval and answer metrics of stored results (after editing
     /// evidence in the QA file or upgrading orchestrate).
@@ -155,6 +167,10 @@ enum Cmd {
         /// Directory of result databases and cached indexes.
         #[arg(long, default_value = "store")]
         store: PathBuf,
+        /// Read the results of `run --retrieval-only` (found automatically when the experiment
+        /// has no generated answers stored).
+        #[arg(long)]
+        retrieval_only: bool,
     },
     /// Manage the default model files.
     Models {
@@ -291,9 +307,13 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
                 s.wall_s,
                 s.database.display()
             );
+            let db = open_results(&exp, &store)?;
+            let answers = db.answers(&exp)?;
             let out = write_report(
                 &exp,
                 &store,
+                &db,
+                &answers,
                 &reports.join(format!("{}.html", exp.name)),
                 None,
             )?;
@@ -305,11 +325,12 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             store,
             output,
             metric,
+            retrieval_only,
         } => {
-            let exp = Experiment::load(&experiment)?;
+            let (exp, db, answers) = stored_results(&experiment, &store, retrieval_only)?;
             let out = output
                 .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", exp.name)));
-            let out = write_report(&exp, &store, &out, metric)?;
+            let out = write_report(&exp, &store, &db, &answers, &out, metric)?;
             eprintln!("report: {}", out.display());
             Ok(())
         }
@@ -318,10 +339,9 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             format: Format::Csv,
             per,
             store,
+            retrieval_only,
         } => {
-            let exp = Experiment::load(&experiment)?;
-            let db = open_results(&exp, &store)?;
-            let answers = db.answers(&exp)?;
+            let (_, _, answers) = stored_results(&experiment, &store, retrieval_only)?;
             let stdout = std::io::stdout().lock();
             match per {
                 Per::Answer => orchestrate::export::write_csv(&answers, stdout)?,
@@ -337,7 +357,8 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             chunk_size,
             chunk_overlap,
         } => {
-            let exp = Experiment::load(&experiment)?;
+            // retrieval settings only: the models need not be present
+            let exp = Experiment::load_with(&experiment, true)?;
             let (size, overlap) = inspect::resolve_setting(&exp, chunk_size, chunk_overlap)?;
             let n = inspect::write_chunks(&exp, size, overlap, std::io::stdout().lock())?;
             tracing::info!("{n} chunks (chunk_size {size}, chunk_overlap {overlap})");
@@ -383,10 +404,9 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             experiment,
             metric,
             store,
+            retrieval_only,
         } => {
-            let exp = Experiment::load(&experiment)?;
-            let db = open_results(&exp, &store)?;
-            let answers = db.answers(&exp)?;
+            let (exp, _, answers) = stored_results(&experiment, &store, retrieval_only)?;
             let Some(metric) = metric.or_else(|| report::default_rank_metric(&answers)) else {
                 bail!(
                     "no answers with metrics stored for `{}` yet; run `orchestrate run {}` first",
@@ -404,9 +424,12 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             print!("{}", report::ranking_text(&ranked, &metric));
             Ok(())
         }
-        Cmd::Rescore { experiment, store } => {
-            let exp = Experiment::load(&experiment)?;
-            let db = open_results(&exp, &store)?;
+        Cmd::Rescore {
+            experiment,
+            store,
+            retrieval_only,
+        } => {
+            let (exp, db, _) = stored_results(&experiment, &store, retrieval_only)?;
             let s = inspect::rescore(&exp, &store, &db)?;
             eprintln!(
                 "{}: metrics recomputed for {} answers ({} skipped: question no longer in {})",
@@ -468,6 +491,34 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
     }
 }
 
+/// The experiment at `path`, its result database and its stored answers.
+///
+/// With `retrieval_only`, the experiment's retrieval-only cells (as `run --retrieval-only` made
+/// them). Without it, a generating experiment that has no stored answers but does have
+/// retrieval-only ones falls back to those, with a notice: the cells of the two modes have
+/// different ids, and a user who ran `run --retrieval-only` expects `report` to show that run.
+fn stored_results(
+    path: &Path,
+    store: &Path,
+    retrieval_only: bool,
+) -> Result<(Experiment, Store, Vec<AnswerRecord>)> {
+    let exp = Experiment::load_with(path, retrieval_only)?;
+    let db = open_results(&exp, store)?;
+    let answers = db.answers(&exp)?;
+    if answers.is_empty() && exp.generate {
+        let alt = Experiment::load_with(path, true)?;
+        let alt_answers = db.answers(&alt)?;
+        if !alt_answers.is_empty() {
+            tracing::info!(
+                "no generated answers stored for `{}`; using its retrieval-only results",
+                exp.name
+            );
+            return Ok((alt, db, alt_answers));
+        }
+    }
+    Ok((exp, db, answers))
+}
+
 fn open_results(exp: &Experiment, store: &Path) -> Result<Store> {
     let path = Store::path_for(store, &exp.name);
     match Store::open_existing(&path)? {
@@ -525,13 +576,13 @@ fn chunk_sets(exp: &Experiment, store: &Path, answers: &[AnswerRecord]) -> Vec<C
 fn write_report(
     exp: &Experiment,
     store: &Path,
+    db: &Store,
+    answers: &[AnswerRecord],
     out: &Path,
     rank_metric: Option<String>,
 ) -> Result<PathBuf> {
-    let db = open_results(exp, store)?;
-    let answers = db.answers(exp)?;
     if let Some(m) = &rank_metric {
-        let available = report::available_rank_metrics(&answers);
+        let available = report::available_rank_metrics(answers);
         if !available.contains(m) {
             bail!(
                 "--metric {m}: no stored answer of `{}` has it; available: {}",
@@ -546,10 +597,10 @@ fn write_report(
         run_started: db.last_run_started()?,
         host: db.last_run_host()?,
         index_builds: db.index_builds(&exp.cells)?,
-        chunk_sets: chunk_sets(exp, store, &answers),
+        chunk_sets: chunk_sets(exp, store, answers),
         rank_metric,
     };
-    let html = report::render_html(&exp.name, &meta, &answers)?;
+    let html = report::render_html(&exp.name, &meta, answers)?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -6,7 +6,7 @@
 use crate::store::AnswerRecord;
 
 /// The fixed leading column names of [`write_csv`], in order; metric columns follow.
-pub const CSV_COLUMNS: [&str; 26] = [
+pub const CSV_COLUMNS: [&str; 27] = [
     "cell_id",
     "model",
     "chunk_size",
@@ -30,6 +30,7 @@ pub const CSV_COLUMNS: [&str; 26] = [
     "rss_mean_bytes",
     "rss_peak_bytes",
     "cpu_mean_percent",
+    "contexts_used",
     "chunk_ids",
     "pages",
     "status",
@@ -80,7 +81,8 @@ pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
 /// Columns: [`CSV_COLUMNS`] in that order, then [`metric_columns`] (a row without that metric
 /// has an empty field). Units follow [`AnswerRecord`]: sizes in characters,
 /// times in seconds, memory in bytes, CPU in percent of one core. `None` becomes an empty field;
-/// `chunk_ids` and `pages` are space-separated integers (empty when there are none). Floats use
+/// `chunk_ids` and `pages` are space-separated integers (empty when there are none), of which the
+/// first `contexts_used` were given to the model. Floats use
 /// Rust's shortest round-trip formatting, so parsing them back gives the same `f64`.
 ///
 /// Errors: [`ExportError`] when the writer fails.
@@ -181,7 +183,7 @@ pub fn write_cells_csv<W: std::io::Write>(
 }
 
 /// The fields of one row, in [`CSV_COLUMNS`] order.
-fn record_fields(a: &AnswerRecord) -> [String; 26] {
+fn record_fields(a: &AnswerRecord) -> [String; 27] {
     [
         a.cell_id.clone(),
         a.model.clone(),
@@ -206,6 +208,7 @@ fn record_fields(a: &AnswerRecord) -> [String; 26] {
         opt(a.rss_mean_bytes),
         opt(a.rss_peak_bytes),
         opt(a.cpu_mean_percent),
+        opt(a.contexts_used),
         join_spaced(&a.chunk_ids),
         join_spaced(&a.pages),
         a.status.clone(),
@@ -255,6 +258,7 @@ mod tests {
             rss_mean_bytes: Some(123_456_789),
             rss_peak_bytes: Some(u64::MAX),
             cpu_mean_percent: Some(187.5),
+            contexts_used: Some(2),
             chunk_ids: vec![12, 3, 40],
             pages: vec![101, 7],
             status: "ok".into(),
@@ -298,6 +302,7 @@ mod tests {
         assert_eq!(&records[0][col("ensemble_weight")], "0.3");
         assert_eq!(&records[0][col("rss_peak_bytes")], u64::MAX.to_string());
         assert_eq!(&records[0][col("chunk_ids")], "12 3 40");
+        assert_eq!(&records[0][col("contexts_used")], "2");
         assert_eq!(&records[0][col("pages")], "101 7");
         assert_eq!(&records[0][col("status")], "ok");
     }
@@ -312,6 +317,7 @@ mod tests {
         failed.rss_mean_bytes = None;
         failed.rss_peak_bytes = None;
         failed.cpu_mean_percent = None;
+        failed.contexts_used = None;
         failed.ensemble_weight = None;
         failed.chunk_ids.clear();
         failed.pages.clear();
@@ -326,6 +332,7 @@ mod tests {
             "prompt_tokens",
             "rss_peak_bytes",
             "cpu_mean_percent",
+            "contexts_used",
             "ensemble_weight",
             "chunk_ids",
             "pages",

@@ -7,6 +7,8 @@
 //! runs one cell in an isolated subprocess. [`inspect`] shows chunks and retrieved lists and
 //! recomputes stored metrics. [`models`] fetches the default model files.
 
+#![warn(missing_docs)]
+
 pub mod corpus;
 pub mod embed;
 pub mod experiment;

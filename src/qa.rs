@@ -34,7 +34,8 @@ pub struct Question {
     pub short_answer: Option<String>,
     /// 1-based page of the source PDF holding the answer, if known.
     pub page: Option<u32>,
-    /// Verbatim quote from the extracted page text containing the answer, if known.
+    /// Verbatim quote from the extracted page text containing the answer, if known; NFKC-normalised
+    /// on load, like the corpus text, and never blank.
     pub evidence: Option<String>,
     /// Free-form difficulty label (e.g. `easy`, `medium`, `hard`), if known.
     pub difficulty: Option<String>,
@@ -396,8 +397,8 @@ struct QuestionRecord {
     question: toml::Spanned<String>,
     expected_answer: toml::Spanned<String>,
     short_answer: Option<String>,
-    page: Option<u32>,
-    evidence: Option<String>,
+    page: Option<toml::Spanned<u32>>,
+    evidence: Option<toml::Spanned<String>>,
     difficulty: Option<String>,
 }
 
@@ -425,6 +426,19 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
         ] {
             require_non_empty(path, text, field, value)?;
         }
+        if let Some(evidence) = &record.evidence {
+            // An empty quote would be contained in every chunk.
+            require_non_empty(path, text, "evidence", evidence)?;
+        }
+        if let Some(page) = record.page.as_ref().filter(|p| *p.get_ref() == 0) {
+            let (line, column) = line_column(text, page.span().start);
+            return Err(QaError::Toml {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: "`page` is 1-based: the first page of the PDF is page = 1".into(),
+            });
+        }
         let (line, column) = line_column(text, record.id.span().start);
         let id = record.id.get_ref().clone();
         if let Some(&first_line) = first_line_of_id.get(&id) {
@@ -442,8 +456,11 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
             question: record.question.into_inner(),
             expected_answer: record.expected_answer.into_inner(),
             short_answer: record.short_answer,
-            page: record.page,
-            evidence: record.evidence,
+            page: record.page.map(toml::Spanned::into_inner),
+            // NFKC, as the corpus text is (a quote pasted with a "ﬁ" ligature still matches).
+            evidence: record
+                .evidence
+                .map(|e| crate::corpus::normalize(e.get_ref())),
             difficulty: record.difficulty,
             qrels: Default::default(),
         });
@@ -575,6 +592,38 @@ expected_answer = "Port 9101."
         let msg = err.to_string();
         assert!(msg.contains("bad.toml:10:1"), "{msg}");
         assert!(msg.contains("answer"), "{msg}");
+    }
+
+    #[test]
+    fn page_zero_and_blank_evidence_are_errors_with_positions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "p.toml", &GOOD.replace("page = 3", "page = 0"));
+        let msg = load_questions(&path).expect_err("page 0").to_string();
+        assert!(
+            msg.contains("p.toml:7:8") && msg.contains("1-based"),
+            "{msg}"
+        );
+        let text = GOOD.replace(
+            "evidence = \"Bacula is a set of computer programs\"",
+            "evidence = \"  \"",
+        );
+        let path = write(dir.path(), "e.toml", &text);
+        let msg = load_questions(&path)
+            .expect_err("blank evidence")
+            .to_string();
+        assert!(
+            msg.contains("e.toml:8:12") && msg.contains("`evidence`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn evidence_is_nfkc_normalised_like_the_corpus() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = GOOD.replace("set of computer programs", "\u{FB01}le set\u{2026}");
+        let path = write(dir.path(), "n.toml", &text);
+        let qs = load_questions(&path).expect("load");
+        assert_eq!(qs[0].evidence.as_deref(), Some("Bacula is a file set..."));
     }
 
     #[test]

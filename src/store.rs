@@ -207,6 +207,7 @@ pub struct NewAnswer {
 pub struct AnswerRecord {
     /// Stable id of the cell (hex hash of its axes).
     pub cell_id: String,
+    /// Model name from the experiment (`retrieval-only` when nothing was generated).
     pub model: String,
     /// Characters.
     pub chunk_size: u32,
@@ -216,6 +217,7 @@ pub struct AnswerRecord {
     pub retriever: String,
     /// BM25 weight r of the ensemble (dense gets 1 - r); `None` for other retrievers.
     pub ensemble_weight: Option<f64>,
+    /// Chunks returned by each retriever (the ensemble fuses two such lists).
     pub top_k: u32,
     /// `None` unless the retriever is `mmr`.
     pub fetch_k: Option<u32>,
@@ -228,9 +230,13 @@ pub struct AnswerRecord {
     pub dense_index: Option<String>,
     /// 0-based repeat index.
     pub repeat: u32,
+    /// Question id from the QA file.
     pub question_id: String,
+    /// The question text as asked.
     pub question: String,
+    /// The expert's answer from the QA file.
     pub expected_answer: String,
+    /// The model's answer (empty for retrieval-only rows and failures).
     pub answer: String,
     /// Cosine similarity of answer and expected answer (all-MiniLM-L6-v2), in [-1, 1].
     pub cosine: Option<f64>,
@@ -238,16 +244,25 @@ pub struct AnswerRecord {
     pub response_time_s: Option<f64>,
     /// Seconds from prompt submission to the first generated token.
     pub ttft_s: Option<f64>,
+    /// Prompt length in tokens (after the chat template or prompt template was applied).
     pub prompt_tokens: Option<u32>,
+    /// Generated tokens.
     pub completion_tokens: Option<u32>,
-    /// Mean / peak resident set size of the worker while answering, bytes.
+    /// Mean resident set size of the worker while answering, bytes.
     pub rss_mean_bytes: Option<u64>,
+    /// Peak resident set size of the worker while answering, bytes.
     pub rss_peak_bytes: Option<u64>,
     /// Mean CPU use of the worker while answering, percent of one core (200 = two cores busy).
     pub cpu_mean_percent: Option<f64>,
-    /// Chunk ids given to the model as context, in rank order.
+    /// How many of `chunk_ids` (the first ones) were given to the model: retrieved chunks are
+    /// dropped from the end until prompt + max_tokens fits n_ctx. `None` when nothing was
+    /// generated (retrieval only, failed answers, rows stored before this was recorded).
+    #[serde(default)]
+    pub contexts_used: Option<u32>,
+    /// Retrieved chunk ids, in rank order (all of them: see `contexts_used` for how many the
+    /// model saw). Retrieval metrics are computed over this list.
     pub chunk_ids: Vec<u32>,
-    /// Pages of those chunks.
+    /// Pages of those chunks (1-based), parallel to `chunk_ids`.
     pub pages: Vec<u32>,
     /// `ok` or `failed`.
     pub status: String,
@@ -786,7 +801,7 @@ impl Store {
             .prepare(
                 "SELECT repeat, question_id, question, expected_answer, answer, cosine, response_time_s, ttft_s,
                         prompt_tokens, completion_tokens, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent,
-                        chunk_ids, pages, status, metrics
+                        chunk_ids, pages, status, metrics, contexts_used
                  FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
             )
             .map_err(|e| self.err(e))?;
@@ -820,6 +835,7 @@ impl Store {
                         rss_mean_bytes: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
                         rss_peak_bytes: row.get::<_, Option<i64>>(11)?.map(|v| v as u64),
                         cpu_mean_percent: row.get(12)?,
+                        contexts_used: row.get(17)?,
                         chunk_ids: from_json(&row.get::<_, String>(13)?),
                         pages: from_json(&row.get::<_, String>(14)?),
                         status: row.get(15)?,

@@ -287,6 +287,7 @@ fn sweep_cells(
         store.path().display()
     ));
     let mut indexes = crate::index::ExperimentIndexes::new(exp, &opts.store_dir);
+    let mut evidence_checked = std::collections::HashSet::new();
     for (i, cell) in exp.cells.iter().enumerate() {
         let label = cell_label(exp, cell);
         let done = store.done_keys(&cell.id, questions)?;
@@ -333,6 +334,9 @@ fn sweep_cells(
                 r.chunk_size, r.chunk_overlap, info.n_chunks, info.build_seconds
             ));
         }
+        if evidence_checked.insert((r.chunk_size, r.chunk_overlap)) {
+            warn_unjudged(&mut indexes, r, questions);
+        }
         store.set_cell_index(
             &cell.id,
             &info.dir,
@@ -378,6 +382,38 @@ fn sweep_cells(
     progress.finish();
     summary.wall_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Warns (once per chunking) about questions whose evidence no chunk holds: they silently get no
+/// retrieval metrics otherwise.
+fn warn_unjudged(
+    indexes: &mut crate::index::ExperimentIndexes<'_>,
+    r: &crate::experiment::Retrieval,
+    questions: &[crate::qa::Question],
+) {
+    if !questions.iter().any(crate::score::needs_judge) {
+        return;
+    }
+    let Ok(Some(chunks)) = indexes.cached_chunks(r.chunk_size, r.chunk_overlap) else {
+        return;
+    };
+    let ids = crate::score::without_relevant_chunks(questions, &chunks);
+    if ids.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 8;
+    let more = ids.len().saturating_sub(SHOWN);
+    tracing::warn!(
+        "no chunk of chunk {}/{} holds the evidence of {} question{} ({}{}): {} no retrieval \
+         metrics. Copy each quote from the extracted text (`orchestrate chunks`) and check its page",
+        r.chunk_size,
+        r.chunk_overlap,
+        ids.len(),
+        if ids.len() == 1 { "" } else { "s" },
+        ids[..ids.len().min(SHOWN)].join(", "),
+        if more > 0 { format!(", {more} more") } else { String::new() },
+        if ids.len() == 1 { "it gets" } else { "they get" },
+    );
 }
 
 fn first_line(s: &str) -> &str {

@@ -75,6 +75,8 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         rss_mean_bytes: Some(rss - (40 << 20)),
                         rss_peak_bytes: Some(rss + ((rng.next() * 30.0) as u64) * (1 << 20)),
                         cpu_mean_percent: Some(150.0 + 40.0 * rng.next()),
+                        // the long chunks overflow the context window: only the first is given
+                        contexts_used: Some(if chunk >= 1000 { 1 } else { 2 }),
                         chunk_ids: vec![q as u32, q as u32 + 7],
                         pages: vec![12 + q as u32, 200],
                         status: "ok".to_string(),

@@ -289,14 +289,32 @@ fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
         &smollm(16),
         "chunk_size = [120]\nretriever = [\"dense\", \"bm25\", \"mmr\", \"ensemble\"]\n",
     );
+    // t1's evidence is in the corpus; t6's quote was paraphrased and is in no chunk.
+    let qa = QA
+        .replace(
+            "id = \"t1\"\n",
+            "id = \"t1\"\nevidence = \"writes backup data to tapes\"\n",
+        )
+        .replace(
+            "id = \"t6\"\n",
+            "id = \"t6\"\nevidence = \"the Console is a program for admins\"\n",
+        );
+    std::fs::write(f.path("qa.toml"), qa).unwrap();
     let out = f
         .cmd(&["run", "exp.toml", "--no-progress", "--retrieval-only"])
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // warned once (one chunking), naming the question whose evidence no chunk holds
+    assert_eq!(
+        stderr.matches("holds the evidence of").count(),
+        1,
+        "{stderr}"
+    );
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("holds the evidence of 1 question (t6)"),
+        "{stderr}"
     );
     let db = f.db();
     assert_eq!(
@@ -314,4 +332,46 @@ fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
         ),
         0
     );
+    // t1 has retrieval metrics in every cell, t6 (evidence nowhere) and the others none
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(DISTINCT cell_id || question_id) FROM answer_metrics WHERE metric LIKE 'hit@%'"
+        ),
+        4
+    );
+
+    // The generating file's other commands find the retrieval-only results, with or without
+    // --retrieval-only.
+    for extra in [&[][..], &["--retrieval-only"][..]] {
+        let out = f
+            .cmd(&[&["export", "exp.toml"][..], extra].concat())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let csv = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(csv.lines().count(), 1 + 4 * 6, "{csv}");
+        assert!(
+            csv.lines().skip(1).all(|l| l.contains("retrieval-only")),
+            "{csv}"
+        );
+        let out = f
+            .cmd(&[&["compare", "exp.toml", "--metric", "hit@4"][..], extra].concat())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("Ranking by hit@4 (higher is better), 4 cells"),
+            "{text}"
+        );
+    }
 }

@@ -81,7 +81,7 @@ pub(crate) fn write_answers(
     let has_metrics = !metric_names.is_empty();
     write!(
         s,
-        r#"<section id="answers"><details><summary>All answers ({})</summary><p class="note">Chunks: the chunks given to the model, in rank order, as <i>id</i> p<i>page</i>{}.{}</p><div class="scroll"><table id="answer-table" class="sortable answers"><thead><tr><th>question</th><th>model</th><th>cell</th><th>rep</th>"#,
+        r#"<section id="answers"><details><summary>All answers ({})</summary><p class="note">Chunks: the retrieved chunks in rank order, as <i>id</i> p<i>page</i>{}; <s>struck through</s>: retrieved (and scored by the retrieval metrics) but not given to the model, dropped to fit its context window.{}</p><div class="scroll"><table id="answer-table" class="sortable answers"><thead><tr><th>question</th><th>model</th><th>cell</th><th>rep</th>"#,
         answers.len(),
         if chunk_sets.is_empty() {
             ""
@@ -194,14 +194,20 @@ fn write_chunks_cell(
     for (rank, &id) in a.chunk_ids.iter().enumerate() {
         let page = a.pages.get(rank).copied();
         let page_txt = page.map(|p| format!("p{p}")).unwrap_or_default();
-        let tip = match page {
+        let mut tip = match page {
             Some(p) => format!("rank {}: chunk {id}, page {p}", rank + 1),
             None => format!("rank {}: chunk {id}", rank + 1),
         };
+        // Chunks past `contexts_used` were retrieved but did not fit the context window.
+        let given = a.contexts_used.is_none_or(|n| rank < n as usize);
+        let class = if given { "ck" } else { "ck cut" };
+        if !given {
+            tip.push_str(" (not given to the model: did not fit n_ctx)");
+        }
         if lookup.get(a.chunk_size, a.chunk_overlap, id).is_some() {
             write!(
                 s,
-                r##"<a class="ck" href="#{}" title="{}">{id}<small>{}</small></a> "##,
+                r##"<a class="{class}" href="#{}" title="{}">{id}<small>{}</small></a> "##,
                 chunk_anchor(a.chunk_size, a.chunk_overlap, id),
                 esc(&tip),
                 esc(&page_txt),
@@ -209,7 +215,7 @@ fn write_chunks_cell(
         } else {
             write!(
                 s,
-                r#"<span class="ck" title="{}">{id}<small>{}</small></span> "#,
+                r#"<span class="{class}" title="{}">{id}<small>{}</small></span> "#,
                 esc(&tip),
                 esc(&page_txt),
             )?;
@@ -247,7 +253,7 @@ pub(crate) fn write_chunk_appendix(
     }
     write!(
         s,
-        r#"<section id="chunks"><details id="chunk-appendix"><summary>Retrieved chunks ({total})</summary><p class="note">The text of every chunk an answer above was given, once per chunking; links in the answers jump here.</p>"#
+        r#"<section id="chunks"><details id="chunk-appendix"><summary>Retrieved chunks ({total})</summary><p class="note">The text of every chunk retrieved for an answer above, once per chunking; links in the answers jump here.</p>"#
     )?;
     for ((size, overlap), ids) in &used {
         write!(
@@ -356,6 +362,25 @@ mod tests {
         assert!(!html.contains(r#"id="chunks""#));
         assert!(!html.contains(r##"href="#chunk-"##));
         assert!(html.contains("1<small>p3</small>") && html.contains("2<small>p4</small>"));
+    }
+
+    #[test]
+    fn chunks_dropped_to_fit_the_context_are_struck_through() {
+        let mut a = answer("m", 500, "dense", "q1", 0.5, 1.0);
+        a.contexts_used = Some(1);
+        let meta = ReportMeta {
+            chunk_sets: sets(),
+            ..ReportMeta::default()
+        };
+        let html = render_html("t", &meta, &[a.clone()]).unwrap();
+        assert!(html.contains(
+            r##"<a class="ck" href="#chunk-500-50-1" title="rank 1: chunk 1, page 3">"##
+        ));
+        assert!(html.contains(r##"<a class="ck cut" href="#chunk-500-50-2" title="rank 2: chunk 2, page 4 (not given to the model: did not fit n_ctx)">"##));
+        // Retrieval only (None): nothing is struck through.
+        a.contexts_used = None;
+        let html = render_html("t", &meta, &[a]).unwrap();
+        assert!(!html.contains(r#"class="ck cut""#));
     }
 
     #[test]

@@ -885,7 +885,7 @@ fn treemap_groups(
 fn write_methods(s: &mut String, rank_metric: Option<&str>) -> Result<(), ReportError> {
     write!(
         s,
-        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n ({p:.0}% Student-t; n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k, questions with known evidence pages only): Hit@k (a relevant chunk among the k retrieved), Recall@k (share of the relevant items retrieved), MRR@k (reciprocal rank of the first relevant chunk), nDCG@k (binary-relevance normalized discounted cumulative gain). Answers: EM (exact match after SQuAD normalization), F1 (SQuAD token-overlap F1), contains (expected answer contained in the answer), ROUGE-L (longest-common-subsequence F-measure), METEOR.</p>"#,
+        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n ({p:.0}% Student-t; n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
         l = CI_LEVEL,
         p = CI_LEVEL * 100.0,
     )?;
@@ -946,6 +946,7 @@ table.answers td.cks{min-width:120px;max-width:200px;line-height:1.7}
 a.ck{color:var(--accent);border-color:#b9d3ea}
 a.ck:hover{background:#e2eef8}
 .ck small{color:var(--muted);margin-left:2px;font-size:10px}
+.ck.cut{text-decoration:line-through;opacity:.55}
 #cell-table td.q2{line-height:1.2}
 #cell-table td.q2 .ci{display:block;font-size:10.5px}
 #cell-table th{white-space:nowrap}

@@ -35,8 +35,8 @@ pub fn evidence_of(q: &Question) -> Option<Evidence<'_>> {
 /// to their documents for BEIR questions; `k` is the cell's `top_k`.
 ///
 /// - Retrieval, BEIR questions (`q.qrels` non-empty): `hit@k`, `recall@k`, `mrr@k`, `ndcg@k` of
-///   the *document* ranking against the graded qrels, see [`document_metrics`]. Left out when no
-///   judged document has a grade > 0.
+///   the *document* ranking against the graded qrels, see [`document_metrics`] (all 0 when no
+///   judged document has a grade > 0, as BEIR scores such a query).
 /// - Retrieval, other questions (when `judge` is given and [`evidence_of`] finds evidence for
 ///   `q`): the same metrics of `ranked` (chunks) against the chunks [`JudgeCorpus::qrels`] marks
 ///   relevant with [`DEFAULT_MIN_SHARE`]. Left out when no chunk of the corpus is relevant (the
@@ -79,6 +79,24 @@ pub fn has_reference_answer(q: &Question) -> bool {
     !q.expected_answer.trim().is_empty()
 }
 
+/// Ids of the `questions` judged by evidence (see [`needs_judge`]) for which no chunk of
+/// `chunks` is relevant ([`JudgeCorpus::qrels`] at [`DEFAULT_MIN_SHARE`] is empty), in the order
+/// given. Such questions get no retrieval metrics in any cell of this chunking: usually the quote
+/// was not copied verbatim from the extracted text, or the page number is beyond the corpus.
+/// Costs one corpus-sized judge, i.e. about as much as a worker spends on it.
+pub fn without_relevant_chunks<'q>(questions: &'q [Question], chunks: &[Chunk]) -> Vec<&'q str> {
+    if !questions.iter().any(needs_judge) {
+        return Vec::new();
+    }
+    let judge = JudgeCorpus::new(chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)));
+    questions
+        .iter()
+        .filter(|q| needs_judge(q))
+        .filter(|q| evidence_of(q).is_some_and(|ev| judge.qrels(&ev, DEFAULT_MIN_SHARE).is_empty()))
+        .map(|q| q.id.as_str())
+        .collect()
+}
+
 /// Whether retrieval of `q` is judged by a [`JudgeCorpus`] (evidence quote or page, no BEIR
 /// qrels), i.e. whether [`metrics_for`] needs a `judge` for it.
 pub fn needs_judge(q: &Question) -> bool {
@@ -102,7 +120,10 @@ pub fn needs_judge(q: &Question) -> bool {
 /// With `chunk_size` at least the length of every document (each document one chunk) this is
 /// exactly BEIR's own evaluation of a top-k document retrieval.
 ///
-/// Returns `None` when no judged document has a grade > 0 (pytrec_eval leaves such queries out).
+/// A query whose judgements are all <= 0 scores 0 on every metric, as in BEIR: pytrec_eval
+/// reports `ndcg_cut` and `recall` 0 for it, BEIR's `mrr` and `top_k_accuracy` count it as 0,
+/// and BEIR averages over every evaluated query. Returns `None` only when `qrels` is empty (no
+/// judgement at all: pytrec_eval leaves the query out).
 pub fn document_metrics(
     ranked: &[u32],
     chunks: &[Chunk],
@@ -112,6 +133,9 @@ pub fn document_metrics(
     fn number_of<'a>(doc: &'a str, numbers: &mut HashMap<&'a str, u32>) -> u32 {
         let next = u32::try_from(numbers.len()).unwrap_or(u32::MAX);
         *numbers.entry(doc).or_insert(next)
+    }
+    if qrels.is_empty() {
+        return None;
     }
     let mut numbers: HashMap<&str, u32> = HashMap::with_capacity(qrels.len() + ranked.len());
     let judged: Vec<(u32, i64)> = qrels
@@ -127,7 +151,13 @@ pub fn document_metrics(
             docs.push(n);
         }
     }
-    retrieval::evaluate(&docs, &qrels, k)
+    retrieval::evaluate(&docs, &qrels, k).or(Some(RetrievalMetrics {
+        k,
+        hit: 0.0,
+        recall: 0.0,
+        mrr: 0.0,
+        ndcg: 0.0,
+    }))
 }
 
 /// Cosine similarity of two vectors, computed in `f64`: `a·b / (|a| |b|)`, in `[-1, 1]`.
@@ -167,6 +197,33 @@ mod tests {
             difficulty: None,
             qrels: Default::default(),
         }
+    }
+
+    #[test]
+    fn questions_whose_evidence_no_chunk_holds_are_listed() {
+        let chunk = |id: u32, page: u32, text: &str| Chunk {
+            id,
+            source: "m.pdf".into(),
+            page,
+            start: 0,
+            text: text.into(),
+        };
+        let chunks = [
+            chunk(0, 1, "The Storage daemon writes the Volumes."),
+            chunk(1, 2, "The Director schedules jobs."),
+        ];
+        let mut qs = vec![
+            question(Some("storage daemon writes"), Some(1), None),
+            question(Some("a quote that was paraphrased"), Some(2), None),
+            question(None, Some(2), None),
+            question(None, Some(9), None),
+            question(None, None, None),
+        ];
+        for (i, q) in qs.iter_mut().enumerate() {
+            q.id = format!("q{i}");
+        }
+        assert_eq!(without_relevant_chunks(&qs, &chunks), ["q1", "q3"]);
+        assert!(without_relevant_chunks(&qs[4..], &chunks).is_empty());
     }
 
     #[test]
@@ -298,9 +355,19 @@ mod tests {
         let m = metrics_for(&q, &[99, 4], 2, &chunks, None, None);
         assert_eq!((m["hit@2"], m["ndcg@2"], m["mrr@2"]), (0.0, 0.0, 0.0));
 
-        // qrels without a positive grade: no retrieval metrics (pytrec_eval leaves it out)
+        // qrels without a positive grade: every metric 0, as pytrec_eval and BEIR score it
         let zero = beir_question(&[("a", 0)]);
-        assert!(metrics_for(&zero, &[0], 1, &chunks, None, None).is_empty());
+        let m = metrics_for(&zero, &[0], 1, &chunks, None, None);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            [
+                ("hit@1".to_string(), 0.0),
+                ("mrr@1".to_string(), 0.0),
+                ("ndcg@1".to_string(), 0.0),
+                ("recall@1".to_string(), 0.0)
+            ]
+        );
+        assert!(document_metrics(&[0], &chunks, &BTreeMap::new(), 1).is_none());
         assert!(!needs_judge(&zero) && !has_reference_answer(&zero));
         // qrels take precedence over evidence
         let mut both = beir_question(&[("c", 1)]);
