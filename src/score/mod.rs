@@ -5,11 +5,13 @@
 //! - [`retrieval`]: which chunks are relevant to a question (evidence quote or page, BEIR qrels)
 //!   and hit@k, recall@k, MRR@k, nDCG@k of a ranked list (BEIR definitions);
 //! - [`answer`]: SQuAD exact match and token F1, contains(short answer), ROUGE-L F1 and METEOR
-//!   against the reference answers, with [`porter`] (nltk's Porter stemmer) for METEOR.
+//!   against the reference answers, with [`porter`] (nltk's Porter stemmer) and [`wordnet`]
+//!   (WordNet 3.0 synonyms) for METEOR.
 
 pub mod answer;
 pub mod porter;
 pub mod retrieval;
+pub mod wordnet;
 
 use std::collections::{BTreeMap, HashMap};
 
