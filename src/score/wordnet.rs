@@ -272,31 +272,33 @@ pub fn database_dir() -> PathBuf {
 pub fn global() -> Option<&'static WordNet> {
     static GLOBAL: OnceLock<Option<WordNet>> = OnceLock::new();
     GLOBAL
-        .get_or_init(|| {
-            let dir = database_dir();
-            let started = std::time::Instant::now();
-            match WordNet::load(&dir) {
-                Ok(wn) => {
-                    tracing::debug!(
-                        dir = %dir.display(),
-                        seconds = started.elapsed().as_secs_f64(),
-                        "WordNet loaded"
-                    );
-                    Some(wn)
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "WordNet 3.0 is not available in {} ({e}): METEOR is left out of the \
-                         answer metrics. Install it with `apt-get install wordnet-base` \
-                         (scripts/setup.sh does), or point {ENV_DIR} at a WordNet 3.0 dict \
-                         directory.",
-                        dir.display()
-                    );
-                    None
-                }
-            }
-        })
+        .get_or_init(|| load_or_warn(&database_dir()))
         .as_ref()
+}
+
+/// [`WordNet::load`]`(dir)`, or `None` after a `tracing::warn!` naming `dir`, the error and the
+/// fix (what [`global`] does once per process).
+fn load_or_warn(dir: &Path) -> Option<WordNet> {
+    let started = std::time::Instant::now();
+    match WordNet::load(dir) {
+        Ok(wn) => {
+            tracing::debug!(
+                dir = %dir.display(),
+                seconds = started.elapsed().as_secs_f64(),
+                "WordNet loaded"
+            );
+            Some(wn)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "WordNet 3.0 is not available in {} ({e}): METEOR is left out of the answer \
+                 metrics. Install it with `apt-get install wordnet-base` (scripts/setup.sh \
+                 does), or point {ENV_DIR} at a WordNet 3.0 dict directory.",
+                dir.display()
+            );
+            None
+        }
+    }
 }
 
 fn read_file(path: &Path) -> Result<String, WordNetError> {
@@ -763,6 +765,41 @@ mod tests {
         let err = WordNet::load(dir.path()).unwrap_err();
         assert!(matches!(err, WordNetError::Io { .. }), "{err}");
         assert!(err.to_string().contains("data.noun"), "{err}");
+    }
+
+    /// A `tracing` writer that keeps what is written.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Without a database, the global loader gives `None` (METEOR is then left out) and warns
+    /// with the directory and the fix.
+    #[test]
+    fn missing_database_warns_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-wordnet-here");
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let loaded = tracing::subscriber::with_default(subscriber, || load_or_warn(&missing));
+        assert!(loaded.is_none());
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains(&missing.display().to_string()), "{text}");
+        assert!(text.contains("apt-get install wordnet-base"), "{text}");
+        assert!(text.contains("METEOR is left out"), "{text}");
     }
 
     #[test]
