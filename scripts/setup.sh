@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for orchestrate: system packages (cmake and libclang-dev to build
-# llama.cpp; chromium for the report browser test), the release build, and the default models.
+# llama.cpp; wordnet-base, WordNet 3.0 in /usr/share/wordnet, for METEOR's synonym stage; chromium
+# for the report browser test), the release build, and the default models.
 # Idempotent: what is present is left alone. Build outputs and model downloads are cached outside
 # the clone (CARGO_TARGET_DIR, ORCHESTRATE_CACHE; default ~/.cache/orchestrate).
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 export ORCHESTRATE_CACHE="${ORCHESTRATE_CACHE:-$HOME/.cache/orchestrate}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ORCHESTRATE_CACHE/target}"
 
-want=(cmake libclang-dev)
+want=(cmake libclang-dev wordnet-base)
 if [ "${ORCHESTRATE_WITH_BROWSER:-0}" = 1 ]; then want+=(chromium); fi
 missing=()
 for p in "${want[@]}"; do

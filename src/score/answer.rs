@@ -1,7 +1,8 @@
 //! Answer-quality metrics: lexical comparison of a generated answer with the expected answer and
 //! the short (minimal) answer of a question. Every metric is a pure function of strings, returns
 //! an `f64` in `[0, 1]` and never panics (empty strings, punctuation only, non-ASCII and very long
-//! texts are all fine). Each one reproduces a Python reference implementation: the golden fixture
+//! texts are all fine; METEOR needs the WordNet database, see below). Each one reproduces a Python
+//! reference implementation: the golden fixture
 //! `tests/fixtures/answer/answer_cases.json` (real model answers of
 //! `store/gemma_vs_tinyllama.sqlite` plus hand-written edge cases, written by
 //! `tests/fixtures/answer/make_fixture.py`) pins them to 1e-9 (the values were identical `f64`s
@@ -15,23 +16,41 @@
 //! | token F1 | [`token_f1`] | SQuAD v2.0 `compute_f1` |
 //! | contains | [`contains`] | defined here, on SQuAD-normalized tokens (`contains_ref` in the fixture script) |
 //! | ROUGE-L F1 | [`rouge_l_f1`] | `rouge-score` 0.1.2: `RougeScorer(["rougeL"], use_stemmer=False)`, `.fmeasure` |
-//! | METEOR | [`meteor`] | nltk 3.10.4 `single_meteor_score`, **without the WordNet synonym stage** (below) |
+//! | METEOR | [`meteor`] | nltk 3.10.4 `single_meteor_score` with WordNet 3.0 (below) |
 //!
 //! [`answer_metrics`] bundles them per answer; [`AnswerMetrics::pairs`] gives the
 //! `(name, value)` rows stored per answer.
 //!
 //! ## METEOR and WordNet
 //!
-//! nltk's METEOR aligns words in three stages: exact match, Porter-stem match, WordNet synonym
-//! match. The WordNet data cannot be installed here (nltk fetches it with `nltk.download`, which
-//! needs the open internet, and we found no package on the Python package index that ships
-//! nltk's WordNet corpus), and shipping WordNet with the binary would be far heavier than the
-//! metric, so **our METEOR is nltk's METEOR with exact and Porter-stem matching only**: the
-//! reference values are computed with `wordnet=` an object whose `synsets()` returns `[]`. It
-//! differs from nltk's default only where a word left unmatched by the first two stages is a
-//! WordNet synonym of a leftover reference word (nltk would usually score such pairs higher).
-//! Do not compare our METEOR numbers with published nltk-with-WordNet METEOR. The stemmer is nltk's
-//! `PorterStemmer` (mode `NLTK_EXTENSIONS`), reimplemented in [`crate::score::porter`].
+//! [`meteor`] is nltk's default `single_meteor_score`, all three alignment stages included:
+//!
+//! 1. exact match of the lowercased tokens;
+//! 2. match of the Porter stems ([`crate::score::porter`], nltk's `PorterStemmer` in mode
+//!    `NLTK_EXTENSIONS`) of the tokens left over;
+//! 3. WordNet synonym match of what is left: a leftover hypothesis word matches a leftover
+//!    reference word when the reference word is in the hypothesis word's synonym set
+//!    ([`WordNet::meteor_synonyms`]: the lemma names without `_` of all WordNet 3.0 synsets of
+//!    the word, found through nltk's morphy lemmatisation over nouns, verbs, adjectives and
+//!    adverbs, plus the word itself).
+//!
+//! As in nltk, stage 3 sees the *Porter stems* left over by stage 2, not the surface words:
+//! `quick`/`fast` and `car`/`auto` match (stems equal the words), `ran`/`runs` match (`ran` is a
+//! WordNet exception form of `run`), but `car`/`automobile` do not (the stem `automobil` has no
+//! synsets). Lemma names keep their case, so a capitalised lemma (`Ford`) never matches the
+//! lowercased words. Multiword lemmas (`cable_car`) never match.
+//!
+//! The WordNet database is Debian's `wordnet-base` (WordNet 3.0, the version nltk's `wordnet`
+//! corpus is), read by [`crate::score::wordnet`] from `/usr/share/wordnet` or
+//! `$ORCHESTRATE_WORDNET`, once per process. **Without it METEOR is not computed**: [`meteor`]
+//! returns `None`, [`answer_metrics`] leaves `meteor` out of the stored metrics, and one warning
+//! per process names the missing directory and the fix (`apt-get install wordnet-base`). No
+//! METEOR with other semantics (e.g. without synonyms) is ever stored under that name.
+//!
+//! Until this change the stored `meteor` was exact + stem matching only; values stored by older
+//! versions are lower or equal (stage 3 only adds matches, and on the fixture's real answers 26
+//! of 380 values changed) and should be recomputed (`orchestrate rescore` recomputes stored
+//! answers) before being compared with new ones.
 //!
 //! ## Python string semantics reproduced
 //!
@@ -47,6 +66,7 @@
 use std::collections::HashMap;
 
 use crate::score::porter;
+use crate::score::wordnet::{self, WordNet};
 use crate::split::py_split;
 
 /// A word character of Python's Unicode `re` (`\w`, and so `\b`): `str.isalnum()` or `_`.
@@ -331,19 +351,62 @@ fn match_enums(
     (pairs, hyp_rest, ref_rest)
 }
 
+/// nltk `_enum_wordnetsyn_match` on the leftovers of the stem stage: walking the hypothesis from
+/// its end, each word takes the highest still-free reference position whose word is in its
+/// [`WordNet::meteor_synonyms`] set. Returns the (hyp, ref) original-index pairs.
+fn wordnet_matches(
+    hyp: &[(usize, String)],
+    refs: &[(usize, String)],
+    wn: &WordNet,
+) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    if refs.is_empty() {
+        return pairs; // nothing to match: skip the WordNet lookups
+    }
+    let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (j, (_, w)) in refs.iter().enumerate() {
+        positions.entry(w.as_str()).or_default().push(j);
+    }
+    for (i, w) in hyp.iter().rev() {
+        let synonyms = wn.meteor_synonyms(w);
+        let best = synonyms
+            .iter()
+            .filter_map(|s| positions.get(s).and_then(|p| p.last()).map(|&j| (j, *s)))
+            .max_by_key(|&(j, _)| j);
+        if let Some((j, word)) = best {
+            if let Some(p) = positions.get_mut(word) {
+                p.pop();
+            }
+            pairs.push((*i, refs[j].0));
+        }
+    }
+    pairs
+}
+
 /// METEOR of `prediction` against `reference`, as nltk 3.10.4
+/// `single_meteor_score(reference.split(), prediction.split())` with all its defaults
+/// (`alpha = 0.9`, `beta = 3`, `gamma = 0.5`, `preprocess = str.lower`, nltk's `PorterStemmer`,
+/// `wordnet` = WordNet 3.0), using the process-wide database of [`wordnet::global`].
+///
+/// `None` when WordNet is not available (see the module doc): METEOR is then not computed at
+/// all. Otherwise `Some(`[`meteor_with`]`(prediction, reference, wordnet))`.
+pub fn meteor(prediction: &str, reference: &str) -> Option<f64> {
+    wordnet::global().map(|wn| meteor_with(prediction, reference, wn))
+}
+
+/// METEOR of `prediction` against `reference` with the WordNet database `wn`: nltk 3.10.4
 /// `single_meteor_score(reference.split(), prediction.split())` with the defaults `alpha = 0.9`,
-/// `beta = 3`, `gamma = 0.5`, `preprocess = str.lower` and nltk's `PorterStemmer`, **but with no
-/// WordNet synonym stage** (see the module doc).
+/// `beta = 3`, `gamma = 0.5`, `preprocess = str.lower` and nltk's `PorterStemmer`.
 ///
 /// Tokens are the [`py_split`] pieces, lowercased (punctuation stays attached: `"backup,"`).
 /// Alignment: exact matches, then matches of the Porter stems ([`porter::stem`]) of the words left
-/// over, each stage pairing hypothesis words from the end with the last free equal reference
-/// word. With `m` matches, `P = m / |hyp|`, `R = m / |ref|`,
-/// `Fmean = PR / (alpha P + (1 - alpha) R)`, `chunks` = runs of matches adjacent in both
-/// sentences, `penalty = gamma (chunks / m)^beta`, score `= (1 - penalty) Fmean`, in `[0, 1)`.
-/// `0.0` when there is no match (including an empty side).
-pub fn meteor(prediction: &str, reference: &str) -> f64 {
+/// over, then WordNet synonym matches of the stems left over (see the module doc); the first two
+/// stages pair hypothesis words from the end with the last free equal reference word, the third
+/// with the last free reference word in the word's synonym set. With `m` matches,
+/// `P = m / |hyp|`, `R = m / |ref|`, `Fmean = PR / (alpha P + (1 - alpha) R)`, `chunks` = runs of
+/// matches adjacent in both sentences, `penalty = gamma (chunks / m)^beta`, score
+/// `= (1 - penalty) Fmean`, in `[0, 1)`. `0.0` when there is no match (including an empty side).
+pub fn meteor_with(prediction: &str, reference: &str, wn: &WordNet) -> f64 {
     const ALPHA: f64 = 0.9;
     const BETA: f64 = 3.0;
     const GAMMA: f64 = 0.5;
@@ -360,10 +423,10 @@ pub fn meteor(prediction: &str, reference: &str) -> f64 {
     let stem_all = |v: Vec<(usize, String)>| -> Vec<(usize, String)> {
         v.into_iter().map(|(i, w)| (i, porter::stem(&w))).collect()
     };
-    let (stem_matches, _, _) = match_enums(stem_all(hyp), stem_all(refs));
-    // The WordNet stage with no synsets only re-tries equal stems, which stage 2 already
-    // exhausted, so it would add nothing.
+    let (stem_matches, hyp, refs) = match_enums(stem_all(hyp), stem_all(refs));
     matches.extend(stem_matches);
+    // nltk hands the stage-2 leftovers, i.e. the Porter stems, to the WordNet stage.
+    matches.extend(wordnet_matches(&hyp, &refs, wn));
     matches.sort_by_key(|&(h, _)| h);
     let m = matches.len();
     if m == 0 || translation_length == 0 || reference_length == 0 {
@@ -392,35 +455,51 @@ pub struct AnswerMetrics {
     pub contains: Option<f64>,
     /// ROUGE-L F-measure against the expected answer ([`rouge_l_f1`]).
     pub rouge_l: f64,
-    /// METEOR (exact + stem matching) against the expected answer ([`meteor`]).
-    pub meteor: f64,
+    /// METEOR (exact, stem and WordNet synonym matching) against the expected answer
+    /// ([`meteor_with`]); `None` when WordNet is not available (see the module doc).
+    pub meteor: Option<f64>,
 }
 
 impl AnswerMetrics {
-    /// `(name, value)` rows for storage, in the order `em`, `f1`, `contains` (left out when
-    /// `None`), `rouge_l`, `meteor`.
+    /// `(name, value)` rows for storage, in the order `em`, `f1`, `contains`, `rouge_l`,
+    /// `meteor` (`contains` and `meteor` left out when `None`).
     pub fn pairs(&self) -> Vec<(&'static str, f64)> {
         let mut out = vec![("em", self.em), ("f1", self.f1)];
         if let Some(c) = self.contains {
             out.push(("contains", c));
         }
         out.push(("rouge_l", self.rouge_l));
-        out.push(("meteor", self.meteor));
+        if let Some(m) = self.meteor {
+            out.push(("meteor", m));
+        }
         out
     }
 }
 
 /// All metrics of `prediction` for a question with `expected_answer` and optional
-/// `short_answer`.
-///
-/// `em` and `f1` are the maximum over the gold answers `[expected_answer, short_answer]` as in the
-/// SQuAD v2.0 script (`get_raw_scores`: golds that normalize to `""` are dropped unless all do,
-/// then `[""]` is the only gold); `contains` is [`contains`]`(prediction, short)` when a short
-/// answer is given, else `None`; `rouge_l` and `meteor` compare with `expected_answer`.
+/// `short_answer`, with METEOR from the process-wide WordNet ([`wordnet::global`]; `meteor` is
+/// `None` without it): [`answer_metrics_with`]`(…, wordnet::global())`.
 pub fn answer_metrics(
     prediction: &str,
     expected_answer: &str,
     short_answer: Option<&str>,
+) -> AnswerMetrics {
+    answer_metrics_with(prediction, expected_answer, short_answer, wordnet::global())
+}
+
+/// All metrics of `prediction` for a question with `expected_answer` and optional
+/// `short_answer`, with the WordNet database `wordnet` for METEOR.
+///
+/// `em` and `f1` are the maximum over the gold answers `[expected_answer, short_answer]` as in the
+/// SQuAD v2.0 script (`get_raw_scores`: golds that normalize to `""` are dropped unless all do,
+/// then `[""]` is the only gold); `contains` is [`contains`]`(prediction, short)` when a short
+/// answer is given, else `None`; `rouge_l` and `meteor` compare with `expected_answer`; `meteor`
+/// is `None` when `wordnet` is `None`.
+pub fn answer_metrics_with(
+    prediction: &str,
+    expected_answer: &str,
+    short_answer: Option<&str>,
+    wordnet: Option<&WordNet>,
 ) -> AnswerMetrics {
     let mut golds: Vec<&str> = std::iter::once(expected_answer)
         .chain(short_answer)
@@ -440,7 +519,7 @@ pub fn answer_metrics(
         f1: best(token_f1),
         contains: short_answer.map(|s| contains(prediction, s)),
         rouge_l: rouge_l_f1(prediction, expected_answer),
-        meteor: meteor(prediction, expected_answer),
+        meteor: wordnet.map(|wn| meteor_with(prediction, expected_answer, wn)),
     }
 }
 
@@ -482,9 +561,12 @@ mod tests {
     }
 
     /// Every metric of every fixture case equals the Python reference: EM/contains exactly,
-    /// F1/ROUGE-L/METEOR to 1e-9; the normalized prediction string exactly.
+    /// F1/ROUGE-L/METEOR to 1e-9; the normalized prediction string exactly. METEOR needs WordNet
+    /// ([`wordnet::for_tests`]: a clear failure without it, unless
+    /// `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which skips only the METEOR checks).
     #[test]
     fn matches_python_reference() {
+        let wn = wordnet::for_tests();
         let cases = fixture();
         assert!(
             cases
@@ -498,7 +580,7 @@ mod tests {
                 .iter()
                 .filter(|c| c.source.starts_with("edge:"))
                 .count()
-                >= 40
+                >= 60
         );
         let mut bad = Vec::new();
         let mut max_err = 0.0f64;
@@ -557,18 +639,20 @@ mod tests {
                 c.rouge_l,
                 false,
             );
-            check(
-                c,
-                "meteor",
-                meteor(&c.prediction, &c.expected),
-                c.meteor,
-                false,
-            );
-            let m = answer_metrics(&c.prediction, &c.expected, c.short.as_deref());
+            let m = answer_metrics_with(&c.prediction, &c.expected, c.short.as_deref(), wn);
+            if let Some(wn) = wn {
+                check(
+                    c,
+                    "meteor",
+                    meteor_with(&c.prediction, &c.expected, wn),
+                    c.meteor,
+                    false,
+                );
+                check(c, "meteor(all)", m.meteor.unwrap(), c.meteor, false);
+            }
             check(c, "em", m.em, c.em, true);
             check(c, "f1", m.f1, c.f1, false);
             check(c, "rouge_l(all)", m.rouge_l, c.rouge_l, false);
-            check(c, "meteor(all)", m.meteor, c.meteor, false);
             assert_eq!(m.contains, c.contains, "{} contains(all)", c.source);
             assert_eq!(
                 squad_normalize(&c.prediction),
@@ -641,6 +725,10 @@ mod tests {
 
     #[test]
     fn meteor_by_hand() {
+        let Some(wn) = wordnet::for_tests() else {
+            return;
+        };
+        let meteor = |p: &str, r: &str| meteor_with(p, r, wn);
         // hyp [the, cat, sat], ref [the, cat, sat]: m = 3, P = R = 1, Fmean = 1, one chunk,
         // penalty = 0.5·(1/3)^3 = 1/54 → 53/54.
         assert!((meteor("The cat sat", "the cat sat") - 53.0 / 54.0).abs() < 1e-12);
@@ -654,19 +742,47 @@ mod tests {
         assert_eq!(meteor("", "x"), 0.0);
         assert_eq!(meteor("x", ""), 0.0);
         assert_eq!(meteor("x", "y"), 0.0);
+        // WordNet stage: hyp [a, quick, car], ref [a, fast, auto]: "a" exact; quick → fast and
+        // car → auto are WordNet synonyms → m = 3 in one chunk → 53/54.
+        assert!((meteor("a quick car", "a fast auto") - 53.0 / 54.0).abs() < 1e-12);
+        // ... but it sees Porter stems: "automobile" → "automobil" has no synsets. hyp [car],
+        // ref [automobile]: no match.
+        assert_eq!(meteor("car", "automobile"), 0.0);
+        // exception form: "ran" → run; hyp [ran], ref [runs] (stem "run"): m = 1 → 1 - 0.5 = 0.5.
+        assert!((meteor("ran", "runs") - 0.5).abs() < 1e-12);
+        // multiword lemmas never match: car's synonyms do not include cable_car
+        assert_eq!(meteor("car", "cable_car"), 0.0);
+    }
+
+    /// Without WordNet, METEOR is not computed and not stored, whatever the other metrics.
+    #[test]
+    fn meteor_left_out_without_wordnet() {
+        let m = answer_metrics_with("a quick car", "a fast auto", Some("fast auto"), None);
+        assert_eq!(m.meteor, None);
+        let keys: Vec<_> = m.pairs().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["em", "f1", "contains", "rouge_l"]);
+        // the global path agrees with the database found (or not) in this process
+        assert_eq!(
+            meteor("a quick car", "a fast auto").is_some(),
+            wordnet::global().is_some()
+        );
     }
 
     #[test]
     fn answer_metrics_and_pairs() {
-        let m = answer_metrics(
+        let Some(wn) = wordnet::for_tests() else {
+            return;
+        };
+        let m = answer_metrics_with(
             "Bacula is licensed under the Affero GPL version 3.",
             "Bacula is free software available under the Affero GPL version 3 license.",
             Some("Affero GPL Version 3"),
+            Some(wn),
         );
         assert_eq!(m.contains, Some(1.0));
         let keys: Vec<_> = m.pairs().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["em", "f1", "contains", "rouge_l", "meteor"]);
-        let m = answer_metrics("x", "y", None);
+        let m = answer_metrics_with("x", "y", None, Some(wn));
         let keys: Vec<_> = m.pairs().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["em", "f1", "rouge_l", "meteor"]);
         // A short answer that normalizes to "" is not a gold: an empty prediction does not get

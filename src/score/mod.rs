@@ -5,11 +5,13 @@
 //! - [`retrieval`]: which chunks are relevant to a question (evidence quote or page, BEIR qrels)
 //!   and hit@k, recall@k, MRR@k, nDCG@k of a ranked list (BEIR definitions);
 //! - [`answer`]: SQuAD exact match and token F1, contains(short answer), ROUGE-L F1 and METEOR
-//!   against the reference answers, with [`porter`] (nltk's Porter stemmer) for METEOR.
+//!   against the reference answers, with [`porter`] (nltk's Porter stemmer) and [`wordnet`]
+//!   (WordNet 3.0 synonyms) for METEOR.
 
 pub mod answer;
 pub mod porter;
 pub mod retrieval;
+pub mod wordnet;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,7 +47,7 @@ pub fn evidence_of(q: &Question) -> Option<Evidence<'_>> {
 /// - Answer (when `answer` is given, i.e. the cell generated, and `q.expected_answer` is not
 ///   blank — BEIR questions have no reference answer): `em`, `f1` (best over `expected_answer`
 ///   and `short_answer`), `contains` (needs `short_answer`), `rouge_l`, `meteor` (against
-///   `expected_answer`), see [`answer::answer_metrics`].
+///   `expected_answer`; left out when WordNet is not installed), see [`answer::answer_metrics`].
 pub fn metrics_for(
     q: &Question,
     ranked: &[u32],
@@ -257,7 +259,8 @@ mod tests {
         assert!((m["ndcg@2"] - 1.0 / 3f64.log2()).abs() < 1e-12);
         assert_eq!(m["em"], 1.0); // equals the short answer after SQuAD normalisation
         assert_eq!(m["contains"], 1.0);
-        assert!(m.contains_key("rouge_l") && m.contains_key("meteor") && m.contains_key("f1"));
+        assert!(m.contains_key("rouge_l") && m.contains_key("f1"));
+        assert_eq!(m.contains_key("meteor"), wordnet::for_tests().is_some());
 
         // page-only evidence: chunks 1 and 2 are on page 4; only chunk 0 retrieved
         let m = metrics_for(
