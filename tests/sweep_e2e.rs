@@ -230,11 +230,37 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
         "rss_mean_bytes",
         "rss_peak_bytes",
         "cpu_mean_percent",
+        "contexts_used",
         "status",
     ] {
         assert!(headers.iter().any(|h| h == col), "missing column {col}");
     }
-    assert_eq!(rdr.records().count(), 4 * 6);
+    let used = headers.iter().position(|h| h == "contexts_used").unwrap();
+    let ids = headers.iter().position(|h| h == "chunk_ids").unwrap();
+    let records: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 4 * 6);
+    for r in &records {
+        // every generated answer says how many of its retrieved chunks the model was given
+        let n: usize = r[used].parse().unwrap();
+        assert!(n >= 1 && n <= r[ids].split(' ').count(), "{r:?}");
+    }
+
+    // compare: the terminal ranking of the 4 cells on the answers' cosine
+    let out = f
+        .cmd(&["compare", "exp.toml", "--metric", "cosine"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Ranking by cosine (higher is better), 4 cells"),
+        "{text}"
+    );
+    assert_eq!(text.matches("smollm2").count(), 4, "{text}");
 }
 
 #[test]
