@@ -7,7 +7,10 @@
 //! `is_separator_regex=False`, `strip_whitespace=True` (Python `str.strip()`), and
 //! `length_function=len` — all lengths here are Unicode code points (`char`s), never bytes.
 //! `add_start_index=True` semantics give [`Chunk::start`]. Parity with the reference is checked
-//! by fixtures under `tests/fixtures/splitter/` made by `tests/fixtures/make_splitter_fixtures.py`.
+//! by fixtures under `tests/fixtures/splitter/` made by `tests/fixtures/make_splitter_fixtures.py`:
+//! edge cases, `split_documents` over pages including empty ones, 11 Bacula pages in full (tests
+//! below), and every one of the manual's 456 pages at the study's five chunk sizes by digest
+//! (`tests/corpus_bacula.rs`).
 
 use std::collections::VecDeque;
 
@@ -543,6 +546,55 @@ mod tests {
                 .map(|c| (c.start, c.text))
                 .collect();
             assert_eq!(got, expected, "page {number} size={size}");
+        }
+    }
+
+    /// `split_pages` over several pages, some empty or whitespace-only, against LangChain's
+    /// `split_documents` over one Document per page: chunk ids continue across the empty pages
+    /// (they produce no chunks), and every chunk keeps its own page number and start.
+    #[test]
+    fn split_pages_matches_langchain_split_documents_with_empty_pages() {
+        let fx = fixture("documents.json");
+        let pages: Vec<Page> = fx["pages"]
+            .as_array()
+            .expect("pages")
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Page {
+                source: "docs.pdf".into(),
+                number: i as u32 + 1,
+                text: t.as_str().expect("text").to_string(),
+            })
+            .collect();
+        assert!(
+            pages
+                .iter()
+                .filter(|p| py_strip(&p.text).is_empty())
+                .count()
+                >= 3
+        );
+        for case in fx["cases"].as_array().expect("cases") {
+            let size = as_usize(&case["chunk_size"]);
+            let overlap = as_usize(&case["chunk_overlap"]);
+            let expected: Vec<Chunk> = case["chunks"]
+                .as_array()
+                .expect("chunks")
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Chunk {
+                    id: i as u32,
+                    source: "docs.pdf".into(),
+                    page: c["page"].as_u64().expect("page") as u32,
+                    start: as_usize(&c["start"]),
+                    text: c["text"].as_str().expect("text").to_string(),
+                })
+                .collect();
+            let s = RecursiveCharacterTextSplitter::new(size, overlap).expect("valid");
+            assert_eq!(
+                s.split_pages(&pages),
+                expected,
+                "size={size} overlap={overlap}"
+            );
         }
     }
 
