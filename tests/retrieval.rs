@@ -3,7 +3,10 @@
 //! - MMR and weighted RRF parity with LangChain (fixture `tests/fixtures/retrieve/`);
 //! - index cache build/reuse and every retriever over real Bacula manual pages.
 //!
-//! Tests needing the embedding model or the corpus print a SKIP notice and return if absent.
+//! Tests needing the embedding model or the corpus fail if it is absent, unless
+//! `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which skips them with a notice (tests/common/mod.rs).
+
+mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -21,13 +24,11 @@ fn manifest_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// The embedder, or `None` (with a notice) if the model directory is absent.
+/// The embedder. A missing model fails the test, or skips it (`None`) when
+/// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (see [`common::required_file`]).
 fn embedder() -> Option<Embedder> {
     let dir = manifest_path("models/all-MiniLM-L6-v2");
-    if !dir.join("model.safetensors").is_file() {
-        eprintln!("SKIP: {} not found", dir.display());
-        return None;
-    }
+    common::required_file(&dir.join("model.safetensors"), common::MODELS_HINT)?;
     Some(Embedder::load(&dir).expect("load embedder"))
 }
 
@@ -157,13 +158,13 @@ fn weighted_rrf_matches_langchain() {
     }
 }
 
-/// The first `n` pages of the Bacula manual, or `None` (with a notice) if the PDF is absent.
+/// The first `n` pages of the Bacula manual. A missing PDF fails the test, or skips it (`None`)
+/// when `ORCHESTRATE_ALLOW_MISSING_MODELS=1`.
 fn bacula_pages(n: usize) -> Option<Vec<Page>> {
-    let pdf = manifest_path("corpora/bacula/main.pdf");
-    if !pdf.is_file() {
-        eprintln!("SKIP: {} not found", pdf.display());
-        return None;
-    }
+    let pdf = common::required_file(
+        &manifest_path("corpora/bacula/main.pdf"),
+        common::CORPUS_HINT,
+    )?;
     let mut pages = orchestrate::corpus::load_pages(&pdf).expect("load pdf");
     pages.truncate(n);
     Some(pages)
