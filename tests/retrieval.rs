@@ -581,57 +581,61 @@ fn ensemble_dedup_of_identical_texts_matches_langchain() {
     assert!(merged >= 20, "only {merged} cases merge distinct ids");
 }
 
-/// Reads `mmr_fetch` cases: (query vector, k, fetch_k, lambda_mult, expected chunk ids).
+/// One `mmr_fetch` case of the fixture.
+struct FetchCase {
+    query: Vec<f32>,
+    k: usize,
+    fetch_k: usize,
+    lambda_mult: f32,
+    /// LangChain's chunk ids, in selection order.
+    expected: Vec<u32>,
+}
+
+/// Reads `mmr_fetch` cases; `query` gives each case's query vector.
 fn mmr_fetch_cases(
     cases: &serde_json::Value,
     query: impl Fn(&serde_json::Value) -> Vec<f32>,
-) -> Vec<(Vec<f32>, usize, usize, f32, Vec<u32>)> {
+) -> Vec<FetchCase> {
     cases
         .as_array()
         .expect("cases")
         .iter()
-        .map(|c| {
-            (
-                query(c),
-                c["k"].as_u64().expect("k") as usize,
-                c["fetch_k"].as_u64().expect("fetch_k") as usize,
-                c["lambda_mult"].as_f64().expect("lambda_mult") as f32,
-                usize_list(&c["expected"])
-                    .into_iter()
-                    .map(|i| i as u32)
-                    .collect(),
-            )
+        .map(|c| FetchCase {
+            query: query(c),
+            k: c["k"].as_u64().expect("k") as usize,
+            fetch_k: c["fetch_k"].as_u64().expect("fetch_k") as usize,
+            lambda_mult: c["lambda_mult"].as_f64().expect("lambda_mult") as f32,
+            expected: usize_list(&c["expected"])
+                .into_iter()
+                .map(|i| i as u32)
+                .collect(),
         })
         .collect()
 }
 
 /// Runs our MMR retriever (exact dense fetch of `fetch_k`, then MMR to `k`) on every case and
 /// returns the failures.
-fn check_mmr_fetch(
-    index: &index::CorpusIndex,
-    cases: &[(Vec<f32>, usize, usize, f32, Vec<u32>)],
-    label: &str,
-) -> Vec<String> {
+fn check_mmr_fetch(index: &index::CorpusIndex, cases: &[FetchCase], label: &str) -> Vec<String> {
     use orchestrate::retrieve::DenseIndexKind;
     let mut failures = Vec::new();
-    for (n, (query, k, fetch_k, lambda, want)) in cases.iter().enumerate() {
+    for (n, c) in cases.iter().enumerate() {
         let p = RetrieverParams {
             kind: RetrieverKind::Mmr,
-            top_k: *k,
-            fetch_k: *fetch_k,
-            lambda_mult: *lambda,
+            top_k: c.k,
+            fetch_k: c.fetch_k,
+            lambda_mult: c.lambda_mult,
             dense_index: DenseIndexKind::Exact,
             ..RetrieverParams::default()
         };
-        let got: Vec<u32> = retrieve(index, "", query, &p)
+        let got: Vec<u32> = retrieve(index, "", &c.query, &p)
             .expect("mmr retrieve")
             .iter()
             .map(|r| r.chunk_id)
             .collect();
-        if &got != want {
+        if got != c.expected {
             failures.push(format!(
-                "{label} case {n}: k {k}, fetch_k {fetch_k}, lambda {lambda}: ours {got:?}, \
-                 LangChain {want:?}"
+                "{label} case {n}: k {}, fetch_k {}, lambda {}: ours {got:?}, LangChain {:?}",
+                c.k, c.fetch_k, c.lambda_mult, c.expected
             ));
         }
     }
@@ -660,7 +664,7 @@ fn mmr_retriever_with_fetch_k_matches_langchain_faiss() {
     let cases = mmr_fetch_cases(&fetch["cases"], |c| f32_vec(&c["query"]));
     assert!(cases.len() >= 200);
     assert!(
-        cases.iter().any(|c| c.2 < docs.len()) && cases.iter().any(|c| c.2 < c.1),
+        cases.iter().any(|c| c.fetch_k < docs.len()) && cases.iter().any(|c| c.fetch_k < c.k),
         "fixture must cut the candidates with fetch_k"
     );
     let mut failures = check_mmr_fetch(&index, &cases, "dyadic");
