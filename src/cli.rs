@@ -99,8 +99,8 @@ enum Cmd {
         /// Chunk size in characters [default: the experiment's only chunk size].
         #[arg(long)]
         chunk_size: Option<usize>,
-        /// Overlap: characters (>= 1) or a fraction of chunk_size (< 1) [default: the
-        /// experiment's overlap for that size].
+        /// Overlap: whole characters (1, 2, ...) or a fraction of chunk_size in [0, 1)
+        /// [default: the experiment's overlap for that size].
         #[arg(long)]
         chunk_overlap: Option<f64>,
     },
@@ -135,7 +135,7 @@ enum Cmd {
         /// Chunk size in characters [default: the experiment's only chunk size].
         #[arg(long)]
         chunk_size: Option<usize>,
-        /// Overlap: characters (>= 1) or a fraction of chunk_size (< 1).
+        /// Overlap: whole characters (1, 2, ...) or a fraction of chunk_size in [0, 1).
         #[arg(long)]
         chunk_overlap: Option<f64>,
         /// Directory of cached indexes (built there if missing).

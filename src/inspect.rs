@@ -57,7 +57,9 @@ pub enum InspectError {
 /// are several). `chunk_overlap` is characters when >= 1 and a fraction of `chunk_size` when
 /// below 1 (as in the experiment file, see [`crate::split::resolve_overlap`]); it defaults to the
 /// only overlap the experiment uses with that size, else 0 when the size is not in the grid.
-/// Errors: [`InspectError::Setting`] naming the flag to add.
+/// Errors: [`InspectError::Setting`] naming the flag to add; [`InspectError::Split`]
+/// ([`crate::split::SplitError::InvalidOverlap`]) for a negative, NaN or non-whole (above 1)
+/// `chunk_overlap`.
 pub fn resolve_setting(
     exp: &Experiment,
     chunk_size: Option<usize>,
@@ -80,7 +82,7 @@ pub fn resolve_setting(
         }
     };
     let overlap = match chunk_overlap {
-        Some(o) => crate::split::resolve_overlap(size, o),
+        Some(o) => crate::split::resolve_overlap(size, o)?,
         None => {
             let overlaps: BTreeSet<usize> = exp
                 .cells
@@ -303,6 +305,18 @@ mod tests {
         );
         let e = resolve_setting(&ovs, None, None).unwrap_err().to_string();
         assert!(e.contains("--chunk-overlap") && e.contains("0, 50"), "{e}");
+        // --chunk-overlap values an experiment file would reject are errors, not silently 0.
+        for bad in [-0.2, -30.0, f64::NAN, 2.5] {
+            let e = resolve_setting(&one, None, Some(bad)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    InspectError::Split(crate::split::SplitError::InvalidOverlap { .. })
+                ),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains("[0, 1)"), "{e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! `is_separator_regex=False`, `strip_whitespace=True` (Python `str.strip()`), and
 //! `length_function=len` — all lengths here are Unicode code points (`char`s), never bytes.
 //! `add_start_index=True` semantics give [`Chunk::start`]. Parity with the reference is checked
-//! by fixtures under `tests/fixtures/splitter/` made by `tests/fixtures/make_splitter_fixtures.py`.
+//! by fixtures under `tests/fixtures/splitter/` made by `tests/fixtures/make_splitter_fixtures.py`:
+//! edge cases, `split_documents` over pages including empty ones, 11 Bacula pages in full (tests
+//! below), and every one of the manual's 456 pages at the study's five chunk sizes by digest
+//! (`tests/corpus_bacula.rs`).
 
 use std::collections::VecDeque;
 
@@ -29,8 +32,8 @@ pub struct Chunk {
     pub text: String,
 }
 
-/// Invalid splitter parameters (LangChain raises `ValueError` for the same cases).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Invalid splitter parameters (LangChain raises `ValueError` for the size cases).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SplitError {
     /// `chunk_size` must be at least 1 character.
     #[error("chunk_size must be > 0, got {0}")]
@@ -42,6 +45,17 @@ pub enum SplitError {
         size: usize,
         /// The requested overlap, characters.
         overlap: usize,
+    },
+    /// A chunk overlap setting ([`resolve_overlap`]) that is negative, NaN, infinite, or a
+    /// non-whole number of characters (>= 1 but with a fractional part). The same rule as
+    /// `grid.chunk_overlap` in experiment files.
+    #[error(
+        "chunk_overlap {value} is neither a fraction of chunk_size in [0, 1) nor a whole number \
+         of characters (1, 2, ...)"
+    )]
+    InvalidOverlap {
+        /// The value given.
+        value: f64,
     },
 }
 
@@ -329,21 +343,25 @@ impl<'a> CharIndex<'a> {
     }
 }
 
-/// Resolve an overlap setting to characters: a value below 1.0 is a fraction of `chunk_size`
-/// (0.2 with 500 → 100; rounded to nearest, halves away from zero); 1.0 and above is a character
-/// count (rounded to nearest). Negative or NaN values give 0. The result is not clamped to
-/// `chunk_size`: [`RecursiveCharacterTextSplitter::new`] rejects an overlap that is too large.
-pub fn resolve_overlap(chunk_size: usize, overlap: f64) -> usize {
-    if overlap.is_nan() || overlap <= 0.0 {
-        return 0;
+/// Resolve an overlap setting (as given on the command line) to characters: a value in
+/// `[0, 1)` is a fraction of `chunk_size` (0.2 with 500 → 100; rounded to nearest, halves away
+/// from zero); a whole number from 1 up is a character count. This is the rule experiment files
+/// apply to `grid.chunk_overlap`. The result is not clamped to `chunk_size`:
+/// [`RecursiveCharacterTextSplitter::new`] rejects an overlap that is too large.
+///
+/// Errors: [`SplitError::InvalidOverlap`] for a negative, NaN or infinite value, or one above 1
+/// with a fractional part (e.g. 2.5).
+pub fn resolve_overlap(chunk_size: usize, overlap: f64) -> Result<usize, SplitError> {
+    if !overlap.is_finite() || overlap < 0.0 || (overlap >= 1.0 && overlap.fract() != 0.0) {
+        return Err(SplitError::InvalidOverlap { value: overlap });
     }
     let chars = if overlap < 1.0 {
         chunk_size as f64 * overlap
     } else {
         overlap
     };
-    // Float-to-int `as` saturates; values here are small non-negative numbers.
-    chars.round() as usize
+    // Float-to-int `as` saturates; values here are finite and non-negative.
+    Ok(chars.round() as usize)
 }
 
 #[cfg(test)]
@@ -509,7 +527,7 @@ mod tests {
             let number = run["page"].as_u64().expect("page") as u32;
             let size = as_usize(&run["chunk_size"]);
             let overlap = as_usize(&run["chunk_overlap"]);
-            assert_eq!(overlap, resolve_overlap(size, 0.2));
+            assert_eq!(Ok(overlap), resolve_overlap(size, 0.2));
             let page = pages.iter().find(|p| p.number == number).expect("page");
             let chars: Vec<char> = page.text.chars().collect();
             let expected: Vec<(usize, String)> = run["spans"]
@@ -531,15 +549,88 @@ mod tests {
         }
     }
 
+    /// `split_pages` over several pages, some empty or whitespace-only, against LangChain's
+    /// `split_documents` over one Document per page: chunk ids continue across the empty pages
+    /// (they produce no chunks), and every chunk keeps its own page number and start.
+    #[test]
+    fn split_pages_matches_langchain_split_documents_with_empty_pages() {
+        let fx = fixture("documents.json");
+        let pages: Vec<Page> = fx["pages"]
+            .as_array()
+            .expect("pages")
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Page {
+                source: "docs.pdf".into(),
+                number: i as u32 + 1,
+                text: t.as_str().expect("text").to_string(),
+            })
+            .collect();
+        assert!(
+            pages
+                .iter()
+                .filter(|p| py_strip(&p.text).is_empty())
+                .count()
+                >= 3
+        );
+        for case in fx["cases"].as_array().expect("cases") {
+            let size = as_usize(&case["chunk_size"]);
+            let overlap = as_usize(&case["chunk_overlap"]);
+            let expected: Vec<Chunk> = case["chunks"]
+                .as_array()
+                .expect("chunks")
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Chunk {
+                    id: i as u32,
+                    source: "docs.pdf".into(),
+                    page: c["page"].as_u64().expect("page") as u32,
+                    start: as_usize(&c["start"]),
+                    text: c["text"].as_str().expect("text").to_string(),
+                })
+                .collect();
+            let s = RecursiveCharacterTextSplitter::new(size, overlap).expect("valid");
+            assert_eq!(
+                s.split_pages(&pages),
+                expected,
+                "size={size} overlap={overlap}"
+            );
+        }
+    }
+
     #[test]
     fn resolve_overlap_fraction_or_characters() {
-        assert_eq!(resolve_overlap(500, 0.2), 100);
-        assert_eq!(resolve_overlap(250, 0.2), 50);
-        assert_eq!(resolve_overlap(100, 0.125), 13);
-        assert_eq!(resolve_overlap(100, 0.0), 0);
-        assert_eq!(resolve_overlap(100, 1.0), 1);
-        assert_eq!(resolve_overlap(100, 30.0), 30);
-        assert_eq!(resolve_overlap(100, -0.5), 0);
-        assert_eq!(resolve_overlap(100, f64::NAN), 0);
+        assert_eq!(resolve_overlap(500, 0.2), Ok(100));
+        assert_eq!(resolve_overlap(250, 0.2), Ok(50));
+        assert_eq!(resolve_overlap(100, 0.125), Ok(13));
+        assert_eq!(resolve_overlap(100, 0.0), Ok(0));
+        assert_eq!(resolve_overlap(100, 1.0), Ok(1));
+        assert_eq!(resolve_overlap(100, 30.0), Ok(30));
+    }
+
+    #[test]
+    fn resolve_overlap_rejects_negative_nan_and_fractional_characters() {
+        for bad in [
+            -0.5,
+            -1.0,
+            -30.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            2.5,
+            1.000_1,
+        ] {
+            assert_eq!(
+                resolve_overlap(100, bad),
+                Err(SplitError::InvalidOverlap { value: bad }),
+                "{bad}"
+            );
+        }
+        let nan = resolve_overlap(100, f64::NAN).unwrap_err();
+        assert!(matches!(nan, SplitError::InvalidOverlap { value } if value.is_nan()));
+        let msg = resolve_overlap(100, -0.5).unwrap_err().to_string();
+        assert!(
+            msg.contains("-0.5") && msg.contains("[0, 1)") && msg.contains("whole number"),
+            "{msg}"
+        );
     }
 }

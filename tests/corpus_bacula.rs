@@ -1,6 +1,7 @@
-//! The Bacula corpus and its QA set: the PDF extracts to 456 pages, and every question in
+//! The Bacula corpus and its QA set: the PDF extracts to 456 pages, every question in
 //! `corpora/bacula/qa.toml` is well-formed and quotes its evidence verbatim from our own
-//! extraction of its page.
+//! extraction of its page, and the splitter matches LangChain on every page of the manual at the
+//! study's chunk sizes (fixture `tests/fixtures/splitter/bacula_all_pages.json`).
 //!
 //! Evidence matching rule (also in `corpora/bacula/README.md`): both the quote and the page text
 //! have every whitespace run collapsed to one space and are trimmed; if the quote is not found,
@@ -13,6 +14,8 @@ use std::sync::OnceLock;
 
 use orchestrate::corpus::{load_pages, Page};
 use orchestrate::qa::{load_questions, Question};
+use orchestrate::split::{resolve_overlap, Chunk, RecursiveCharacterTextSplitter};
+use sha2::{Digest, Sha256};
 
 const PDF_PAGES: usize = 456;
 
@@ -187,5 +190,129 @@ fn every_evidence_quote_is_on_its_page() {
         missing.is_empty(),
         "evidence not found:\n{}",
         missing.join("\n")
+    );
+}
+
+/// Pages whose full text and chunk spans are in `tests/fixtures/splitter/bacula_pages.json`
+/// (checked with readable diffs by `split::tests::matches_langchain_on_bacula_pages`).
+const FULL_TEXT_PAGES: [u32; 11] = [12, 13, 43, 100, 128, 160, 229, 324, 391, 422, 432];
+
+/// sha256 (hex) over a page's chunks in order, each fed as `"{start}\n{utf-8 length}\n"` then
+/// the text's UTF-8 bytes (`chunk_digest` in tests/fixtures/make_splitter_fixtures.py).
+fn chunk_digest(chunks: &[&Chunk]) -> String {
+    let mut h = Sha256::new();
+    for c in chunks {
+        h.update(format!("{}\n{}\n", c.start, c.text.len()).as_bytes());
+        h.update(c.text.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The splitter against LangChain's RecursiveCharacterTextSplitter (split_documents with
+/// add_start_index) on ALL 456 pages at chunk sizes 100/250/500/750/1000 with 20% overlap: per
+/// page and size, the number of chunks and a digest of the (start, text) sequence. A page whose
+/// extracted text no longer has the fixture's sha256 is reported as a stale fixture (our PDF
+/// extraction changed; regenerate with tests/fixtures/make_splitter_fixtures.py), not as a
+/// splitter failure.
+#[test]
+fn splitter_matches_langchain_on_every_bacula_page() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/splitter/bacula_all_pages.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let fx: serde_json::Value = serde_json::from_str(&text).expect("parse bacula_all_pages.json");
+    let pages = pages();
+    let fx_pages = fx["pages"].as_array().expect("pages");
+    assert_eq!(
+        fx_pages.len(),
+        pages.len(),
+        "the fixture has {} pages, our extraction {}: stale fixture, regenerate it (see \
+         tests/fixtures/make_splitter_fixtures.py)",
+        fx_pages.len(),
+        pages.len()
+    );
+    let mut stale = Vec::new();
+    for (page, want) in pages.iter().zip(fx_pages) {
+        assert_eq!(
+            u64::from(page.number),
+            want["number"].as_u64().expect("number")
+        );
+        let digest = hex::encode(Sha256::digest(page.text.as_bytes()));
+        if digest != want["sha256"].as_str().expect("sha256") {
+            stale.push(format!(
+                "page {} ({} chars now, {} in the fixture)",
+                page.number,
+                page.text.chars().count(),
+                want["chars"]
+            ));
+        }
+    }
+
+    let runs = fx["runs"].as_array().expect("runs");
+    let sizes: Vec<u64> = runs
+        .iter()
+        .map(|r| r["chunk_size"].as_u64().expect("size"))
+        .collect();
+    assert_eq!(sizes, [100, 250, 500, 750, 1000]);
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for run in runs {
+        let size = run["chunk_size"].as_u64().expect("chunk_size") as usize;
+        let overlap = run["chunk_overlap"].as_u64().expect("chunk_overlap") as usize;
+        assert_eq!(Ok(overlap), resolve_overlap(size, 0.2));
+        let splitter = RecursiveCharacterTextSplitter::new(size, overlap).expect("valid sizes");
+        // One call over the whole manual, as an index build splits the corpus.
+        let chunks = splitter.split_pages(pages);
+        assert!(chunks.iter().enumerate().all(|(i, c)| c.id as usize == i));
+        let per_page = run["per_page"].as_array().expect("per_page");
+        assert_eq!(per_page.len(), pages.len());
+        let mut by_page: Vec<Vec<&Chunk>> = vec![Vec::new(); pages.len()];
+        for c in &chunks {
+            by_page[c.page as usize - 1].push(c);
+        }
+        for ((page, got), want) in pages.iter().zip(&by_page).zip(per_page) {
+            let fx_digest = fx_pages[page.number as usize - 1]["sha256"].as_str();
+            if Some(hex::encode(Sha256::digest(page.text.as_bytes())).as_str()) != fx_digest {
+                continue; // stale, reported above
+            }
+            checked += 1;
+            let want_count = want[0].as_u64().expect("count") as usize;
+            let readable = if FULL_TEXT_PAGES.contains(&page.number) {
+                " (full text in bacula_pages.json: see split::tests)"
+            } else {
+                ""
+            };
+            if got.len() != want_count {
+                failures.push(format!(
+                    "page {} size {size}: {} chunks, LangChain {want_count}{readable}",
+                    page.number,
+                    got.len()
+                ));
+            } else if chunk_digest(got) != want[1].as_str().expect("digest") {
+                failures.push(format!(
+                    "page {} size {size}: {want_count} chunks as LangChain, but their \
+                     (start, text) differ{readable}",
+                    page.number
+                ));
+            }
+        }
+        if stale.is_empty() {
+            assert_eq!(
+                chunks.len() as u64,
+                run["chunks"].as_u64().expect("chunks"),
+                "total chunks at size {size}"
+            );
+        }
+    }
+    eprintln!("checked {checked} (page, size) splits against LangChain");
+    assert!(
+        stale.is_empty() && failures.is_empty(),
+        "STALE FIXTURE (our PDF extraction changed; regenerate bacula_all_pages.json as \
+         tests/fixtures/make_splitter_fixtures.py says) for {} pages: {}\n\
+         SPLITTER MISMATCHES against LangChain ({}):\n{}",
+        stale.len(),
+        stale.join(", "),
+        failures.len(),
+        failures.join("\n")
     );
 }

@@ -4,7 +4,10 @@
 //! similarities. Fixture: `tests/fixtures/embed/chunks_reference.{json,f32}`, written by
 //! `make_chunks_fixture.py` next to it (format in its header). Tolerance 1e-5 (absolute).
 //! Takes about a minute in release on 2 cores; prints the observed maxima (`--nocapture`).
-//! Prints a SKIP notice and returns if the model directory is absent (as tests/retrieval.rs).
+//! Fails if the model is absent (`orchestrate models fetch`), unless
+//! `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which skips it with a notice (tests/common/mod.rs).
+
+mod common;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,13 +25,11 @@ fn manifest_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// The embedder, or `None` (with a notice) if the model directory is absent.
+/// The embedder. A missing model fails the test, or skips it (`None`) when
+/// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (see [`common::required_file`]).
 fn embedder() -> Option<Embedder> {
     let dir = manifest_path("models/all-MiniLM-L6-v2");
-    if !dir.join("model.safetensors").is_file() {
-        eprintln!("SKIP: {} not found", dir.display());
-        return None;
-    }
+    common::required_file(&dir.join("model.safetensors"), common::MODELS_HINT)?;
     Some(Embedder::load(&dir).expect("load embedder"))
 }
 

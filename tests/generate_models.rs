@@ -1,5 +1,8 @@
 //! Generation against the real GGUF models in `models/` (fetched by CI before the tests).
-//! A test whose model file is absent prints a notice and returns.
+//! A test whose model file is absent fails, unless `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which
+//! skips it with a notice (tests/common/mod.rs).
+
+mod common;
 
 use std::path::PathBuf;
 
@@ -16,17 +19,13 @@ for console connections on TCP port 9101 by default, the File daemon on port 910
 Storage daemon on port 9103.";
 const QUESTION: &str = "On which TCP port does the Bacula Director listen by default?";
 
-/// The model path, or `None` (with a notice) if the file is absent.
+/// The model path. A missing file fails the test, or skips it (`None`) when
+/// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (see [`common::required_file`]).
 fn model(name: &str) -> Option<PathBuf> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!("SKIP: {} not found", path.display());
-        None
-    }
+    common::required_file(&path, common::MODELS_HINT)
 }
 
 /// Small budgets and one thread each: the tests run in parallel on a small machine, and

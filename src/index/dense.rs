@@ -27,8 +27,10 @@ pub const MAP_SIZE: usize = 2 * 1024 * 1024 * 1024;
 /// trees are not bit-identical across builds; results are checked against exact search instead.)
 pub const BUILD_SEED: u64 = 42;
 
-/// `search_k = k * n_trees * SEARCH_K_FACTOR` nodes are visited per query. stack.md measured
-/// recall@5 = 1.00 against brute force with factor 15 (0.67 with arroy's default `k * n_trees`).
+/// `search_k = k * n_trees * SEARCH_K_FACTOR` nodes are visited per query. On 2,000 random
+/// 384-d unit vectors, factor 15 gave recall@5 = 1.00 against brute force (arroy's default,
+/// `k * n_trees`, gave 0.67) at about 0.9 ms per query; `recall_at_5_against_exact_is_at_least_099`
+/// below checks that case, and `tests/dense_faiss.rs` recall@4 on real embeddings.
 pub const SEARCH_K_FACTOR: usize = 15;
 
 /// The arroy index number inside the LMDB database.
@@ -182,7 +184,9 @@ impl DenseIndex {
     }
 
     /// Exact search: cosine against every stored vector. Same output as [`Self::search`] (the
-    /// reference it is measured against). O(n · dim) per query.
+    /// reference it is measured against). O(n · dim) per query. On unit vectors this is FAISS
+    /// `IndexFlatL2`'s order (ascending squared L2 = 2 − 2 cos; exact ties by lower id), checked
+    /// against faiss-cpu by `tests/dense_faiss.rs`.
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<(u32, f32)>, IndexError> {
         self.check_dim(query)?;
         let ids = (0..self.vectors.len() as u32).collect();

@@ -3,7 +3,9 @@
 //! Analyzer: tantivy's built-in `en_stem` (SimpleTokenizer splitting on non-alphanumerics, tokens
 //! over 40 bytes dropped, lowercase, Snowball English stemmer). Scoring: tantivy's BM25 (k1 = 1.2,
 //! b = 0.75, idf = ln(1 + (N - n + 0.5) / (n + 0.5)), document lengths in 256 buckets) — not
-//! rank_bm25's BM25Okapi used by the LangChain seed (k1 = 1.5, whitespace tokens); see stack.md.
+//! rank_bm25's BM25Okapi used by the LangChain seed (k1 = 1.5, b = 0.75, idf
+//! ln((N - n + 0.5) / (n + 0.5)) with negative values floored to 0.25 × the mean idf, exact
+//! document lengths, case-sensitive `str.split()` tokens), which [`super::okapi`] implements.
 //! Queries are never parsed: the query text goes through the same analyzer and each token becomes
 //! an optional (`Should`) term clause, so arbitrary user text (quotes, colons, parentheses,
 //! `AND`, `-x`) can never fail to parse, and a repeated token counts once per occurrence, as in

@@ -395,10 +395,14 @@ fn gamma_q_fraction_half(x: f64) -> f64 {
 /// Mean of `xs` with a two-sided t confidence interval at `level` (e.g. 0.95).
 ///
 /// Interval: mean ± t_{(1+level)/2, n−1} · s/√n with s the sample standard deviation (ddof = 1),
-/// the textbook Student-t interval (assumes roughly normal data or a large n). With `n == 1` there
-/// is no spread estimate: `std` is 0 and `lo == hi == mean` (a degenerate interval, not a claim of
-/// certainty). Returns `None` when `xs` is empty or `level` is not strictly between 0 and 1. NaN
-/// values propagate into the result; callers filter missing values first.
+/// the textbook Student-t interval (assumes roughly normal data or a large n), equal to
+/// `scipy.stats.t.interval(level, n - 1, loc=mean, scale=scipy.stats.sem(xs))` to 1e-9 (fixture
+/// `tests/fixtures/stats/t_interval.json`). With `n == 1` there is no spread estimate: `std` is 0
+/// and `lo == hi == mean` (a degenerate interval, not a claim of certainty; scipy returns NaN).
+/// Identical values whose sum divides exactly (e.g. `[2.0; 5]`, `[0.0; 39]`) give `std == 0`
+/// and `lo == hi == mean` too (scipy returns NaN for scale 0). Returns `None` when `xs` is empty
+/// or `level` is not strictly between 0 and 1. NaN values propagate into the result; callers
+/// filter missing values first.
 pub fn mean_ci(xs: &[f64], level: f64) -> Option<MeanCi> {
     let n = xs.len();
     if n == 0 {
@@ -567,6 +571,95 @@ mod tests {
         // Constant sample: zero-width interval.
         let c = mean_ci(&[2.0; 5], 0.95).unwrap();
         assert_eq!((c.lo, c.hi, c.std), (2.0, 2.0, 0.0));
+    }
+
+    /// Per-cell 95% intervals against `scipy.stats.t.interval(0.95, n - 1, loc=mean,
+    /// scale=sem)` (fixture `tests/fixtures/stats/t_interval.json`, made by `make_fixture.py`
+    /// there): n = 2, 3, ..., 5000, 0/1 samples, seconds, token counts, a 1e6 offset, tiny values.
+    ///
+    /// Where scipy has no interval we deliberately differ, and this test pins both sides:
+    /// - n = 1: scipy gives NaN (the standard error is undefined); we give `lo == hi == mean` so
+    ///   a cell answered once still shows its value (the report's interval tooltips give n, and
+    ///   its Methods section says that n = 1 gives a zero-width interval);
+    /// - all values identical (n >= 2): scipy gives NaN (scale 0 fails its argument check); we
+    ///   give the zero-width interval `[mean, mean]`, which is the limit of the t interval as the
+    ///   spread goes to 0 (e.g. a cell whose hit@4 is 0 for every question).
+    #[test]
+    fn mean_ci_matches_scipy_t_interval() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/stats/t_interval.json"))
+                .expect("parse t_interval.json");
+        assert_eq!(fixture["level"].as_f64(), Some(0.95));
+        let close = |got: f64, want: f64| (got - want).abs() <= 1e-9 * want.abs().max(1.0);
+        let (mut regular, mut single, mut constant) = (0, 0, 0);
+        let mut ns = Vec::new();
+        let mut worst = 0f64;
+        for case in fixture["cases"].as_array().expect("cases") {
+            let name = case["name"].as_str().expect("name");
+            let xs: Vec<f64> = case["x"]
+                .as_array()
+                .expect("x")
+                .iter()
+                .map(|v| v.as_f64().expect("number"))
+                .collect();
+            let n = case["n"].as_u64().expect("n") as usize;
+            assert_eq!(xs.len(), n, "{name}");
+            let mean = case["mean"].as_f64().expect("mean");
+            let ci = mean_ci(&xs, 0.95).expect("interval");
+            assert_eq!(ci.n, n, "{name}");
+            assert!(close(ci.mean, mean), "{name}: mean {} vs {mean}", ci.mean);
+            let (lo, hi) = (case["lo"].as_f64(), case["hi"].as_f64());
+            match (lo, hi) {
+                (Some(lo), Some(hi)) => {
+                    let std = case["std"].as_f64().expect("std");
+                    assert!(
+                        (ci.std - std).abs() <= 1e-9 * std,
+                        "{name}: std {} vs {std}",
+                        ci.std
+                    );
+                    assert!(close(ci.lo, lo), "{name}: lo {} vs scipy {lo}", ci.lo);
+                    assert!(close(ci.hi, hi), "{name}: hi {} vs scipy {hi}", ci.hi);
+                    // The report's path: moments computed elsewhere (polars), same interval.
+                    let m = ci_from_moments(n, mean, std, 0.95).expect("interval");
+                    assert!(close(m.lo, lo) && close(m.hi, hi), "{name}: {m:?}");
+                    for (g, w) in [(ci.lo, lo), (ci.hi, hi), (m.lo, lo), (m.hi, hi)] {
+                        worst = worst.max((g - w).abs() / w.abs().max(1.0));
+                    }
+                    regular += 1;
+                    ns.push(n);
+                }
+                (None, None) if n == 1 => {
+                    // scipy: NaN. Ours: the degenerate interval at the value.
+                    assert_eq!((ci.lo, ci.hi, ci.std), (xs[0], xs[0], 0.0), "{name}");
+                    let m = ci_from_moments(1, mean, f64::NAN, 0.95).expect("interval");
+                    assert_eq!((m.lo, m.hi), (mean, mean), "{name}");
+                    single += 1;
+                }
+                (None, None) => {
+                    // scipy: NaN because every value is the same. Ours: [mean, mean].
+                    assert!(
+                        xs.iter().all(|&x| x == xs[0]),
+                        "{name}: scipy NaN, not constant"
+                    );
+                    assert_eq!((ci.lo, ci.hi, ci.std), (mean, mean, 0.0), "{name}");
+                    let m = ci_from_moments(n, mean, 0.0, 0.95).expect("interval");
+                    assert_eq!((m.lo, m.hi), (mean, mean), "{name}");
+                    constant += 1;
+                }
+                _ => panic!("{name}: only one bound in the fixture"),
+            }
+        }
+        // The fixture must cover what the requirement names.
+        assert!(regular >= 25, "{regular} regular cases");
+        assert!(
+            single >= 2 && constant >= 3,
+            "n=1: {single}, constant: {constant}"
+        );
+        for n in [2, 3] {
+            assert!(ns.contains(&n), "no case with n = {n}");
+        }
+        assert!(ns.iter().any(|&n| n >= 1000), "no large n");
+        eprintln!("{regular} intervals vs scipy: max relative difference {worst:e}");
     }
 
     #[test]

@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests (`mod common;` in each test file that needs them).
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that turns a missing model or corpus file from a test failure into a
+/// skip (with a notice on stderr). Only the exact value `1` counts.
+pub const ALLOW_MISSING_ENV: &str = "ORCHESTRATE_ALLOW_MISSING_MODELS";
+
+/// What to do about a missing model file.
+pub const MODELS_HINT: &str = "run `orchestrate models fetch` or ./scripts/test.sh";
+
+/// What to do about a missing corpus file (the corpora are committed to the repository).
+pub const CORPUS_HINT: &str = "it is part of the repository: restore it with `git checkout`";
+
+/// Path of `rel` inside the crate root.
+pub fn manifest_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// `Some(path)` when `path` is an existing file. Otherwise the test FAILS with a message naming
+/// the file and `hint` (how to get it, e.g. [`MODELS_HINT`]), unless
+/// [`ALLOW_MISSING_ENV`]`=1` is set, in which case a `SKIP` notice is printed and `None` is
+/// returned so the caller can return early.
+///
+/// Panics (fails the test) when the file is missing and skipping is not allowed.
+pub fn required_file(path: &Path, hint: &str) -> Option<PathBuf> {
+    if path.is_file() {
+        return Some(path.to_path_buf());
+    }
+    let allow = std::env::var(ALLOW_MISSING_ENV).is_ok_and(|v| v == "1");
+    if allow {
+        eprintln!(
+            "SKIP: {} not found ({ALLOW_MISSING_ENV}=1 is set)",
+            path.display()
+        );
+        None
+    } else {
+        panic!(
+            "{} is missing: {hint} (or set {ALLOW_MISSING_ENV}=1 to skip the tests that need \
+             it)",
+            path.display()
+        );
+    }
+}
+
+/// The reference vectors of `tests/fixtures/embed/chunks_reference.f32` (written by
+/// `make_chunks_fixture.py` there): L2-normalised sentence-transformers all-MiniLM-L6-v2
+/// embeddings, 384 f32 each, the 560 fixture chunks in fixture order followed by the 39
+/// qa.toml questions. Returns `(vectors, number of chunk rows)`. Fails the test if the file does
+/// not match the sha256 recorded in `chunks_reference.json` or `expected_sha256` (the hash a
+/// dependent fixture was made from).
+pub fn reference_vectors(expected_sha256: &str) -> (Vec<Vec<f32>>, usize) {
+    use sha2::{Digest, Sha256};
+    let json_path = manifest_path("tests/fixtures/embed/chunks_reference.json");
+    let text = std::fs::read_to_string(&json_path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", json_path.display()));
+    let meta: serde_json::Value = serde_json::from_str(&text).expect("parse chunks_reference.json");
+    let dim = meta["dim"].as_u64().expect("dim") as usize;
+    let n_chunks = meta["chunks"].as_array().expect("chunks").len();
+    let n_questions = meta["questions"].as_array().expect("questions").len();
+    let bin = manifest_path("tests/fixtures/embed")
+        .join(meta["vectors_file"].as_str().expect("vectors_file"));
+    let bytes = std::fs::read(&bin).unwrap_or_else(|e| panic!("read {}: {e}", bin.display()));
+    let digest = hex::encode(Sha256::digest(&bytes));
+    assert_eq!(
+        digest,
+        meta["vectors_sha256"].as_str().expect("vectors_sha256"),
+        "{} does not match chunks_reference.json",
+        bin.display()
+    );
+    assert_eq!(
+        digest,
+        expected_sha256,
+        "{} changed since the dependent fixture was made: regenerate it",
+        bin.display()
+    );
+    assert_eq!(bytes.len(), (n_chunks + n_questions) * dim * 4);
+    let vectors = bytes
+        .chunks_exact(dim * 4)
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect();
+    (vectors, n_chunks)
+}
+
+/// The chunk texts of `tests/fixtures/embed/chunks_reference.json`, in fixture (row) order.
+pub fn reference_chunk_texts() -> Vec<String> {
+    let path = manifest_path("tests/fixtures/embed/chunks_reference.json");
+    let text = std::fs::read_to_string(&path).expect("read chunks_reference.json");
+    let meta: serde_json::Value = serde_json::from_str(&text).expect("parse chunks_reference.json");
+    meta["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .map(|c| c["text"].as_str().expect("text").to_string())
+        .collect()
+}
