@@ -502,7 +502,25 @@ fn stored_results(
     store: &Path,
     retrieval_only: bool,
 ) -> Result<(Experiment, Store, Vec<AnswerRecord>)> {
-    let exp = Experiment::load_with(path, retrieval_only)?;
+    let exp = match Experiment::load_with(path, retrieval_only) {
+        Ok(exp) => exp,
+        // e.g. the GGUF files are gone: retrieval-only results may still be there
+        Err(e) if !retrieval_only => {
+            let Ok(alt) = Experiment::load_with(path, true) else {
+                return Err(e.into());
+            };
+            let found = open_results(&alt, store).ok().and_then(|db| {
+                let answers = db.answers(&alt).ok().filter(|a| !a.is_empty())?;
+                Some((db, answers))
+            });
+            let Some((db, answers)) = found else {
+                return Err(e.into());
+            };
+            tracing::info!("{e}; using the retrieval-only results of `{}`", alt.name);
+            return Ok((alt, db, answers));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let db = open_results(&exp, store)?;
     let answers = db.answers(&exp)?;
     if answers.is_empty() && exp.generate {

@@ -22,6 +22,14 @@ pub enum InspectError {
     /// The chunk setting is missing or ambiguous; the message says which flag to give.
     #[error("{0}")]
     Setting(String),
+    /// `rescore` of answers that have METEOR, without the WordNet database (in this directory)
+    /// that METEOR needs: rescoring would drop the stored values.
+    #[error(
+        "the stored answers have METEOR, which needs WordNet 3.0 in {0} (install it with \
+         `apt-get install wordnet-base`, or set ORCHESTRATE_WORDNET); rescoring without it \
+         would drop those values"
+    )]
+    NoWordNet(std::path::PathBuf),
     /// The corpus could not be read.
     #[error(transparent)]
     Corpus(#[from] crate::corpus::CorpusError),
@@ -222,6 +230,14 @@ pub fn rescore(
         .map(|q| (q.id.clone(), q))
         .collect();
     let answers = db.answers(exp)?;
+    // Rescoring replaces each answer's metrics: without WordNet it would drop stored METEOR.
+    if answers.iter().any(|a| a.metrics.contains_key("meteor"))
+        && crate::score::wordnet::global().is_none()
+    {
+        return Err(InspectError::NoWordNet(
+            crate::score::wordnet::database_dir(),
+        ));
+    }
     let mut indexes = ExperimentIndexes::new(exp, store_dir);
     // per chunk setting: the chunk table (chunk → document for BEIR qrels) and, when some question
     // is judged by evidence, its judge

@@ -345,8 +345,10 @@ impl<'a> CharIndex<'a> {
 
 /// Resolve an overlap setting (as given on the command line) to characters: a value in
 /// `[0, 1)` is a fraction of `chunk_size` (0.2 with 500 → 100; rounded to nearest, halves away
-/// from zero); a whole number from 1 up is a character count. This is the rule experiment files
-/// apply to `grid.chunk_overlap`. The result is not clamped to `chunk_size`:
+/// from zero); a whole number from 1 up is a character count. Experiment files make the same
+/// split, by TOML type (`grid.chunk_overlap` floats are fractions below 1, integers are
+/// characters); here a whole float such as `50.0` also counts as 50 characters, since a command
+/// line has no types. The result is not clamped to `chunk_size`:
 /// [`RecursiveCharacterTextSplitter::new`] rejects an overlap that is too large.
 ///
 /// Errors: [`SplitError::InvalidOverlap`] for a negative, NaN or infinite value, or one above 1

@@ -228,6 +228,11 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     if questions.is_empty() {
         return Err(SweepError::NoQuestions(exp.qa.clone()));
     }
+    // METEOR needs WordNet; a worker's own warning would go unseen (its stderr is kept only for
+    // crash reports), so the parent checks once and warns.
+    if exp.generate && questions.iter().any(crate::score::has_reference_answer) {
+        crate::score::wordnet::available_or_warn();
+    }
     let db_path = Store::path_for(&opts.store_dir, &exp.name);
     let mut store = Store::open(&db_path)?;
     let _lock = lock(&opts.store_dir, &exp.name)?;
@@ -404,15 +409,24 @@ fn warn_unjudged(
     const SHOWN: usize = 8;
     let more = ids.len().saturating_sub(SHOWN);
     tracing::warn!(
-        "no chunk of chunk {}/{} holds the evidence of {} question{} ({}{}): {} no retrieval \
-         metrics. Copy each quote from the extracted text (`orchestrate chunks`) and check its page",
+        "at chunk_size {}, chunk_overlap {}, no chunk holds the evidence of {} question{} ({}{}): \
+         {} no retrieval metrics. Copy each quote from the extracted text (`orchestrate chunks`) \
+         and check its page",
         r.chunk_size,
         r.chunk_overlap,
         ids.len(),
         if ids.len() == 1 { "" } else { "s" },
         ids[..ids.len().min(SHOWN)].join(", "),
-        if more > 0 { format!(", {more} more") } else { String::new() },
-        if ids.len() == 1 { "it gets" } else { "they get" },
+        if more > 0 {
+            format!(", {more} more")
+        } else {
+            String::new()
+        },
+        if ids.len() == 1 {
+            "it gets"
+        } else {
+            "they get"
+        },
     );
 }
 

@@ -184,6 +184,11 @@ pub fn run(
         )
     });
     let embedder = Embedder::load(&exp.embedding_model)?;
+    if exp.generate {
+        // Load WordNet (METEOR) now, within load_s, rather than inside the first answer's
+        // time and memory window.
+        let _ = crate::score::wordnet::global();
+    }
     let mut generator = match exp.models.get(cell.model) {
         Some(m) if exp.generate => Some(Generator::load(&m.gguf, m.params.clone())?),
         _ => None,

@@ -261,6 +261,31 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
         "{text}"
     );
     assert_eq!(text.matches("smollm2").count(), 4, "{text}");
+
+    // rescore: without WordNet it refuses (it would drop the stored METEOR values), with it it
+    // recomputes every answer
+    let meteors = "SELECT COUNT(*) FROM answer_metrics WHERE metric = 'meteor'";
+    assert_eq!(count(&f.db(), meteors), 4 * 6);
+    let out = f
+        .cmd(&["rescore", "exp.toml"])
+        .env("ORCHESTRATE_WORDNET", f.path("no-wordnet-here"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("would drop those values") && stderr.contains("no-wordnet-here"),
+        "{stderr}"
+    );
+    assert_eq!(count(&f.db(), meteors), 4 * 6);
+    let out = f.cmd(&["rescore", "exp.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("metrics recomputed for 24 answers"),
+        "{stderr}"
+    );
+    assert_eq!(count(&f.db(), meteors), 4 * 6);
 }
 
 #[test]
@@ -368,10 +393,20 @@ fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
     );
 
     // The generating file's other commands find the retrieval-only results, with or without
-    // --retrieval-only.
-    for extra in [&[][..], &["--retrieval-only"][..]] {
+    // --retrieval-only, and even when its model file is gone (exp_gone.toml).
+    let text = std::fs::read_to_string(f.path("exp.toml")).unwrap();
+    let gguf = model("SmolLM2-135M-Instruct.Q4_1.gguf")
+        .display()
+        .to_string();
+    assert!(text.contains(&gguf));
+    std::fs::write(f.path("exp_gone.toml"), text.replace(&gguf, "gone.gguf")).unwrap();
+    for (file, extra) in [
+        ("exp.toml", &[][..]),
+        ("exp.toml", &["--retrieval-only"][..]),
+        ("exp_gone.toml", &[][..]),
+    ] {
         let out = f
-            .cmd(&[&["export", "exp.toml"][..], extra].concat())
+            .cmd(&[&["export", file][..], extra].concat())
             .output()
             .unwrap();
         assert!(
@@ -386,7 +421,7 @@ fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
             "{csv}"
         );
         let out = f
-            .cmd(&[&["compare", "exp.toml", "--metric", "hit@4"][..], extra].concat())
+            .cmd(&[&["compare", file, "--metric", "hit@4"][..], extra].concat())
             .output()
             .unwrap();
         assert!(

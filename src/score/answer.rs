@@ -48,8 +48,8 @@
 //! METEOR with other semantics (e.g. without synonyms) is ever stored under that name.
 //!
 //! Until this change the stored `meteor` was exact + stem matching only; values stored by older
-//! versions are lower or equal (stage 3 only adds matches, and on the fixture's real answers 26
-//! of 380 values changed) and should be recomputed (`orchestrate rescore` recomputes stored
+//! versions are lower or equal (stage 3 only adds matches, and 26 of the fixture's 380 earlier
+//! cases changed, 25 of them real answers) and should be recomputed (`orchestrate rescore` recomputes stored
 //! answers) before being compared with new ones.
 //!
 //! ## Python string semantics reproduced
@@ -761,11 +761,6 @@ mod tests {
         assert_eq!(m.meteor, None);
         let keys: Vec<_> = m.pairs().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["em", "f1", "contains", "rouge_l"]);
-        // the global path agrees with the database found (or not) in this process
-        assert_eq!(
-            meteor("a quick car", "a fast auto").is_some(),
-            wordnet::global().is_some()
-        );
     }
 
     #[test]
