@@ -3,8 +3,8 @@
 //! This module owns [`Question`] and [`load_questions`]. Three formats, chosen by file extension:
 //!
 //! - `.toml`: an array of `[[question]]` tables with the fields of [`Question`] (`id`,
-//!   `question`, `expected_answer` required; `short_answer`, `page`, `evidence`, `difficulty`
-//!   optional). Unknown keys and wrong types are errors naming the file, line and column. `id`,
+//!   `question`, `expected_answer` required; `short_answer`, `page`, `evidence`, `difficulty`,
+//!   `source` optional). Unknown keys and wrong types are errors naming the file, line and column. `id`,
 //!   `question` and `expected_answer` must be non-empty (after trimming) and ids unique.
 //! - `.tsv`: BEIR qrels (`qrels/<split>.tsv`) with the queries read from `queries.jsonl` in the
 //!   dataset directory (the qrels file's directory's parent), see [`load_beir_questions`]
@@ -39,6 +39,11 @@ pub struct Question {
     pub evidence: Option<String>,
     /// Free-form difficulty label (e.g. `easy`, `medium`, `hard`), if known.
     pub difficulty: Option<String>,
+    /// File name (no directory) of the corpus document that `page` and `evidence` refer to, e.g.
+    /// `main.pdf`, if given: only that document's chunks can then be relevant. Needed when the
+    /// corpus has several files and the question gives a page (page 12 exists in each of them).
+    #[serde(default)]
+    pub source: Option<String>,
     /// BEIR relevance judgements: corpus document `_id` → integer grade as in the qrels file
     /// (0 = judged not relevant; grades <= 0 give no gain). Empty for non-BEIR questions. When
     /// non-empty, retrieval is judged per document against these instead of `evidence`/`page`
@@ -248,6 +253,7 @@ pub fn load_beir_questions(path: &Path) -> Result<Vec<Question>, QaError> {
             page: None,
             evidence: None,
             difficulty: None,
+            source: None,
             qrels: q.grades,
             id: q.id,
         });
@@ -400,6 +406,7 @@ struct QuestionRecord {
     page: Option<toml::Spanned<u32>>,
     evidence: Option<toml::Spanned<String>>,
     difficulty: Option<String>,
+    source: Option<toml::Spanned<String>>,
 }
 
 /// Parse and validate the TOML format.
@@ -429,6 +436,9 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
         if let Some(evidence) = &record.evidence {
             // An empty quote would be contained in every chunk.
             require_non_empty(path, text, "evidence", evidence)?;
+        }
+        if let Some(source) = &record.source {
+            require_non_empty(path, text, "source", source)?;
         }
         if let Some(page) = record.page.as_ref().filter(|p| *p.get_ref() == 0) {
             let (line, column) = line_column(text, page.span().start);
@@ -462,6 +472,7 @@ fn parse_toml(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
                 .evidence
                 .map(|e| crate::corpus::normalize(e.get_ref())),
             difficulty: record.difficulty,
+            source: record.source.map(toml::Spanned::into_inner),
             qrels: Default::default(),
         });
     }
@@ -524,6 +535,7 @@ fn parse_plain(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
             page: None,
             evidence: None,
             difficulty: None,
+            source: None,
             qrels: Default::default(),
         });
     }
@@ -613,6 +625,23 @@ expected_answer = "Port 9101."
             .to_string();
         assert!(
             msg.contains("e.toml:8:12") && msg.contains("`evidence`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn source_names_the_document() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = GOOD.replace("page = 3", "page = 3\nsource = \"main.pdf\"");
+        let qs = load_questions(&write(dir.path(), "s.toml", &text)).expect("load");
+        assert_eq!(qs[0].source.as_deref(), Some("main.pdf"));
+        assert_eq!(qs[1].source, None);
+        let text = GOOD.replace("page = 3", "page = 3\nsource = \"\"");
+        let msg = load_questions(&write(dir.path(), "b.toml", &text))
+            .expect_err("blank source")
+            .to_string();
+        assert!(
+            msg.contains("b.toml:8:10") && msg.contains("`source`"),
             "{msg}"
         );
     }

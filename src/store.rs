@@ -874,6 +874,7 @@ mod tests {
             page: None,
             evidence: None,
             difficulty: None,
+            source: None,
             qrels: Default::default(),
         }
     }

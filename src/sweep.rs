@@ -402,26 +402,43 @@ fn warn_unjudged(
     let Ok(Some(chunks)) = indexes.cached_chunks(r.chunk_size, r.chunk_overlap) else {
         return;
     };
+    const SHOWN: usize = 8;
+    let listed = |ids: &[&str]| {
+        let more = ids.len().saturating_sub(SHOWN);
+        format!(
+            "{}{}",
+            ids[..ids.len().min(SHOWN)].join(", "),
+            if more > 0 {
+                format!(", {more} more")
+            } else {
+                String::new()
+            }
+        )
+    };
+    let ambiguous = crate::score::ambiguous_pages(questions, &chunks);
+    if !ambiguous.is_empty() {
+        tracing::warn!(
+            "the corpus has several documents, and {} question{} ({}) give{} only a page: that page \
+             of every document counts as relevant. Add `source = \"<file name>\"` to say which",
+            ambiguous.len(),
+            if ambiguous.len() == 1 { "" } else { "s" },
+            listed(&ambiguous),
+            if ambiguous.len() == 1 { "s" } else { "" },
+        );
+    }
     let ids = crate::score::without_relevant_chunks(questions, &chunks);
     if ids.is_empty() {
         return;
     }
-    const SHOWN: usize = 8;
-    let more = ids.len().saturating_sub(SHOWN);
     tracing::warn!(
-        "at chunk_size {}, chunk_overlap {}, no chunk holds the evidence of {} question{} ({}{}): \
+        "at chunk_size {}, chunk_overlap {}, no chunk holds the evidence of {} question{} ({}): \
          {} no retrieval metrics. Copy each quote from the extracted text (`orchestrate chunks`) \
-         and check its page",
+         and check its page and source",
         r.chunk_size,
         r.chunk_overlap,
         ids.len(),
         if ids.len() == 1 { "" } else { "s" },
-        ids[..ids.len().min(SHOWN)].join(", "),
-        if more > 0 {
-            format!(", {more} more")
-        } else {
-            String::new()
-        },
+        listed(&ids),
         if ids.len() == 1 {
             "it gets"
         } else {

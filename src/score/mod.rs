@@ -41,7 +41,7 @@ pub fn evidence_of(q: &Question) -> Option<Evidence<'_>> {
 ///   judged document has a grade > 0, as BEIR scores such a query).
 /// - Retrieval, other questions (when `judge` is given and [`evidence_of`] finds evidence for
 ///   `q`): the same metrics of `ranked` (chunks) against the chunks [`JudgeCorpus::qrels`] marks
-///   relevant with [`DEFAULT_MIN_SHARE`]. Left out when no chunk of the corpus is relevant (the
+///   relevant with [`DEFAULT_MIN_SHARE`], restricted to the document `q.source` if given. Left out when no chunk of the corpus is relevant (the
 ///   evidence is not in this corpus), as pytrec_eval leaves out queries without relevant
 ///   documents.
 /// - Answer (when `answer` is given, i.e. the cell generated, and `q.expected_answer` is not
@@ -62,7 +62,7 @@ pub fn metrics_for(
             out.extend(m.pairs());
         }
     } else if let (Some(judge), Some(ev)) = (judge, evidence_of(q)) {
-        let qrels = judge.qrels(&ev, DEFAULT_MIN_SHARE);
+        let qrels = in_source(judge.qrels(&ev, DEFAULT_MIN_SHARE), q, chunks);
         if let Some(m) = retrieval::evaluate(ranked, &qrels, k) {
             out.extend(m.pairs());
         }
@@ -94,7 +94,38 @@ pub fn without_relevant_chunks<'q>(questions: &'q [Question], chunks: &[Chunk]) 
     questions
         .iter()
         .filter(|q| needs_judge(q))
-        .filter(|q| evidence_of(q).is_some_and(|ev| judge.qrels(&ev, DEFAULT_MIN_SHARE).is_empty()))
+        .filter(|q| {
+            evidence_of(q).is_some_and(|ev| {
+                in_source(judge.qrels(&ev, DEFAULT_MIN_SHARE), q, chunks).is_empty()
+            })
+        })
+        .map(|q| q.id.as_str())
+        .collect()
+}
+
+/// `qrels` restricted to the chunks of the question's `source` document when it names one
+/// (`chunks[id]` is chunk `id`; an id without a chunk there is dropped); unchanged otherwise.
+fn in_source(mut qrels: Qrels, q: &Question, chunks: &[Chunk]) -> Qrels {
+    if let Some(src) = q.source.as_deref() {
+        qrels.retain(|id| chunks.get(id as usize).is_some_and(|c| c.source == src));
+    }
+    qrels
+}
+
+/// Questions whose page-only evidence is ambiguous: the corpus `chunks` come from several
+/// documents and the question gives a `page` but neither an evidence quote nor a `source`, so
+/// that page of every document counts as relevant. Their ids, in the order given.
+pub fn ambiguous_pages<'q>(questions: &'q [Question], chunks: &[Chunk]) -> Vec<&'q str> {
+    let Some(first) = chunks.first() else {
+        return Vec::new();
+    };
+    if chunks.iter().all(|c| c.source == first.source) {
+        return Vec::new();
+    }
+    questions
+        .iter()
+        .filter(|q| needs_judge(q) && q.source.is_none())
+        .filter(|q| matches!(evidence_of(q), Some(Evidence::Page(_))))
         .map(|q| q.id.as_str())
         .collect()
 }
@@ -197,6 +228,7 @@ mod tests {
             page,
             evidence: evidence.map(String::from),
             difficulty: None,
+            source: None,
             qrels: Default::default(),
         }
     }
@@ -226,6 +258,45 @@ mod tests {
         }
         assert_eq!(without_relevant_chunks(&qs, &chunks), ["q1", "q3"]);
         assert!(without_relevant_chunks(&qs[4..], &chunks).is_empty());
+        // a source restricts the judgement to that document's chunks
+        qs[0].source = Some("other.pdf".into());
+        qs[2].source = Some("m.pdf".into());
+        assert_eq!(without_relevant_chunks(&qs, &chunks), ["q0", "q1", "q3"]);
+        // one document: no page is ambiguous
+        assert!(ambiguous_pages(&qs, &chunks).is_empty());
+    }
+
+    #[test]
+    fn pages_are_judged_per_source_document() {
+        let chunk = |id: u32, source: &str, page: u32| Chunk {
+            id,
+            source: source.into(),
+            page,
+            start: 0,
+            text: format!("text of chunk {id}"),
+        };
+        // page 2 exists in both documents
+        let chunks = [
+            chunk(0, "a.pdf", 2),
+            chunk(1, "b.pdf", 2),
+            chunk(2, "b.pdf", 3),
+        ];
+        let judge = JudgeCorpus::new(chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)));
+        let mut q = question(None, Some(2), None);
+        // without a source, both page-2 chunks are relevant: retrieving chunk 0 recalls 1 of 2
+        let m = metrics_for(&q, &[0], 1, &chunks, Some(&judge), None);
+        assert_eq!(m["recall@1"], 0.5);
+        assert_eq!(ambiguous_pages(std::slice::from_ref(&q), &chunks), ["q1"]);
+        // with source = b.pdf, only chunk 1 is
+        q.source = Some("b.pdf".into());
+        let m = metrics_for(&q, &[0], 1, &chunks, Some(&judge), None);
+        assert_eq!((m["hit@1"], m["recall@1"]), (0.0, 0.0));
+        let m = metrics_for(&q, &[1], 1, &chunks, Some(&judge), None);
+        assert_eq!((m["hit@1"], m["recall@1"]), (1.0, 1.0));
+        assert!(ambiguous_pages(std::slice::from_ref(&q), &chunks).is_empty());
+        // a quote never makes a page ambiguous
+        let quoted = question(Some("text of chunk"), Some(2), None);
+        assert!(ambiguous_pages(&[quoted], &chunks).is_empty());
     }
 
     #[test]
@@ -311,6 +382,7 @@ mod tests {
             page: None,
             evidence: None,
             difficulty: None,
+            source: None,
             qrels: qrels.iter().map(|(d, g)| ((*d).to_string(), *g)).collect(),
         }
     }

@@ -158,6 +158,11 @@ impl Qrels {
         Self::default()
     }
 
+    /// Keeps only the ids for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.grades.retain(|&id, _| keep(id));
+    }
+
     /// From `(id, grade)` pairs as read from a qrels file. Grades `<= 0` mean not relevant and
     /// are dropped (trec_eval gives a negative grade no gain and counts it as non-relevant, the
     /// same as 0); grades above `u32::MAX` are clamped. A repeated id keeps its last grade (what
