@@ -838,6 +838,8 @@ fn write_treemaps(
             format,
             width: 1200.0,
             height: 460.0,
+            // memory is read as a ratio: a few MiB between questions are not a colour range
+            zero_based: id == "treemap-rss",
         };
         s.push_str(&treemap_svg(&spec, &groups)?);
     }

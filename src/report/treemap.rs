@@ -190,6 +190,10 @@ pub struct TreemapSpec<'a> {
     pub width: f64,
     /// See `width`.
     pub height: f64,
+    /// Colour scale from 0 (instead of from the smallest value) to the largest value: for
+    /// quantities read as ratios, such as memory, where a min-to-max scale would paint a 2%
+    /// difference as the full range of colours.
+    pub zero_based: bool,
 }
 
 /// Header band height of a group, SVG units.
@@ -203,7 +207,10 @@ const LEGEND_H: f64 = 56.0;
 /// values, leaves sized by value inside, leaves coloured by value on the viridis scale with a
 /// legend. Each leaf is a `<rect class="tm-leaf">` with a `<title>` tooltip.
 pub fn treemap_svg(spec: &TreemapSpec<'_>, groups: &[Group]) -> Result<String, ReportError> {
-    let (min, max) = value_range(groups);
+    let (mut min, max) = value_range(groups);
+    if spec.zero_based {
+        min = min.min(0.0);
+    }
     let norm = |v: f64| {
         if max > min {
             (v - min) / (max - min)
@@ -577,12 +584,51 @@ mod tests {
             format: &fmt,
             width: 600.0,
             height: 300.0,
+            zero_based: false,
         };
         let svg = treemap_svg(&spec, &groups).unwrap();
         assert_eq!(svg.matches(r#"class="tm-leaf""#).count(), 3);
         assert_eq!(svg.matches(r#"class="tm-group""#).count(), 2);
         assert!(svg.contains("&lt;q1&gt; &amp; co"));
         assert!(!svg.contains("<q1>") && !svg.contains("m<1>"));
+    }
+
+    #[test]
+    fn zero_based_scale_keeps_close_values_close_in_colour() {
+        // 560 and 572 MiB: min-to-max paints them at the two ends of the scale; from 0 they get
+        // nearly the same colour
+        let leaf = |label: &str, value: f64| Leaf {
+            label: label.into(),
+            tooltip: label.into(),
+            value,
+        };
+        let groups = vec![Group {
+            label: "m".into(),
+            leaves: vec![leaf("q1", 572.0), leaf("q2", 560.0)],
+        }];
+        let fmt = |v: f64| format!("{v:.0}");
+        let fills = |zero_based| {
+            let spec = TreemapSpec {
+                id: "tm",
+                metric: "MiB",
+                format: &fmt,
+                width: 600.0,
+                height: 300.0,
+                zero_based,
+            };
+            let svg = treemap_svg(&spec, &groups).unwrap();
+            svg.match_indices(r#"class="tm-leaf""#)
+                .map(|(i, _)| {
+                    let rest = &svg[i..];
+                    let f = rest.find("fill=\"").unwrap() + 6;
+                    rest[f..f + 7].to_string()
+                })
+                .collect::<Vec<_>>()
+        };
+        let spread = fills(false);
+        assert_eq!(spread, [viridis(1.0), viridis(0.0)]);
+        let zero = fills(true);
+        assert_eq!(zero, [viridis(1.0), viridis(560.0 / 572.0)]);
     }
 
     #[test]
