@@ -159,6 +159,17 @@ enum Cmd {
         #[arg(long)]
         retrieval_only: bool,
     },
+    /// Show how far a sweep got: each cell's status and answers stored of those it needs.
+    Status {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// The cells of `run --retrieval-only`.
+        #[arg(long)]
+        retrieval_only: bool,
+    },
     /// Recompute the per-answer retrieval and answer metrics of stored results (after editing
     /// evidence in the QA file or upgrading orchestrate).
     Rescore {
@@ -422,6 +433,18 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
                 report::RANK_SEED,
             )?;
             print!("{}", report::ranking_text(&ranked, &metric));
+            Ok(())
+        }
+        Cmd::Status {
+            experiment,
+            store,
+            retrieval_only,
+        } => {
+            let exp = Experiment::load_with(&experiment, retrieval_only)?;
+            let db = Store::open_existing(&Store::path_for(&store, &exp.name))?;
+            let cells = inspect::progress(&exp, db.as_ref())?;
+            let running = sweep::is_running(&store, &exp.name);
+            print!("{}", inspect::progress_text(&exp, &cells, running));
             Ok(())
         }
         Cmd::Rescore {

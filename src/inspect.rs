@@ -1,7 +1,8 @@
 //! Looking inside an experiment without sweeping it: the chunks of one splitter setting
 //! (`orchestrate chunks`), the ranked chunks a retriever returns for a query
-//! (`orchestrate retrieve`), both as JSON lines, and re-computing the stored per-answer metrics
-//! from the stored retrieved chunk ids and answers (`orchestrate rescore`).
+//! (`orchestrate retrieve`), both as JSON lines, re-computing the stored per-answer metrics
+//! from the stored retrieved chunk ids and answers (`orchestrate rescore`), and the progress of
+//! a sweep per cell (`orchestrate status`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -280,9 +281,172 @@ pub fn rescore(
     Ok(summary)
 }
 
+/// Progress of one cell, as `orchestrate status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellProgress {
+    /// The cell's label (model · retrieval settings), as in the sweep's log.
+    pub label: String,
+    /// Stored status: `pending` (also when nothing is stored), `running`, `done`, `failed` or
+    /// `interrupted` (a sweep was killed while it ran).
+    pub status: String,
+    /// (question, repeat) pairs with an `ok` answer to the current question text.
+    pub done: usize,
+    /// Answers the cell needs: questions × repeats.
+    pub expected: usize,
+    /// The stored error of a failed cell, first line only.
+    pub error: Option<String>,
+}
+
+/// The progress of every cell of `exp`, in grid order, from its result database `db` (`None`:
+/// nothing was run yet, every cell is pending). A cell's answers count as done only for the
+/// questions of the current QA file, as `run` counts them when it resumes.
+///
+/// Errors: [`InspectError::Qa`] for an unreadable QA file, [`InspectError::Store`].
+pub fn progress(exp: &Experiment, db: Option<&Store>) -> Result<Vec<CellProgress>, InspectError> {
+    let questions = crate::worker::questions_of(exp)?;
+    let expected = questions.len() * exp.repeats as usize;
+    let mut out = Vec::with_capacity(exp.cells.len());
+    for cell in &exp.cells {
+        let (status, error, done) = match db {
+            Some(db) => {
+                let (status, error) = db.cell_status(&cell.id)?;
+                let done = db.done_keys(&cell.id, &questions)?.len();
+                (status, error, done)
+            }
+            None => ("pending".to_string(), None, 0),
+        };
+        out.push(CellProgress {
+            label: crate::sweep::cell_label(exp, cell),
+            status,
+            done,
+            expected,
+            error: error.map(|e| e.lines().next().unwrap_or_default().to_string()),
+        });
+    }
+    Ok(out)
+}
+
+/// `orchestrate status` as text: a summary line (cells, answers stored of needed, whether a
+/// sweep is `running` now), one line per cell (number, status, done/expected answers, label,
+/// error), and what to do next. A cell stored as `running` while no sweep runs is shown as
+/// `interrupted`.
+pub fn progress_text(exp: &Experiment, cells: &[CellProgress], running: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let expected: usize = cells.iter().map(|c| c.expected).sum();
+    let done: usize = cells.iter().map(|c| c.done.min(c.expected)).sum();
+    let finished = cells.iter().filter(|c| c.done >= c.expected).count();
+    let pct = if expected > 0 {
+        100.0 * done as f64 / expected as f64
+    } else {
+        100.0
+    };
+    let _ = writeln!(
+        s,
+        "{}: {} of {} cells complete, {done} of {expected} answers stored ({pct:.0}%){}",
+        exp.name,
+        finished,
+        cells.len(),
+        if running {
+            " · a sweep is running now"
+        } else {
+            ""
+        }
+    );
+    let width = cells.len().to_string().len();
+    let answers_w = cells
+        .iter()
+        .map(|c| format!("{}/{}", c.done, c.expected).len())
+        .max()
+        .unwrap_or(0)
+        .max("answers".len());
+    let _ = writeln!(
+        s,
+        "{:>width$}  {:<11} {:>answers_w$}  cell",
+        "#", "status", "answers"
+    );
+    for (i, c) in cells.iter().enumerate() {
+        // a cell left `running` with no sweep running was cut short by a killed sweep
+        let status = if c.status == "running" && !running {
+            "interrupted"
+        } else {
+            c.status.as_str()
+        };
+        let _ = write!(
+            s,
+            "{:>width$}  {:<11} {:>answers_w$}  {}",
+            i + 1,
+            status,
+            format!("{}/{}", c.done, c.expected),
+            c.label,
+        );
+        if let Some(e) = c.error.as_deref().filter(|e| !e.is_empty()) {
+            let _ = write!(s, "  ({e})");
+        }
+        s.push('\n');
+    }
+    let left = cells.len() - finished;
+    if left > 0 && !running {
+        let _ = writeln!(
+            s,
+            "`orchestrate run {}` runs the {left} unfinished cell{}; done answers are kept.",
+            exp.path.display(),
+            if left == 1 { "" } else { "s" }
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_text_summarises_and_lists_cells() {
+        let d = tempfile::tempdir().unwrap();
+        let exp = experiment(d.path(), "chunk_size = [100]\nretriever = [\"bm25\"]");
+        let cell = |status: &str, done, error: Option<&str>| CellProgress {
+            label: format!("cell {status}"),
+            status: status.into(),
+            done,
+            expected: 4,
+            error: error.map(String::from),
+        };
+        let cells = [
+            cell("done", 4, None),
+            cell("interrupted", 1, None),
+            cell("failed", 2, Some("worker exited early")),
+            cell("running", 0, None),
+        ];
+        let text = progress_text(&exp, &cells, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("1 of 4 cells complete, 7 of 16 answers stored (44%)"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "#  status      answers  cell");
+        assert_eq!(lines[2], "1  done            4/4  cell done");
+        assert_eq!(lines[3], "2  interrupted     1/4  cell interrupted");
+        assert_eq!(
+            lines[4],
+            "3  failed          2/4  cell failed  (worker exited early)"
+        );
+        // no sweep runs: the `running` cell was interrupted
+        assert_eq!(lines[5], "4  interrupted     0/4  cell running");
+        assert!(lines[6].contains("runs the 3 unfinished cells"), "{text}");
+        // while a sweep runs, no advice to start one
+        let text = progress_text(&exp, &cells, true);
+        assert!(text
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("· a sweep is running now"));
+        assert!(
+            text.contains("4  running         0/4  cell running"),
+            "{text}"
+        );
+        assert!(!text.contains("unfinished"));
+    }
 
     fn experiment(dir: &Path, grid: &str) -> Experiment {
         std::fs::write(

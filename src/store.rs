@@ -717,6 +717,21 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// A cell's stored status (`pending`, `running`, `done`, `failed` or `interrupted`; `pending`
+    /// when the cell has no row yet) and error text.
+    pub fn cell_status(&self, cell_id: &str) -> Result<(String, Option<String>), StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT status, error FROM cells WHERE cell_id = ?1",
+                [cell_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or_else(|| ("pending".to_string(), None)))
+    }
+
     /// The stored error of a cell, if it failed.
     pub fn cell_error(&self, cell_id: &str) -> Result<Option<String>, StoreError> {
         self.conn

@@ -249,6 +249,18 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     result
 }
 
+/// Whether a sweep of experiment `name` holds its lock under `store_dir` right now (an
+/// `orchestrate run` of it is in progress, in this or another process).
+pub fn is_running(store_dir: &Path, name: &str) -> bool {
+    use std::os::fd::AsRawFd;
+    let path = store_dir.join(format!("{name}.lock"));
+    let Ok(f) = std::fs::OpenOptions::new().read(true).open(&path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; a shared lock we get is released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+}
+
 /// Takes an exclusive `flock` on `<store_dir>/<name>.lock`; released when the file closes.
 fn lock(store_dir: &Path, name: &str) -> Result<std::fs::File, SweepError> {
     use std::os::fd::AsRawFd;

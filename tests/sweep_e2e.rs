@@ -151,6 +151,20 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
     child.wait().unwrap();
     let partial = count(&f.db(), "SELECT COUNT(*) FROM answers");
     assert!(partial < 4 * 6, "killed before the end ({partial} rows)");
+    // status: the stored rows, the killed cell shown interrupted, no sweep running now, and the
+    // advice to resume
+    let out = f.cmd(&["status", "exp.toml"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("{partial} of 24 answers stored")),
+        "{text}"
+    );
+    assert!(
+        text.contains("  interrupted ") && !text.contains("a sweep is running now"),
+        "{text}"
+    );
+    assert!(text.contains("unfinished cell"), "{text}");
 
     let out = f.run();
     assert!(
@@ -195,6 +209,15 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
     let out = f.run();
     assert!(out.status.success());
     assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers"), 4 * 6);
+    let out = f.cmd(&["status", "exp.toml"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with("4 of 4 cells complete, 24 of 24 answers stored (100%)"),
+        "{text}"
+    );
     assert!(
         f.path("reports/e2e.html").is_file(),
         "run writes the report"
