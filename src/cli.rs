@@ -74,7 +74,8 @@ enum Cmd {
         #[arg(long)]
         retrieval_only: bool,
     },
-    /// Print the stored results as CSV: one row per answer (or per cell with `--per cell`).
+    /// Print the stored results as CSV or JSON lines: one row per answer (or per cell with
+    /// `--per cell`).
     Export {
         /// Experiment file (TOML).
         experiment: PathBuf,
@@ -241,6 +242,8 @@ enum Per {
 enum Format {
     /// Comma-separated values with a header row.
     Csv,
+    /// JSON lines: one object per row (an answer's metrics as a nested object).
+    Jsonl,
 }
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code 1.
@@ -347,18 +350,23 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
         }
         Cmd::Export {
             experiment,
-            format: Format::Csv,
+            format,
             per,
             store,
             retrieval_only,
         } => {
             let (_, _, answers) = stored_results(&experiment, &store, retrieval_only)?;
             let stdout = std::io::stdout().lock();
-            match per {
-                Per::Answer => orchestrate::export::write_csv(&answers, stdout)?,
-                Per::Cell => {
+            use orchestrate::export::{write_cells_csv, write_csv, write_jsonl};
+            match (per, format) {
+                (Per::Answer, Format::Csv) => write_csv(&answers, stdout)?,
+                (Per::Answer, Format::Jsonl) => write_jsonl(&answers, stdout)?,
+                (Per::Cell, format) => {
                     let cells = report::summarize(&answers)?;
-                    orchestrate::export::write_cells_csv(&cells, stdout)?
+                    match format {
+                        Format::Csv => write_cells_csv(&cells, stdout)?,
+                        Format::Jsonl => write_jsonl(&cells, stdout)?,
+                    }
                 }
             }
             Ok(())

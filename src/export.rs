@@ -42,9 +42,33 @@ pub enum ExportError {
     /// The CSV writer failed (formatting or the underlying `Write`).
     #[error("writing CSV: {0}")]
     Csv(#[from] csv::Error),
-    /// Flushing the underlying writer failed.
-    #[error("flushing CSV output: {0}")]
+    /// Writing or flushing the underlying writer failed.
+    #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    /// Serialising a JSON line failed.
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Writes `rows` as JSON lines (one compact JSON object per line, `\n`-terminated) to `out`:
+/// answers ([`AnswerRecord`]: the CSV's fields, with `chunk_ids` and `pages` as arrays and the
+/// metrics as one nested object) or cells ([`crate::report::CellSummary`]: axes, counts, and each
+/// metric's `n`, `mean`, `std` and 95% interval `lo`, `hi`). Units as in the CSV; a missing value is
+/// `null`. Reads with `pandas.read_json(path, lines=True)` or `polars.read_ndjson`.
+///
+/// Errors: [`ExportError::Json`], [`ExportError::Io`].
+pub fn write_jsonl<T: serde::Serialize, W: std::io::Write>(
+    rows: &[T],
+    out: W,
+) -> Result<(), ExportError> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(out);
+    for row in rows {
+        serde_json::to_writer(&mut out, row)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Metric names present in `answers`, in report order: retrieval metrics (`hit@k`, `recall@k`,
@@ -305,6 +329,29 @@ mod tests {
         assert_eq!(&records[0][col("contexts_used")], "2");
         assert_eq!(&records[0][col("pages")], "101 7");
         assert_eq!(&records[0][col("status")], "ok");
+    }
+
+    #[test]
+    fn jsonl_round_trips_every_answer() {
+        let mut a = record("a \"quoted\"\nanswer");
+        a.metrics = [("hit@4".to_string(), 1.0), ("f1".to_string(), 0.25)]
+            .into_iter()
+            .collect();
+        let b = record("plain");
+        let mut out = Vec::new();
+        write_jsonl(&[a.clone(), b.clone()], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+        let back: Vec<AnswerRecord> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, [a, b]);
+        assert!(
+            text.contains(r#""metrics":{"f1":0.25,"hit@4":1.0}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -268,6 +268,35 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
         assert!(n >= 1 && n <= r[ids].split(' ').count(), "{r:?}");
     }
 
+    // JSON lines: one object per answer with nested metrics; per cell, the means with intervals
+    for (per, rows) in [("answer", 4 * 6), ("cell", 4)] {
+        let out = f
+            .cmd(&["export", "exp.toml", "--format", "jsonl", "--per", per])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), rows, "{per}");
+        if per == "answer" {
+            assert!(
+                lines.iter().all(|l| l["metrics"]["f1"].is_f64()),
+                "{lines:?}"
+            );
+        } else {
+            assert!(lines
+                .iter()
+                .all(|l| l["cosine"]["lo"].as_f64() <= l["cosine"]["mean"].as_f64()));
+        }
+    }
+
     // compare: the terminal ranking of the 4 cells on the answers' cosine
     let out = f
         .cmd(&["compare", "exp.toml", "--metric", "cosine"])
