@@ -1,7 +1,7 @@
 //! Retrieval benchmark: `cargo bench --bench retrieval` (figures go to BENCHMARKS.md).
 //!
 //! On the bundled Bacula manual, with the indexes of `experiments/bacula_retrieval.toml` (built
-//! into `store/indexes` first if missing — about half an hour on 2 cores, timed and printed):
+//! into `store/indexes` first if missing — about 6 minutes on 2 cores, timed and printed):
 //!
 //! 1. dense recall of arroy against exact search at every chunk size: recall@4 and recall@10 of
 //!    the approximate top-k over 39 questions plus 200 chunk texts used as queries, and the
