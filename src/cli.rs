@@ -112,36 +112,23 @@ enum Cmd {
         /// The query text.
         #[arg(long)]
         query: String,
-        /// dense, mmr, bm25 or ensemble.
-        #[arg(long, default_value = "dense")]
-        retriever: String,
-        /// Chunks to return (per list for the ensemble).
-        #[arg(long, default_value_t = 4)]
-        top_k: usize,
-        /// MMR candidates fetched before re-ranking.
-        #[arg(long, default_value_t = 20)]
-        fetch_k: usize,
-        /// MMR relevance/diversity trade-off in [0, 1].
-        #[arg(long, default_value_t = 0.5)]
-        lambda_mult: f32,
-        /// Ensemble BM25 weight r in [0, 1] (dense gets 1 - r).
-        #[arg(long, default_value_t = 0.5)]
-        ensemble_weight: f32,
-        /// BM25 implementation: tantivy or okapi (rank_bm25 parity).
-        #[arg(long, default_value = "tantivy")]
-        bm25: String,
-        /// Dense search: arroy (approximate) or exact.
-        #[arg(long, default_value = "arroy")]
-        dense_index: String,
-        /// Chunk size in characters [default: the experiment's only chunk size].
+        #[command(flatten)]
+        retriever: RetrieverArgs,
+    },
+    /// Answer one question with one model as a cell would (retrieve, fit the prompt, generate)
+    /// and print the prompt, the answer, why generation stopped and the chunks, as JSON. Nothing
+    /// is stored.
+    Ask {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// The question.
         #[arg(long)]
-        chunk_size: Option<usize>,
-        /// Overlap: whole characters (1, 2, ...) or a fraction of chunk_size in [0, 1).
+        question: String,
+        /// Model name from the experiment [default: its only model].
         #[arg(long)]
-        chunk_overlap: Option<f64>,
-        /// Directory of cached indexes (built there if missing).
-        #[arg(long, default_value = "store")]
-        store: PathBuf,
+        model: Option<String>,
+        #[command(flatten)]
+        retriever: RetrieverArgs,
     },
     /// Rank the cells of an experiment on one metric, with paired significance tests against the
     /// best cell.
@@ -204,6 +191,58 @@ enum Cmd {
         #[arg(long)]
         retrieval_only: bool,
     },
+}
+
+/// Retriever settings of `retrieve` and `ask` (the axes of one grid cell).
+#[derive(clap::Args)]
+struct RetrieverArgs {
+    /// dense, mmr, bm25 or ensemble.
+    #[arg(long, default_value = "dense")]
+    retriever: String,
+    /// Chunks to return (per list for the ensemble).
+    #[arg(long, default_value_t = 4)]
+    top_k: usize,
+    /// MMR candidates fetched before re-ranking.
+    #[arg(long, default_value_t = 20)]
+    fetch_k: usize,
+    /// MMR relevance/diversity trade-off in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    lambda_mult: f32,
+    /// Ensemble BM25 weight r in [0, 1] (dense gets 1 - r).
+    #[arg(long, default_value_t = 0.5)]
+    ensemble_weight: f32,
+    /// BM25 implementation: tantivy or okapi (rank_bm25 parity).
+    #[arg(long, default_value = "tantivy")]
+    bm25: String,
+    /// Dense search: arroy (approximate) or exact.
+    #[arg(long, default_value = "arroy")]
+    dense_index: String,
+    /// Chunk size in characters [default: the experiment's only chunk size].
+    #[arg(long)]
+    chunk_size: Option<usize>,
+    /// Overlap: characters (whole numbers) or a fraction of chunk_size (< 1).
+    #[arg(long)]
+    chunk_overlap: Option<f64>,
+    /// Directory of cached indexes (built there if missing).
+    #[arg(long, default_value = "store")]
+    store: PathBuf,
+}
+
+impl RetrieverArgs {
+    /// The chunk setting (resolved against `exp`) and the retriever parameters.
+    fn resolve(&self, exp: &Experiment) -> Result<((usize, usize), RetrieverParams)> {
+        let setting = inspect::resolve_setting(exp, self.chunk_size, self.chunk_overlap)?;
+        let params = RetrieverParams {
+            kind: self.retriever.parse().context("--retriever")?,
+            top_k: self.top_k,
+            fetch_k: self.fetch_k,
+            lambda_mult: self.lambda_mult,
+            ensemble_weight: self.ensemble_weight,
+            bm25: self.bm25.parse().context("--bm25")?,
+            dense_index: self.dense_index.parse().context("--dense-index")?,
+        };
+        Ok((setting, params))
+    }
 }
 
 #[derive(Subcommand)]
@@ -387,36 +426,53 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             experiment,
             query,
             retriever,
-            top_k,
-            fetch_k,
-            lambda_mult,
-            ensemble_weight,
-            bm25,
-            dense_index,
-            chunk_size,
-            chunk_overlap,
-            store,
         } => {
             let exp = Experiment::load_with(&experiment, true)?;
-            let (size, overlap) = inspect::resolve_setting(&exp, chunk_size, chunk_overlap)?;
-            let params = RetrieverParams {
-                kind: retriever.parse().context("--retriever")?,
-                top_k,
-                fetch_k,
-                lambda_mult,
-                ensemble_weight,
-                bm25: bm25.parse().context("--bm25")?,
-                dense_index: dense_index.parse().context("--dense-index")?,
-            };
+            let ((size, overlap), params) = retriever.resolve(&exp)?;
             inspect::write_retrieved(
                 &exp,
-                &store,
+                &retriever.store,
                 size,
                 overlap,
                 &params,
                 &query,
                 std::io::stdout().lock(),
             )?;
+            Ok(())
+        }
+        Cmd::Ask {
+            experiment,
+            question,
+            model,
+            retriever,
+        } => {
+            let exp = Experiment::load(&experiment)?;
+            let names: Vec<&str> = exp.models.iter().map(|m| m.name.as_str()).collect();
+            let index = match model.as_deref() {
+                Some(name) => names.iter().position(|n| *n == name).with_context(|| {
+                    format!(
+                        "--model {name}: the experiment's models are {}",
+                        names.join(", ")
+                    )
+                })?,
+                None if names.len() == 1 => 0,
+                None => bail!(
+                    "{} has several models ({}); choose one with --model",
+                    experiment.display(),
+                    names.join(", ")
+                ),
+            };
+            let ((size, overlap), params) = retriever.resolve(&exp)?;
+            let asked = inspect::ask(
+                &exp,
+                &retriever.store,
+                size,
+                overlap,
+                &params,
+                index,
+                &question,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&asked)?);
             Ok(())
         }
         Cmd::Compare {

@@ -251,6 +251,10 @@ pub enum StopReason {
 pub struct Generation {
     /// The answer, stop string removed, surrounding whitespace trimmed.
     pub text: String,
+    /// The generated text as decoded, before the stop-string cut and trimming (it ends with the
+    /// stop string when one stopped generation). Shows why an answer came out empty or short.
+    #[serde(default)]
+    pub raw: String,
     /// Tokens of the prompt actually decoded (special tokens included).
     pub prompt_tokens: u32,
     /// Sampled tokens, excluding a final end-of-generation token; at most `max_tokens`.
@@ -643,6 +647,7 @@ impl Generator {
         let response_s = started.elapsed().as_secs_f64();
         Ok(Generation {
             text: out.text.trim().to_string(),
+            raw: out.raw,
             prompt_tokens: u32::try_from(fitted.tokens.len()).unwrap_or(u32::MAX),
             completion_tokens: out.completion_tokens,
             ttft_s: out.ttft_s.unwrap_or(response_s).min(response_s),
@@ -666,6 +671,7 @@ impl Generator {
         let mut decoder = Utf8Stream::default();
         let mut out = RawOutput {
             text: String::new(),
+            raw: String::new(),
             completion_tokens: 0,
             ttft_s: None,
             stopped_by: StopReason::MaxTokens,
@@ -682,6 +688,7 @@ impl Generator {
             out.completion_tokens += 1;
             decoder.push(&vocab.token_to_piece(token, false, None), &mut out.text);
             if let Some(cut) = find_stop(&out.text, &self.params.stop) {
+                out.raw = out.text.clone();
                 out.text.truncate(cut);
                 out.stopped_by = StopReason::StopString;
                 return Ok(out);
@@ -696,6 +703,7 @@ impl Generator {
             logits_idx = 0;
         }
         decoder.finish(&mut out.text);
+        out.raw = out.text.clone();
         if let Some(cut) = find_stop(&out.text, &self.params.stop) {
             out.text.truncate(cut);
             out.stopped_by = StopReason::StopString;
@@ -707,6 +715,8 @@ impl Generator {
 /// Generated text before trimming, with counters.
 struct RawOutput {
     text: String,
+    /// `text` before the stop-string cut.
+    raw: String,
     completion_tokens: u32,
     ttft_s: Option<f64>,
     stopped_by: StopReason,

@@ -58,6 +58,9 @@ pub enum InspectError {
     /// Serialising a line failed.
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// Loading the model or generating failed.
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
 }
 
 /// Resolves the (chunk_size, chunk_overlap) in characters to inspect.
@@ -203,6 +206,111 @@ pub fn write_retrieved(
     }
     out.flush()?;
     Ok(n)
+}
+
+/// A retrieved chunk in [`Asked::chunks`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AskedChunk {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Chunk id within the index.
+    pub id: u32,
+    /// Retriever score (as in [`RetrievedLine::score`]).
+    pub score: f32,
+    /// 1-based page.
+    pub page: u32,
+    /// Whether the chunk was in the prompt (false: dropped to fit `n_ctx`).
+    pub given: bool,
+}
+
+/// What `orchestrate ask` prints: one question answered as a cell would answer it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Asked {
+    /// Model name from the experiment.
+    pub model: String,
+    /// The question as asked.
+    pub question: String,
+    /// The exact prompt text the model decoded (chat template or prompt template applied, with
+    /// the contexts that fitted).
+    pub prompt: String,
+    /// The answer: generated text up to the first stop string, trimmed.
+    pub answer: String,
+    /// The generated text before the stop-string cut and trimming.
+    pub raw: String,
+    /// Why generation ended: `Eos`, `StopString` or `MaxTokens`.
+    pub stopped_by: crate::generate::StopReason,
+    /// Prompt length, tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub completion_tokens: u32,
+    /// Seconds to the first generated token.
+    pub ttft_s: f64,
+    /// Seconds to the end of generation.
+    pub response_s: f64,
+    /// The retrieved chunks in rank order.
+    pub chunks: Vec<AskedChunk>,
+}
+
+/// Answers `question` with model `model` (an index into [`Experiment::models`]) from the chunks
+/// retriever `params` returns on the index for `chunk_size` / `chunk_overlap`, exactly as a
+/// cell's worker does (same prompt building, context fitting, sampling and stop strings), in
+/// this process and without storing anything. For tuning prompts and stop strings: the result
+/// holds the prompt as decoded and why generation stopped.
+///
+/// Errors: [`InspectError::Setting`] for a model index out of range; index, embedding,
+/// retrieval, model loading and generation errors.
+pub fn ask(
+    exp: &Experiment,
+    store_dir: &Path,
+    chunk_size: usize,
+    chunk_overlap: usize,
+    params: &RetrieverParams,
+    model: usize,
+    question: &str,
+) -> Result<Asked, InspectError> {
+    let Some(spec) = exp.models.get(model) else {
+        return Err(InspectError::Setting(format!(
+            "{} has no model number {model}",
+            exp.path.display()
+        )));
+    };
+    params.validate()?;
+    let mut indexes = ExperimentIndexes::new(exp, store_dir);
+    let (index, _) = indexes.open(chunk_size, chunk_overlap)?;
+    let qvec = indexes.embedder()?.embed_one(question)?;
+    let hits = retrieve(&index, question, &qvec, params)?;
+    let ranked: Vec<(f32, &crate::split::Chunk)> = hits
+        .iter()
+        .filter_map(|h| index.chunk(h.chunk_id).map(|c| (h.score, c)))
+        .collect();
+    let contexts: Vec<&str> = ranked.iter().map(|(_, c)| c.text.as_str()).collect();
+    let mut generator = crate::generate::Generator::load(&spec.gguf, spec.params.clone())?;
+    let g = generator.answer(question, &contexts)?;
+    let prompt =
+        generator.build_prompt(question, &contexts[..g.contexts_used.min(contexts.len())])?;
+    Ok(Asked {
+        model: spec.name.clone(),
+        question: question.to_string(),
+        prompt,
+        answer: g.text,
+        raw: g.raw,
+        stopped_by: g.stopped_by,
+        prompt_tokens: g.prompt_tokens,
+        completion_tokens: g.completion_tokens,
+        ttft_s: g.ttft_s,
+        response_s: g.response_s,
+        chunks: ranked
+            .iter()
+            .enumerate()
+            .map(|(i, (score, c))| AskedChunk {
+                rank: i + 1,
+                id: c.id,
+                score: *score,
+                page: c.page,
+                given: i < g.contexts_used,
+            })
+            .collect(),
+    })
 }
 
 /// What [`rescore`] did.

@@ -295,3 +295,87 @@ fn bad_inspect_arguments_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("orchestrate run"));
 }
+
+#[test]
+fn ask_shows_the_prompt_the_answer_and_which_chunks_fitted() {
+    let f = Fixture::new();
+    let gguf = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        gguf.exists(),
+        "{} is missing: run `orchestrate models fetch`",
+        gguf.display()
+    );
+    let exp = std::fs::read_to_string(f.dir.path().join("exp.toml")).unwrap();
+    // n_ctx 2048 fits every chunk; n_ctx 128 with 8 tokens to generate cannot fit 4 chunks of
+    // ~30 tokens next to the chat template and instruction (~70 tokens)
+    for (n_ctx, name) in [(2048, "wide.toml"), (128, "narrow.toml")] {
+        let text = exp.replace("generate = false\n", "")
+            + &format!(
+                "\n[[model]]\nname = \"smollm2\"\ngguf = \"{}\"\nprompt = \"chat\"\nn_ctx = {n_ctx}\nmax_tokens = 8\nthreads = 1\n",
+                gguf.display()
+            );
+        std::fs::write(f.dir.path().join(name), text).unwrap();
+    }
+    let ask = |file: &str| -> serde_json::Value {
+        let out = f.run(&[
+            "ask",
+            file,
+            "--question",
+            "Which port does the File daemon listen on?",
+            "--retriever",
+            "dense",
+            "--top-k",
+            "4",
+            "--bm25",
+            "tantivy",
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let index_text = |id: u64| -> String {
+        let out = f.run(&["chunks", "exp.toml"]);
+        json_lines(&out)
+            .into_iter()
+            .find(|c| c["id"].as_u64() == Some(id))
+            .unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (file, all_fit) in [("wide.toml", true), ("narrow.toml", false)] {
+        let a = ask(file);
+        let prompt = a["prompt"].as_str().unwrap();
+        assert!(
+            prompt.contains("Which port does the File daemon listen on?"),
+            "{a}"
+        );
+        let chunks = a["chunks"].as_array().unwrap();
+        assert_eq!(chunks.len(), 4, "{a}");
+        let given: Vec<bool> = chunks
+            .iter()
+            .map(|c| c["given"].as_bool().unwrap())
+            .collect();
+        // the chunks given are a prefix of the ranking, and exactly their texts are in the prompt
+        assert!(given.windows(2).all(|w| w[0] || !w[1]), "{given:?}");
+        assert_eq!(given.iter().all(|g| *g), all_fit, "{file}: {a}");
+        for (c, g) in chunks.iter().zip(&given) {
+            let text = index_text(c["id"].as_u64().unwrap());
+            assert_eq!(prompt.contains(&text), *g, "{file}: chunk {c} in prompt?");
+        }
+        // the answer is the raw generation up to the stop, trimmed; 8 tokens at most
+        let (answer, raw) = (a["answer"].as_str().unwrap(), a["raw"].as_str().unwrap());
+        assert!(raw.trim_start().starts_with(answer), "{a}");
+        assert!(a["completion_tokens"].as_u64().unwrap() <= 8, "{a}");
+        assert!(a["prompt_tokens"].as_u64().unwrap() + 8 <= if all_fit { 2048 } else { 128 });
+    }
+    // a model name that is not in the file is an error naming the models
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .current_dir(f.dir.path())
+        .args(["ask", "wide.toml", "--question", "q", "--model", "nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--model nope") && stderr.contains("smollm2"),
+        "{stderr}"
+    );
+}
