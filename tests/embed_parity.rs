@@ -21,9 +21,7 @@ const TOLERANCE: f64 = 1e-5;
 /// src/index/cache.rs); each call sorts its texts by length and runs batches of 32.
 const INDEX_EMBED_PART: usize = 256;
 
-fn manifest_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+use common::manifest_path;
 
 /// The embedder. A missing model fails the test, or skips it (`None`) when
 /// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (see [`common::required_file`]).
@@ -108,14 +106,7 @@ fn load_fixture() -> Fixture {
         "{} does not match the JSON (regenerate both with make_chunks_fixture.py)",
         bin_path.display()
     );
-    let vectors: Vec<Vec<f32>> = bytes
-        .chunks_exact(dim * 4)
-        .map(|row| {
-            row.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
-        })
-        .collect();
+    let vectors: Vec<Vec<f32>> = common::f32_rows(&bytes, dim);
     Fixture {
         chunks,
         questions,

@@ -93,6 +93,17 @@ impl Fixture {
         c
     }
 
+    /// Runs `orchestrate args`, asserts it succeeded, and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn run(&self) -> std::process::Output {
         self.cmd(&["run", "exp.toml", "--no-progress"])
             .output()
@@ -270,17 +281,8 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
 
     // JSON lines: one object per answer with nested metrics; per cell, the means with intervals
     for (per, rows) in [("answer", 4 * 6), ("cell", 4)] {
-        let out = f
-            .cmd(&["export", "exp.toml", "--format", "jsonl", "--per", per])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-            .unwrap()
+        let lines: Vec<serde_json::Value> = f
+            .ok(&["export", "exp.toml", "--format", "jsonl", "--per", per])
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
@@ -298,16 +300,7 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
     }
 
     // compare: the terminal ranking of the 4 cells on the answers' cosine
-    let out = f
-        .cmd(&["compare", "exp.toml", "--metric", "cosine"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = f.ok(&["compare", "exp.toml", "--metric", "cosine"]);
     assert!(
         text.contains("Ranking by cosine (higher is better), 4 cells"),
         "{text}"
@@ -457,31 +450,13 @@ fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
         ("exp.toml", &["--retrieval-only"][..]),
         ("exp_gone.toml", &[][..]),
     ] {
-        let out = f
-            .cmd(&[&["export", file][..], extra].concat())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let csv = String::from_utf8(out.stdout).unwrap();
+        let csv = f.ok(&[&["export", file][..], extra].concat());
         assert_eq!(csv.lines().count(), 1 + 4 * 6, "{csv}");
         assert!(
             csv.lines().skip(1).all(|l| l.contains("retrieval-only")),
             "{csv}"
         );
-        let out = f
-            .cmd(&[&["compare", file, "--metric", "hit@4"][..], extra].concat())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = f.ok(&[&["compare", file, "--metric", "hit@4"][..], extra].concat());
         assert!(
             text.contains("Ranking by hit@4 (higher is better), 4 cells"),
             "{text}"

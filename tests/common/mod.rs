@@ -77,15 +77,19 @@ pub fn reference_vectors(expected_sha256: &str) -> (Vec<Vec<f32>>, usize) {
         bin.display()
     );
     assert_eq!(bytes.len(), (n_chunks + n_questions) * dim * 4);
-    let vectors = bytes
+    (f32_rows(&bytes, dim), n_chunks)
+}
+
+/// Little-endian `f32` rows of `dim` values each (a trailing partial row is dropped).
+pub fn f32_rows(bytes: &[u8], dim: usize) -> Vec<Vec<f32>> {
+    bytes
         .chunks_exact(dim * 4)
         .map(|row| {
             row.chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect()
         })
-        .collect();
-    (vectors, n_chunks)
+        .collect()
 }
 
 /// The chunk texts of `tests/fixtures/embed/chunks_reference.json`, in fixture (row) order.
