@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use orchestrate::embed::Embedder;
