@@ -456,6 +456,10 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
                     )
                 })?,
                 None if names.len() == 1 => 0,
+                None if names.is_empty() => bail!(
+                    "{} has no [[model]] to ask; add one with name and gguf",
+                    experiment.display()
+                ),
                 None => bail!(
                     "{} has several models ({}); choose one with --model",
                     experiment.display(),
