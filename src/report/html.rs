@@ -196,9 +196,16 @@ fn write_headline(
         shown.push(metric);
         let (d, unit) = metric_format(metric);
         if let Some(c) = best_by(cells, |c| c.metric(metric).map(|ci| ci.mean), true) {
+            // retrieval metrics (`hit@k`, `ndcg@k`, ...) do not depend on the model: the cells of
+            // every model with these retrieval settings tie
+            let any_model = metric.contains('@') && models.len() > 1;
             write_card(
                 s,
-                &format!("Best mean {}", metric_title(metric)),
+                &format!(
+                    "Best mean {}{}",
+                    metric_title(metric),
+                    if any_model { " (any model)" } else { "" }
+                ),
                 &fmt_ci(c.metric(metric), d, unit),
                 c,
             )?;
@@ -1016,6 +1023,26 @@ mod tests {
     use super::*;
     use crate::report::aggregate::tests::answer;
     use crate::stats::mean_ci;
+
+    #[test]
+    fn retrieval_headline_says_any_model_when_there_are_several() {
+        let mut rows = Vec::new();
+        for model in ["m1", "m2"] {
+            for (q, hit) in [("q1", 1.0), ("q2", 0.0)] {
+                let mut a = answer(model, 500, "dense", q, 0.5, 1.0);
+                a.metrics = [("ndcg@4".to_string(), hit)].into_iter().collect();
+                rows.push(a);
+            }
+        }
+        let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
+        assert!(html.contains("Best mean nDCG@4 (any model)"), "two models");
+        rows.retain(|a| a.model == "m1");
+        let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
+        assert!(
+            html.contains("Best mean nDCG@4") && !html.contains("(any model)"),
+            "one model"
+        );
+    }
 
     #[test]
     fn escapes_everything_dangerous() {
