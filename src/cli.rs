@@ -24,8 +24,10 @@ use orchestrate::sweep::{self, SweepOptions};
 ///
 /// An experiment file (TOML) declares a corpus, a QA set, models and a grid of chunk sizes,
 /// overlaps, retrievers and ensemble weights. `run` sweeps the grid (resumable: rerun to continue),
-/// `report` writes a self-contained HTML report, `export` prints one CSV row per answer, `chunks`
-/// and `retrieve` show what the retrievers see, `rescore` recomputes stored metrics.
+/// `status` shows how far it got, `report` writes a self-contained HTML report, `export` prints
+/// one CSV or JSON row per answer, `compare` ranks the cells, `chunks` and `retrieve` show what
+/// the retrievers see, `ask` answers one question as a cell would, `rescore` recomputes stored
+/// metrics.
 #[derive(Parser)]
 #[command(name = "orchestrate", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -54,6 +56,17 @@ enum Cmd {
         /// Log lines instead of progress bars, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+    },
+    /// Show how far a sweep got: each cell's status and answers stored of those it needs.
+    Status {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// The cells of `run --retrieval-only`.
+        #[arg(long)]
+        retrieval_only: bool,
     },
     /// Write reports/<name>.html from the stored results of an experiment.
     Report {
@@ -115,9 +128,11 @@ enum Cmd {
         #[command(flatten)]
         retriever: RetrieverArgs,
     },
-    /// Answer one question with one model as a cell would (retrieve, fit the prompt, generate)
-    /// and print the prompt, the answer, why generation stopped and the chunks, as JSON. Nothing
-    /// is stored.
+    /// Answer one question with one model as a cell would; print prompt, answer and chunks (JSON).
+    ///
+    /// Retrieves, fits the prompt into n_ctx and generates exactly as a cell's worker does, then
+    /// prints the prompt as decoded, the answer, the raw generation before the stop-string cut,
+    /// why generation stopped, and which retrieved chunks fitted. Nothing is stored.
     Ask {
         /// Experiment file (TOML).
         experiment: PathBuf,
@@ -144,17 +159,6 @@ enum Cmd {
         store: PathBuf,
         /// Read the results of `run --retrieval-only` (found automatically when the experiment
         /// has no generated answers stored).
-        #[arg(long)]
-        retrieval_only: bool,
-    },
-    /// Show how far a sweep got: each cell's status and answers stored of those it needs.
-    Status {
-        /// Experiment file (TOML).
-        experiment: PathBuf,
-        /// Directory of result databases.
-        #[arg(long, default_value = "store")]
-        store: PathBuf,
-        /// The cells of `run --retrieval-only`.
         #[arg(long)]
         retrieval_only: bool,
     },
@@ -220,7 +224,7 @@ struct RetrieverArgs {
     /// Chunk size in characters [default: the experiment's only chunk size].
     #[arg(long)]
     chunk_size: Option<usize>,
-    /// Overlap: characters (whole numbers) or a fraction of chunk_size (< 1).
+    /// Overlap: whole characters (1, 2, ...) or a fraction of chunk_size in [0, 1).
     #[arg(long)]
     chunk_overlap: Option<f64>,
     /// Directory of cached indexes (built there if missing).
