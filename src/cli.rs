@@ -516,7 +516,11 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             let db = Store::open_existing(&Store::path_for(&store, &exp.name))?;
             let cells = inspect::progress(&exp, db.as_ref())?;
             let running = sweep::is_running(&store, &exp.name);
-            print!("{}", inspect::progress_text(&exp, &cells, running));
+            let indexes = inspect::index_cache_state(&exp, &store)?;
+            print!(
+                "{}",
+                inspect::progress_text(&exp, &cells, &indexes, running)
+            );
             Ok(())
         }
         Cmd::Rescore {

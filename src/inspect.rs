@@ -434,11 +434,39 @@ pub fn progress(exp: &Experiment, db: Option<&Store>) -> Result<Vec<CellProgress
     Ok(out)
 }
 
+/// The chunk settings (chunk_size, chunk_overlap, in characters) the cells of `exp` use, each
+/// with whether its index is already built under `<store_dir>/indexes` (a sweep then skips the
+/// build, which costs about a minute per setting on the Bacula manual). Reads the corpus files
+/// to fingerprint them; never builds. Errors: [`InspectError::Catalog`].
+pub fn index_cache_state(
+    exp: &Experiment,
+    store_dir: &Path,
+) -> Result<Vec<(usize, usize, bool)>, InspectError> {
+    let settings: BTreeSet<(usize, usize)> = exp
+        .cells
+        .iter()
+        .map(|c| (c.retrieval.chunk_size, c.retrieval.chunk_overlap))
+        .collect();
+    let mut indexes = ExperimentIndexes::new(exp, store_dir);
+    settings
+        .into_iter()
+        .map(|(size, overlap)| {
+            let cached = indexes.cached_dir(size, overlap)?.is_some();
+            Ok((size, overlap, cached))
+        })
+        .collect()
+}
+
 /// `orchestrate status` as text: a summary line (cells, answers stored of needed, whether a
 /// sweep is `running` now), one line per cell (number, status, done/expected answers, label,
-/// error), and what to do next. A cell stored as `running` while no sweep runs is shown as
-/// `interrupted`.
-pub fn progress_text(exp: &Experiment, cells: &[CellProgress], running: bool) -> String {
+/// error), which indexes are built (`indexes`, from [`index_cache_state`]; no line when empty),
+/// and what to do next. A cell stored as `running` while no sweep runs is shown as `interrupted`.
+pub fn progress_text(
+    exp: &Experiment,
+    cells: &[CellProgress],
+    indexes: &[(usize, usize, bool)],
+    running: bool,
+) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let expected: usize = cells.iter().map(|c| c.expected).sum();
@@ -493,6 +521,22 @@ pub fn progress_text(exp: &Experiment, cells: &[CellProgress], running: bool) ->
         }
         s.push('\n');
     }
+    if !indexes.is_empty() {
+        let list: Vec<String> = indexes
+            .iter()
+            .map(|(size, overlap, built)| {
+                format!(
+                    "{size}/{overlap} {}",
+                    if *built { "built" } else { "to build" }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "indexes (chunk_size/chunk_overlap): {}",
+            list.join(" · ")
+        );
+    }
     let left = cells.len() - finished;
     if left > 0 && !running {
         let _ = writeln!(
@@ -526,7 +570,7 @@ mod tests {
             cell("failed", 2, Some("worker exited early")),
             cell("running", 0, None),
         ];
-        let text = progress_text(&exp, &cells, false);
+        let text = progress_text(&exp, &cells, &[(100, 20, true), (250, 50, false)], false);
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].ends_with("1 of 4 cells complete, 7 of 16 answers stored (44%)"),
@@ -541,9 +585,13 @@ mod tests {
         );
         // no sweep runs: the `running` cell was interrupted
         assert_eq!(lines[5], "4  interrupted     0/4  cell running");
-        assert!(lines[6].contains("runs the 3 unfinished cells"), "{text}");
+        assert_eq!(
+            lines[6],
+            "indexes (chunk_size/chunk_overlap): 100/20 built · 250/50 to build"
+        );
+        assert!(lines[7].contains("runs the 3 unfinished cells"), "{text}");
         // while a sweep runs, no advice to start one
-        let text = progress_text(&exp, &cells, true);
+        let text = progress_text(&exp, &cells, &[], true);
         assert!(text
             .lines()
             .next()
