@@ -516,7 +516,12 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             let db = Store::open_existing(&Store::path_for(&store, &exp.name))?;
             let cells = inspect::progress(&exp, db.as_ref())?;
             let running = sweep::is_running(&store, &exp.name);
-            let indexes = inspect::index_cache_state(&exp, &store)?;
+            // the index line is a convenience: without it (e.g. the embedding model is gone)
+            // the progress still shows
+            let indexes = inspect::index_cache_state(&exp, &store).unwrap_or_else(|e| {
+                tracing::warn!("cannot tell which indexes are built: {e}");
+                Vec::new()
+            });
             print!(
                 "{}",
                 inspect::progress_text(&exp, &cells, &indexes, running)
