@@ -606,36 +606,32 @@ fn stored_results(
     store: &Path,
     retrieval_only: bool,
 ) -> Result<(Experiment, Store, Vec<AnswerRecord>)> {
+    // The retrieval-only cells of the same file, if any of them has stored answers.
+    let retrieval_only_results = || -> Option<(Experiment, Store, Vec<AnswerRecord>)> {
+        let alt = Experiment::load_with(path, true).ok()?;
+        let db = open_results(&alt, store).ok()?;
+        let answers = db.answers(&alt).ok().filter(|a| !a.is_empty())?;
+        Some((alt, db, answers))
+    };
     let exp = match Experiment::load_with(path, retrieval_only) {
         Ok(exp) => exp,
         // e.g. the GGUF files are gone: retrieval-only results may still be there
         Err(e) if !retrieval_only => {
-            let Ok(alt) = Experiment::load_with(path, true) else {
-                return Err(e.into());
-            };
-            let found = open_results(&alt, store).ok().and_then(|db| {
-                let answers = db.answers(&alt).ok().filter(|a| !a.is_empty())?;
-                Some((db, answers))
-            });
-            let Some((db, answers)) = found else {
-                return Err(e.into());
-            };
-            tracing::info!("{e}; using the retrieval-only results of `{}`", alt.name);
-            return Ok((alt, db, answers));
+            let found = retrieval_only_results().ok_or(e)?;
+            tracing::info!("using the retrieval-only results of `{}`", found.0.name);
+            return Ok(found);
         }
         Err(e) => return Err(e.into()),
     };
     let db = open_results(&exp, store)?;
     let answers = db.answers(&exp)?;
     if answers.is_empty() && exp.generate {
-        let alt = Experiment::load_with(path, true)?;
-        let alt_answers = db.answers(&alt)?;
-        if !alt_answers.is_empty() {
+        if let Some(found) = retrieval_only_results() {
             tracing::info!(
                 "no generated answers stored for `{}`; using its retrieval-only results",
                 exp.name
             );
-            return Ok((alt, db, alt_answers));
+            return Ok(found);
         }
     }
     Ok((exp, db, answers))

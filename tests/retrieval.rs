@@ -37,6 +37,22 @@ fn read_json(rel: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("parse fixture")
 }
 
+/// (query, candidates, lambda_mult, k) of one MMR fixture case.
+fn mmr_case(case: &serde_json::Value) -> (Vec<f32>, Vec<Vec<f32>>, f32, usize) {
+    let cands = case["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .map(f32_vec)
+        .collect();
+    (
+        f32_vec(&case["query"]),
+        cands,
+        case["lambda_mult"].as_f64().expect("lambda") as f32,
+        case["k"].as_u64().expect("k") as usize,
+    )
+}
+
 fn f32_vec(v: &serde_json::Value) -> Vec<f32> {
     v.as_array()
         .expect("array")
@@ -105,15 +121,7 @@ fn mmr_matches_langchain() {
     let cases = fixture["mmr"].as_array().expect("mmr cases");
     assert!(cases.len() >= 40);
     for (n, case) in cases.iter().enumerate() {
-        let query = f32_vec(&case["query"]);
-        let cands: Vec<Vec<f32>> = case["candidates"]
-            .as_array()
-            .expect("candidates")
-            .iter()
-            .map(f32_vec)
-            .collect();
-        let lambda = case["lambda_mult"].as_f64().expect("lambda") as f32;
-        let k = case["k"].as_u64().expect("k") as usize;
+        let (query, cands, lambda, k) = mmr_case(case);
         let expected: Vec<usize> = case["expected"]
             .as_array()
             .expect("expected")
@@ -492,15 +500,7 @@ fn mmr_exact_ties_match_langchain() {
     let cases = fixture["mmr_ties"].as_array().expect("mmr_ties cases");
     let mut ties = 0;
     for (n, case) in cases.iter().enumerate() {
-        let query = f32_vec(&case["query"]);
-        let cands: Vec<Vec<f32>> = case["candidates"]
-            .as_array()
-            .expect("candidates")
-            .iter()
-            .map(f32_vec)
-            .collect();
-        let lambda = case["lambda_mult"].as_f64().expect("lambda") as f32;
-        let k = case["k"].as_u64().expect("k") as usize;
+        let (query, cands, lambda, k) = mmr_case(case);
         let got = maximal_marginal_relevance(&query, &cands, lambda, k);
         assert_eq!(
             got,
