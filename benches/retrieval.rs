@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exp_path = root().join("experiments/bacula_retrieval.toml");
     let exp = Experiment::load(&exp_path)?;
     let store = root().join("store");
-    let questions = orchestrate::worker::questions_of(&exp)?;
+    let questions = exp.questions()?;
     let mut sizes: Vec<(usize, usize)> = exp
         .cells
         .iter()
@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     sizes.dedup();
     println!("| stage | measure | figure |\n|---|---|---|");
 
-    let mut indexes = ExperimentIndexes::new(&exp, &store);
+    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, &store);
     for &(size, overlap) in &sizes {
         let (index, info) = indexes.open(size, overlap)?;
         if !info.cache_hit {

@@ -1,23 +1,21 @@
 //! Command-line interface: argument parsing (clap), logging setup, and the mapping of each
-//! subcommand onto the library. Errors reach the user as one `error:` message and exit code 1
-//! (2 for usage errors, from clap); no panic is expected to reach them.
+//! subcommand onto one function of [`orchestrate::commands`], whose result it prints. Errors reach
+//! the user as one `error:` message and exit code 1 (2 for usage errors, from clap); a sweep with
+//! failed cells exits 1 after its summary; a closed stdout (`| head`) ends quietly with 0; no panic
+//! is expected to reach them.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use orchestrate::cell::Retrieval;
+use orchestrate::commands::{self, ExportFormat, ExportRows, Scope};
 use orchestrate::experiment::Experiment;
-use orchestrate::index::ExperimentIndexes;
 use orchestrate::inspect;
 use orchestrate::models::{self, FetchOutcome, Manifest};
-use orchestrate::report::{self, ChunkSet, ChunkText, ReportMeta};
-use orchestrate::retrieve::RetrieverParams;
-use orchestrate::store::AnswerRecord;
-use orchestrate::store::Store;
 use orchestrate::sweep::{self, SweepOptions};
 
 /// Declarative, resumable RAG experiments with small local LLMs.
@@ -86,6 +84,10 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
+        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
+        /// models); default: every cell the results database holds.
+        #[arg(long)]
+        grid: bool,
     },
     /// Print the stored results as CSV or JSON lines: one row per answer (or per cell with
     /// `--per cell`).
@@ -105,6 +107,10 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
+        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
+        /// models); default: every cell the results database holds.
+        #[arg(long)]
+        grid: bool,
     },
     /// Print the chunks of one splitter setting as JSON lines (id, source, page, start, text).
     Chunks {
@@ -161,6 +167,10 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
+        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
+        /// models); default: every cell the results database holds.
+        #[arg(long)]
+        grid: bool,
     },
     /// Recompute the per-answer retrieval and answer metrics of stored results (after editing
     /// evidence in the QA file or upgrading orchestrate).
@@ -174,27 +184,19 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
+        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
+        /// models); default: every cell the results database holds.
+        #[arg(long)]
+        grid: bool,
     },
     /// Manage the default model files.
     Models {
         #[command(subcommand)]
         action: ModelsCmd,
     },
-    /// Run one cell (internal: started by `run` in a subprocess).
+    /// Run one cell (internal: started by `run` in a subprocess; reads its job from stdin).
     #[command(hide = true)]
-    Worker {
-        /// Experiment file.
-        experiment: PathBuf,
-        /// Cell id.
-        #[arg(long)]
-        cell: String,
-        /// Index directory built by the parent.
-        #[arg(long)]
-        index_dir: PathBuf,
-        /// The parent runs the experiment retrieval-only.
-        #[arg(long)]
-        retrieval_only: bool,
-    },
+    Worker,
 }
 
 /// Retriever settings of `retrieve` and `ask` (the axes of one grid cell).
@@ -233,19 +235,23 @@ struct RetrieverArgs {
 }
 
 impl RetrieverArgs {
-    /// The chunk setting (resolved against `exp`) and the retriever parameters.
-    fn resolve(&self, exp: &Experiment) -> Result<((usize, usize), RetrieverParams)> {
-        let setting = inspect::resolve_setting(exp, self.chunk_size, self.chunk_overlap)?;
-        let params = RetrieverParams {
-            kind: self.retriever.parse().context("--retriever")?,
+    /// The retrieval settings these flags give for `exp` (the chunk setting resolved against
+    /// its grid), with the axes that do not apply to the retriever collapsed as in the grid.
+    fn retrieval(&self, exp: &Experiment) -> Result<Retrieval> {
+        let (chunk_size, chunk_overlap) =
+            inspect::resolve_setting(exp, self.chunk_size, self.chunk_overlap)?;
+        Ok(Retrieval {
+            chunk_size,
+            chunk_overlap,
+            retriever: self.retriever.parse().context("--retriever")?,
             top_k: self.top_k,
-            fetch_k: self.fetch_k,
-            lambda_mult: self.lambda_mult,
-            ensemble_weight: self.ensemble_weight,
-            bm25: self.bm25.parse().context("--bm25")?,
-            dense_index: self.dense_index.parse().context("--dense-index")?,
-        };
-        Ok((setting, params))
+            fetch_k: Some(self.fetch_k),
+            lambda_mult: Some(f64::from(self.lambda_mult)),
+            ensemble_weight: Some(f64::from(self.ensemble_weight)),
+            bm25: Some(self.bm25.parse().context("--bm25")?),
+            dense_index: Some(self.dense_index.parse().context("--dense-index")?),
+        }
+        .collapsed())
     }
 }
 
@@ -297,12 +303,23 @@ pub fn main() -> ExitCode {
         .then(indicatif::MultiProgress::new);
     init_logging(cli.verbose, bars.clone());
     match dispatch(cli.command, bars) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
+        // `orchestrate export ... | head`: the reader left; that is not an error (as ripgrep)
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` or one of its causes is a broken pipe (stdout closed by the reader).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("Broken pipe")
+    })
 }
 
 /// The error and its causes joined by ": ", skipping a cause whose text the message already holds
@@ -339,7 +356,23 @@ fn init_logging(verbose: u8, bars: Option<indicatif::MultiProgress>) {
         .try_init();
 }
 
-fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
+/// Writes `text` to stdout (errors, a closed pipe included, are returned, not panics).
+fn print_out(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn scope(grid: bool) -> Scope {
+    if grid {
+        Scope::Grid
+    } else {
+        Scope::All
+    }
+}
+
+fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode> {
     match cmd {
         Cmd::Run {
             experiment,
@@ -349,33 +382,36 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             no_progress,
         } => {
             let exp = Experiment::load_with(&experiment, retrieval_only)?;
-            let mut opts = SweepOptions::for_current_exe(store.clone())
+            let mut opts = SweepOptions::for_current_exe(store)
                 .context("cannot locate the orchestrate binary")?;
             opts.bars = if no_progress { None } else { bars };
-            let s = sweep::run(&exp, &opts)?;
+            let out = commands::run(&exp, &opts, &reports)?;
+            let s = &out.summary;
             eprintln!(
-                "{}: {} cells ({} already done, {} failed), {} answers stored ({} failed) in {:.1} s → {}",
+                "{}: {} cells ({} already done, {} failed), {} answers stored ({} failed), {} re-scored in {:.1} s → {}",
                 exp.name,
                 s.cells,
                 s.skipped_cells,
                 s.failed_cells,
                 s.answers,
                 s.failed_answers,
+                s.rescored,
                 s.wall_s,
                 s.database.display()
             );
-            let db = open_results(&exp, &store)?;
-            let answers = db.answers(&exp)?;
-            let out = write_report(
-                &exp,
-                &store,
-                &db,
-                &answers,
-                &reports.join(format!("{}.html", exp.name)),
-                None,
-            )?;
-            eprintln!("report: {}", out.display());
-            Ok(())
+            eprintln!("report: {}", out.report.display());
+            if s.failures.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("error: {} cells failed:", s.failures.len());
+            for (label, why) in &s.failures {
+                eprintln!("  {label}: {why}");
+            }
+            eprintln!(
+                "fix the cause and run `orchestrate run {}` again: done answers are kept",
+                experiment.display()
+            );
+            Ok(ExitCode::FAILURE)
         }
         Cmd::Report {
             experiment,
@@ -383,13 +419,14 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             output,
             metric,
             retrieval_only,
+            grid,
         } => {
-            let (exp, db, answers) = stored_results(&experiment, &store, retrieval_only)?;
+            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
             let out = output
-                .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", exp.name)));
-            let out = write_report(&exp, &store, &db, &answers, &out, metric)?;
+                .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}.html", results.name)));
+            let out = commands::report(&results, &out, metric)?;
             eprintln!("report: {}", out.display());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Export {
             experiment,
@@ -397,22 +434,19 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             per,
             store,
             retrieval_only,
+            grid,
         } => {
-            let (_, _, answers) = stored_results(&experiment, &store, retrieval_only)?;
-            let stdout = std::io::stdout().lock();
-            use orchestrate::export::{write_cells_csv, write_csv, write_jsonl};
-            match (per, format) {
-                (Per::Answer, Format::Csv) => write_csv(&answers, stdout)?,
-                (Per::Answer, Format::Jsonl) => write_jsonl(&answers, stdout)?,
-                (Per::Cell, format) => {
-                    let cells = report::summarize(&answers)?;
-                    match format {
-                        Format::Csv => write_cells_csv(&cells, stdout)?,
-                        Format::Jsonl => write_jsonl(&cells, stdout)?,
-                    }
-                }
-            }
-            Ok(())
+            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
+            let format = match format {
+                Format::Csv => ExportFormat::Csv,
+                Format::Jsonl => ExportFormat::Jsonl,
+            };
+            let rows = match per {
+                Per::Answer => ExportRows::Answer,
+                Per::Cell => ExportRows::Cell,
+            };
+            commands::export(&results, format, rows, std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Chunks {
             experiment,
@@ -424,7 +458,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             let (size, overlap) = inspect::resolve_setting(&exp, chunk_size, chunk_overlap)?;
             let n = inspect::write_chunks(&exp, size, overlap, std::io::stdout().lock())?;
             tracing::info!("{n} chunks (chunk_size {size}, chunk_overlap {overlap})");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Retrieve {
             experiment,
@@ -432,17 +466,17 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             retriever,
         } => {
             let exp = Experiment::load_with(&experiment, true)?;
-            let ((size, overlap), params) = retriever.resolve(&exp)?;
+            let r = retriever.retrieval(&exp)?;
             inspect::write_retrieved(
                 &exp,
                 &retriever.store,
-                size,
-                overlap,
-                &params,
+                r.chunk_size,
+                r.chunk_overlap,
+                &r.params(),
                 &query,
                 std::io::stdout().lock(),
             )?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Ask {
             experiment,
@@ -451,98 +485,46 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
             retriever,
         } => {
             let exp = Experiment::load(&experiment)?;
-            let names: Vec<&str> = exp.models.iter().map(|m| m.name.as_str()).collect();
-            let index = match model.as_deref() {
-                Some(name) => names.iter().position(|n| *n == name).with_context(|| {
-                    format!(
-                        "--model {name}: the experiment's models are {}",
-                        names.join(", ")
-                    )
-                })?,
-                None if names.len() == 1 => 0,
-                None if names.is_empty() => bail!(
-                    "{} has no [[model]] to ask; add one with name and gguf",
-                    experiment.display()
-                ),
-                None => bail!(
-                    "{} has several models ({}); choose one with --model",
-                    experiment.display(),
-                    names.join(", ")
-                ),
-            };
-            let ((size, overlap), params) = retriever.resolve(&exp)?;
-            let asked = inspect::ask(
-                &exp,
-                &retriever.store,
-                size,
-                overlap,
-                &params,
-                index,
-                &question,
-            )?;
-            println!("{}", serde_json::to_string_pretty(&asked)?);
-            Ok(())
+            let r = retriever.retrieval(&exp)?;
+            let asked = commands::ask(&exp, &retriever.store, model.as_deref(), r, &question)?;
+            print_out(&format!("{}\n", serde_json::to_string_pretty(&asked)?))?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Compare {
             experiment,
             metric,
             store,
             retrieval_only,
+            grid,
         } => {
-            let (exp, _, answers) = stored_results(&experiment, &store, retrieval_only)?;
-            let Some(metric) = metric.or_else(|| report::default_rank_metric(&answers)) else {
-                bail!(
-                    "no answers with metrics stored for `{}` yet; run `orchestrate run {}` first",
-                    exp.name,
-                    exp.path.display()
-                );
-            };
-            let ranked = report::rank_cells(
-                &answers,
-                &metric,
-                report::CI_LEVEL,
-                report::RANK_RESAMPLES,
-                report::RANK_SEED,
-            )?;
-            print!("{}", report::ranking_text(&ranked, &metric));
-            Ok(())
+            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
+            print_out(&commands::compare(&results, metric)?)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Status {
             experiment,
             store,
             retrieval_only,
         } => {
-            let exp = Experiment::load_with(&experiment, retrieval_only)?;
-            let db = Store::open_existing(&Store::path_for(&store, &exp.name))?;
-            let cells = inspect::progress(&exp, db.as_ref())?;
-            let running = sweep::is_running(&store, &exp.name);
-            // the index line is a convenience: without it (e.g. the embedding model is gone)
-            // the progress still shows
-            let indexes = inspect::index_cache_state(&exp, &store).unwrap_or_else(|e| {
-                tracing::warn!("cannot tell which indexes are built: {e}");
-                Vec::new()
-            });
-            print!(
-                "{}",
-                inspect::progress_text(&exp, &cells, &indexes, running)
-            );
-            Ok(())
+            print_out(&commands::status(&experiment, &store, retrieval_only)?)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Rescore {
             experiment,
             store,
             retrieval_only,
+            grid,
         } => {
-            let (exp, db, _) = stored_results(&experiment, &store, retrieval_only)?;
-            let s = inspect::rescore(&exp, &store, &db)?;
+            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
+            let (s, qa) = commands::rescore(&experiment, &results)?;
             eprintln!(
                 "{}: metrics recomputed for {} answers ({} skipped: question no longer in {})",
-                exp.name,
+                results.name,
                 s.updated,
                 s.stale,
-                exp.qa.display()
+                qa.display()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Models {
             action:
@@ -561,7 +543,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
                 };
                 eprintln!("{name:<30} {what}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Models {
             action:
@@ -571,159 +553,23 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<()> {
                 },
         } => {
             let m = Manifest::load(&manifest)?;
+            let mut text = String::new();
             for e in &m.models {
                 let present = models_dir.join(&e.file).exists();
-                println!(
-                    "{:<30} {:<10} {:<8} {}",
+                text.push_str(&format!(
+                    "{:<30} {:<10} {:<8} {}\n",
                     e.name,
                     e.role,
                     if present { "present" } else { "missing" },
                     e.description
-                );
+                ));
             }
-            Ok(())
+            print_out(&text)?;
+            Ok(ExitCode::SUCCESS)
         }
-        Cmd::Worker {
-            experiment,
-            cell,
-            index_dir,
-            retrieval_only,
-        } => {
-            orchestrate::worker::run(&experiment, retrieval_only, &cell, &index_dir)?;
-            Ok(())
+        Cmd::Worker => {
+            orchestrate::worker::run()?;
+            Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The experiment at `path`, its result database and its stored answers.
-///
-/// With `retrieval_only`, the experiment's retrieval-only cells (as `run --retrieval-only` made
-/// them). Without it, a generating experiment that has no stored answers but does have
-/// retrieval-only ones falls back to those, with a notice: the cells of the two modes have
-/// different ids, and a user who ran `run --retrieval-only` expects `report` to show that run.
-fn stored_results(
-    path: &Path,
-    store: &Path,
-    retrieval_only: bool,
-) -> Result<(Experiment, Store, Vec<AnswerRecord>)> {
-    // The retrieval-only cells of the same file, if any of them has stored answers.
-    let retrieval_only_results = || -> Option<(Experiment, Store, Vec<AnswerRecord>)> {
-        let alt = Experiment::load_with(path, true).ok()?;
-        let db = open_results(&alt, store).ok()?;
-        let answers = db.answers(&alt).ok().filter(|a| !a.is_empty())?;
-        Some((alt, db, answers))
-    };
-    let exp = match Experiment::load_with(path, retrieval_only) {
-        Ok(exp) => exp,
-        // e.g. the GGUF files are gone: retrieval-only results may still be there
-        Err(e) if !retrieval_only => {
-            let found = retrieval_only_results().ok_or(e)?;
-            tracing::info!("using the retrieval-only results of `{}`", found.0.name);
-            return Ok(found);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let db = open_results(&exp, store)?;
-    let answers = db.answers(&exp)?;
-    if answers.is_empty() && exp.generate {
-        if let Some(found) = retrieval_only_results() {
-            tracing::info!(
-                "no generated answers stored for `{}`; using its retrieval-only results",
-                exp.name
-            );
-            return Ok(found);
-        }
-    }
-    Ok((exp, db, answers))
-}
-
-fn open_results(exp: &Experiment, store: &Path) -> Result<Store> {
-    let path = Store::path_for(store, &exp.name);
-    match Store::open_existing(&path)? {
-        Some(s) => Ok(s),
-        None => bail!(
-            "no results for experiment `{}` yet ({} does not exist); run `orchestrate run {}` first",
-            exp.name,
-            path.display(),
-            exp.path.display()
-        ),
-    }
-}
-
-/// The texts of the chunks the answers were given, from the cached indexes; an index that is not
-/// cached (or unreadable) is left out with a warning, and the report then shows ids and pages only.
-fn chunk_sets(exp: &Experiment, store: &Path, answers: &[AnswerRecord]) -> Vec<ChunkSet> {
-    let mut used: BTreeMap<(u32, u32), BTreeSet<u32>> = BTreeMap::new();
-    for a in answers {
-        used.entry((a.chunk_size, a.chunk_overlap))
-            .or_default()
-            .extend(a.chunk_ids.iter().copied());
-    }
-    let mut indexes = ExperimentIndexes::new(exp, store);
-    let mut sets = Vec::new();
-    for ((size, overlap), ids) in used {
-        match indexes.cached_chunks(size as usize, overlap as usize) {
-            Ok(Some(chunks)) => sets.push(ChunkSet {
-                chunk_size: size,
-                chunk_overlap: overlap,
-                chunks: ids
-                    .into_iter()
-                    .filter_map(|id| {
-                        chunks.get(id as usize).map(|c| {
-                            (
-                                id,
-                                ChunkText {
-                                    page: c.page,
-                                    text: c.text.clone(),
-                                },
-                            )
-                        })
-                    })
-                    .collect(),
-            }),
-            Ok(None) => tracing::warn!(
-                "index for chunk {size}/{overlap} is not cached; the report shows chunk ids only"
-            ),
-            Err(e) => tracing::warn!("chunk texts for chunk {size}/{overlap}: {e}"),
-        }
-    }
-    sets
-}
-
-/// Renders the report of `exp` from its stored answers into `out` (written atomically).
-fn write_report(
-    exp: &Experiment,
-    store: &Path,
-    db: &Store,
-    answers: &[AnswerRecord],
-    out: &Path,
-    rank_metric: Option<String>,
-) -> Result<PathBuf> {
-    if let Some(m) = &rank_metric {
-        let available = report::available_rank_metrics(answers);
-        if !available.contains(m) {
-            bail!(
-                "--metric {m}: no stored answer of `{}` has it; available: {}",
-                exp.name,
-                available.join(", ")
-            );
-        }
-    }
-    let meta = ReportMeta {
-        experiment_name: exp.name.clone(),
-        experiment_file: exp.path.display().to_string(),
-        run_started: db.last_run_started()?,
-        host: db.last_run_host()?,
-        index_builds: db.index_builds(&exp.cells)?,
-        chunk_sets: chunk_sets(exp, store, answers),
-        rank_metric,
-    };
-    let html = report::render_html(&exp.name, &meta, answers)?;
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = out.with_extension("html.tmp");
-    std::fs::write(&tmp, html).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(out.to_path_buf())
 }

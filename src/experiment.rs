@@ -3,21 +3,24 @@
 //! An experiment names a corpus, a QA set, the models to ask and a grid of retrieval settings. Every
 //! combination of grid values with every model is one [`Cell`]; axes that do not apply to a
 //! retriever collapse (`ensemble_weight` only for `ensemble`, `fetch_k`/`lambda_mult` only for
-//! `mmr`, `bm25` only for `bm25`/`ensemble`, `dense_index` only for `dense`/`mmr`/`ensemble`), so the grid never runs the same work twice. Each cell has a stable id, a hash of
-//! everything that can change its answers, so adding values to the grid keeps the ids of the cells
-//! that already ran: a resumed sweep runs only what is new.
+//! `mmr`, `bm25` only for `bm25`/`ensemble`, `dense_index` only for `dense`/`mmr`/`ensemble`), so
+//! the grid never runs the same work twice. Each cell is self-contained ([`crate::cell`]) and has
+//! a stable id, a hash of everything that can change its answers by content (GGUF sha256, corpus
+//! and embedding-model fingerprints, every setting), so adding values to the grid keeps the ids
+//! of the cells that already ran, and editing a file's bytes makes exactly the affected cells new.
 //!
 //! Paths inside an experiment file are relative to the file's own directory.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+pub use crate::cell::{Cell, ModelSpec, Retrieval};
 use crate::generate::{GenParams, PromptStyle};
+use crate::qa::{QaError, Question};
 use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
 
 /// Errors from reading or validating an experiment file. Every variant names the file.
@@ -175,19 +178,6 @@ fn default_lambda() -> Spanned<Vec<f64>> {
     spanned(vec![0.5])
 }
 
-/// One model of an experiment: a GGUF file and how to prompt and sample it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSpec {
-    /// Display name, unique within the experiment (e.g. `gemma-3-270m`).
-    pub name: String,
-    /// Absolute or experiment-relative-resolved path of the GGUF file.
-    pub gguf: PathBuf,
-    /// Prompting and sampling settings.
-    pub params: GenParams,
-    /// The `gguf` value as written in the experiment file (part of the cell id).
-    pub gguf_key: String,
-}
-
 /// A parsed, validated experiment. Paths are resolved against the experiment file's directory.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -208,6 +198,10 @@ pub struct Experiment {
     /// Directory of the sentence-transformers embedding model (config.json, tokenizer.json,
     /// model.safetensors).
     pub embedding_model: PathBuf,
+    /// [`crate::corpus::corpus_fingerprint`] of `corpus`: part of every cell id.
+    pub corpus_fingerprint: String,
+    /// [`crate::embed::fingerprint_dir`] of `embedding_model`: part of every cell id.
+    pub embedder_fingerprint: String,
     /// Whether to run the LLMs; `false` runs retrieval only.
     pub generate: bool,
     /// How many times each question is asked per cell.
@@ -220,67 +214,6 @@ pub struct Experiment {
     pub models: Vec<ModelSpec>,
     /// The grid cells (models × retrieval settings), in a stable order.
     pub cells: Vec<Cell>,
-}
-
-/// Retrieval settings of one cell, with the axes that do not apply to its retriever collapsed to
-/// `None`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Retrieval {
-    /// Chunk size in characters.
-    pub chunk_size: usize,
-    /// Chunk overlap in characters.
-    pub chunk_overlap: usize,
-    /// Which retriever.
-    pub retriever: RetrieverKind,
-    /// Chunks returned by each retriever (the ensemble fuses two such lists).
-    pub top_k: usize,
-    /// MMR candidate pool size (`mmr` only).
-    pub fetch_k: Option<usize>,
-    /// MMR trade-off between relevance (1) and diversity (0) (`mmr` only).
-    pub lambda_mult: Option<f64>,
-    /// BM25 weight r of the ensemble; dense gets 1 - r (`ensemble` only).
-    pub ensemble_weight: Option<f64>,
-    /// BM25 implementation (`bm25` and `ensemble` only).
-    pub bm25: Option<Bm25Variant>,
-    /// Dense search method (`dense`, `mmr` and `ensemble` only).
-    pub dense_index: Option<DenseIndexKind>,
-}
-
-/// One grid cell: a model with one retrieval setting.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cell {
-    /// Stable id: 16 hex chars of sha256 over everything that can change the cell's answers.
-    pub id: String,
-    /// Index into [`Experiment::models`].
-    pub model: usize,
-    /// Retrieval settings.
-    pub retrieval: Retrieval,
-}
-
-impl fmt::Display for Retrieval {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} chunk {}/{} k={}",
-            self.retriever, self.chunk_size, self.chunk_overlap, self.top_k
-        )?;
-        if let Some(fk) = self.fetch_k {
-            write!(f, " fetch_k={fk}")?;
-        }
-        if let Some(l) = self.lambda_mult {
-            write!(f, " λ={l}")?;
-        }
-        if let Some(w) = self.ensemble_weight {
-            write!(f, " bm25={w}/dense={:.2}", 1.0 - w)?;
-        }
-        if let Some(b) = self.bm25.filter(|b| *b != Bm25Variant::default()) {
-            write!(f, " bm25:{b}")?;
-        }
-        if let Some(d) = self.dense_index.filter(|d| *d != DenseIndexKind::default()) {
-            write!(f, " dense:{d}")?;
-        }
-        Ok(())
-    }
 }
 
 /// 1-based (line, column) of byte offset `offset` in `text`.
@@ -341,6 +274,66 @@ impl Experiment {
     pub fn cell(&self, id: &str) -> Option<&Cell> {
         self.cells.iter().find(|c| c.id == id)
     }
+
+    /// A cell of this experiment's corpus and embedding model with model number `model` (an index
+    /// into [`Experiment::models`]; `None` for retrieval only) and `retrieval`, whether or not the
+    /// grid has it (`orchestrate ask` answers with such a cell).
+    pub fn cell_for(&self, model: Option<usize>, retrieval: Retrieval) -> Cell {
+        let mut cell = Cell {
+            id: String::new(),
+            model: model.and_then(|m| self.models.get(m)).cloned(),
+            retrieval,
+            corpus: self.corpus.clone(),
+            corpus_fingerprint: self.corpus_fingerprint.clone(),
+            embedding_model: self.embedding_model.clone(),
+            embedder_fingerprint: self.embedder_fingerprint.clone(),
+        };
+        cell.id = cell.compute_id();
+        cell
+    }
+
+    /// The questions of the experiment's QA file in file order, cut to `limit_questions`.
+    /// Errors: [`QaError`] for an unreadable or invalid QA file.
+    pub fn questions(&self) -> Result<Vec<Question>, QaError> {
+        let mut qs = crate::qa::load_questions(&self.qa)?;
+        if let Some(l) = self.limit_questions {
+            qs.truncate(l as usize);
+        }
+        Ok(qs)
+    }
+}
+
+/// The `name` of the experiment file at `path`, read without validating anything else (for the
+/// commands that read only its result database: the corpus, QA file and models may be gone).
+///
+/// Errors: [`ExperimentError::Io`], [`ExperimentError::Parse`] for invalid TOML, and
+/// [`ExperimentError::Invalid`] when `name` is missing or not a plain file name.
+pub fn read_name(path: &Path) -> Result<String, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    #[derive(Deserialize)]
+    struct NameOnly {
+        name: Option<Spanned<String>>,
+    }
+    let raw: NameOnly = toml::from_str(&text).map_err(|e| ExperimentError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let v = Validator {
+        path,
+        text: &text,
+        base: Path::new("."),
+    };
+    match raw.name {
+        Some(n) => v.name(&n),
+        None => v.err(
+            0..0,
+            "name",
+            "add `name = \"...\"` (it names store/<name>.sqlite)".into(),
+        ),
+    }
 }
 
 struct Validator<'a> {
@@ -399,19 +392,30 @@ impl Validator<'_> {
         Ok(p)
     }
 
-    fn build(&self, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
-        let name = raw.name.get_ref().trim().to_string();
+    /// A valid experiment name: a plain file name of letters, digits, '-', '_' and '.', not
+    /// starting with '.'.
+    fn name(&self, raw: &Spanned<String>) -> Result<String, ExperimentError> {
+        let name = raw.get_ref().trim().to_string();
         if name.is_empty()
+            || name.starts_with('.')
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return self.err(
-                raw.name.span(),
+                raw.span(),
                 "name",
-                "use a non-empty name of letters, digits, '-', '_' or '.' (it names store/<name>.sqlite)".into(),
+                format!(
+                    "`{name}` is not a plain file name: use letters, digits, '-', '_' or '.', not \
+                     starting with '.' (it names store/<name>.sqlite)"
+                ),
             );
         }
+        Ok(name)
+    }
+
+    fn build(&self, raw: RawExperiment) -> Result<Experiment, ExperimentError> {
+        let name = self.name(&raw.name)?;
         let corpus_span = raw.corpus.span();
         let corpus_list = match raw.corpus.into_inner() {
             OneOrMany::One(s) => vec![s],
@@ -449,6 +453,19 @@ impl Validator<'_> {
             "embedding_model",
             "run `orchestrate models fetch` to fetch all-MiniLM-L6-v2 into models/",
         )?;
+        let corpus_fingerprint = crate::corpus::corpus_fingerprint(&corpus)
+            .or_else(|e| self.err(corpus_span.clone(), "corpus", e.to_string()))?;
+        let embedder_fingerprint =
+            crate::embed::fingerprint_dir(&embedding_model).or_else(|e| {
+                self.err(
+                    raw.embedding_model.span(),
+                    "embedding_model",
+                    format!(
+                        "{e}; it must hold a sentence-transformers model (model.safetensors, \
+                     tokenizer.json, config.json): `orchestrate models fetch` fetches the default"
+                    ),
+                )
+            })?;
         if *raw.repeats.get_ref() == 0 {
             return self.err(raw.repeats.span(), "repeats", "must be at least 1".into());
         }
@@ -470,24 +487,37 @@ impl Validator<'_> {
         }
         let models = self.models(raw.models, raw.generate)?;
         let settings = self.grid(&raw.grid)?;
-        // ids hash paths as written in the file (relative to it), so they do not depend on the
-        // directory `orchestrate` is started from
-        let corpus_key: Vec<String> = corpus_list.clone();
-        let embed_key = raw.embedding_model.get_ref().clone();
-        let mut cells = Vec::new();
-        let model_indices: Vec<Option<usize>> = if raw.generate {
-            (0..models.len()).map(Some).collect()
+        let mut cells: Vec<Cell> = Vec::new();
+        let model_list: Vec<Option<&ModelSpec>> = if raw.generate {
+            models.iter().map(Some).collect()
         } else {
             vec![None]
         };
-        for m in model_indices {
+        for m in model_list {
             for r in &settings {
-                let id = cell_id(m.map(|i| &models[i]), r, &corpus_key, &embed_key);
-                cells.push(Cell {
-                    id,
-                    model: m.unwrap_or(usize::MAX),
+                let mut cell = Cell {
+                    id: String::new(),
+                    model: m.cloned(),
                     retrieval: r.clone(),
-                });
+                    corpus: corpus.clone(),
+                    corpus_fingerprint: corpus_fingerprint.clone(),
+                    embedding_model: embedding_model.clone(),
+                    embedder_fingerprint: embedder_fingerprint.clone(),
+                };
+                cell.id = cell.compute_id();
+                if let Some(twin) = cells.iter().find(|c| c.id == cell.id) {
+                    return self.err(
+                        0..0,
+                        "model",
+                        format!(
+                            "models `{}` and `{}` have the same GGUF contents and settings, so \
+                             their cells would be the same; remove one or change its settings",
+                            twin.model_name(),
+                            cell.model_name()
+                        ),
+                    );
+                }
+                cells.push(cell);
             }
         }
         Ok(Experiment {
@@ -499,6 +529,8 @@ impl Validator<'_> {
             corpus,
             qa,
             embedding_model,
+            corpus_fingerprint,
+            embedder_fingerprint,
             generate: raw.generate,
             repeats: *raw.repeats.get_ref(),
             question_timeout_s: *raw.question_timeout_s.get_ref(),
@@ -578,6 +610,7 @@ impl Validator<'_> {
             if let Some(v) = m.threads {
                 params.threads = v;
             }
+            let threads = m.threads;
             if let Some(v) = m.n_batch {
                 params.n_batch = v;
             }
@@ -604,14 +637,40 @@ impl Validator<'_> {
             if let Err(e) = params.validate() {
                 return self.err(m.name.span(), &format!("model[{i}]"), e.to_string());
             }
+            let gguf_sha256 = if generate {
+                self.check_gguf(&m.gguf, &field("gguf"), &gguf)?
+            } else {
+                String::new()
+            };
             out.push(ModelSpec {
                 name,
                 gguf,
+                gguf_sha256,
                 params,
-                gguf_key: m.gguf.get_ref().clone(),
+                threads,
             });
         }
         Ok(out)
+    }
+
+    /// The sha256 of the GGUF file at `path` (cached, see [`crate::fingerprint`]), after checking
+    /// that it is a readable regular file. Errors name `field`.
+    fn check_gguf(
+        &self,
+        raw: &Spanned<String>,
+        field: &str,
+        path: &Path,
+    ) -> Result<String, ExperimentError> {
+        crate::fingerprint::sha256_file(path).or_else(|e| {
+            self.err(
+                raw.span(),
+                field,
+                format!(
+                    "cannot read {}: {e}; give the path of a GGUF model file",
+                    path.display()
+                ),
+            )
+        })
     }
 
     fn grid(&self, g: &RawGrid) -> Result<Vec<Retrieval>, ExperimentError> {
@@ -689,13 +748,9 @@ impl Validator<'_> {
                 );
             }
         }
-        for &k in g.top_k.get_ref().iter().chain(g.fetch_k.get_ref()) {
-            if k == 0 {
-                return self.err(
-                    g.top_k.span(),
-                    "grid.top_k",
-                    "top_k and fetch_k must be >= 1".into(),
-                );
+        for (values, field) in [(&g.top_k, "grid.top_k"), (&g.fetch_k, "grid.fetch_k")] {
+            if values.get_ref().contains(&0) {
+                return self.err(values.span(), field, "must be >= 1 (chunks)".into());
             }
         }
         for &l in g.lambda_mult.get_ref() {
@@ -823,54 +878,6 @@ impl Validator<'_> {
     }
 }
 
-/// Stable cell id: the first 16 hex digits of sha256 over the model's name, file and generation
-/// settings (threads and n_batch included: llama.cpp's greedy output can differ with them) and
-/// the GGUF's size in bytes (a replaced file makes new cells) (or `retrieval-only`), the retrieval settings, the corpus paths and the embedding model
-/// path. Question ids and repeats are not part of it: they key the answer rows within a cell.
-fn cell_id(model: Option<&ModelSpec>, r: &Retrieval, corpus: &[String], embed: &str) -> String {
-    let mut h = Sha256::new();
-    match model {
-        Some(m) => {
-            let p = &m.params;
-            h.update(format!(
-                "model={}|gguf={}|bytes={}|prompt={:?}|n_ctx={}|t={}|top_p={}|seed={}|max={}|stop={:?}|threads={}|n_batch={}\n",
-                m.name,
-                m.gguf_key,
-                std::fs::metadata(&m.gguf).map_or(0, |md| md.len()),
-                p.prompt,
-                p.n_ctx,
-                p.temperature,
-                p.top_p,
-                p.seed,
-                p.max_tokens,
-                p.stop,
-                p.threads,
-                p.n_batch
-            ));
-        }
-        None => h.update(b"retrieval-only\n"),
-    }
-    h.update(format!(
-        "size={}|overlap={}|retriever={}|k={}|fetch_k={:?}|lambda={:?}|w={:?}\n",
-        r.chunk_size,
-        r.chunk_overlap,
-        r.retriever,
-        r.top_k,
-        r.fetch_k,
-        r.lambda_mult,
-        r.ensemble_weight
-    ));
-    // Non-default variants only, so cells defined before these axes existed keep their ids.
-    if let Some(b) = r.bm25.filter(|b| *b != Bm25Variant::default()) {
-        h.update(format!("bm25={b}\n"));
-    }
-    if let Some(d) = r.dense_index.filter(|d| *d != DenseIndexKind::default()) {
-        h.update(format!("dense_index={d}\n"));
-    }
-    h.update(format!("corpus={corpus:?}|embed={embed}\n"));
-    hex::encode(&h.finalize()[..8])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,6 +887,9 @@ mod tests {
         std::fs::write(d.path().join("doc.txt"), "hello").unwrap();
         std::fs::write(d.path().join("qa.txt"), "q?\na.\n").unwrap();
         std::fs::create_dir(d.path().join("embed")).unwrap();
+        // the embedding model's fingerprint reads these two files
+        std::fs::write(d.path().join("embed/model.safetensors"), "w").unwrap();
+        std::fs::write(d.path().join("embed/tokenizer.json"), "{}").unwrap();
         std::fs::write(d.path().join("m.gguf"), "GGUF").unwrap();
         d
     }
@@ -1015,6 +1025,77 @@ prompt = "C: {context} Q: {question} A:"
         )
         .unwrap_err();
         assert!(err.to_string().contains("{context}"), "{err}");
+    }
+
+    #[test]
+    fn cell_ids_follow_file_contents() {
+        let d = fixture_dir();
+        let grid = "[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n";
+        let text = format!("{BASE}\n{grid}");
+        let ids = |e: &Experiment| e.cells.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        let before = parse(d.path(), &text).unwrap();
+        assert_eq!(ids(&parse(d.path(), &text).unwrap()), ids(&before));
+        // the corpus edited in place (same size): every cell is new
+        std::fs::write(d.path().join("doc.txt"), "jello").unwrap();
+        let corpus = parse(d.path(), &text).unwrap();
+        assert!(ids(&corpus).iter().all(|id| !ids(&before).contains(id)));
+        // the embedding model's weights edited: every cell is new again
+        std::fs::write(d.path().join("embed/model.safetensors"), "W").unwrap();
+        let embed = parse(d.path(), &text).unwrap();
+        assert!(ids(&embed).iter().all(|id| !ids(&corpus).contains(id)));
+        // one GGUF edited: only that model's cells
+        std::fs::write(d.path().join("b.gguf"), "GGUF b").unwrap();
+        let two = BASE.replace("gguf = \"m.gguf\"\nprompt", "gguf = \"b.gguf\"\nprompt");
+        let a = parse(d.path(), &format!("{two}\n{grid}")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(d.path().join("b.gguf"), "GGUF c").unwrap();
+        let b = parse(d.path(), &format!("{two}\n{grid}")).unwrap();
+        assert_eq!(a.cells[0].id, b.cells[0].id, "model a is unchanged");
+        assert_ne!(a.cells[1].id, b.cells[1].id, "model b's GGUF changed");
+        // threads: unset is not part of the id, a value set by the user is
+        assert_eq!(a.models[0].threads, None);
+        let set = two.replacen("gguf = \"m.gguf\"\n", "gguf = \"m.gguf\"\nthreads = 3\n", 1);
+        let c = parse(d.path(), &format!("{set}\n{grid}")).unwrap();
+        assert_eq!(c.models[0].threads, Some(3));
+        assert_ne!(c.cells[0].id, b.cells[0].id);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_names_are_plain_file_names() {
+        let d = fixture_dir();
+        let err = parse(
+            d.path(),
+            &format!("{BASE}\n[grid]\nchunk_size = [100]\nretriever = [\"mmr\"]\nfetch_k = [0]\n"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ExperimentError::Invalid { field, .. } if field == "grid.fetch_k"),
+            "{err}"
+        );
+        for bad in ["..", ".hidden", "a/b", "", "x y"] {
+            let text = BASE.replace("name = \"t\"", &format!("name = \"{bad}\""));
+            let err = parse(
+                d.path(),
+                &format!("{text}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, ExperimentError::Invalid { field, .. } if field == "name"),
+                "{bad}: {err}"
+            );
+        }
+        // two models with the same GGUF and settings would be the same cells
+        let twins = BASE.replace("prompt = \"C: {context} Q: {question} A:\"\n", "");
+        let err = parse(
+            d.path(),
+            &format!("{twins}\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("same GGUF contents and settings"), "{err}");
+        // the name alone can be read without the inputs
+        std::fs::write(d.path().join("n.toml"), "name = \"only\"\n").unwrap();
+        assert_eq!(read_name(&d.path().join("n.toml")).unwrap(), "only");
     }
 
     #[test]

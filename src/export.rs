@@ -3,20 +3,13 @@
 //! (RFC 4180 quoting, so answers with commas, quotes or newlines round-trip). [`write_cells_csv`]
 //! writes one row per cell instead: its axes and, per metric, the mean with its 95% t-interval.
 
+use crate::cell::CellAxes;
+use crate::report::{metric_columns, metric_order};
 use crate::store::AnswerRecord;
 
-/// The fixed leading column names of [`write_csv`], in order; metric columns follow.
-pub const CSV_COLUMNS: [&str; 27] = [
-    "cell_id",
-    "model",
-    "chunk_size",
-    "chunk_overlap",
-    "retriever",
-    "ensemble_weight",
-    "top_k",
-    "fetch_k",
-    "bm25",
-    "dense_index",
+/// The answer columns of [`write_csv`], in order: they follow the cell's axis columns
+/// ([`CellAxes::columns`]); metric columns come last.
+pub const ANSWER_COLUMNS: [&str; 18] = [
     "repeat",
     "question_id",
     "question",
@@ -34,7 +27,16 @@ pub const CSV_COLUMNS: [&str; 27] = [
     "chunk_ids",
     "pages",
     "status",
+    "error",
 ];
+
+/// Every column of [`write_csv`] before the metric columns: the axes, then [`ANSWER_COLUMNS`].
+pub fn csv_columns() -> Vec<String> {
+    CellAxes::columns()
+        .into_iter()
+        .chain(ANSWER_COLUMNS.iter().map(|c| c.to_string()))
+        .collect()
+}
 
 /// Errors of the CSV export.
 #[derive(Debug, thiserror::Error)]
@@ -71,39 +73,10 @@ pub fn write_jsonl<T: serde::Serialize, W: std::io::Write>(
     Ok(())
 }
 
-/// Metric names present in `answers`, in report order: retrieval metrics (`hit@k`, `recall@k`,
-/// `mrr@k`, `ndcg@k`, by k), then answer metrics (`em`, `f1`, `contains`, `rouge_l`, `meteor`),
-/// then any other name alphabetically.
-pub fn metric_columns(answers: &[AnswerRecord]) -> Vec<String> {
-    let mut names: Vec<String> = answers
-        .iter()
-        .flat_map(|a| a.metrics.keys().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    names.sort_by_key(|n| metric_order(n));
-    names
-}
-
-/// Sort key of a metric name for [`metric_columns`].
-pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
-    const RETRIEVAL: [&str; 4] = ["hit", "recall", "mrr", "ndcg"];
-    const ANSWER: [&str; 6] = ["cosine", "em", "f1", "contains", "rouge_l", "meteor"];
-    if let Some((m, k)) = name.split_once('@') {
-        if let (Some(i), Ok(k)) = (RETRIEVAL.iter().position(|r| *r == m), k.parse()) {
-            return (0, k, i as u8, String::new());
-        }
-    }
-    match ANSWER.iter().position(|a| *a == name) {
-        Some(i) => (1, 0, i as u8, String::new()),
-        None => (2, 0, 0, name.to_string()),
-    }
-}
-
 /// Writes `answers` as CSV with a header row to `out`.
 ///
-/// Columns: [`CSV_COLUMNS`] in that order, then [`metric_columns`] (a row without that metric
-/// has an empty field). Units follow [`AnswerRecord`]: sizes in characters,
+/// Columns: [`csv_columns`] in that order (the cell's axes, then the answer's fields), then
+/// [`metric_columns`] (a row without that metric has an empty field). Units follow [`AnswerRecord`]: sizes in characters,
 /// times in seconds, memory in bytes, CPU in percent of one core. `None` becomes an empty field;
 /// `chunk_ids` and `pages` are space-separated integers (empty when there are none), of which the
 /// first `contexts_used` were given to the model. Floats use
@@ -113,14 +86,14 @@ pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
 pub fn write_csv<W: std::io::Write>(answers: &[AnswerRecord], out: W) -> Result<(), ExportError> {
     let mut writer = csv::Writer::from_writer(out);
     let metrics = metric_columns(answers);
-    writer.write_record(
-        CSV_COLUMNS
-            .iter()
-            .copied()
-            .chain(metrics.iter().map(String::as_str)),
-    )?;
+    writer.write_record(csv_columns().iter().chain(metrics.iter()))?;
     for answer in answers {
-        let fixed = record_fields(answer);
+        let fixed = answer
+            .cell
+            .values()
+            .into_iter()
+            .chain(record_fields(answer))
+            .map(|f| formula_safe(&f));
         let extra = metrics.iter().map(|m| opt(answer.metrics.get(m).copied()));
         writer.write_record(fixed.into_iter().chain(extra))?;
     }
@@ -129,25 +102,15 @@ pub fn write_csv<W: std::io::Write>(answers: &[AnswerRecord], out: W) -> Result<
     Ok(())
 }
 
-/// The leading columns of [`write_cells_csv`], in order; four columns per metric follow.
-pub const CELL_COLUMNS: [&str; 12] = [
-    "cell_id",
-    "model",
-    "chunk_size",
-    "chunk_overlap",
-    "retriever",
-    "ensemble_weight",
-    "top_k",
-    "fetch_k",
-    "bm25",
-    "dense_index",
-    "answers",
-    "failed",
-];
+/// The columns of [`write_cells_csv`] after the axes ([`CellAxes::columns`]); four columns per
+/// metric follow.
+pub const CELL_COLUMNS: [&str; 4] = ["status", "error", "answers", "failed"];
 
-/// Writes one row per cell (from [`crate::report::summarize`]) as CSV with a header to `out`.
+/// Writes one row per cell (from [`crate::report::cell_summaries`]: every stored cell, failed ones
+/// without answers included) as CSV with a header to `out`.
 ///
-/// Columns: [`CELL_COLUMNS`], then for `cosine`, `response_time_s` (seconds) and every metric
+/// Columns: the axes ([`CellAxes::columns`]), [`CELL_COLUMNS`] (status, the first line of a failed
+/// cell's error, answers, failed answers), then for `cosine`, `response_time_s` (seconds) and every metric
 /// present in any cell (in [`metric_order`]) four columns `<m>_mean`, `<m>_ci_low`, `<m>_ci_high`
 /// (the 95% Student-t interval of the mean, [`crate::report::CI_LEVEL`]) and `<m>_n` (answers
 /// with that metric). Empty fields where a cell lacks the metric; the interval is the mean itself
@@ -166,7 +129,8 @@ pub fn write_cells_csv<W: std::io::Write>(
     let mut metrics = vec!["cosine".to_string(), "response_time_s".to_string()];
     metrics.extend(names);
     let mut writer = csv::Writer::from_writer(out);
-    let mut header: Vec<String> = CELL_COLUMNS.iter().map(|c| c.to_string()).collect();
+    let mut header: Vec<String> = CellAxes::columns();
+    header.extend(CELL_COLUMNS.iter().map(|c| c.to_string()));
     for m in &metrics {
         for suffix in ["mean", "ci_low", "ci_high", "n"] {
             header.push(format!("{m}_{suffix}"));
@@ -174,21 +138,18 @@ pub fn write_cells_csv<W: std::io::Write>(
     }
     writer.write_record(&header)?;
     for c in cells {
-        let a = &c.axes;
-        let mut row = vec![
-            a.cell_id.clone(),
-            a.model.clone(),
-            a.chunk_size.to_string(),
-            a.chunk_overlap.to_string(),
-            a.retriever.clone(),
-            opt(a.ensemble_weight),
-            a.top_k.to_string(),
-            opt(a.fetch_k),
-            a.bm25.clone().unwrap_or_default(),
-            a.dense_index.clone().unwrap_or_default(),
+        let mut row = c.axes.values();
+        row.extend([
+            opt(c.status),
+            formula_safe(
+                c.error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or(""),
+            ),
             c.n_answers.to_string(),
             c.n_failed.to_string(),
-        ];
+        ]);
         for m in &metrics {
             let ci = match m.as_str() {
                 "cosine" => c.cosine,
@@ -206,19 +167,21 @@ pub fn write_cells_csv<W: std::io::Write>(
     Ok(())
 }
 
-/// The fields of one row, in [`CSV_COLUMNS`] order.
-fn record_fields(a: &AnswerRecord) -> [String; 27] {
+/// A text field made safe to open in a spreadsheet: a field starting with `=`, `+`, `-`, `@`, tab
+/// or carriage return is prefixed with `'` (OWASP's CSV-injection advice), unless it is a number
+/// (so `-0.5` stays a number).
+fn formula_safe(field: &str) -> String {
+    let risky = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && field.parse::<f64>().is_err() {
+        format!("'{field}")
+    } else {
+        field.to_string()
+    }
+}
+
+/// The answer fields of one row, in [`ANSWER_COLUMNS`] order.
+fn record_fields(a: &AnswerRecord) -> [String; 18] {
     [
-        a.cell_id.clone(),
-        a.model.clone(),
-        a.chunk_size.to_string(),
-        a.chunk_overlap.to_string(),
-        a.retriever.clone(),
-        opt(a.ensemble_weight),
-        a.top_k.to_string(),
-        opt(a.fetch_k),
-        a.bm25.clone().unwrap_or_default(),
-        a.dense_index.clone().unwrap_or_default(),
         a.repeat.to_string(),
         a.question_id.clone(),
         a.question.clone(),
@@ -235,7 +198,8 @@ fn record_fields(a: &AnswerRecord) -> [String; 27] {
         opt(a.contexts_used),
         join_spaced(&a.chunk_ids),
         join_spaced(&a.pages),
-        a.status.clone(),
+        a.status.to_string(),
+        a.error.clone().unwrap_or_default(),
     ]
 }
 
@@ -258,17 +222,24 @@ mod tests {
     use super::*;
 
     fn record(answer: &str) -> AnswerRecord {
+        use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
         AnswerRecord {
-            cell_id: "c0ffee".into(),
-            model: "smollm2".into(),
-            chunk_size: 500,
-            chunk_overlap: 50,
-            retriever: "ensemble".into(),
-            ensemble_weight: Some(0.3),
-            top_k: 4,
-            fetch_k: None,
-            bm25: Some("okapi".into()),
-            dense_index: Some("arroy".into()),
+            cell: CellAxes {
+                cell_id: "c1".into(),
+                model: "smollm2".into(),
+                retrieval: crate::cell::Retrieval {
+                    chunk_size: 500,
+                    chunk_overlap: 50,
+                    retriever: RetrieverKind::Ensemble,
+                    top_k: 4,
+                    fetch_k: None,
+                    lambda_mult: None,
+                    ensemble_weight: Some(0.3),
+                    bm25: Some(Bm25Variant::Okapi),
+                    dense_index: Some(DenseIndexKind::Arroy),
+                },
+            },
+            index_dir: None,
             repeat: 1,
             question_id: "q7".into(),
             question: "What is a \"Volume\"?".into(),
@@ -285,7 +256,8 @@ mod tests {
             contexts_used: Some(2),
             chunk_ids: vec![12, 3, 40],
             pages: vec![101, 7],
-            status: "ok".into(),
+            status: crate::cell::AnswerStatus::Ok,
+            error: None,
             metrics: Default::default(),
         }
     }
@@ -301,7 +273,7 @@ mod tests {
         let text = export(&[]);
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-        assert_eq!(header, CSV_COLUMNS);
+        assert_eq!(header, csv_columns());
         assert_eq!(reader.records().count(), 0);
     }
 
@@ -314,7 +286,8 @@ mod tests {
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
         assert_eq!(records.len(), 2);
-        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        let cols = csv_columns();
+        let col = |name: &str| cols.iter().position(|c| c == name).unwrap();
         assert_eq!(&records[0][col("answer")], tricky);
         assert_eq!(&records[0][col("question")], "What is a \"Volume\"?");
         assert_eq!(&records[1][col("answer")], "plain");
@@ -365,14 +338,16 @@ mod tests {
         failed.rss_peak_bytes = None;
         failed.cpu_mean_percent = None;
         failed.contexts_used = None;
-        failed.ensemble_weight = None;
+        failed.cell.retrieval.ensemble_weight = None;
         failed.chunk_ids.clear();
         failed.pages.clear();
-        failed.status = "failed".into();
+        failed.status = crate::cell::AnswerStatus::Failed;
+        failed.error = Some("=cmd|calc".into());
         let text = export(&[failed]);
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let row = reader.records().next().unwrap().unwrap();
-        assert_eq!(row.len(), CSV_COLUMNS.len());
+        let cols = csv_columns();
+        assert_eq!(row.len(), cols.len());
         for name in [
             "cosine",
             "response_time_s",
@@ -384,10 +359,13 @@ mod tests {
             "chunk_ids",
             "pages",
         ] {
-            let i = CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+            let i = cols.iter().position(|c| c == name).unwrap();
             assert_eq!(&row[i], "", "{name}");
         }
-        assert_eq!(&row[CSV_COLUMNS.len() - 1], "failed");
+        let col = |name: &str| cols.iter().position(|c| c == name).unwrap();
+        assert_eq!(&row[col("status")], "failed");
+        // a cell starting with `=` is escaped against spreadsheet formula injection
+        assert_eq!(&row[col("error")], "'=cmd|calc");
     }
 
     #[test]
@@ -409,7 +387,7 @@ mod tests {
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
         assert_eq!(
-            &header[CSV_COLUMNS.len()..],
+            &header[csv_columns().len()..],
             ["hit@4", "ndcg@4", "recall@10", "em", "rouge_l", "zz"]
         );
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();

@@ -228,8 +228,9 @@ impl GenParams {
     }
 }
 
-/// Number of logical cores (at least 1).
-fn default_threads() -> i32 {
+/// Threads llama.cpp uses when a model does not set `threads`: this machine's available
+/// parallelism (cores the process may use), at least 1.
+pub fn default_threads() -> i32 {
     std::thread::available_parallelism()
         .map(|n| i32::try_from(n.get()).unwrap_or(i32::MAX))
         .unwrap_or(1)

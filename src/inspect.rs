@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::cell::{AnswerStatus, Cell, CellStatus};
 use crate::experiment::Experiment;
 use crate::index::ExperimentIndexes;
 use crate::retrieve::{retrieve, RetrieverParams};
@@ -61,6 +62,24 @@ pub enum InspectError {
     /// Loading the model or generating failed.
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),
+    /// Loading the cell runner failed.
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    /// The index a cell recorded is gone or unreadable.
+    #[error(
+        "the index cell {cell} ({label}) recorded, {dir}, cannot be opened ({reason}); run \
+         `orchestrate run` on the experiment to rebuild it, then rescore"
+    )]
+    IndexGone {
+        /// The cell id.
+        cell: String,
+        /// The cell's label.
+        label: String,
+        /// The recorded index directory.
+        dir: String,
+        /// Why it cannot be opened.
+        reason: String,
+    },
 }
 
 /// Resolves the (chunk_size, chunk_overlap) in characters to inspect.
@@ -176,7 +195,7 @@ pub fn write_retrieved(
     mut out: impl Write,
 ) -> Result<usize, InspectError> {
     params.validate()?;
-    let mut indexes = ExperimentIndexes::new(exp, store_dir);
+    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, store_dir);
     let (index, info) = indexes.open(chunk_size, chunk_overlap)?;
     if !info.cache_hit {
         tracing::info!(
@@ -251,45 +270,39 @@ pub struct Asked {
     pub chunks: Vec<AskedChunk>,
 }
 
-/// Answers `question` with model `model` (an index into [`Experiment::models`]) from the chunks
-/// retriever `params` returns on the index for `chunk_size` / `chunk_overlap`, exactly as a
-/// cell's worker does (same prompt building, context fitting, sampling and stop strings), in
-/// this process and without storing anything. For tuning prompts and stop strings: the result
-/// holds the prompt as decoded and why generation stopped.
+/// Answers `question` as `cell` would, with the cell runner its worker uses
+/// ([`crate::worker::CellRunner`]: same retrieval, prompt building, context fitting, sampling and
+/// stop strings), in this process and without storing anything. The cell's index is opened from
+/// `<store_dir>/indexes` (built first if missing). For tuning prompts and stop strings: the
+/// result holds the prompt as decoded and why generation stopped.
 ///
-/// Errors: [`InspectError::Setting`] for a model index out of range; index, embedding,
-/// retrieval, model loading and generation errors.
-pub fn ask(
-    exp: &Experiment,
-    store_dir: &Path,
-    chunk_size: usize,
-    chunk_overlap: usize,
-    params: &RetrieverParams,
-    model: usize,
-    question: &str,
-) -> Result<Asked, InspectError> {
-    let Some(spec) = exp.models.get(model) else {
-        return Err(InspectError::Setting(format!(
-            "{} has no model number {model}",
-            exp.path.display()
-        )));
+/// Errors: [`InspectError::Setting`] for a cell without a model; index, embedding, retrieval,
+/// model loading and generation errors.
+pub fn ask(cell: &Cell, store_dir: &Path, question: &str) -> Result<Asked, InspectError> {
+    let Some(model) = &cell.model else {
+        return Err(InspectError::Setting(
+            "a retrieval-only cell has no model to ask; add a [[model]]".into(),
+        ));
     };
-    params.validate()?;
-    let mut indexes = ExperimentIndexes::new(exp, store_dir);
-    let (index, _) = indexes.open(chunk_size, chunk_overlap)?;
-    let qvec = indexes.embedder()?.embed_one(question)?;
-    let hits = retrieve(&index, question, &qvec, params)?;
-    let ranked: Vec<(f32, &crate::split::Chunk)> = hits
+    cell.retrieval.params().validate()?;
+    let mut indexes = ExperimentIndexes::new(&cell.corpus, &cell.embedding_model, store_dir);
+    let info = indexes.prepare(cell.retrieval.chunk_size, cell.retrieval.chunk_overlap)?;
+    let mut runner = crate::worker::CellRunner::load(cell.clone(), &info.dir, false)?;
+    let ran = runner.run(question, 0).map_err(InspectError::Setting)?;
+    let Some(g) = ran.generation else {
+        return Err(InspectError::Setting("the cell generated nothing".into()));
+    };
+    let ranked: Vec<(f32, &crate::split::Chunk)> = ran
+        .hits
         .iter()
-        .filter_map(|h| index.chunk(h.chunk_id).map(|c| (h.score, c)))
+        .filter_map(|h| runner.index().chunk(h.chunk_id).map(|c| (h.score, c)))
         .collect();
     let contexts: Vec<&str> = ranked.iter().map(|(_, c)| c.text.as_str()).collect();
-    let mut generator = crate::generate::Generator::load(&spec.gguf, spec.params.clone())?;
-    let g = generator.answer(question, &contexts)?;
-    let prompt =
-        generator.build_prompt(question, &contexts[..g.contexts_used.min(contexts.len())])?;
+    let prompt = runner
+        .prompt(question, &contexts[..g.contexts_used.min(contexts.len())])
+        .unwrap_or_else(|| Ok(String::new()))?;
     Ok(Asked {
-        model: spec.name.clone(),
+        model: model.name.clone(),
         question: question.to_string(),
         prompt,
         answer: g.text,
@@ -324,21 +337,23 @@ pub struct RescoreSummary {
 }
 
 /// Recomputes the per-answer metrics ([`crate::score::metrics_for`]) of every stored `ok` answer
-/// of `exp` from its stored retrieved chunk ids and answer text and the current QA file, and
-/// stores them, replacing the old ones. BEIR questions (with qrels) are judged per document via
-/// the index's chunk table. Cosine similarity is not recomputed. Indexes are opened
-/// from the cache (built if missing). Use it after upgrading orchestrate or editing evidence.
-/// Errors: QA file, index, database.
+/// of `cells` from its stored retrieved chunk ids and answer text and `questions` (the current QA
+/// file), and stores them, replacing the old ones. Chunks are read from the index each cell
+/// recorded (`cells.index_dir`), never from an index rebuilt from today's files, so chunk ids
+/// always mean what they meant when the answer was stored. BEIR questions (with qrels) are judged
+/// per document via the index's chunk table. Cosine similarity is not recomputed. Use it after
+/// upgrading orchestrate or editing evidence.
+///
+/// Errors: [`InspectError::IndexGone`] naming the cell and directory when a recorded index is
+/// missing or unreadable; [`InspectError::NoWordNet`]; database errors.
 pub fn rescore(
-    exp: &Experiment,
-    store_dir: &Path,
+    cells: &[crate::store::StoredCell],
+    questions: &[crate::qa::Question],
     db: &Store,
 ) -> Result<RescoreSummary, InspectError> {
-    let questions: HashMap<String, crate::qa::Question> = crate::worker::questions_of(exp)?
-        .into_iter()
-        .map(|q| (q.id.clone(), q))
-        .collect();
-    let answers = db.answers(exp)?;
+    let questions: HashMap<&str, &crate::qa::Question> =
+        questions.iter().map(|q| (q.id.as_str(), q)).collect();
+    let answers = db.answers(cells)?;
     // Rescoring replaces each answer's metrics: without WordNet it would drop stored METEOR.
     if answers.iter().any(|a| a.metrics.contains_key("meteor"))
         && crate::score::wordnet::global().is_none()
@@ -347,42 +362,50 @@ pub fn rescore(
             crate::score::wordnet::database_dir(),
         ));
     }
-    let mut indexes = ExperimentIndexes::new(exp, store_dir);
-    // per chunk setting: the chunk table (chunk → document for BEIR qrels) and, when some question
-    // is judged by evidence, its judge
-    let need_judge = questions.values().any(crate::score::needs_judge);
-    let mut opened: HashMap<(u32, u32), (Vec<crate::split::Chunk>, Option<JudgeCorpus>)> =
+    let need_judge = questions.values().any(|q| crate::score::needs_judge(q));
+    let mut opened: HashMap<String, (Vec<crate::split::Chunk>, Option<JudgeCorpus>)> =
         HashMap::new();
     let mut summary = RescoreSummary::default();
-    for a in answers.iter().filter(|a| a.status == "ok") {
+    for a in answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
         let Some(q) = questions
-            .get(&a.question_id)
+            .get(a.question_id.as_str())
             .filter(|q| q.question == a.question)
         else {
             summary.stale += 1;
             continue;
         };
-        let key = (a.chunk_size, a.chunk_overlap);
-        let (chunks, judge) = match opened.entry(key) {
+        let cell = cells.iter().find(|c| c.cell.id == a.cell.cell_id);
+        let gone = |reason: String| InspectError::IndexGone {
+            cell: a.cell.cell_id.clone(),
+            label: a.cell.label(),
+            dir: a.index_dir.clone().unwrap_or_else(|| "(none)".into()),
+            reason,
+        };
+        let dir = a
+            .index_dir
+            .clone()
+            .ok_or_else(|| gone("no index was recorded for it".into()))?;
+        let (chunks, judge) = match opened.entry(dir.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let (index, _) = indexes.open(a.chunk_size as usize, a.chunk_overlap as usize)?;
+                let chunks = crate::index::cache::read_index_chunks(Path::new(&dir))
+                    .map_err(|e| gone(e.to_string()))?;
                 let judge = need_judge.then(|| {
-                    JudgeCorpus::new(index.chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)))
+                    JudgeCorpus::new(chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)))
                 });
-                v.insert((index.chunks, judge))
+                v.insert((chunks, judge))
             }
         };
-        let answer = exp.generate.then_some(a.answer.as_str());
+        let generated = cell.is_some_and(|c| c.cell.model.is_some());
         let metrics = crate::score::metrics_for(
             q,
             &a.chunk_ids,
-            a.top_k as usize,
+            a.cell.retrieval.top_k,
             chunks,
             judge.as_ref(),
-            answer,
+            generated.then_some(a.answer.as_str()),
         );
-        if db.set_answer_metrics(&a.cell_id, a.repeat, &a.question_id, &metrics)? {
+        if db.set_answer_metrics(&a.cell.cell_id, a.repeat, &a.question_id, &metrics)? {
             summary.updated += 1;
         }
     }
@@ -392,46 +415,84 @@ pub fn rescore(
 /// Progress of one cell, as `orchestrate status` shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellProgress {
-    /// The cell's label (model · retrieval settings), as in the sweep's log.
+    /// The cell's label (model · retrieval settings), as in the sweep's log; the cell id is
+    /// appended when two cells would share a label.
     pub label: String,
-    /// Stored status: `pending` (also when nothing is stored), `running`, `done`, `failed` or
-    /// `interrupted` (a sweep was killed while it ran).
-    pub status: String,
-    /// (question, repeat) pairs with an `ok` answer to the current question text.
+    /// Stored status (`Pending` when nothing is stored).
+    pub status: CellStatus,
+    /// (question, repeat) pairs with an `ok` answer to the current question text (every `ok`
+    /// answer when the QA file is not available).
     pub done: usize,
-    /// Answers the cell needs: questions × repeats.
-    pub expected: usize,
+    /// Answers the cell needs (questions × repeats); `None` when the experiment's inputs are not
+    /// available.
+    pub expected: Option<usize>,
+    /// Stored answers whose expected answer changed in the QA file: `run` re-scores them without
+    /// an LLM call.
+    pub rescore: usize,
     /// The stored error of a failed cell, first line only.
     pub error: Option<String>,
+    /// Whether the cell is in the experiment's current grid (`true` when the grid is unknown).
+    pub in_grid: bool,
 }
 
-/// The progress of every cell of `exp`, in grid order, from its result database `db` (`None`:
-/// nothing was run yet, every cell is pending). A cell's answers count as done only for the
-/// questions of the current QA file, as `run` counts them when it resumes.
+/// The progress of the cells of a sweep: with the experiment `exp` (its grid and questions,
+/// `repeats`), every grid cell in grid order followed by the database's cells that are not in
+/// the grid (edited away, or made with other file contents); without it, every cell the database
+/// holds, counting its stored `ok` answers. `db` is `None` when nothing was run yet.
 ///
-/// Errors: [`InspectError::Qa`] for an unreadable QA file, [`InspectError::Store`].
-pub fn progress(exp: &Experiment, db: Option<&Store>) -> Result<Vec<CellProgress>, InspectError> {
-    let questions = crate::worker::questions_of(exp)?;
-    let expected = questions.len() * exp.repeats as usize;
-    let mut out = Vec::with_capacity(exp.cells.len());
-    for cell in &exp.cells {
-        let (status, error, done) = match db {
-            Some(db) => {
-                let (status, error) = db.cell_status(&cell.id)?;
-                let done = db.done_keys(&cell.id, &questions)?.len();
-                (status, error, done)
-            }
-            None => ("pending".to_string(), None, 0),
+/// Errors: [`InspectError::Store`].
+pub fn progress(
+    exp: Option<(&Experiment, &[crate::qa::Question])>,
+    db: Option<&Store>,
+) -> Result<Vec<CellProgress>, InspectError> {
+    let stored = match db {
+        Some(db) => db.stored_cells()?,
+        None => Vec::new(),
+    };
+    let mut rows: Vec<(crate::cell::CellAxes, CellProgress)> = Vec::new();
+    let count = |cell: &Cell, in_grid: bool| -> Result<CellProgress, InspectError> {
+        let (status, error) = match db {
+            Some(db) => db.cell_status(&cell.id)?,
+            None => (CellStatus::Pending, None),
         };
-        out.push(CellProgress {
-            label: crate::sweep::cell_label(exp, cell),
+        let (done, expected, rescore) = match (exp, db) {
+            (Some((e, qs)), Some(db)) => (
+                db.done_keys(&cell.id, qs)?.len(),
+                Some(qs.len() * e.repeats as usize),
+                db.stale_references(&cell.id, qs)?.len(),
+            ),
+            (Some((e, qs)), None) => (0, Some(qs.len() * e.repeats as usize), 0),
+            (None, Some(db)) => (db.answer_counts(&cell.id)?.0 as usize, None, 0),
+            (None, None) => (0, None, 0),
+        };
+        Ok(CellProgress {
+            label: String::new(),
             status,
             done,
-            expected,
+            expected: if in_grid { expected } else { None },
+            rescore,
             error: error.map(|e| e.lines().next().unwrap_or_default().to_string()),
-        });
+            in_grid,
+        })
+    };
+    if let Some((e, _)) = exp {
+        for cell in &e.cells {
+            rows.push((cell.axes(), count(cell, true)?));
+        }
     }
-    Ok(out)
+    for c in &stored {
+        let in_grid = exp.is_none_or(|(e, _)| e.cell(&c.cell.id).is_some());
+        if exp.is_some() && in_grid {
+            continue;
+        }
+        rows.push((c.cell.axes(), count(&c.cell, exp.is_none())?));
+    }
+    let labels = crate::cell::distinct_labels(rows.iter().map(|(a, _)| a));
+    Ok(rows
+        .into_iter()
+        .zip(labels)
+        .map(|((_, p), label)| CellProgress { label, ..p })
+        .collect())
 }
 
 /// The chunk settings (chunk_size, chunk_overlap, in characters) the cells of `exp` use, each
@@ -447,7 +508,7 @@ pub fn index_cache_state(
         .iter()
         .map(|c| (c.retrieval.chunk_size, c.retrieval.chunk_overlap))
         .collect();
-    let mut indexes = ExperimentIndexes::new(exp, store_dir);
+    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, store_dir);
     settings
         .into_iter()
         .map(|(size, overlap)| {
@@ -457,42 +518,64 @@ pub fn index_cache_state(
         .collect()
 }
 
-/// `orchestrate status` as text: a summary line (cells, answers stored of needed, whether a
-/// sweep is `running` now), one line per cell (number, status, done/expected answers, label,
-/// error), which indexes are built (`indexes`, from [`index_cache_state`]; no line when empty),
-/// and what to do next. A cell stored as `running` while no sweep runs is shown as `interrupted`.
+/// `orchestrate status` as text: a summary line (cells of the grid complete, answers stored of
+/// needed, whether a sweep is `running` now), one line per cell (number, status, done/expected
+/// answers, label, a note on answers to re-score, error), which indexes are built (`indexes`,
+/// from [`index_cache_state`]; no line when empty), and what to do next. A cell stored as
+/// `running` while no sweep runs is shown as `interrupted`; cells not in the current grid are
+/// marked `(not in grid)`. `name` and `file` name the experiment.
 pub fn progress_text(
-    exp: &Experiment,
+    name: &str,
+    file: &Path,
     cells: &[CellProgress],
     indexes: &[(usize, usize, bool)],
     running: bool,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let expected: usize = cells.iter().map(|c| c.expected).sum();
-    let done: usize = cells.iter().map(|c| c.done.min(c.expected)).sum();
-    let finished = cells.iter().filter(|c| c.done >= c.expected).count();
-    let pct = if expected > 0 {
-        100.0 * done as f64 / expected as f64
+    let grid: Vec<&CellProgress> = cells.iter().filter(|c| c.in_grid).collect();
+    let known = grid.iter().all(|c| c.expected.is_some());
+    let expected: usize = grid.iter().filter_map(|c| c.expected).sum();
+    let done: usize = grid
+        .iter()
+        .map(|c| c.expected.map_or(c.done, |e| c.done.min(e)))
+        .sum();
+    let finished = grid
+        .iter()
+        .filter(|c| c.expected.is_some_and(|e| c.done >= e && c.rescore == 0))
+        .count();
+    let now = if running {
+        " · a sweep is running now"
     } else {
-        100.0
+        ""
     };
-    let _ = writeln!(
-        s,
-        "{}: {} of {} cells complete, {done} of {expected} answers stored ({pct:.0}%){}",
-        exp.name,
-        finished,
-        cells.len(),
-        if running {
-            " · a sweep is running now"
+    if known {
+        let pct = if expected > 0 {
+            100.0 * done as f64 / expected as f64
         } else {
-            ""
-        }
-    );
+            100.0
+        };
+        let _ = writeln!(
+            s,
+            "{name}: {finished} of {} cells complete, {done} of {expected} answers stored ({pct:.0}%){now}",
+            grid.len(),
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "{name}: {} cells, {done} answers stored (from the results database alone: the \
+             experiment's inputs are not available){now}",
+            grid.len(),
+        );
+    }
     let width = cells.len().to_string().len();
+    let answers = |c: &CellProgress| match c.expected {
+        Some(e) => format!("{}/{e}", c.done),
+        None => c.done.to_string(),
+    };
     let answers_w = cells
         .iter()
-        .map(|c| format!("{}/{}", c.done, c.expected).len())
+        .map(|c| answers(c).len())
         .max()
         .unwrap_or(0)
         .max("answers".len());
@@ -503,19 +586,29 @@ pub fn progress_text(
     );
     for (i, c) in cells.iter().enumerate() {
         // a cell left `running` with no sweep running was cut short by a killed sweep
-        let status = if c.status == "running" && !running {
-            "interrupted"
+        let status = if c.status == CellStatus::Running && !running {
+            CellStatus::Interrupted
         } else {
-            c.status.as_str()
+            c.status
         };
         let _ = write!(
             s,
             "{:>width$}  {:<11} {:>answers_w$}  {}",
             i + 1,
-            status,
-            format!("{}/{}", c.done, c.expected),
+            status.as_str(),
+            answers(c),
             c.label,
         );
+        if !c.in_grid {
+            s.push_str("  (not in grid)");
+        }
+        if c.rescore > 0 {
+            let _ = write!(
+                s,
+                "  ({} to re-score: expected answer changed, no LLM call)",
+                c.rescore
+            );
+        }
         if let Some(e) = c.error.as_deref().filter(|e| !e.is_empty()) {
             let _ = write!(s, "  ({e})");
         }
@@ -537,12 +630,12 @@ pub fn progress_text(
             list.join(" · ")
         );
     }
-    let left = cells.len() - finished;
-    if left > 0 && !running {
+    let left = grid.len() - finished;
+    if known && left > 0 && !running {
         let _ = writeln!(
             s,
             "`orchestrate run {}` runs the {left} unfinished cell{}; done answers are kept.",
-            exp.path.display(),
+            file.display(),
             if left == 1 { "" } else { "s" }
         );
     }
@@ -555,22 +648,29 @@ mod tests {
 
     #[test]
     fn progress_text_summarises_and_lists_cells() {
-        let d = tempfile::tempdir().unwrap();
-        let exp = experiment(d.path(), "chunk_size = [100]\nretriever = [\"bm25\"]");
         let cell = |status: &str, done, error: Option<&str>| CellProgress {
             label: format!("cell {status}"),
-            status: status.into(),
+            status: CellStatus::parse(status),
             done,
-            expected: 4,
+            expected: Some(4),
+            rescore: 0,
             error: error.map(String::from),
+            in_grid: true,
         };
-        let cells = [
+        let mut cells = vec![
             cell("done", 4, None),
             cell("interrupted", 1, None),
             cell("failed", 2, Some("worker exited early")),
             cell("running", 0, None),
         ];
-        let text = progress_text(&exp, &cells, &[(100, 20, true), (250, 50, false)], false);
+        let file = Path::new("x.toml");
+        let text = progress_text(
+            "x",
+            file,
+            &cells,
+            &[(100, 20, true), (250, 50, false)],
+            false,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].ends_with("1 of 4 cells complete, 7 of 16 answers stored (44%)"),
@@ -591,7 +691,7 @@ mod tests {
         );
         assert!(lines[7].contains("runs the 3 unfinished cells"), "{text}");
         // while a sweep runs, no advice to start one
-        let text = progress_text(&exp, &cells, &[], true);
+        let text = progress_text("x", file, &cells, &[], true);
         assert!(text
             .lines()
             .next()
@@ -602,6 +702,27 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("unfinished"));
+        // a cell that is not in the grid is listed but not counted; one with an edited
+        // reference answer is not complete until re-scored
+        cells[0].rescore = 2;
+        cells.push(CellProgress {
+            in_grid: false,
+            expected: None,
+            ..cell("done", 3, None)
+        });
+        let text = progress_text("x", file, &cells, &[], false);
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .contains("0 of 4 cells complete, 7 of 16"),
+            "{text}"
+        );
+        assert!(text.contains("(2 to re-score: expected answer changed, no LLM call)"));
+        assert!(
+            text.contains("5  done              3  cell done  (not in grid)"),
+            "{text}"
+        );
     }
 
     fn experiment(dir: &Path, grid: &str) -> Experiment {
@@ -612,6 +733,9 @@ mod tests {
         .unwrap();
         std::fs::write(dir.join("qa.txt"), "Q?\nA.\n").unwrap();
         std::fs::create_dir_all(dir.join("m")).unwrap();
+        // the embedding model's fingerprint reads these two files
+        std::fs::write(dir.join("m/model.safetensors"), "w").unwrap();
+        std::fs::write(dir.join("m/tokenizer.json"), "{}").unwrap();
         let text = format!(
             "name = \"x\"\ncorpus = \"c.txt\"\nqa = \"qa.txt\"\nembedding_model = \"m\"\ngenerate = false\n[grid]\n{grid}\n"
         );

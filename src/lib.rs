@@ -1,18 +1,26 @@
 //! orchestrate: declarative, resumable RAG experiments with small local LLMs.
 //!
-//! Data flows one way through one module per stage:
-//! [`experiment`] (parse, expand grid) → [`corpus`] / [`split`] (extract, chunk) → [`embed`] →
-//! [`index`] (dense, lexical, cache) → [`retrieve`] (MMR, fusion) → [`generate`] → [`score`] →
-//! [`sample`] → [`store`] → [`report`] / [`export`]. [`sweep`] schedules cells and [`worker`]
-//! runs one cell in an isolated subprocess. [`inspect`] shows chunks and retrieved lists and
-//! recomputes stored metrics. [`models`] fetches the default model files.
+//! One typed cell ([`cell::Cell`]) flows one way through the program:
+//! [`experiment`] parses the TOML and expands its grid into self-contained cells (model, GGUF
+//! sha256, settings, corpus and embedding-model fingerprints; ids hash contents, see
+//! [`fingerprint`]) → [`sweep`] prepares each cell's index ([`index`]: [`corpus`] / [`split`] /
+//! [`embed`], cached by content) and sends the cell as JSON to a [`worker`] subprocess, whose
+//! [`worker::CellRunner`] retrieves ([`retrieve`]), generates ([`generate`]) and scores
+//! ([`score`]) each answer while [`sample`] measures it → [`store`] writes the cell as it ran and
+//! every answer into SQLite → [`report`] / [`export`] / [`commands::compare`] /
+//! [`commands::status`] read the database alone. [`commands`] holds one function per subcommand
+//! (the binary only parses and prints); [`inspect`] shows chunks, retrieved lists and progress and
+//! recomputes stored metrics; [`models`] fetches the default model files.
 
 #![warn(missing_docs)]
 
+pub mod cell;
+pub mod commands;
 pub mod corpus;
 pub mod embed;
 pub mod experiment;
 pub mod export;
+pub mod fingerprint;
 pub mod generate;
 pub mod index;
 pub mod inspect;

@@ -6,13 +6,22 @@
 //! half a row. `answers` has a UNIQUE key (cell_id, repeat, question_id): a resumed sweep skips
 //! the keys whose row is `ok` and replaces a `failed` row when it retries it, so a grid ends with
 //! exactly one row per cell × question × repeat.
+//!
+//! The database describes itself: `cells.spec` holds each cell as it ran ([`crate::cell::Cell`]
+//! as JSON: model, GGUF sha256, settings, corpus and embedding-model fingerprints) and
+//! `cells.index_dir` the index its chunk ids refer to, so reading results
+//! ([`Store::stored_cells`], [`Store::answers`]) never needs the experiment's inputs. Databases
+//! written before `spec` existed are upgraded in place: their cells are read back from the axis
+//! columns (with unknown fingerprints).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::experiment::{Cell, Experiment};
+pub use crate::cell::{AnswerStatus, CellStatus};
+use crate::cell::{Cell, CellAxes, ModelSpec, Retrieval, RETRIEVAL_ONLY};
+use crate::experiment::Experiment;
 use crate::sample::{HostFacts, Sample, Usage};
 
 /// Errors from the result database. Every variant names the database file.
@@ -120,10 +129,12 @@ CREATE INDEX IF NOT EXISTS samples_cell ON samples (cell_id);
 
 /// Columns added after the first schema: (table, column, declaration). [`Store::open`] adds the
 /// missing ones to an older database, so results stored by an earlier version stay readable.
-const MIGRATIONS: [(&str, &str, &str); 3] = [
+const MIGRATIONS: [(&str, &str, &str); 5] = [
     ("answers", "metrics", "TEXT NOT NULL DEFAULT '{}'"),
     ("cells", "bm25", "TEXT"),
     ("cells", "dense_index", "TEXT"),
+    ("cells", "spec", "TEXT"),
+    ("cells", "threads", "INTEGER"),
 ];
 
 /// Long-format view of the per-answer metrics (one row per answer × metric), for SQL users:
@@ -133,30 +144,6 @@ CREATE VIEW IF NOT EXISTS answer_metrics AS
     SELECT a.cell_id, a.repeat, a.question_id, a.status, m.key AS metric, m.value AS value
     FROM answers AS a, json_each(a.metrics) AS m;
 "#;
-
-/// Status of a cell in the `cells` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CellStatus {
-    /// Known, not started.
-    Pending,
-    /// A worker is (or was, if the sweep was killed) running it.
-    Running,
-    /// Every question × repeat has an `ok` answer.
-    Done,
-    /// The worker crashed, timed out or could not start; `error` says why.
-    Failed,
-}
-
-impl CellStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            CellStatus::Pending => "pending",
-            CellStatus::Running => "running",
-            CellStatus::Done => "done",
-            CellStatus::Failed => "failed",
-        }
-    }
-}
 
 /// One answer as the worker reports it (before the parent adds resource usage).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -171,8 +158,8 @@ pub struct NewAnswer {
     pub expected_answer: String,
     /// The model's answer (empty in retrieval-only runs or on failure).
     pub answer: String,
-    /// `ok` or `failed`.
-    pub status: String,
+    /// Whether it succeeded.
+    pub status: AnswerStatus,
     /// Why it failed.
     pub error: Option<String>,
     /// Cosine similarity of answer and expected answer, in [-1, 1].
@@ -205,29 +192,13 @@ pub struct NewAnswer {
 /// One stored answer joined with its cell's axes: the unit of reports and exports.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AnswerRecord {
-    /// Stable id of the cell (hex hash of its axes).
-    pub cell_id: String,
-    /// Model name from the experiment (`retrieval-only` when nothing was generated).
-    pub model: String,
-    /// Characters.
-    pub chunk_size: u32,
-    /// Characters (resolved from a fraction if the experiment gave one).
-    pub chunk_overlap: u32,
-    /// `dense`, `mmr`, `bm25` or `ensemble`.
-    pub retriever: String,
-    /// BM25 weight r of the ensemble (dense gets 1 - r); `None` for other retrievers.
-    pub ensemble_weight: Option<f64>,
-    /// Chunks returned by each retriever (the ensemble fuses two such lists).
-    pub top_k: u32,
-    /// `None` unless the retriever is `mmr`.
-    pub fetch_k: Option<u32>,
-    /// BM25 implementation (`tantivy` or `okapi`); `None` unless the retriever is `bm25` or
-    /// `ensemble`.
-    #[serde(default)]
-    pub bm25: Option<String>,
-    /// Dense search (`arroy` or `exact`); `None` for the `bm25` retriever.
-    #[serde(default)]
-    pub dense_index: Option<String>,
+    /// The cell's axes (id, model name, retrieval settings), serialised inline.
+    #[serde(flatten)]
+    pub cell: CellAxes,
+    /// The index directory the cell's chunk ids refer to (`cells.index_dir`); `None` when the
+    /// cell never recorded one. Not exported.
+    #[serde(skip)]
+    pub index_dir: Option<String>,
     /// 0-based repeat index.
     pub repeat: u32,
     /// Question id from the QA file.
@@ -264,8 +235,11 @@ pub struct AnswerRecord {
     pub chunk_ids: Vec<u32>,
     /// Pages of those chunks (1-based), parallel to `chunk_ids`.
     pub pages: Vec<u32>,
-    /// `ok` or `failed`.
-    pub status: String,
+    /// Whether the answer succeeded.
+    pub status: AnswerStatus,
+    /// Why it failed (`None` for `ok` answers).
+    #[serde(default)]
+    pub error: Option<String>,
     /// Named per-answer metrics, as in [`NewAnswer::metrics`].
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
@@ -285,7 +259,7 @@ impl NewAnswer {
             question: question.to_string(),
             expected_answer: expected_answer.to_string(),
             answer: String::new(),
-            status: "ok".into(),
+            status: AnswerStatus::Ok,
             error: None,
             cosine: None,
             response_time_s: None,
@@ -451,24 +425,26 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts the cells of `exp` that the database does not know yet (status `pending`).
-    pub fn register_cells(&self, exp: &Experiment) -> Result<(), StoreError> {
+    /// Inserts `cells` (status `pending`) or, for a cell the database knows, refreshes its spec:
+    /// same id means same contents and settings, so only display fields (model name, paths) can
+    /// differ, and the latest are kept.
+    pub fn register_cells(&self, cells: &[Cell]) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare(
                 "INSERT INTO cells (cell_id, model, gguf, chunk_size, chunk_overlap, retriever,
-                   ensemble_weight, top_k, fetch_k, lambda_mult, bm25, dense_index)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT (cell_id) DO UPDATE SET bm25 = excluded.bm25, dense_index = excluded.dense_index",
+                   ensemble_weight, top_k, fetch_k, lambda_mult, bm25, dense_index, spec)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (cell_id) DO UPDATE SET model = excluded.model, gguf = excluded.gguf,
+                   bm25 = excluded.bm25, dense_index = excluded.dense_index, spec = excluded.spec",
             )
             .map_err(|e| self.err(e))?;
-        for c in &exp.cells {
-            let (model, gguf) = cell_model(exp, c);
+        for c in cells {
             let r = &c.retrieval;
             stmt.execute(params![
                 c.id,
-                model,
-                gguf,
+                c.model_name(),
+                c.model.as_ref().map(|m| m.gguf.display().to_string()),
                 r.chunk_size as i64,
                 r.chunk_overlap as i64,
                 r.retriever.to_string(),
@@ -478,9 +454,22 @@ impl Store {
                 r.lambda_mult,
                 r.bm25.map(|b| b.as_str()),
                 r.dense_index.map(|d| d.as_str()),
+                to_json(c),
             ])
             .map_err(|e| self.err(e))?;
         }
+        Ok(())
+    }
+
+    /// Records the thread count a cell's worker resolved and ran with (a run fact, not part of
+    /// the cell id unless the experiment set it).
+    pub fn set_cell_threads(&self, cell_id: &str, threads: i32) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE cells SET threads = ?1 WHERE cell_id = ?2",
+                params![threads, cell_id],
+            )
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -550,18 +539,50 @@ impl Store {
     }
 
     /// (question_id, repeat) pairs of `cell_id` that already have an `ok` answer to the same
-    /// question: a stored row whose question or expected answer differs from `questions` (the QA
-    /// file was edited, or plain-text ids shifted) does not count, so it is asked again.
+    /// question text: a stored row whose question differs from `questions` (the QA file was
+    /// edited, or plain-text ids shifted) does not count, so it is asked again. A row whose
+    /// expected answer alone changed counts as done: it needs re-scoring only
+    /// ([`Store::stale_references`]).
     pub fn done_keys(
         &self,
         cell_id: &str,
         questions: &[crate::qa::Question],
     ) -> Result<HashSet<(String, u32)>, StoreError> {
+        Ok(self
+            .ok_rows(cell_id, questions)?
+            .into_iter()
+            .map(|(id, repeat, _)| (id, repeat))
+            .collect())
+    }
+
+    /// The `ok` answers of `cell_id` to the current text of a question of `questions` whose
+    /// stored expected answer differs from the current one: their scores (cosine, answer
+    /// metrics) are stale and need re-scoring, not a new LLM call. (question_id, repeat) pairs.
+    pub fn stale_references(
+        &self,
+        cell_id: &str,
+        questions: &[crate::qa::Question],
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        Ok(self
+            .ok_rows(cell_id, questions)?
+            .into_iter()
+            .filter(|(_, _, same_reference)| !same_reference)
+            .map(|(id, repeat, _)| (id, repeat))
+            .collect())
+    }
+
+    /// `ok` rows of `cell_id` whose question text is current: (id, repeat, whether the stored
+    /// expected answer is current too).
+    fn ok_rows(
+        &self,
+        cell_id: &str,
+        questions: &[crate::qa::Question],
+    ) -> Result<Vec<(String, u32, bool)>, StoreError> {
         let current: std::collections::HashMap<&str, &crate::qa::Question> =
             questions.iter().map(|q| (q.id.as_str(), q)).collect();
         let mut stmt = self
             .conn
-            .prepare("SELECT question_id, repeat, question, expected_answer FROM answers WHERE cell_id = ?1 AND status = 'ok'")
+            .prepare_cached("SELECT question_id, repeat, question, expected_answer FROM answers WHERE cell_id = ?1 AND status = 'ok'")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([cell_id], |r| {
@@ -573,17 +594,61 @@ impl Store {
                 ))
             })
             .map_err(|e| self.err(e))?;
-        let mut out = HashSet::new();
+        let mut out = Vec::new();
         for row in rows {
             let (id, repeat, question, expected) = row.map_err(|e| self.err(e))?;
-            if current
-                .get(id.as_str())
-                .is_some_and(|q| q.question == question && q.expected_answer == expected)
-            {
-                out.insert((id, repeat));
+            if let Some(q) = current.get(id.as_str()).filter(|q| q.question == question) {
+                out.push((id, repeat, q.expected_answer == expected));
             }
         }
         Ok(out)
+    }
+
+    /// The stored answer text and retrieved chunk ids of one row, if the row exists (what
+    /// re-scoring needs).
+    pub fn answer_for_rescore(
+        &self,
+        cell_id: &str,
+        question_id: &str,
+        repeat: u32,
+    ) -> Result<Option<(String, Vec<u32>)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT answer, chunk_ids FROM answers WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
+                params![cell_id, question_id, repeat],
+                |r| Ok((r.get(0)?, from_json(&r.get::<_, String>(1)?))),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Replaces the expected answer and the scores that depend on it (cosine, metrics) of one
+    /// answer, after its reference answer was edited; returns whether the row exists.
+    pub fn set_reference(
+        &self,
+        cell_id: &str,
+        question_id: &str,
+        repeat: u32,
+        expected_answer: &str,
+        cosine: Option<f64>,
+        metrics: &BTreeMap<String, f64>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE answers SET expected_answer = ?1, cosine = ?2, metrics = ?3
+                 WHERE cell_id = ?4 AND question_id = ?5 AND repeat = ?6",
+                params![
+                    expected_answer,
+                    cosine.filter(|c| c.is_finite()),
+                    to_json(&finite(metrics)),
+                    cell_id,
+                    question_id,
+                    repeat
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
     }
 
     /// Marks runs and cells left `running` by a sweep that was killed as `interrupted`.
@@ -638,7 +703,7 @@ impl Store {
                 a.question,
                 a.expected_answer,
                 a.answer,
-                a.status,
+                a.status.as_str(),
                 a.error,
                 a.cosine,
                 a.response_time_s,
@@ -717,59 +782,43 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// A cell's stored status (`pending`, `running`, `done`, `failed` or `interrupted`; `pending`
-    /// when the cell has no row yet) and error text.
-    pub fn cell_status(&self, cell_id: &str) -> Result<(String, Option<String>), StoreError> {
+    /// A cell's stored status (`Pending` when the cell has no row yet) and error text.
+    pub fn cell_status(&self, cell_id: &str) -> Result<(CellStatus, Option<String>), StoreError> {
         Ok(self
             .conn
             .query_row(
                 "SELECT status, error FROM cells WHERE cell_id = ?1",
                 [cell_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((CellStatus::parse(&r.get::<_, String>(0)?), r.get(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))?
-            .unwrap_or_else(|| ("pending".to_string(), None)))
+            .unwrap_or((CellStatus::Pending, None)))
     }
 
-    /// The stored error of a cell, if it failed.
-    pub fn cell_error(&self, cell_id: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT error FROM cells WHERE cell_id = ?1",
-                [cell_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map(Option::flatten)
-            .map_err(|e| self.err(e))
-    }
-
-    /// Index builds recorded for `cells`: (label "chunk S/O", seconds) for each cell that built
-    /// (not reused) its index.
-    pub fn index_builds(&self, cells: &[Cell]) -> Result<Vec<(String, f64)>, StoreError> {
-        let mut out = Vec::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT chunk_size, chunk_overlap, index_build_s, n_chunks FROM cells WHERE cell_id = ?1 AND index_cache_hit = 0")
-            .map_err(|e| self.err(e))?;
-        for c in cells {
-            let row = stmt
-                .query_row([&c.id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<f64>>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
-                    ))
+    /// Index builds recorded for `cells`: (label "chunk S/O (N chunks)", seconds) for each index
+    /// that a cell built (not reused), once per index directory.
+    pub fn index_builds(cells: &[StoredCell]) -> Vec<(String, f64)> {
+        let mut seen = HashSet::new();
+        cells
+            .iter()
+            .filter(|c| c.index_cache_hit == Some(false))
+            .filter(|c| seen.insert(c.index_dir.clone()))
+            .filter_map(|c| {
+                let r = &c.cell.retrieval;
+                c.index_build_s.map(|t| {
+                    (
+                        format!(
+                            "chunk {}/{} ({} chunks)",
+                            r.chunk_size,
+                            r.chunk_overlap,
+                            c.n_chunks.unwrap_or(0)
+                        ),
+                        t,
+                    )
                 })
-                .optional()
-                .map_err(|e| self.err(e))?;
-            if let Some((s, o, Some(t), n)) = row {
-                out.push((format!("chunk {s}/{o} ({} chunks)", n.unwrap_or(0)), t));
-            }
-        }
-        Ok(out)
+            })
+            .collect()
     }
 
     /// Start time of the latest run, if any.
@@ -808,35 +857,65 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Every answer of the given cells, joined with the cells' axes, ordered by cell (in the given
-    /// order), repeat and question id.
-    pub fn answers(&self, exp: &Experiment) -> Result<Vec<AnswerRecord>, StoreError> {
+    /// Every cell the database holds, in the order they were first registered (grid order),
+    /// read back from `cells.spec` (or, for a database written before specs were stored, from
+    /// the axis columns, with [`StoredCell::legacy`] set).
+    pub fn stored_cells(&self) -> Result<Vec<StoredCell>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT cell_id, spec, model, gguf, chunk_size, chunk_overlap, retriever, ensemble_weight,
+                        top_k, fetch_k, lambda_mult, bm25, dense_index, status, error, index_dir,
+                        n_chunks, index_build_s, index_cache_hit, model_load_s, threads
+                 FROM cells ORDER BY rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let id: String = r.get(0)?;
+                let spec: Option<String> = r.get(1)?;
+                let parsed = spec.and_then(|s| serde_json::from_str::<Cell>(&s).ok());
+                let legacy = parsed.is_none();
+                let cell = match parsed {
+                    Some(c) => c,
+                    None => legacy_cell(id, r)?,
+                };
+                Ok(StoredCell {
+                    cell,
+                    legacy,
+                    status: CellStatus::parse(&r.get::<_, String>(13)?),
+                    error: r.get(14)?,
+                    index_dir: r.get(15)?,
+                    n_chunks: r.get::<_, Option<i64>>(16)?.map(|n| n as u64),
+                    index_build_s: r.get(17)?,
+                    index_cache_hit: r.get::<_, Option<i64>>(18)?.map(|h| h != 0),
+                    model_load_s: r.get(19)?,
+                    threads: r.get(20)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every answer of `cells`, ordered by cell (in the given order), repeat and question id.
+    pub fn answers(&self, cells: &[StoredCell]) -> Result<Vec<AnswerRecord>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT repeat, question_id, question, expected_answer, answer, cosine, response_time_s, ttft_s,
                         prompt_tokens, completion_tokens, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent,
-                        chunk_ids, pages, status, metrics, contexts_used
+                        chunk_ids, pages, status, metrics, contexts_used, error
                  FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
             )
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for c in &exp.cells {
-            let (model, _) = cell_model(exp, c);
-            let r = &c.retrieval;
+        for c in cells {
+            let axes = c.cell.axes();
             let rows = stmt
-                .query_map([&c.id], |row| {
+                .query_map([&c.cell.id], |row| {
                     Ok(AnswerRecord {
-                        cell_id: c.id.clone(),
-                        model: model.clone(),
-                        chunk_size: r.chunk_size as u32,
-                        chunk_overlap: r.chunk_overlap as u32,
-                        retriever: r.retriever.to_string(),
-                        ensemble_weight: r.ensemble_weight,
-                        top_k: r.top_k as u32,
-                        fetch_k: r.fetch_k.map(|f| f as u32),
-                        bm25: r.bm25.map(|b| b.to_string()),
-                        dense_index: r.dense_index.map(|d| d.to_string()),
+                        cell: axes.clone(),
+                        index_dir: c.index_dir.clone(),
                         repeat: row.get(0)?,
                         question_id: row.get(1)?,
                         question: row.get(2)?,
@@ -853,8 +932,9 @@ impl Store {
                         contexts_used: row.get(17)?,
                         chunk_ids: from_json(&row.get::<_, String>(13)?),
                         pages: from_json(&row.get::<_, String>(14)?),
-                        status: row.get(15)?,
+                        status: AnswerStatus::parse(&row.get::<_, String>(15)?),
                         metrics: from_json(&row.get::<_, String>(16)?),
+                        error: row.get(18)?,
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -864,15 +944,77 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Whether any stored cell generated answers (has a model).
+    pub fn has_generating_cells(cells: &[StoredCell]) -> bool {
+        cells.iter().any(|c| c.cell.model.is_some())
+    }
 }
 
-/// (model name, gguf path) of a cell; `("retrieval-only", None)` when the experiment does not
-/// generate.
-pub fn cell_model(exp: &Experiment, c: &Cell) -> (String, Option<String>) {
-    match exp.models.get(c.model) {
-        Some(m) if exp.generate => (m.name.clone(), Some(m.gguf.display().to_string())),
-        _ => ("retrieval-only".to_string(), None),
+/// One cell as the database holds it: the cell as it ran and what happened to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCell {
+    /// The cell (from `cells.spec`).
+    pub cell: Cell,
+    /// True when the database predates stored specs: the cell was rebuilt from its axis columns,
+    /// and its fingerprints and generation settings are unknown (empty / defaults).
+    pub legacy: bool,
+    /// Its status.
+    pub status: CellStatus,
+    /// Why it failed, for `Failed` cells (the full text: worker stderr tail included).
+    pub error: Option<String>,
+    /// The index directory its chunk ids refer to.
+    pub index_dir: Option<String>,
+    /// Chunks in that index.
+    pub n_chunks: Option<u64>,
+    /// Seconds building (or, on a cache hit, opening) the index took.
+    pub index_build_s: Option<f64>,
+    /// Whether the index was reused from the cache.
+    pub index_cache_hit: Option<bool>,
+    /// Seconds the worker took to load the models and index.
+    pub model_load_s: Option<f64>,
+    /// Threads the worker's LLM ran with.
+    pub threads: Option<i32>,
+}
+
+/// A cell of a database written before `cells.spec`, rebuilt from the axis columns of row `r`
+/// (as selected by [`Store::stored_cells`]).
+fn legacy_cell(id: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Cell> {
+    let model: String = r.get(2)?;
+    let gguf: Option<String> = r.get(3)?;
+    fn parse<T: std::str::FromStr>(s: Option<String>) -> Option<T> {
+        s.and_then(|s| s.parse().ok())
     }
+    let retrieval = Retrieval {
+        chunk_size: r.get::<_, i64>(4)? as usize,
+        chunk_overlap: r.get::<_, i64>(5)? as usize,
+        retriever: r
+            .get::<_, String>(6)?
+            .parse()
+            .unwrap_or(crate::retrieve::RetrieverKind::Dense),
+        ensemble_weight: r.get(7)?,
+        top_k: r.get::<_, i64>(8)? as usize,
+        fetch_k: r.get::<_, Option<i64>>(9)?.map(|f| f as usize),
+        lambda_mult: r.get(10)?,
+        bm25: parse(r.get(11)?),
+        dense_index: parse(r.get(12)?),
+    };
+    let model = (model != RETRIEVAL_ONLY).then(|| ModelSpec {
+        name: model,
+        gguf: gguf.unwrap_or_default().into(),
+        gguf_sha256: String::new(),
+        params: crate::generate::GenParams::default(),
+        threads: None,
+    });
+    Ok(Cell {
+        id,
+        model,
+        retrieval,
+        corpus: Vec::new(),
+        corpus_fingerprint: String::new(),
+        embedding_model: PathBuf::new(),
+        embedder_fingerprint: String::new(),
+    })
 }
 
 #[cfg(test)]
@@ -896,7 +1038,7 @@ mod tests {
 
     fn answer(id: &str, text: &str, status: &str) -> NewAnswer {
         NewAnswer {
-            status: status.into(),
+            status: AnswerStatus::parse(status),
             answer: format!("{status} answer"),
             ..NewAnswer::empty(id, 0, text, "A.")
         }
@@ -988,9 +1130,83 @@ mod tests {
             .unwrap();
         s.insert_answer(1, "c", &answer("q3", "Failed?", "failed"), None, &[])
             .unwrap();
-        let now = [q("q1", "New?"), q("q2", "Same?"), q("q3", "Failed?")];
+        s.insert_answer(1, "c", &answer("q4", "Ref?", "ok"), None, &[])
+            .unwrap();
+        let mut edited = q("q4", "Ref?");
+        edited.expected_answer = "A new reference.".into();
+        let now = [
+            q("q1", "New?"),
+            q("q2", "Same?"),
+            q("q3", "Failed?"),
+            edited,
+        ];
         let done = s.done_keys("c", &now).unwrap();
-        assert_eq!(done, HashSet::from([("q2".to_string(), 0)]));
+        // an edited question is asked again; an edited reference answer only needs re-scoring
+        assert_eq!(
+            done,
+            HashSet::from([("q2".to_string(), 0), ("q4".to_string(), 0)])
+        );
+        assert_eq!(
+            s.stale_references("c", &now).unwrap(),
+            vec![("q4".to_string(), 0)]
+        );
+        let m = BTreeMap::from([("f1".to_string(), 0.5)]);
+        assert!(s
+            .set_reference("c", "q4", 0, "A new reference.", Some(0.9), &m)
+            .unwrap());
+        assert!(s.stale_references("c", &now).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_written_by_release_0_1_0_upgrades_in_place() {
+        // made by tests/fixtures/store/make_fixture.sh with orchestrate 0.1.0 (commit 5edee69):
+        // smollm2 × {bm25, mmr λ=0.25 fetch_k=3} at chunk 60, then the same grid retrieval-only
+        let sql = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/store/v0.1.0.sql"
+        ))
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("legacy.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&sql)
+            .unwrap();
+        let s = Store::open(&path).unwrap();
+        let cells = s.stored_cells().unwrap();
+        assert_eq!(cells.len(), 4);
+        assert!(cells
+            .iter()
+            .all(|c| c.legacy && c.status == CellStatus::Done));
+        let models: Vec<&str> = cells.iter().map(|c| c.cell.model_name()).collect();
+        assert_eq!(models.iter().filter(|m| **m == "smollm2").count(), 2);
+        assert_eq!(models.iter().filter(|m| **m == RETRIEVAL_ONLY).count(), 2);
+        let mmr = cells
+            .iter()
+            .find(|c| c.cell.retrieval.lambda_mult.is_some())
+            .unwrap();
+        assert_eq!(mmr.cell.retrieval.lambda_mult, Some(0.25));
+        assert_eq!(mmr.cell.retrieval.fetch_k, Some(3));
+        assert!(cells.iter().all(|c| c.index_dir.is_some()));
+        let answers = s.answers(&cells).unwrap();
+        assert_eq!(answers.len(), 4 * 2);
+        assert!(answers.iter().all(|a| a.status == AnswerStatus::Ok));
+        assert!(answers
+            .iter()
+            .filter(|a| a.cell.model == "smollm2")
+            .all(|a| a.cosine.is_some() && !a.answer.is_empty()));
+        assert!(answers.iter().any(|a| a.metrics.contains_key("hit@4")));
+        // the upgrade is idempotent, and new cells live next to the old ones
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let mut new = cells[0].cell.clone();
+        new.corpus_fingerprint = "new".into();
+        new.id = new.compute_id();
+        s.register_cells(std::slice::from_ref(&new)).unwrap();
+        let again = s.stored_cells().unwrap();
+        assert_eq!(again.len(), 5);
+        assert!(!again[4].legacy && again[4].cell == new);
+        assert_eq!(s.answers(&again[..4]).unwrap(), answers);
     }
 
     #[test]

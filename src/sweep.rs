@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::experiment::{Cell, Experiment};
+use crate::cell::{AnswerStatus, Cell, CellStatus};
+use crate::experiment::Experiment;
 use crate::sample::{Sampler, Usage};
-use crate::store::{cell_model, CellStatus, NewAnswer, Store};
-use crate::worker::{parse_event, Event};
+use crate::store::{NewAnswer, Store};
+use crate::worker::{parse_event, Event, WorkerJob};
 
 /// Errors that stop a sweep (a failing cell does not: it is recorded and the sweep goes on).
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,10 @@ pub struct SweepSummary {
     pub answers: usize,
     /// Of those, failed.
     pub failed_answers: usize,
+    /// Stored answers re-scored because their expected answer changed (no LLM call).
+    pub rescored: usize,
+    /// Every cell that failed or has failed answers: (its label, the first line of why).
+    pub failures: Vec<(String, String)>,
     /// Path of the result database.
     pub database: PathBuf,
     /// Wall time of the sweep, seconds.
@@ -224,7 +229,7 @@ impl Progress {
 /// experiment cannot interleave writes. Runs and cells left `running` by a killed sweep are marked
 /// `interrupted` first.
 pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepError> {
-    let questions = crate::worker::questions_of(exp)?;
+    let questions = exp.questions()?;
     if questions.is_empty() {
         return Err(SweepError::NoQuestions(exp.qa.clone()));
     }
@@ -238,7 +243,7 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     let _lock = lock(&opts.store_dir, &exp.name)?;
     store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;
-    store.register_cells(exp)?;
+    store.register_cells(&exp.cells)?;
     let result = sweep_cells(exp, opts, &questions, &mut store, run_id);
     let status = match &result {
         Ok(s) if s.failed_cells == 0 && s.failed_answers == 0 => "done",
@@ -303,16 +308,18 @@ fn sweep_cells(
         exp.repeats,
         store.path().display()
     ));
-    let mut indexes = crate::index::ExperimentIndexes::new(exp, &opts.store_dir);
+    let mut indexes =
+        crate::index::ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, &opts.store_dir);
     let mut evidence_checked = std::collections::HashSet::new();
     for (i, cell) in exp.cells.iter().enumerate() {
-        let label = cell_label(exp, cell);
+        let label = cell.to_string();
         let done = store.done_keys(&cell.id, questions)?;
+        let stale = store.stale_references(&cell.id, questions)?;
         let pending: Vec<(String, u32)> = (0..exp.repeats)
             .flat_map(|r| questions.iter().map(move |q| (q.id.clone(), r)))
             .filter(|k| !done.contains(k))
             .collect();
-        if pending.is_empty() {
+        if pending.is_empty() && stale.is_empty() {
             summary.skipped_cells += 1;
             store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?;
             progress.line(&format!(
@@ -341,6 +348,7 @@ fn sweep_cells(
                 progress.line(&format!("  cell failed: {msg}"));
                 store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?;
                 summary.failed_cells += 1;
+                summary.failures.push((label.clone(), msg));
                 progress.end_cell();
                 continue;
             }
@@ -362,6 +370,22 @@ fn sweep_cells(
             info.n_chunks,
         )?;
 
+        if !stale.is_empty() {
+            match rescore_references(cell, &info.dir, questions, &stale, store) {
+                Ok(n) => {
+                    summary.rescored += n;
+                    progress.line(&format!(
+                        "  re-scored {n} answers whose expected answer changed (no LLM call)"
+                    ));
+                }
+                Err(e) => progress.line(&format!("  re-scoring failed: {e}")),
+            }
+        }
+        if pending.is_empty() {
+            store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?;
+            progress.end_cell();
+            continue;
+        }
         let ctx = CellRun {
             exp,
             cell,
@@ -379,18 +403,21 @@ fn sweep_cells(
             None if outcome.failed == 0 => {
                 store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?
             }
-            None => store.set_cell_status(
-                &cell.id,
-                run_id,
-                CellStatus::Failed,
-                Some(&format!(
-                    "{} answers failed; rerun to retry them",
-                    outcome.failed
-                )),
-            )?,
+            None => {
+                let msg = format!(
+                    "{} answers failed ({}); rerun to retry them",
+                    outcome.failed,
+                    outcome.first_answer_error.as_deref().map_or("", first_line)
+                );
+                summary.failures.push((label.clone(), msg.clone()));
+                store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?
+            }
             Some(e) => {
                 summary.failed_cells += 1;
                 progress.line(&format!("  cell failed: {}", first_line(&e)));
+                summary
+                    .failures
+                    .push((label.clone(), first_line(&e).to_string()));
                 store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&e))?;
             }
         }
@@ -463,15 +490,47 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// Human label of a cell: `model · retrieval settings`.
-pub fn cell_label(exp: &Experiment, cell: &Cell) -> String {
-    format!("{} · {}", cell_model(exp, cell).0, cell.retrieval)
+/// Re-scores the stored `ok` answers `stale` of `cell` whose expected answer changed (cosine
+/// similarity and answer metrics against the new reference; no LLM call), with the index at
+/// `index_dir`. Returns how many were updated.
+fn rescore_references(
+    cell: &Cell,
+    index_dir: &Path,
+    questions: &[crate::qa::Question],
+    stale: &[(String, u32)],
+    store: &Store,
+) -> Result<usize, String> {
+    let judge = questions.iter().any(crate::score::needs_judge);
+    let mut scorer = crate::worker::CellRunner::load_scorer(cell.clone(), index_dir, judge)
+        .map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for (qid, repeat) in stale {
+        let Some(q) = questions.iter().find(|q| &q.id == qid) else {
+            continue;
+        };
+        let Some((answer, chunk_ids)) = store
+            .answer_for_rescore(&cell.id, qid, *repeat)
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        let (cosine, metrics) = scorer.score(q, &chunk_ids, &answer)?;
+        if store
+            .set_reference(&cell.id, qid, *repeat, &q.expected_answer, cosine, &metrics)
+            .map_err(|e| e.to_string())?
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// What the workers of one cell produced.
 struct CellOutcome {
     answers: usize,
     failed: usize,
+    /// The error of the first failed answer, if any.
+    first_answer_error: Option<String>,
     /// Why a worker did not finish (crash, timeout, start failure), with its stderr tail.
     error: Option<String>,
 }
@@ -509,12 +568,16 @@ fn run_cell(
     let mut total = CellOutcome {
         answers: 0,
         failed: 0,
+        first_answer_error: None,
         error: None,
     };
     for start in 1..=MAX_WORKER_STARTS {
         let w = run_worker(c, &pending, store)?;
         total.answers += w.stored.len();
         total.failed += w.failed;
+        if total.first_answer_error.is_none() {
+            total.first_answer_error = w.first_error.clone();
+        }
         pending.retain(|k| !w.stored.contains(k));
         match (w.error, pending.is_empty()) {
             (None, true) => return Ok(total),
@@ -553,6 +616,8 @@ struct WorkerOutcome {
     /// Keys with a stored row (ok or failed).
     stored: std::collections::HashSet<(String, u32)>,
     failed: usize,
+    /// The error of the first failed answer.
+    first_error: Option<String>,
     /// The key being answered when the worker died.
     in_flight: Option<(String, u32)>,
     error: Option<String>,
@@ -576,15 +641,7 @@ fn run_worker(
         questions,
     } = *c;
     let mut cmd = Command::new(&opts.worker_exe);
-    cmd.arg("worker")
-        .arg(&exp.path)
-        .arg("--cell")
-        .arg(&cell.id)
-        .arg("--index-dir")
-        .arg(index_dir);
-    if !exp.generate {
-        cmd.arg("--retrieval-only");
-    }
+    cmd.arg("worker");
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -601,14 +658,25 @@ fn run_worker(
     let (tx, rx) = mpsc::channel::<Line>();
     spawn_readers(&mut child, tx, tail.clone());
     if let Some(mut stdin) = child.stdin.take() {
-        let list = serde_json::to_string(pending).unwrap_or_else(|_| "[]".into());
+        let job = WorkerJob {
+            cell: cell.clone(),
+            index_dir: index_dir.to_path_buf(),
+            questions: questions
+                .iter()
+                .filter(|q| pending.iter().any(|(id, _)| *id == q.id))
+                .cloned()
+                .collect(),
+            pending: pending.to_vec(),
+        };
+        let line = serde_json::to_string(&job).unwrap_or_default();
         // a worker that died at start-up closes its stdin: the event loop reports it
-        let _ = writeln!(stdin, "{list}");
+        let _ = writeln!(stdin, "{line}");
     }
 
     let mut out = WorkerOutcome {
         stored: Default::default(),
         failed: 0,
+        first_error: None,
         in_flight: None,
         error: None,
     };
@@ -618,8 +686,11 @@ fn run_worker(
     let mut current: Option<(String, u32, f64)> = None;
     loop {
         match rx.recv_timeout(wait) {
-            Ok(Line::Event(Event::Ready { load_s }, _)) => {
+            Ok(Line::Event(Event::Ready { load_s, threads }, _)) => {
                 store.set_cell_load_time(&cell.id, load_s)?;
+                if let Some(t) = threads {
+                    store.set_cell_threads(&cell.id, t)?;
+                }
                 wait = timeout;
             }
             Ok(Line::Event(
@@ -637,8 +708,11 @@ fn run_worker(
                 let usage = crate::sample::summarize(&window);
                 store.insert_answer(run_id, &cell.id, &a, usage.as_ref(), &window)?;
                 out.stored.insert((a.question_id.clone(), a.repeat));
-                if a.status != "ok" {
+                if a.status != AnswerStatus::Ok {
                     out.failed += 1;
+                    if out.first_error.is_none() {
+                        out.first_error = a.error.clone();
+                    }
                 }
                 progress.answered(&answer_line(label, &a, usage.as_ref()));
             }
@@ -685,7 +759,7 @@ fn run_worker(
         let usage = crate::sample::summarize(&window);
         let q = questions.iter().find(|q| q.id == qid);
         let failed = NewAnswer {
-            status: "failed".into(),
+            status: AnswerStatus::Failed,
             error: Some(err.clone()),
             ..NewAnswer::empty(
                 &qid,
@@ -776,7 +850,7 @@ fn spawn_readers(child: &mut Child, tx: mpsc::Sender<Line>, tail: Tail) {
 
 fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
     let mut s = format!("{label} · {} r{}", a.question_id, a.repeat);
-    if a.status != "ok" {
+    if a.status != AnswerStatus::Ok {
         s.push_str(&format!(
             ": FAILED {}",
             first_line(a.error.as_deref().unwrap_or(""))

@@ -1,34 +1,56 @@
-//! The worker: runs one cell in its own process and reports each answer to the parent.
+//! The worker: runs one cell in its own process and reports each answer to the parent; and the
+//! [`CellRunner`] that answers one question as a cell does, shared by the worker and
+//! `orchestrate ask`.
 //!
-//! The parent ([`crate::sweep`]) starts `orchestrate worker EXPERIMENT --cell ID --index-dir DIR`,
-//! writes the pending (question id, repeat) pairs as one JSON array on the worker's stdin, and
-//! reads [`Event`]s, one JSON object per stdout line prefixed with [`EVENT_PREFIX`]. At start-up
-//! the worker moves its stdout to a private descriptor and points fd 1 at stderr, so whatever a
-//! native library prints goes to the stderr log and can never interleave with an event. The worker loads the
-//! embedding model and the LLM once, then for each pending pair: embeds the question, retrieves,
-//! generates, scores the answer (cosine similarity to the expected answer, and the named retrieval and
-//! answer metrics of [`crate::score::metrics_for`]), and emits it. The
-//! parent owns the database; a worker never writes results itself, so a crash loses nothing that
-//! was reported.
+//! The parent ([`crate::sweep`]) starts `orchestrate worker` and writes one [`WorkerJob`] as a
+//! JSON line on the worker's stdin: the cell (self-contained, see [`crate::cell::Cell`]), the
+//! index directory the parent prepared, the pending questions and (question id, repeat) pairs.
+//! The worker parses no experiment or QA file, so editing them during a sweep cannot change a
+//! cell that is running or still to run. It reads [`Event`]s back, one JSON object per stdout
+//! line prefixed with [`EVENT_PREFIX`]. At start-up the worker moves its stdout to a private
+//! descriptor and points fd 1 at stderr, so whatever a native library prints goes to the stderr
+//! log and can never interleave with an event. The worker loads the embedding model and the LLM
+//! once, then for each pending pair: embeds the question, retrieves, generates, scores the answer
+//! (cosine similarity to the expected answer, and the named retrieval and answer metrics of
+//! [`crate::score::metrics_for`]), and emits it. The parent owns the database; a worker never
+//! writes results itself, so a crash loses nothing that was reported.
+//!
+//! The embedding model and the LLM are reached through the [`TextEmbedder`] and
+//! [`AnswerGenerator`] traits, so the runner is tested with fakes and no model files.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufWriter, Write};
 use std::os::fd::FromRawFd;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::embed::Embedder;
-use crate::experiment::{Cell, Experiment};
-use crate::generate::Generator;
+use crate::cell::{AnswerStatus, Cell};
+use crate::embed::{EmbedError, Embedder};
+use crate::generate::{GenerateError, Generation, Generator};
+use crate::index::CorpusIndex;
 use crate::qa::Question;
-use crate::retrieve::{retrieve, RetrieverParams};
+use crate::retrieve::{retrieve, Retrieved};
+use crate::score::retrieval::JudgeCorpus;
 use crate::store::NewAnswer;
 
 /// Prefix of every protocol line on the worker's stdout.
 pub const EVENT_PREFIX: &str = "@@orchestrate ";
+
+/// What the parent sends a worker: one JSON line on its stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerJob {
+    /// The cell to run.
+    pub cell: Cell,
+    /// The index the parent opened or built for it (`store/indexes/<digest>`).
+    pub index_dir: PathBuf,
+    /// The questions of the pending pairs.
+    pub questions: Vec<Question>,
+    /// (question id, 0-based repeat) pairs to answer, in order.
+    pub pending: Vec<(String, u32)>,
+}
 
 /// One message from worker to parent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +60,9 @@ pub enum Event {
     Ready {
         /// Seconds spent loading the index, embedding model and LLM.
         load_s: f64,
+        /// Threads the LLM runs with on this machine (`None` without a model).
+        #[serde(default)]
+        threads: Option<i32>,
     },
     /// Work on one question × repeat starts now.
     Start {
@@ -56,35 +81,296 @@ pub enum Event {
 /// failed answers instead).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The experiment file is invalid.
-    #[error(transparent)]
-    Experiment(#[from] crate::experiment::ExperimentError),
-    /// The QA file is invalid.
-    #[error(transparent)]
-    Qa(#[from] crate::qa::QaError),
-    /// No such cell in the experiment.
-    #[error("experiment {file} has no cell {cell}")]
-    NoCell {
-        /// The experiment file.
-        file: String,
-        /// The cell id asked for.
-        cell: String,
-    },
-    /// The pending list on stdin was not valid JSON.
-    #[error("bad pending list on stdin: {0}")]
+    /// The job on stdin was not valid JSON.
+    #[error("bad job on stdin (protocol error): {0}")]
     Protocol(String),
     /// The embedding model failed.
     #[error(transparent)]
-    Embed(#[from] crate::embed::EmbedError),
+    Embed(#[from] EmbedError),
     /// The index could not be opened.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
     /// The LLM could not be loaded.
     #[error(transparent)]
-    Generate(#[from] crate::generate::GenerateError),
+    Generate(#[from] GenerateError),
     /// Writing to the parent failed (the parent is gone).
     #[error("lost the parent: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Embeds texts into L2-normalised vectors: the seam between the runner and the embedding model
+/// ([`Embedder`] in production, fakes in tests).
+pub trait TextEmbedder {
+    /// One vector per text, in input order. Errors: [`EmbedError`].
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+impl TextEmbedder for Embedder {
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed(texts)
+    }
+}
+
+/// Answers a question from contexts: the seam between the runner and the LLM ([`Generator`] in
+/// production, fakes in tests).
+pub trait AnswerGenerator {
+    /// Generates the answer to `question` from `contexts` (best first; trailing ones may be
+    /// dropped to fit the context window, see [`Generation::contexts_used`]).
+    fn generate(&mut self, question: &str, contexts: &[&str]) -> Result<Generation, GenerateError>;
+    /// Sets the sampling seed of the next answers.
+    fn reseed(&mut self, seed: u32) -> Result<(), GenerateError>;
+    /// The prompt text the model decodes for `question` with exactly `contexts`.
+    fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError>;
+}
+
+impl AnswerGenerator for Generator {
+    fn generate(&mut self, question: &str, contexts: &[&str]) -> Result<Generation, GenerateError> {
+        self.answer(question, contexts)
+    }
+    fn reseed(&mut self, seed: u32) -> Result<(), GenerateError> {
+        let mut p = self.params().clone();
+        p.seed = seed;
+        self.set_params(p)
+    }
+    fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError> {
+        self.build_prompt(question, contexts)
+    }
+}
+
+/// Answers questions as one cell does: retrieval on the cell's index with its settings, then
+/// (when the cell has a model) generation and scoring. Used by the worker for every answer of a
+/// sweep and by `orchestrate ask`, so the two can never differ.
+pub struct CellRunner {
+    cell: Cell,
+    index: CorpusIndex,
+    judge: Option<JudgeCorpus>,
+    embedder: Box<dyn TextEmbedder>,
+    generator: Option<Box<dyn AnswerGenerator>>,
+    expected_vecs: HashMap<String, Vec<f32>>,
+}
+
+/// One question answered by [`CellRunner::run`]: what was retrieved and what was generated.
+pub struct Ran {
+    /// Retrieved chunks, best first.
+    pub hits: Vec<Retrieved>,
+    /// Seconds spent embedding the question and retrieving.
+    pub retrieval_s: f64,
+    /// The generation (`None` for a cell without a model).
+    pub generation: Option<Generation>,
+}
+
+impl CellRunner {
+    /// Loads what `cell` needs: the index at `index_dir`, the embedding model, and the LLM (with
+    /// its threads resolved on this machine) when the cell has a model. `judge` builds the
+    /// evidence judge over the index's chunks (needed when some question is judged by evidence,
+    /// see [`crate::score::needs_judge`]).
+    ///
+    /// Errors: [`WorkerError::Index`], [`WorkerError::Embed`], [`WorkerError::Generate`].
+    pub fn load(
+        cell: Cell,
+        index_dir: &std::path::Path,
+        judge: bool,
+    ) -> Result<CellRunner, WorkerError> {
+        let index = crate::index::open(index_dir)?;
+        let embedder = Embedder::load(&cell.embedding_model)?;
+        let generator: Option<Box<dyn AnswerGenerator>> = match &cell.model {
+            Some(m) => Some(Box::new(Generator::load(&m.gguf, m.resolved_params())?)),
+            None => None,
+        };
+        Ok(Self::with_parts(
+            cell,
+            index,
+            judge,
+            Box::new(embedder),
+            generator,
+        ))
+    }
+
+    /// Like [`CellRunner::load`] without the LLM: for re-scoring stored answers
+    /// ([`CellRunner::score`]) of a cell, generating cells included.
+    pub fn load_scorer(
+        cell: Cell,
+        index_dir: &std::path::Path,
+        judge: bool,
+    ) -> Result<CellRunner, WorkerError> {
+        let index = crate::index::open(index_dir)?;
+        let embedder = Embedder::load(&cell.embedding_model)?;
+        Ok(Self::with_parts(
+            cell,
+            index,
+            judge,
+            Box::new(embedder),
+            None,
+        ))
+    }
+
+    /// A runner over already loaded parts (tests use fakes for `embedder` and `generator`).
+    pub fn with_parts(
+        cell: Cell,
+        index: CorpusIndex,
+        judge: bool,
+        embedder: Box<dyn TextEmbedder>,
+        generator: Option<Box<dyn AnswerGenerator>>,
+    ) -> CellRunner {
+        let judge = judge.then(|| {
+            JudgeCorpus::new(index.chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)))
+        });
+        CellRunner {
+            cell,
+            index,
+            judge,
+            embedder,
+            generator,
+            expected_vecs: HashMap::new(),
+        }
+    }
+
+    /// The cell this runner answers for.
+    pub fn cell(&self) -> &Cell {
+        &self.cell
+    }
+
+    /// The index it retrieves from.
+    pub fn index(&self) -> &CorpusIndex {
+        &self.index
+    }
+
+    /// Threads of its LLM (`None` without a model).
+    pub fn threads(&self) -> Option<i32> {
+        self.cell
+            .model
+            .as_ref()
+            .map(|m| m.resolved_params().threads)
+    }
+
+    /// Retrieves for `question` and, when the cell has a model, generates the answer with sampling
+    /// seed `seed + repeat` (so repeats at temperature > 0 are independent draws, each
+    /// reproducible). Errors are texts (they become a failed answer).
+    pub fn run(&mut self, question: &str, repeat: u32) -> Result<Ran, String> {
+        let t = Instant::now();
+        let qv = self
+            .embedder
+            .embed_texts(&[question])
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let params = self.cell.retrieval.params();
+        let hits = retrieve(&self.index, question, &qv, &params).map_err(|e| e.to_string())?;
+        let retrieval_s = t.elapsed().as_secs_f64();
+        let generation = match (self.generator.as_mut(), &self.cell.model) {
+            (Some(g), Some(m)) => {
+                g.reseed(m.params.seed.wrapping_add(repeat))
+                    .map_err(|e| e.to_string())?;
+                let contexts: Vec<&str> = hits
+                    .iter()
+                    .filter_map(|h| self.index.chunk(h.chunk_id))
+                    .map(|c| c.text.as_str())
+                    .collect();
+                Some(g.generate(question, &contexts).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        Ok(Ran {
+            hits,
+            retrieval_s,
+            generation,
+        })
+    }
+
+    /// The prompt the model decodes for `question` with `contexts` (for `orchestrate ask`).
+    /// Errors: [`GenerateError`]; `None` for a cell without a model.
+    pub fn prompt(
+        &self,
+        question: &str,
+        contexts: &[&str],
+    ) -> Option<Result<String, GenerateError>> {
+        self.generator
+            .as_ref()
+            .map(|g| g.prompt(question, contexts))
+    }
+
+    /// Answers `q` (repeat `repeat`) and scores it; any failure becomes a `failed` answer.
+    ///
+    /// Cosine similarity to the expected answer is recorded only when the question has one
+    /// ([`crate::score::has_reference_answer`]; BEIR questions do not), so an empty reference
+    /// never yields a misleading similarity.
+    pub fn answer(&mut self, q: &Question, repeat: u32) -> NewAnswer {
+        let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
+        let result = self.run(&q.question, repeat).and_then(|ran| {
+            a.retrieval_s = Some(ran.retrieval_s);
+            a.chunk_ids = ran.hits.iter().map(|h| h.chunk_id).collect();
+            a.scores = ran.hits.iter().map(|h| h.score).collect();
+            a.pages = a
+                .chunk_ids
+                .iter()
+                .filter_map(|id| self.index.chunk(*id))
+                .map(|c| c.page)
+                .collect();
+            if let Some(g) = ran.generation {
+                a.answer = g.text;
+                a.prompt_tokens = Some(g.prompt_tokens);
+                a.completion_tokens = Some(g.completion_tokens);
+                a.ttft_s = Some(g.ttft_s);
+                a.response_time_s = Some(g.response_s);
+                a.contexts_used = Some(g.contexts_used as u32);
+            }
+            let (cosine, metrics) = self.score(q, &a.chunk_ids, &a.answer)?;
+            a.cosine = cosine;
+            a.metrics = metrics;
+            Ok(())
+        });
+        if let Err(e) = result {
+            a.status = AnswerStatus::Failed;
+            a.error = Some(e);
+        }
+        a
+    }
+
+    /// Scores a stored answer against `q` as [`CellRunner::answer`] does: the cosine similarity
+    /// of `answer` to the expected answer (cells with a model and questions with a reference
+    /// answer only) and the named metrics of [`crate::score::metrics_for`].
+    pub fn score(
+        &mut self,
+        q: &Question,
+        chunk_ids: &[u32],
+        answer: &str,
+    ) -> Result<(Option<f64>, std::collections::BTreeMap<String, f64>), String> {
+        let generated = self.cell.model.is_some();
+        let mut cosine = None;
+        if generated && crate::score::has_reference_answer(q) {
+            let expected = match self.expected_vecs.get(&q.expected_answer) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = self.embed_one(&q.expected_answer)?;
+                    self.expected_vecs
+                        .insert(q.expected_answer.clone(), v.clone());
+                    v
+                }
+            };
+            let av = self.embed_one(answer)?;
+            cosine = Some(crate::score::cosine(&av, &expected));
+        }
+        let metrics = crate::score::metrics_for(
+            q,
+            chunk_ids,
+            self.cell.retrieval.top_k,
+            &self.index.chunks,
+            self.judge.as_ref(),
+            generated.then_some(answer),
+        );
+        Ok((cosine, metrics))
+    }
+
+    fn embed_one(&self, text: &str) -> Result<Vec<f32>, String> {
+        Ok(self
+            .embedder
+            .embed_texts(&[text])
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
 }
 
 /// Writes one event line to stdout and flushes it.
@@ -124,116 +410,49 @@ fn die_with_parent() {
     }
 }
 
-/// The questions of an experiment in file order, cut to `limit_questions`.
-pub fn questions_of(exp: &Experiment) -> Result<Vec<Question>, crate::qa::QaError> {
-    let mut qs = crate::qa::load_questions(&exp.qa)?;
-    if let Some(l) = exp.limit_questions {
-        qs.truncate(l as usize);
-    }
-    Ok(qs)
-}
-
-/// Retriever parameters of a cell (defaults fill the collapsed axes; they are unused there).
-pub fn retriever_params(cell: &Cell) -> RetrieverParams {
-    let r = &cell.retrieval;
-    RetrieverParams {
-        kind: r.retriever,
-        top_k: r.top_k,
-        fetch_k: r.fetch_k.unwrap_or(20),
-        lambda_mult: r.lambda_mult.unwrap_or(0.5) as f32,
-        ensemble_weight: r.ensemble_weight.unwrap_or(0.5) as f32,
-        bm25: r.bm25.unwrap_or_default(),
-        dense_index: r.dense_index.unwrap_or_default(),
-    }
-}
-
-/// Entry point of `orchestrate worker`: runs the pending pairs read from stdin for `cell_id` of
-/// the experiment at `experiment_path` (loaded as the parent did, `retrieval_only` included),
-/// using the index at `index_dir`, and writes events to the protocol channel (stdout).
-pub fn run(
-    experiment_path: &Path,
-    retrieval_only: bool,
-    cell_id: &str,
-    index_dir: &Path,
-) -> Result<(), WorkerError> {
+/// Entry point of `orchestrate worker`: reads one [`WorkerJob`] line from stdin, loads the
+/// cell's runner and answers the pending pairs, writing events to the protocol channel (stdout).
+pub fn run() -> Result<(), WorkerError> {
     die_with_parent();
     let mut out = protocol_channel()?;
-    let exp = Experiment::load_with(experiment_path, retrieval_only)?;
-    let cell = exp
-        .cell(cell_id)
-        .ok_or_else(|| WorkerError::NoCell {
-            file: experiment_path.display().to_string(),
-            cell: cell_id.to_string(),
-        })?
-        .clone();
     let mut input = String::new();
     std::io::stdin().lock().read_line(&mut input)?;
-    let pending: Vec<(String, u32)> =
+    let job: WorkerJob =
         serde_json::from_str(&input).map_err(|e| WorkerError::Protocol(e.to_string()))?;
-    let questions: HashMap<String, Question> = questions_of(&exp)?
-        .into_iter()
-        .map(|q| (q.id.clone(), q))
-        .collect();
+    let questions: HashMap<&str, &Question> =
+        job.questions.iter().map(|q| (q.id.as_str(), q)).collect();
 
     let t = Instant::now();
-    let index = crate::index::open(index_dir)?;
     // Only questions judged by evidence need the (corpus-sized) judge; BEIR questions use qrels.
-    let judge = questions.values().any(crate::score::needs_judge).then(|| {
-        crate::score::retrieval::JudgeCorpus::new(
-            index.chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)),
-        )
-    });
-    let embedder = Embedder::load(&exp.embedding_model)?;
-    if exp.generate {
+    let judge = job.questions.iter().any(crate::score::needs_judge);
+    let generates = job.cell.model.is_some();
+    let mut runner = CellRunner::load(job.cell.clone(), &job.index_dir, judge)?;
+    if generates {
         // Load WordNet (METEOR) now, within load_s, rather than inside the first answer's
         // time and memory window.
         let _ = crate::score::wordnet::global();
     }
-    let mut generator = match exp.models.get(cell.model) {
-        Some(m) if exp.generate => Some(Generator::load(&m.gguf, m.params.clone())?),
-        _ => None,
-    };
     emit(
         &mut out,
         &Event::Ready {
             load_s: t.elapsed().as_secs_f64(),
+            threads: runner.threads(),
         },
     )?;
-
-    let params = retriever_params(&cell);
-    let base_seed = exp.models.get(cell.model).map_or(0, |m| m.params.seed);
-    let mut expected_vecs: HashMap<String, Vec<f32>> = HashMap::new();
-    for (qid, repeat) in pending {
+    for (qid, repeat) in &job.pending {
         emit(
             &mut out,
             &Event::Start {
                 question_id: qid.clone(),
-                repeat,
+                repeat: *repeat,
             },
         )?;
-        let answer = match questions.get(&qid) {
-            Some(q) => {
-                if let Some(g) = generator.as_mut() {
-                    reseed(g, base_seed, repeat)?;
-                }
-                answer_one(
-                    q,
-                    repeat,
-                    &index,
-                    judge.as_ref(),
-                    &embedder,
-                    generator.as_mut(),
-                    &params,
-                    &mut expected_vecs,
-                )
-            }
+        let answer = match questions.get(qid.as_str()) {
+            Some(q) => runner.answer(q, *repeat),
             None => NewAnswer {
-                status: "failed".into(),
-                error: Some(format!(
-                    "question {qid} is no longer in {}",
-                    exp.qa.display()
-                )),
-                ..NewAnswer::empty(&qid, repeat, "", "")
+                status: AnswerStatus::Failed,
+                error: Some(format!("question {qid} was not sent to the worker")),
+                ..NewAnswer::empty(qid, *repeat, "", "")
             },
         };
         emit(&mut out, &Event::Answer(Box::new(answer)))?;
@@ -242,100 +461,239 @@ pub fn run(
     Ok(())
 }
 
-/// Gives repeat `repeat` its own sampling seed (`seed + repeat`), so repeats with temperature > 0
-/// are independent draws, and each stays reproducible.
-fn reseed(g: &mut Generator, base: u32, repeat: u32) -> Result<(), WorkerError> {
-    let mut p = g.params().clone();
-    p.seed = base.wrapping_add(repeat);
-    g.set_params(p)?;
-    Ok(())
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The runner with fake models: a bag-of-words embedder and an extractive generator, over a
+    //! real (tiny) index built in a temporary directory. No model files needed.
 
-/// Retrieves, generates and scores one question; failures become a `failed` answer.
-///
-/// `judge` judges retrieval of questions with evidence (`None` when no question needs it, see
-/// [`crate::score::needs_judge`]). Cosine similarity to the expected answer is recorded only
-/// when the question has one ([`crate::score::has_reference_answer`]; BEIR questions do not), so
-/// an empty reference never yields a misleading similarity.
-#[allow(clippy::too_many_arguments)]
-fn answer_one(
-    q: &Question,
-    repeat: u32,
-    index: &crate::index::CorpusIndex,
-    judge: Option<&crate::score::retrieval::JudgeCorpus>,
-    embedder: &Embedder,
-    generator: Option<&mut Generator>,
-    params: &RetrieverParams,
-    expected_vecs: &mut HashMap<String, Vec<f32>>,
-) -> NewAnswer {
-    let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
-    let result: Result<(), String> = (|| {
-        let t = Instant::now();
-        let qv = embedder
-            .embed(&[q.question.as_str()])
-            .map_err(|e| e.to_string())?;
-        let qv = qv.into_iter().next().unwrap_or_default();
-        let hits = retrieve(index, &q.question, &qv, params).map_err(|e| e.to_string())?;
-        a.retrieval_s = Some(t.elapsed().as_secs_f64());
-        let chunks: Vec<&crate::split::Chunk> = hits
-            .iter()
-            .filter_map(|h| index.chunks.get(h.chunk_id as usize))
-            .collect();
-        a.chunk_ids = hits.iter().map(|h| h.chunk_id).collect();
-        a.scores = hits.iter().map(|h| h.score).collect();
-        a.pages = chunks.iter().map(|c| c.page).collect();
-        let Some(generator) = generator else {
-            a.metrics = crate::score::metrics_for(
-                q,
-                &a.chunk_ids,
-                params.top_k,
-                &index.chunks,
-                judge,
-                None,
-            );
-            return Ok(());
-        };
-        let contexts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-        let g = generator
-            .answer(&q.question, &contexts)
-            .map_err(|e| e.to_string())?;
-        a.answer = g.text;
-        a.prompt_tokens = Some(g.prompt_tokens);
-        a.completion_tokens = Some(g.completion_tokens);
-        a.ttft_s = Some(g.ttft_s);
-        a.response_time_s = Some(g.response_s);
-        a.contexts_used = Some(g.contexts_used as u32);
-        if crate::score::has_reference_answer(q) {
-            let expected = match expected_vecs.get(&q.id) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = embedder
-                        .embed(&[q.expected_answer.as_str()])
-                        .map_err(|e| e.to_string())?;
-                    let v = v.into_iter().next().unwrap_or_default();
-                    expected_vecs.insert(q.id.clone(), v.clone());
-                    v
-                }
-            };
-            let av = embedder
-                .embed(&[a.answer.as_str()])
-                .map_err(|e| e.to_string())?;
-            let av = av.into_iter().next().unwrap_or_default();
-            a.cosine = Some(crate::score::cosine(&av, &expected));
+    use super::*;
+    use crate::cell::{ModelSpec, Retrieval};
+    use crate::generate::{GenParams, StopReason};
+    use crate::index::{DenseIndex, LexicalIndex};
+    use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
+    use crate::split::Chunk;
+    use std::sync::{Arc, Mutex};
+
+    const DIM: usize = 16;
+
+    /// L2-normalised counts of each word's hash bucket.
+    pub(crate) struct BagOfWords;
+
+    impl TextEmbedder for BagOfWords {
+        fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(texts.iter().map(|t| bag(t)).collect())
         }
-        a.metrics = crate::score::metrics_for(
-            q,
-            &a.chunk_ids,
-            params.top_k,
-            &index.chunks,
-            judge,
-            Some(&a.answer),
-        );
-        Ok(())
-    })();
-    if let Err(e) = result {
-        a.status = "failed".into();
-        a.error = Some(e);
     }
-    a
+
+    fn bag(text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; DIM];
+        for w in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let h = w
+                .to_lowercase()
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+            v[h % DIM] += 1.0;
+        }
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+        v.iter().map(|x| x / n).collect()
+    }
+
+    /// Answers with the first context; records every seed it was given. `fail` makes
+    /// generation fail.
+    pub(crate) struct Extractive {
+        pub seeds: Arc<Mutex<Vec<u32>>>,
+        pub fail: bool,
+    }
+
+    impl AnswerGenerator for Extractive {
+        fn generate(
+            &mut self,
+            _question: &str,
+            contexts: &[&str],
+        ) -> Result<Generation, GenerateError> {
+            if self.fail {
+                return Err(GenerateError::InvalidParams("fake failure".into()));
+            }
+            let text = contexts.first().copied().unwrap_or_default().to_string();
+            Ok(Generation {
+                raw: text.clone(),
+                text,
+                prompt_tokens: 10,
+                completion_tokens: 3,
+                ttft_s: 0.01,
+                response_s: 0.02,
+                contexts_used: contexts.len().min(1),
+                stopped_by: StopReason::Eos,
+            })
+        }
+        fn reseed(&mut self, seed: u32) -> Result<(), GenerateError> {
+            self.seeds.lock().unwrap().push(seed);
+            Ok(())
+        }
+        fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError> {
+            Ok(format!("{}\n{question}", contexts.join("\n")))
+        }
+    }
+
+    pub(crate) const TEXTS: [&str; 4] = [
+        "The Storage daemon writes backup data to tapes.",
+        "The File daemon listens on port 9102.",
+        "The Catalog is a database of backed up files.",
+        "Schedules define when jobs run automatically.",
+    ];
+
+    /// A real index of [`TEXTS`] (one chunk each, page = id + 1) with [`BagOfWords`] vectors.
+    pub(crate) fn tiny_index(dir: &std::path::Path) -> CorpusIndex {
+        let chunks: Vec<Chunk> = TEXTS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Chunk {
+                id: i as u32,
+                source: "doc.txt".into(),
+                page: i as u32 + 1,
+                start: 0,
+                text: t.to_string(),
+            })
+            .collect();
+        let vectors: Vec<Vec<f32>> = TEXTS.iter().map(|t| bag(t)).collect();
+        DenseIndex::build(&dir.join("dense"), &vectors, DIM).unwrap();
+        LexicalIndex::build(&dir.join("lexical"), &chunks).unwrap();
+        CorpusIndex::new(
+            dir.to_path_buf(),
+            chunks,
+            DenseIndex::open(&dir.join("dense")).unwrap(),
+            LexicalIndex::open(&dir.join("lexical")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub(crate) fn cell(model: bool, retriever: RetrieverKind) -> Cell {
+        let mut c = Cell {
+            id: String::new(),
+            model: model.then(|| ModelSpec {
+                name: "fake".into(),
+                gguf: "fake.gguf".into(),
+                gguf_sha256: "0".into(),
+                params: GenParams {
+                    seed: 40,
+                    ..GenParams::default()
+                },
+                threads: None,
+            }),
+            retrieval: Retrieval {
+                chunk_size: 100,
+                chunk_overlap: 0,
+                retriever,
+                top_k: 2,
+                fetch_k: Some(4),
+                lambda_mult: Some(0.5),
+                ensemble_weight: Some(0.5),
+                bm25: Some(Bm25Variant::Okapi),
+                dense_index: Some(DenseIndexKind::Exact),
+            }
+            .collapsed(),
+            corpus: vec![],
+            corpus_fingerprint: "c".into(),
+            embedding_model: "e".into(),
+            embedder_fingerprint: "e".into(),
+        };
+        c.id = c.compute_id();
+        c
+    }
+
+    fn question() -> Question {
+        Question {
+            id: "q1".into(),
+            question: "Which port does the File daemon listen on?".into(),
+            expected_answer: "The File daemon listens on port 9102.".into(),
+            short_answer: None,
+            page: None,
+            evidence: Some("listens on port 9102".into()),
+            difficulty: None,
+            source: None,
+            qrels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_generating_cell_retrieves_generates_and_scores() {
+        let d = tempfile::tempdir().unwrap();
+        let seeds = Arc::new(Mutex::new(Vec::new()));
+        let mut runner = CellRunner::with_parts(
+            cell(true, RetrieverKind::Bm25),
+            tiny_index(d.path()),
+            true,
+            Box::new(BagOfWords),
+            Some(Box::new(Extractive {
+                seeds: seeds.clone(),
+                fail: false,
+            })),
+        );
+        let a = runner.answer(&question(), 2);
+        assert_eq!(a.status, AnswerStatus::Ok, "{:?}", a.error);
+        assert_eq!(a.chunk_ids.first(), Some(&1), "the port chunk ranks first");
+        assert_eq!(a.pages.first(), Some(&2));
+        assert_eq!(a.answer, TEXTS[1]);
+        assert_eq!(a.contexts_used, Some(1));
+        // the answer is the reference answer word for word: cosine 1, F1 1, hit@2 1
+        assert!((a.cosine.unwrap() - 1.0).abs() < 1e-6);
+        assert_eq!(a.metrics.get("f1"), Some(&1.0));
+        assert_eq!(a.metrics.get("hit@2"), Some(&1.0));
+        // repeat r samples with seed + r
+        assert_eq!(*seeds.lock().unwrap(), vec![42]);
+    }
+
+    #[test]
+    fn retrieval_only_cells_have_no_answer_metrics_and_failures_are_answers() {
+        let d = tempfile::tempdir().unwrap();
+        let mut runner = CellRunner::with_parts(
+            cell(false, RetrieverKind::Dense),
+            tiny_index(d.path()),
+            true,
+            Box::new(BagOfWords),
+            None,
+        );
+        let a = runner.answer(&question(), 0);
+        assert_eq!(a.status, AnswerStatus::Ok);
+        assert_eq!(a.chunk_ids.len(), 2);
+        assert!(a.cosine.is_none() && a.answer.is_empty());
+        assert!(a.metrics.contains_key("ndcg@2") && !a.metrics.contains_key("f1"));
+
+        let d = tempfile::tempdir().unwrap();
+        let mut failing = CellRunner::with_parts(
+            cell(true, RetrieverKind::Ensemble),
+            tiny_index(d.path()),
+            false,
+            Box::new(BagOfWords),
+            Some(Box::new(Extractive {
+                seeds: Default::default(),
+                fail: true,
+            })),
+        );
+        let a = failing.answer(&question(), 0);
+        assert_eq!(a.status, AnswerStatus::Failed);
+        assert!(a.error.unwrap().contains("fake failure"));
+    }
+
+    #[test]
+    fn jobs_and_events_round_trip() {
+        let job = WorkerJob {
+            cell: cell(true, RetrieverKind::Mmr),
+            index_dir: "store/indexes/x".into(),
+            questions: vec![question()],
+            pending: vec![("q1".into(), 0), ("q1".into(), 1)],
+        };
+        let back: WorkerJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
+        let e = Event::Ready {
+            load_s: 1.5,
+            threads: Some(2),
+        };
+        let line = format!("{EVENT_PREFIX}{}", serde_json::to_string(&e).unwrap());
+        assert_eq!(parse_event(&line), Some(e));
+        assert_eq!(parse_event("llama.cpp says hi"), None);
+    }
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestrate::cell::{AnswerStatus, CellAxes, Retrieval};
 use orchestrate::report::{render_html, ChunkSet, ChunkText, ReportMeta};
+use orchestrate::retrieve::{Bm25Variant, DenseIndexKind};
 use orchestrate::store::AnswerRecord;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -50,16 +52,22 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                     let rss = (if mi == 0 { 620u64 } else { 310 }) << 20;
                     let ensemble = retriever == "ensemble";
                     let mut a = AnswerRecord {
-                        cell_id: format!("{model}-{chunk}-{retriever}"),
-                        model: model.to_string(),
-                        chunk_size: chunk,
-                        chunk_overlap: chunk / 10,
-                        retriever: retriever.to_string(),
-                        ensemble_weight: ensemble.then_some(0.5),
-                        top_k: 4,
-                        fetch_k: None,
-                        bm25: ensemble.then(|| "tantivy".to_string()),
-                        dense_index: Some("arroy".to_string()),
+                        cell: CellAxes {
+                            cell_id: format!("{model}-{chunk}-{retriever}"),
+                            model: model.to_string(),
+                            retrieval: Retrieval {
+                                chunk_size: chunk as usize,
+                                chunk_overlap: chunk as usize / 10,
+                                retriever: retriever.parse().expect("retriever"),
+                                top_k: 4,
+                                fetch_k: None,
+                                lambda_mult: None,
+                                ensemble_weight: ensemble.then_some(0.5),
+                                bm25: ensemble.then_some(Bm25Variant::Tantivy),
+                                dense_index: Some(DenseIndexKind::Arroy),
+                            },
+                        },
+                        index_dir: Some(format!("store/indexes/i{chunk}")),
                         repeat: 0,
                         question_id: format!("q{}", q + 1),
                         question: format!(
@@ -79,7 +87,8 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         contexts_used: Some(if chunk >= 1000 { 1 } else { 2 }),
                         chunk_ids: vec![q as u32, q as u32 + 7],
                         pages: vec![12 + q as u32, 200],
-                        status: "ok".to_string(),
+                        status: AnswerStatus::Ok,
+                        error: None,
                         metrics: {
                             let hit = f64::from(rng.next() < 0.5 + 0.1 * mi as f64);
                             let f1 = (0.2 + 0.3 * rng.next()).min(1.0);
@@ -98,7 +107,8 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         },
                     };
                     if FAILED_ROWS.contains(&rows.len()) {
-                        a.status = "failed".into();
+                        a.status = AnswerStatus::Failed;
+                        a.error = Some("worker exited early".into());
                         a.answer = String::new();
                         a.cosine = None;
                         a.response_time_s = None;
@@ -212,6 +222,7 @@ fn synthetic_chunk_sets() -> Vec<ChunkSet> {
     CHUNKS
         .iter()
         .map(|&size| ChunkSet {
+            index_dir: format!("store/indexes/i{size}"),
             chunk_size: size,
             chunk_overlap: size / 10,
             chunks: (0..17u32)
@@ -275,6 +286,10 @@ fn report_renders_in_headless_chromium() {
         index_builds: vec![("dense 250/25".into(), 31.2), ("bm25 250/25".into(), 2.4)],
         chunk_sets: synthetic_chunk_sets(),
         rank_metric: None,
+        failed_cells: vec![(
+            "broken · dense chunk 250/25 k=4".into(),
+            "worker exited early (exit status: 1)".into(),
+        )],
     };
     let html = render_html("Synthetic report", &meta, &answers).expect("render");
 
@@ -405,10 +420,20 @@ fn report_renders_in_headless_chromium() {
     assert!(worse > 0, "no cell marked significantly worse");
     assert_eq!(ranking.matches(r#"<svg class="diff""#).count(), groups - 1);
 
+    // The failed cell is listed with its cause above everything else.
+    assert!(
+        dom.contains("Failed cells (1)") && dom.contains("worker exited early (exit status: 1)"),
+        "failed cells section"
+    );
+
     // Chunk appendix: one block per (chunk size, id) used, every in-page link resolves.
-    let used: BTreeSet<(u32, u32)> = answers
+    let used: BTreeSet<(usize, u32)> = answers
         .iter()
-        .flat_map(|a| a.chunk_ids.iter().map(move |&id| (a.chunk_size, id)))
+        .flat_map(|a| {
+            a.chunk_ids
+                .iter()
+                .map(move |&id| (a.cell.retrieval.chunk_size, id))
+        })
         .collect();
     assert_eq!(
         dom.matches(r#"<div class="chunk" id="chunk-"#).count(),
@@ -428,7 +453,8 @@ fn report_renders_in_headless_chromium() {
     assert!(dom.contains(r#"&lt;Director&gt; { Name = "bacula-dir" }"#));
 
     // Following a chunk link opens the collapsed appendix (inline script) at that block.
-    let target = format!("chunk-500-50-{}", 7);
+    // chunk set 1 is the 500-character chunking (CHUNKS order)
+    let target = format!("chunk-1-{}", 7);
     let (dom_at, at_err) = run_chromium(
         &dir.path().join("profile-anchor"),
         &["--dump-dom".into()],

@@ -334,36 +334,6 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
 }
 
 #[test]
-fn a_crashing_cell_is_recorded_as_failed_and_the_sweep_goes_on() {
-    let broken = format!(
-        "[[model]]\nname = \"broken\"\ngguf = \"{}\"\nprompt = \"chat\"\n\n{}",
-        "broken.gguf",
-        smollm(16)
-    );
-    let f = Fixture::new(&broken, "chunk_size = [300]\nretriever = [\"bm25\"]\n");
-    let out = f.run();
-    assert!(
-        out.status.success(),
-        "a failed cell is not a failed sweep: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let db = f.db();
-    let (status, error): (String, String) = db
-        .query_row(
-            "SELECT status, error FROM cells WHERE model = 'broken'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(status, "failed");
-    assert!(
-        error.contains("broken.gguf"),
-        "stderr tail names the bad file: {error}"
-    );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'smollm2' AND a.status = 'ok'"), 6);
-}
-
-#[test]
 fn bad_experiment_file_is_a_clear_error() {
     let f = Fixture::new(
         &smollm(16),
@@ -462,4 +432,271 @@ fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
             "{text}"
         );
     }
+}
+
+/// A GGUF v3 file that passes every header check (magic, version, metadata, no tensors) but names
+/// an architecture llama.cpp does not know: its cell fails when the worker loads it.
+fn bogus_arch_gguf() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes()); // version
+    b.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&1u64.to_le_bytes()); // metadata pairs
+    let key = b"general.architecture";
+    b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    b.extend_from_slice(key);
+    b.extend_from_slice(&8u32.to_le_bytes()); // string
+    let value = b"no-such-architecture";
+    b.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    b.extend_from_slice(value);
+    b
+}
+
+/// Runs `orchestrate args` and returns (success, stdout, stderr).
+fn run_args(f: &Fixture, args: &[&str]) -> (bool, String, String) {
+    let out = f.cmd(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn one_good_and_one_broken_model_fails_loudly_everywhere() {
+    let models = format!(
+        "[[model]]\nname = \"broken\"\ngguf = \"bogus.gguf\"\nprompt = \"chat\"\n\n{}",
+        smollm(8)
+    );
+    let f = Fixture::new(&models, "chunk_size = [300]\nretriever = [\"bm25\"]\n");
+    std::fs::write(f.path("bogus.gguf"), bogus_arch_gguf()).unwrap();
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(!ok, "a sweep with a failed cell exits non-zero: {err}");
+    assert!(err.contains("1 cells failed"), "{err}");
+    assert!(err.contains("broken · bm25 chunk 300/60 k=4"), "{err}");
+    // the good model answered everything
+    assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'smollm2' AND a.status = 'ok'"), 6);
+    // status, compare, export and the report show the failed cell with its cause
+    let (_, status, _) = run_args(&f, &["status", "exp.toml"]);
+    let line = status.lines().find(|l| l.contains("broken")).unwrap();
+    assert!(
+        line.contains("failed") && line.contains("worker exited early"),
+        "{status}"
+    );
+    let (ok, compare, err) = run_args(&f, &["compare", "exp.toml"]);
+    assert!(ok, "{err}");
+    assert!(compare.contains("failed: broken · bm25"), "{compare}");
+    let (ok, cells, _) = run_args(&f, &["export", "exp.toml", "--per", "cell"]);
+    assert!(ok);
+    let mut rdr = csv::Reader::from_reader(cells.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{cells}");
+    let broken = rows.iter().find(|r| &r[col("model")] == "broken").unwrap();
+    assert_eq!(&broken[col("status")], "failed");
+    assert!(
+        broken[col("error")].contains("worker exited early"),
+        "{cells}"
+    );
+    assert_eq!(&broken[col("answers")], "0");
+    let html = std::fs::read_to_string(f.path("reports/e2e.html")).unwrap();
+    assert!(
+        html.contains("Failed cells (1)") && html.contains("broken · bm25"),
+        "report"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_gguf_is_rejected_before_the_sweep() {
+    let models = format!(
+        "[[model]]\nname = \"broken\"\ngguf = \"broken.gguf\"\nprompt = \"chat\"\n\n{}",
+        smollm(8)
+    );
+    let f = Fixture::new(&models, "chunk_size = [300]\nretriever = [\"bm25\"]\n");
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(!ok);
+    assert!(
+        err.contains("model[0].gguf") && err.contains("not a GGUF file"),
+        "{err}"
+    );
+    assert!(!f.path("store/e2e.sqlite").exists(), "nothing written");
+    std::fs::create_dir(f.path("dir.gguf")).unwrap();
+    std::fs::write(
+        f.path("exp.toml"),
+        std::fs::read_to_string(f.path("exp.toml"))
+            .unwrap()
+            .replace("broken.gguf", "dir.gguf"),
+    )
+    .unwrap();
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(!ok && err.contains("directory"), "{err}");
+}
+
+#[test]
+fn lambda_mult_values_are_distinct_cells_in_every_output() {
+    let f = Fixture::new(
+        &smollm(8),
+        "chunk_size = [120]\nretriever = [\"mmr\"]\nfetch_k = [6]\nlambda_mult = [0.25, 0.75]\n",
+    );
+    let (ok, _, err) = run_args(
+        &f,
+        &["run", "exp.toml", "--no-progress", "--retrieval-only"],
+    );
+    assert!(ok, "{err}");
+    let csv = f.ok(&["export", "exp.toml", "--retrieval-only"]);
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let lambda = h
+        .iter()
+        .position(|c| c == "lambda_mult")
+        .expect("lambda_mult column");
+    let values: std::collections::BTreeSet<String> = rdr
+        .records()
+        .map(|r| r.unwrap()[lambda].to_string())
+        .collect();
+    assert_eq!(values, ["0.25", "0.75"].map(String::from).into());
+    let cells = f.ok(&["export", "exp.toml", "--per", "cell", "--format", "jsonl"]);
+    assert_eq!(cells.lines().count(), 2, "{cells}");
+    assert!(cells.contains("\"lambda_mult\":0.25") && cells.contains("\"lambda_mult\":0.75"));
+    for out in [
+        f.ok(&["compare", "exp.toml", "--metric", "hit@4"]),
+        f.ok(&["status", "exp.toml", "--retrieval-only"]),
+    ] {
+        assert!(out.contains("λ=0.25") && out.contains("λ=0.75"), "{out}");
+    }
+    let html = std::fs::read_to_string(f.path("reports/e2e.html")).unwrap();
+    assert!(html.contains("λ=0.25") && html.contains("λ=0.75"));
+}
+
+#[test]
+fn results_are_read_from_the_database_alone() {
+    let f = Fixture::new(
+        &smollm(8),
+        "chunk_size = [120, 300]\nretriever = [\"bm25\", \"dense\"]\n",
+    );
+    // the embedding model through a link that can be taken away
+    std::os::unix::fs::symlink(model("all-MiniLM-L6-v2"), f.path("emb")).unwrap();
+    let text = std::fs::read_to_string(f.path("exp.toml")).unwrap();
+    let text = text.replace(&model("all-MiniLM-L6-v2").display().to_string(), "emb");
+    std::fs::write(f.path("exp.toml"), text).unwrap();
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(ok, "{err}");
+    let outputs = |f: &Fixture| -> Vec<String> {
+        let mut v = Vec::new();
+        for per in ["answer", "cell"] {
+            for format in ["csv", "jsonl"] {
+                v.push(f.ok(&["export", "exp.toml", "--per", per, "--format", format]));
+            }
+        }
+        v.push(f.ok(&["compare", "exp.toml"]));
+        f.ok(&["report", "exp.toml", "-o", "r.html"]);
+        v.push(std::fs::read_to_string(f.path("r.html")).unwrap());
+        v
+    };
+    let before = outputs(&f);
+    assert!(
+        before[5].contains("Director"),
+        "the report holds chunk texts"
+    );
+    // move the inputs away: corpus, QA file, embedding model, GGUF
+    std::fs::rename(f.path("corpus.txt"), f.path("corpus.moved")).unwrap();
+    std::fs::rename(f.path("qa.toml"), f.path("qa.moved")).unwrap();
+    std::fs::remove_file(f.path("emb")).unwrap();
+    let text = std::fs::read_to_string(f.path("exp.toml")).unwrap();
+    let gguf = model("SmolLM2-135M-Instruct.Q4_1.gguf")
+        .display()
+        .to_string();
+    std::fs::write(f.path("exp.toml"), text.replace(&gguf, "gone.gguf")).unwrap();
+    let after = outputs(&f);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b, a);
+    }
+    // status falls back to the database, --grid needs the inputs and says which is missing
+    let status = f.ok(&["status", "exp.toml"]);
+    assert!(
+        status.contains("from the results database alone"),
+        "{status}"
+    );
+    let (ok, _, err) = run_args(&f, &["export", "exp.toml", "--grid"]);
+    assert!(!ok && err.contains("corpus"), "{err}");
+}
+
+#[test]
+fn editing_inputs_reruns_exactly_the_affected_cells() {
+    // two copies of one GGUF: editing one in place (same size) makes only its cells new
+    let gguf = model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let models = "[[model]]\nname = \"a\"\ngguf = \"a.gguf\"\nprompt = \"chat\"\nmax_tokens = 4\nthreads = 1\n\n\
+                  [[model]]\nname = \"b\"\ngguf = \"b.gguf\"\nprompt = \"chat\"\nmax_tokens = 4\nthreads = 1\nseed = 7\n";
+    let f = Fixture::new(models, "chunk_size = [300]\nretriever = [\"bm25\"]\n");
+    std::fs::copy(&gguf, f.path("a.gguf")).unwrap();
+    std::fs::copy(&gguf, f.path("b.gguf")).unwrap();
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(ok, "{err}");
+    let cells = |f: &Fixture| count(&f.db(), "SELECT COUNT(*) FROM cells");
+    assert_eq!(cells(&f), 2);
+    let mut bytes = std::fs::read(f.path("b.gguf")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // a weight bit: same size, still loadable
+    std::fs::write(f.path("b.gguf"), bytes).unwrap();
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("2 cells (1 already done"),
+        "only b runs again: {err}"
+    );
+    assert_eq!(cells(&f), 3);
+    assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers"), 3 * 6);
+    // the corpus edited: both models' cells are new
+    let corpus = std::fs::read_to_string(f.path("corpus.txt")).unwrap();
+    std::fs::write(
+        f.path("corpus.txt"),
+        format!("A new first paragraph.\n\n{corpus}"),
+    )
+    .unwrap();
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("2 cells (0 already done"), "{err}");
+    assert_eq!(cells(&f), 5);
+    // status shows the grid and, apart, the cells made with the old contents
+    let status = f.ok(&["status", "exp.toml"]);
+    assert!(status.contains("2 of 2 cells complete"), "{status}");
+    assert_eq!(status.matches("(not in grid)").count(), 3, "{status}");
+}
+
+#[test]
+fn editing_an_expected_answer_rescores_without_an_llm_call() {
+    let f = Fixture::new(&smollm(16), "chunk_size = [300]\nretriever = [\"bm25\"]\n");
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(ok, "{err}");
+    let row = |f: &Fixture| -> (i64, String, String, f64) {
+        f.db()
+            .query_row(
+                "SELECT run_id, answer, expected_answer, cosine FROM answers WHERE question_id = 't2'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap()
+    };
+    let before = row(&f);
+    let qa = std::fs::read_to_string(f.path("qa.toml")).unwrap();
+    std::fs::write(
+        f.path("qa.toml"),
+        qa.replace(
+            "The File daemon listens on port 9102.",
+            "Schedules are kept in the catalog.",
+        ),
+    )
+    .unwrap();
+    let status = f.ok(&["status", "exp.toml"]);
+    assert!(status.contains("1 to re-score"), "{status}");
+    let (ok, _, err) = run_args(&f, &["run", "exp.toml", "--no-progress"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("1 re-scored"), "{err}");
+    let after = row(&f);
+    assert_eq!(after.0, before.0, "the answer was not generated again");
+    assert_eq!(after.1, before.1);
+    assert_eq!(after.2, "Schedules are kept in the catalog.");
+    assert_ne!(after.3, before.3, "cosine against the new reference");
+    assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers"), 6);
 }

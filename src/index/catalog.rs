@@ -1,5 +1,5 @@
-//! The indexes of one experiment: one [`CorpusIndex`] per (chunk_size, chunk_overlap), opened
-//! from the cache or built from the experiment's corpus and embedding model on first use.
+//! The indexes of one experiment's corpus: one [`CorpusIndex`] per (chunk_size, chunk_overlap),
+//! opened from the cache or built from the corpus files and embedding model on first use.
 //!
 //! [`ExperimentIndexes`] owns the per-experiment state that building needs once: the embedding
 //! model (loaded lazily), the corpus fingerprint (hash of the corpus files) and the extracted pages
@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use super::{BuildInfo, CorpusIndex, IndexKey};
 use crate::corpus::{CorpusError, Page};
 use crate::embed::{EmbedError, Embedder};
-use crate::experiment::Experiment;
 
 /// Errors from opening or building an experiment's index.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +28,11 @@ pub enum CatalogError {
     Index(#[from] super::IndexError),
 }
 
-/// Opens or builds the indexes of one experiment under `<store_dir>/indexes/` (see
-/// [`super::cache`]), remembering what it already prepared.
+/// Opens or builds the indexes of one corpus and embedding model under `<store_dir>/indexes/`
+/// (see [`super::cache`]), remembering what it already prepared.
 pub struct ExperimentIndexes<'a> {
-    exp: &'a Experiment,
+    corpus: &'a [PathBuf],
+    embedding_model: &'a Path,
     store_dir: &'a Path,
     embedder: Option<Embedder>,
     corpus_fingerprint: Option<String>,
@@ -41,10 +41,13 @@ pub struct ExperimentIndexes<'a> {
 }
 
 impl<'a> ExperimentIndexes<'a> {
-    /// Nothing is loaded until an index is asked for.
-    pub fn new(exp: &'a Experiment, store_dir: &'a Path) -> Self {
+    /// The indexes of the corpus files `corpus` (in order) embedded with the sentence-transformers
+    /// model in `embedding_model`, cached under `store_dir`. Nothing is loaded until an index is
+    /// asked for.
+    pub fn new(corpus: &'a [PathBuf], embedding_model: &'a Path, store_dir: &'a Path) -> Self {
         ExperimentIndexes {
-            exp,
+            corpus,
+            embedding_model,
             store_dir,
             embedder: None,
             corpus_fingerprint: None,
@@ -57,7 +60,7 @@ impl<'a> ExperimentIndexes<'a> {
     pub fn embedder(&mut self) -> Result<&Embedder, CatalogError> {
         let e = match self.embedder.take() {
             Some(e) => e,
-            None => Embedder::load(&self.exp.embedding_model)?,
+            None => Embedder::load(&self.embedding_model)?,
         };
         Ok(self.embedder.insert(e))
     }
@@ -71,7 +74,7 @@ impl<'a> ExperimentIndexes<'a> {
     ) -> Result<IndexKey, CatalogError> {
         let embedder_fingerprint = self.embedder()?.fingerprint().to_string();
         if self.corpus_fingerprint.is_none() {
-            self.corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(&self.exp.corpus)?);
+            self.corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(self.corpus)?);
         }
         Ok(IndexKey {
             corpus_fingerprint: self.corpus_fingerprint.clone().unwrap_or_default(),
@@ -115,11 +118,11 @@ impl<'a> ExperimentIndexes<'a> {
         let key = self.key(chunk_size, chunk_overlap)?;
         let embedder = match self.embedder.take() {
             Some(e) => e,
-            None => Embedder::load(&self.exp.embedding_model)?,
+            None => Embedder::load(&self.embedding_model)?,
         };
         let embedder: &Embedder = self.embedder.insert(embedder);
         let pages = &self.pages;
-        let corpus = &self.exp.corpus;
+        let corpus = self.corpus;
         let (index, info) = super::open_or_build(
             self.store_dir,
             &key,

@@ -9,96 +9,14 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 
+use super::metric_columns;
 use super::{ReportError, CI_LEVEL};
-use crate::export::metric_columns;
+use crate::cell::{AnswerStatus, CellStatus};
 use crate::stats::{ci_from_moments, MeanCi};
 use crate::store::AnswerRecord;
+use crate::store::StoredCell;
 
-/// The axes that identify a cell, in group-by order.
-const CELL_KEYS: [&str; 10] = [
-    "cell_id",
-    "model",
-    "chunk_size",
-    "chunk_overlap",
-    "retriever",
-    "ensemble_weight",
-    "top_k",
-    "fetch_k",
-    "bm25",
-    "dense_index",
-];
-
-/// Default BM25 implementation: labels only name the other one.
-pub const DEFAULT_BM25: &str = "tantivy";
-/// Default dense search: labels only name the other one.
-pub const DEFAULT_DENSE_INDEX: &str = "arroy";
-
-/// The axes of one experiment cell, as stored on every [`AnswerRecord`] (and repeated in
-/// [`CellSummary`]); one value of this struct is one point of the experiment grid.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct CellAxes {
-    /// Stable id of the cell (hex hash of its axes).
-    pub cell_id: String,
-    /// Model name; `retrieval-only` for experiments that generate no answers.
-    pub model: String,
-    /// Characters.
-    pub chunk_size: u32,
-    /// Characters.
-    pub chunk_overlap: u32,
-    /// `dense`, `mmr`, `bm25` or `ensemble`.
-    pub retriever: String,
-    /// BM25 weight of the ensemble; `None` for other retrievers.
-    pub ensemble_weight: Option<f64>,
-    /// Chunks given to the model (the k of `hit@k` etc.).
-    pub top_k: u32,
-    /// MMR candidate pool; `None` unless the retriever is `mmr`.
-    pub fetch_k: Option<u32>,
-    /// BM25 implementation (`tantivy`, the default, or `okapi`); `None` without a lexical part.
-    pub bm25: Option<String>,
-    /// Dense search (`arroy`, the default, or `exact`); `None` without a dense part.
-    pub dense_index: Option<String>,
-}
-
-impl CellAxes {
-    /// The axes of the cell `a` belongs to.
-    pub fn of(a: &AnswerRecord) -> CellAxes {
-        CellAxes {
-            cell_id: a.cell_id.clone(),
-            model: a.model.clone(),
-            chunk_size: a.chunk_size,
-            chunk_overlap: a.chunk_overlap,
-            retriever: a.retriever.clone(),
-            ensemble_weight: a.ensemble_weight,
-            top_k: a.top_k,
-            fetch_k: a.fetch_k,
-            bm25: a.bm25.clone(),
-            dense_index: a.dense_index.clone(),
-        }
-    }
-
-    /// [`retriever_label`] of these axes, with the ensemble weight, e.g. `ensemble w=0.30`.
-    pub fn retriever_label(&self) -> String {
-        retriever_label(
-            &self.retriever,
-            self.ensemble_weight,
-            self.fetch_k,
-            self.bm25.as_deref(),
-            self.dense_index.as_deref(),
-        )
-    }
-
-    /// Short human label of the retrieval axes, e.g. `ensemble w=0.30 · 500/50 · k=4`
-    /// (retriever label · chunk size/overlap · top_k).
-    pub fn label(&self) -> String {
-        format!(
-            "{} · {}/{} · k={}",
-            self.retriever_label(),
-            self.chunk_size,
-            self.chunk_overlap,
-            self.top_k
-        )
-    }
-}
+pub use crate::cell::CellAxes;
 
 /// Aggregated metrics of one cell (one point of the experiment grid, all repeats pooled).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -106,6 +24,10 @@ pub struct CellSummary {
     /// The cell's axes (serialized inline).
     #[serde(flatten)]
     pub axes: CellAxes,
+    /// The cell's stored status (`None` when summarised from answers alone).
+    pub status: Option<CellStatus>,
+    /// Why the cell failed (its stored error), for failed cells.
+    pub error: Option<String>,
     /// Answers in the cell, failed ones included.
     pub n_answers: usize,
     /// Answers with status `failed`.
@@ -132,10 +54,9 @@ pub struct CellSummary {
 }
 
 impl CellSummary {
-    /// Short human label of the cell's retrieval axes, e.g. `ensemble w=0.30 · 500/50 · k=4`
-    /// (see [`CellAxes::label`]).
+    /// Human label of the cell's retrieval axes (see [`crate::cell::Retrieval`]'s Display).
     pub fn label(&self) -> String {
-        self.axes.label()
+        self.axes.retrieval_label()
     }
 
     /// Mean and CI of `metric`: `cosine`, `response_time_s` or a key of
@@ -149,13 +70,14 @@ impl CellSummary {
     }
 }
 
-/// One chart point: a model × retriever label × chunk size group, pooled over the other axes
-/// (overlap, top_k, repeats) and over questions.
+/// One chart point: a model × facet × chunk size group, pooled over repeats and questions. The
+/// facet ([`crate::cell::Retrieval::facet_label`]) holds every axis but the chunk size, so
+/// cells that differ in any other axis are never pooled.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SeriesPoint {
     /// Model name (the colour of the series).
     pub model: String,
-    /// [`retriever_label`] of the group (the facet).
+    /// [`crate::cell::Retrieval::facet_label`] of the group (the facet).
     pub retriever_label: String,
     /// Characters (the x position).
     pub chunk_size: u32,
@@ -208,46 +130,11 @@ pub struct ModelSummary {
     pub metrics: BTreeMap<String, MeanCi>,
 }
 
-/// Display label of a retriever configuration: `dense`, `bm25`, `mmr fetch_k=20`,
-/// `ensemble w=0.30` (w = BM25 weight), followed by the BM25 implementation and the dense search
-/// when they are not the defaults ([`DEFAULT_BM25`], [`DEFAULT_DENSE_INDEX`]), in the notation of
-/// the experiment's cell names: `bm25:okapi`, `dense:exact`, `ensemble w=0.30 bm25:okapi`,
-/// `mmr fetch_k=20 dense:exact`.
-pub fn retriever_label(
-    retriever: &str,
-    ensemble_weight: Option<f64>,
-    fetch_k: Option<u32>,
-    bm25: Option<&str>,
-    dense_index: Option<&str>,
-) -> String {
-    let mut label = match (ensemble_weight, fetch_k) {
-        (Some(w), _) => format!("{retriever} w={w:.2}"),
-        (None, Some(k)) => format!("{retriever} fetch_k={k}"),
-        (None, None) => retriever.to_string(),
-    };
-    for (kind, value, default) in [
-        ("bm25", bm25, DEFAULT_BM25),
-        ("dense", dense_index, DEFAULT_DENSE_INDEX),
-    ] {
-        match value {
-            Some(v) if v != default => {
-                if label == kind {
-                    // `bm25` + `bm25:okapi` reads as just `bm25:okapi`.
-                    label = format!("{kind}:{v}");
-                } else {
-                    label = format!("{label} {kind}:{v}");
-                }
-            }
-            _ => {}
-        }
-    }
-    label
-}
-
-/// Per-cell aggregation of `answers` (polars lazy group-by over the cell axes).
+/// Per-cell aggregation of `answers` (polars lazy group-by over the cell id; each cell's axes come
+/// from its answers' [`CellAxes`]).
 ///
-/// Returns one [`CellSummary`] per distinct cell, sorted by model, retriever, ensemble weight,
-/// chunk size, overlap, top_k, fetch_k. An empty input gives an empty vector.
+/// Returns one [`CellSummary`] per distinct cell, sorted by [`axes_cmp`]. An empty input gives an
+/// empty vector.
 /// Errors: [`ReportError::Polars`] if polars fails.
 pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportError> {
     if answers.is_empty() {
@@ -269,40 +156,73 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
     for name in &names {
         aggs.extend(moment_aggs(&metric_col(name)));
     }
-    let df = grouped(answers, &CELL_KEYS, aggs)?;
+    let df = grouped(answers, &["cell_id"], aggs)?;
+    let axes: std::collections::HashMap<&str, &CellAxes> = answers
+        .iter()
+        .map(|a| (a.cell.cell_id.as_str(), &a.cell))
+        .collect();
     let mut cells = (0..df.height())
-        .map(|i| cell_row(&df, i, &names))
+        .map(|i| {
+            let id = str_at(&df, "cell_id", i)?;
+            let axes = axes.get(id.as_str()).map(|a| (*a).clone());
+            cell_row(&df, i, &names, axes)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     cells.sort_by(|a, b| axes_cmp(&a.axes, &b.axes));
     Ok(cells)
 }
 
-/// Report order of cells: model, retriever, ensemble weight, BM25 variant, dense index, chunk
-/// size, overlap, top_k, fetch_k, id.
+/// One summary per stored cell, in [`summarize`]'s order: the cells with answers summarised, their
+/// status and error attached, and cells without any answer (e.g. failed at load) added with
+/// zero answers, so a failed cell shows in every output.
+/// Errors: [`ReportError::Polars`].
+pub fn cell_summaries(
+    cells: &[StoredCell],
+    answers: &[AnswerRecord],
+) -> Result<Vec<CellSummary>, ReportError> {
+    let mut out = summarize(answers)?;
+    for c in cells {
+        match out.iter_mut().find(|s| s.axes.cell_id == c.cell.id) {
+            Some(s) => {
+                s.status = Some(c.status);
+                s.error = c.error.clone();
+            }
+            None => out.push(CellSummary {
+                axes: c.cell.axes(),
+                status: Some(c.status),
+                error: c.error.clone(),
+                n_answers: 0,
+                n_failed: 0,
+                cosine: None,
+                response_time_s: None,
+                ttft_mean_s: None,
+                tokens_per_s_mean: None,
+                rss_mean_bytes: None,
+                rss_peak_bytes: None,
+                cpu_mean_percent: None,
+                metrics: BTreeMap::new(),
+            }),
+        }
+    }
+    out.sort_by(|a, b| axes_cmp(&a.axes, &b.axes));
+    Ok(out)
+}
+
+/// Report order of cells: model, retriever, chunk size, overlap, top_k, then the label (which
+/// holds every other axis) and the id.
 pub fn axes_cmp(a: &CellAxes, b: &CellAxes) -> std::cmp::Ordering {
-    (&a.model, &a.retriever)
-        .cmp(&(&b.model, &b.retriever))
-        .then(opt_f64_cmp(a.ensemble_weight, b.ensemble_weight))
-        .then(
-            (
-                &a.bm25,
-                &a.dense_index,
-                a.chunk_size,
-                a.chunk_overlap,
-                a.top_k,
-                a.fetch_k,
-                &a.cell_id,
-            )
-                .cmp(&(
-                    &b.bm25,
-                    &b.dense_index,
-                    b.chunk_size,
-                    b.chunk_overlap,
-                    b.top_k,
-                    b.fetch_k,
-                    &b.cell_id,
-                )),
+    let key = |c: &CellAxes| {
+        (
+            c.model.clone(),
+            c.retrieval.retriever.as_str(),
+            c.retrieval.chunk_size,
+            c.retrieval.chunk_overlap,
+            c.retrieval.top_k,
+            c.label(),
+            c.cell_id.clone(),
         )
+    };
+    key(a).cmp(&key(b))
 }
 
 /// Name of the frame column that holds the named metric `name`.
@@ -337,12 +257,12 @@ pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, Repor
     for name in &names {
         aggs.extend(moment_aggs(&metric_col(name)));
     }
-    let df = grouped(answers, &["model", "retriever_label", "chunk_size"], aggs)?;
+    let df = grouped(answers, &["model", "facet", "chunk_size"], aggs)?;
     let mut points = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         points.push(SeriesPoint {
             model: str_at(&df, "model", i)?,
-            retriever_label: str_at(&df, "retriever_label", i)?,
+            retriever_label: str_at(&df, "facet", i)?,
             chunk_size: u32_at(&df, "chunk_size", i)?.unwrap_or(0),
             cosine: moments_at(&df, "cosine", i)?,
             response_time_s: moments_at(&df, "response_time_s", i)?,
@@ -369,19 +289,9 @@ pub const ALL_MODELS: &str = "all models";
 /// model [`ALL_MODELS`]; other fields as [`series_points`] (cosine and time are `None`).
 /// Errors: [`ReportError::Polars`].
 pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, ReportError> {
-    type Key<'a> = (
-        u32,
-        u32,
-        &'a str,
-        Option<u64>,
-        u32,
-        Option<u32>,
-        Option<&'a str>,
-        Option<&'a str>,
-        &'a str,
-        u32,
-    );
-    let mut merged: BTreeMap<Key<'_>, AnswerRecord> = BTreeMap::new();
+    // One retrieval = the index (corpus, splitter, embedder) × retrieval settings × question ×
+    // repeat; the settings key is their JSON, so every axis is part of it.
+    let mut merged: BTreeMap<(String, String, String, u32), AnswerRecord> = BTreeMap::new();
     for a in answers {
         let retrieval: Vec<(&String, &f64)> = a
             .metrics
@@ -392,20 +302,17 @@ pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoi
             continue;
         }
         let key = (
-            a.chunk_size,
-            a.chunk_overlap,
-            a.retriever.as_str(),
-            a.ensemble_weight.map(f64::to_bits),
-            a.top_k,
-            a.fetch_k,
-            a.bm25.as_deref(),
-            a.dense_index.as_deref(),
-            a.question_id.as_str(),
+            a.index_dir.clone().unwrap_or_default(),
+            serde_json::to_string(&a.cell.retrieval).unwrap_or_default(),
+            a.question_id.clone(),
             a.repeat,
         );
         let row = merged.entry(key).or_insert_with(|| AnswerRecord {
-            model: ALL_MODELS.to_string(),
-            cell_id: String::new(),
+            cell: CellAxes {
+                model: ALL_MODELS.to_string(),
+                cell_id: String::new(),
+                ..a.cell.clone()
+            },
             answer: String::new(),
             expected_answer: String::new(),
             question: String::new(),
@@ -521,20 +428,12 @@ pub(crate) fn natural_key(s: &str) -> (&str, u64, &str) {
     (stem, num.parse().unwrap_or(0), s)
 }
 
-/// Orders `None` first, then by value (total order, so NaN cannot break sorting).
-fn opt_f64_cmp(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
-    match (a, b) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        (a, b) => a.is_some().cmp(&b.is_some()),
-    }
-}
-
 /// Row count and failed count of a group.
 fn count_aggs() -> Vec<Expr> {
     vec![
         len().cast(DataType::UInt64).alias("n_answers"),
         col("status")
-            .eq(lit("failed"))
+            .eq(lit(AnswerStatus::Failed.as_str()))
             .cast(DataType::UInt64)
             .sum()
             .alias("n_failed"),
@@ -568,67 +467,34 @@ fn grouped(
     Ok(df)
 }
 
-/// One row per answer; metric columns are nullable (failed answers), RSS also as f64 for means,
-/// plus derived `tokens_per_s` (completion tokens / response time, when the time is > 0) and
-/// `retriever_label`, and one nullable f64 column `metric:{name}` per named metric
+/// One row per answer: `cell_id`, `model`, `chunk_size` and `facet` (every other axis, see
+/// [`crate::cell::Retrieval::facet_label`]) identify its groups (a cell's axes are never copied
+/// column by column: they come from [`CellAxes`] by cell id); metric columns are nullable (failed
+/// answers), RSS also as f64 for means, plus derived `tokens_per_s` (completion tokens / response
+/// time, when the time is > 0), and one nullable f64 column `metric:{name}` per named metric
 /// ([`metric_columns`]; non-finite values count as missing).
 pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError> {
     let strs = |f: fn(&AnswerRecord) -> &str| answers.iter().map(f).collect::<Vec<&str>>();
-    let opt_strs =
-        |f: fn(&AnswerRecord) -> Option<&str>| answers.iter().map(f).collect::<Vec<Option<&str>>>();
     let mut columns = vec![
-        Column::new("cell_id".into(), strs(|a| &a.cell_id)),
-        Column::new("model".into(), strs(|a| &a.model)),
+        Column::new("cell_id".into(), strs(|a| &a.cell.cell_id)),
+        Column::new("model".into(), strs(|a| &a.cell.model)),
         Column::new(
             "chunk_size".into(),
-            answers.iter().map(|a| a.chunk_size).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "chunk_overlap".into(),
             answers
                 .iter()
-                .map(|a| a.chunk_overlap)
+                .map(|a| a.cell.retrieval.chunk_size as u32)
                 .collect::<Vec<u32>>(),
         ),
-        Column::new("retriever".into(), strs(|a| &a.retriever)),
         Column::new(
-            "retriever_label".into(),
+            "facet".into(),
             answers
                 .iter()
-                .map(|a| {
-                    retriever_label(
-                        &a.retriever,
-                        a.ensemble_weight,
-                        a.fetch_k,
-                        a.bm25.as_deref(),
-                        a.dense_index.as_deref(),
-                    )
-                })
+                .map(|a| a.cell.retrieval.facet_label())
                 .collect::<Vec<String>>(),
-        ),
-        Column::new("bm25".into(), opt_strs(|a| a.bm25.as_deref())),
-        Column::new("dense_index".into(), opt_strs(|a| a.dense_index.as_deref())),
-        Column::new(
-            "ensemble_weight".into(),
-            answers
-                .iter()
-                .map(|a| a.ensemble_weight)
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "top_k".into(),
-            answers.iter().map(|a| a.top_k).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "fetch_k".into(),
-            answers
-                .iter()
-                .map(|a| a.fetch_k)
-                .collect::<Vec<Option<u32>>>(),
         ),
         Column::new("question_id".into(), strs(|a| &a.question_id)),
         Column::new("question".into(), strs(|a| &a.question)),
-        Column::new("status".into(), strs(|a| &a.status)),
+        Column::new("status".into(), strs(|a| a.status.as_str())),
         Column::new(
             "cosine".into(),
             answers.iter().map(|a| a.cosine).collect::<Vec<_>>(),
@@ -698,20 +564,21 @@ fn tokens_per_s(a: &AnswerRecord) -> Option<f64> {
 }
 
 /// Reads one row of the per-cell frame.
-fn cell_row(df: &DataFrame, i: usize, names: &[String]) -> Result<CellSummary, ReportError> {
+fn cell_row(
+    df: &DataFrame,
+    i: usize,
+    names: &[String],
+    axes: Option<CellAxes>,
+) -> Result<CellSummary, ReportError> {
+    let Some(axes) = axes else {
+        return Err(ReportError::Polars(PolarsError::NoData(
+            "a grouped cell id has no answer".into(),
+        )));
+    };
     Ok(CellSummary {
-        axes: CellAxes {
-            cell_id: str_at(df, "cell_id", i)?,
-            model: str_at(df, "model", i)?,
-            chunk_size: u32_at(df, "chunk_size", i)?.unwrap_or(0),
-            chunk_overlap: u32_at(df, "chunk_overlap", i)?.unwrap_or(0),
-            retriever: str_at(df, "retriever", i)?,
-            ensemble_weight: f64_at(df, "ensemble_weight", i)?,
-            top_k: u32_at(df, "top_k", i)?.unwrap_or(0),
-            fetch_k: u32_at(df, "fetch_k", i)?,
-            bm25: opt_str_at(df, "bm25", i)?,
-            dense_index: opt_str_at(df, "dense_index", i)?,
-        },
+        axes,
+        status: None,
+        error: None,
         n_answers: u64_at(df, "n_answers", i)?.unwrap_or(0) as usize,
         n_failed: u64_at(df, "n_failed", i)?.unwrap_or(0) as usize,
         cosine: moments_at(df, "cosine", i)?,
@@ -742,10 +609,6 @@ fn str_at(df: &DataFrame, name: &str, i: usize) -> Result<String, ReportError> {
         .to_string())
 }
 
-fn opt_str_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<String>, ReportError> {
-    Ok(df.column(name)?.str()?.get(i).map(str::to_string))
-}
-
 fn f64_at(df: &DataFrame, name: &str, i: usize) -> Result<Option<f64>, ReportError> {
     Ok(df.column(name)?.f64()?.get(i))
 }
@@ -772,17 +635,27 @@ pub(crate) mod tests {
         cos: f64,
         t: f64,
     ) -> AnswerRecord {
+        use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
+        let kind: RetrieverKind = retriever.parse().expect("retriever");
+        let mmr = kind == RetrieverKind::Mmr;
         AnswerRecord {
-            cell_id: format!("{model}-{chunk}-{retriever}"),
-            model: model.into(),
-            chunk_size: chunk,
-            chunk_overlap: chunk / 10,
-            retriever: retriever.into(),
-            ensemble_weight: (retriever == "ensemble").then_some(0.5),
-            top_k: 4,
-            fetch_k: (retriever == "mmr").then_some(20),
-            bm25: matches!(retriever, "bm25" | "ensemble").then(|| "tantivy".into()),
-            dense_index: (retriever != "bm25").then(|| "arroy".into()),
+            cell: CellAxes {
+                cell_id: format!("{model}-{chunk}-{retriever}"),
+                model: model.into(),
+                retrieval: crate::cell::Retrieval {
+                    chunk_size: chunk as usize,
+                    chunk_overlap: chunk as usize / 10,
+                    retriever: kind,
+                    top_k: 4,
+                    fetch_k: mmr.then_some(20),
+                    lambda_mult: mmr.then_some(0.5),
+                    ensemble_weight: (kind == RetrieverKind::Ensemble).then_some(0.5),
+                    bm25: matches!(kind, RetrieverKind::Bm25 | RetrieverKind::Ensemble)
+                        .then_some(Bm25Variant::Tantivy),
+                    dense_index: (kind != RetrieverKind::Bm25).then_some(DenseIndexKind::Arroy),
+                },
+            },
+            index_dir: None,
             repeat: 0,
             question_id: q.into(),
             question: format!("question {q}?"),
@@ -799,13 +672,14 @@ pub(crate) mod tests {
             contexts_used: Some(2),
             chunk_ids: vec![1, 2],
             pages: vec![3, 4],
-            status: "ok".into(),
+            status: AnswerStatus::Ok,
+            error: None,
             metrics: Default::default(),
         }
     }
 
     fn failed(mut a: AnswerRecord) -> AnswerRecord {
-        a.status = "failed".into();
+        a.status = AnswerStatus::Failed;
         a.cosine = None;
         a.response_time_s = None;
         a.ttft_s = None;
@@ -839,8 +713,8 @@ pub(crate) mod tests {
         assert_eq!(
             (
                 c.axes.model.as_str(),
-                c.axes.chunk_size,
-                c.axes.ensemble_weight
+                c.axes.retrieval.chunk_size,
+                c.axes.retrieval.ensemble_weight
             ),
             ("m1", 500, Some(0.5))
         );
@@ -861,8 +735,8 @@ pub(crate) mod tests {
         assert_eq!(
             (
                 d.axes.model.as_str(),
-                d.axes.ensemble_weight,
-                d.axes.fetch_k
+                d.axes.retrieval.ensemble_weight,
+                d.axes.retrieval.fetch_k
             ),
             ("m2", None, None)
         );
@@ -890,56 +764,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn series_pool_overlap_and_question_stats_pool_cells() {
+    fn series_pool_repeats_and_questions_not_axes_and_question_stats_pool_cells() {
         let mut rows = Vec::new();
-        for (overlap, c) in [(0, 0.2), (100, 0.6)] {
-            let mut a = answer("m", 1000, "dense", "q2", c, 1.0);
-            a.chunk_overlap = overlap;
-            a.cell_id = format!("cell{overlap}");
+        for (lambda, c) in [(0.25, 0.2), (0.75, 0.6)] {
+            let mut a = answer("m", 1000, "mmr", "q2", c, 1.0);
+            a.cell.retrieval.lambda_mult = Some(lambda);
+            a.cell.cell_id = format!("cell{lambda}");
             rows.push(a);
         }
-        rows.push(answer("m", 1000, "dense", "q10", 0.9, 3.0));
+        let mut q10 = rows[0].clone();
+        q10.question_id = "q10".into();
+        q10.cosine = Some(0.9);
+        q10.response_time_s = Some(3.0);
+        rows.push(q10);
         let points = series_points(&rows).unwrap();
-        assert_eq!(points.len(), 1);
-        assert_eq!(points[0].cosine.unwrap().n, 3);
+        // two MMR cells that differ only in lambda_mult are two series, never pooled
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].cosine.unwrap().n, 2);
+        assert_eq!(points[1].cosine.unwrap().n, 1);
+        assert!(points[0].retriever_label.contains("λ=0.25"));
+        assert_eq!(summarize(&rows).unwrap().len(), 2);
         let qs = question_stats(&rows).unwrap();
         let ids: Vec<&str> = qs.iter().map(|q| q.question_id.as_str()).collect();
         assert_eq!(ids, ["q2", "q10"]);
         assert!((qs[0].cosine.unwrap() - 0.4).abs() < 1e-12);
         assert_eq!(qs[0].n_answers, 2);
         assert_eq!(qs[1].response_time_s, Some(3.0));
-    }
-
-    #[test]
-    fn retriever_labels() {
-        assert_eq!(
-            retriever_label("dense", None, None, None, Some("arroy")),
-            "dense"
-        );
-        assert_eq!(
-            retriever_label("mmr", None, Some(20), None, Some("arroy")),
-            "mmr fetch_k=20"
-        );
-        assert_eq!(
-            retriever_label("ensemble", Some(0.25), None, Some("tantivy"), Some("arroy")),
-            "ensemble w=0.25"
-        );
-        // Non-default variants are named, in the experiment's `bm25:` / `dense:` notation.
-        assert_eq!(
-            retriever_label("ensemble", Some(0.25), None, Some("okapi"), Some("exact")),
-            "ensemble w=0.25 bm25:okapi dense:exact"
-        );
-        assert_eq!(
-            retriever_label("bm25", None, None, Some("okapi"), None),
-            "bm25:okapi"
-        );
-        assert_eq!(
-            retriever_label("dense", None, None, None, Some("exact")),
-            "dense:exact"
-        );
-        assert_eq!(
-            retriever_label("mmr", None, Some(3), None, Some("exact")),
-            "mmr fetch_k=3 dense:exact"
-        );
     }
 }

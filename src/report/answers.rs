@@ -8,33 +8,34 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use super::aggregate::CellAxes;
 use super::html::{esc, num_cell};
 use super::{ChunkSet, ChunkText, ReportError};
+use crate::cell::AnswerStatus;
 use crate::store::AnswerRecord;
 
-/// HTML id of the appendix block of chunk `chunk_id` of the (`chunk_size`, `chunk_overlap`)
-/// chunking: `chunk-{size}-{overlap}-{id}`, e.g. `chunk-500-100-17`.
-pub fn chunk_anchor(chunk_size: u32, chunk_overlap: u32, chunk_id: u32) -> String {
-    format!("chunk-{chunk_size}-{chunk_overlap}-{chunk_id}")
+/// HTML id of the appendix block of chunk `chunk_id` of the index `set` (its position among the
+/// report's chunk sets): `chunk-{set}-{id}`, e.g. `chunk-0-17`.
+pub fn chunk_anchor(set: usize, chunk_id: u32) -> String {
+    format!("chunk-{set}-{chunk_id}")
 }
 
-/// Chunk texts by (size, overlap), then id.
-struct ChunkLookup<'a>(HashMap<(u32, u32), &'a BTreeMap<u32, ChunkText>>);
+/// Chunk sets by index directory: (position, set).
+struct ChunkLookup<'a>(HashMap<&'a str, (usize, &'a ChunkSet)>);
 
 impl<'a> ChunkLookup<'a> {
     fn new(sets: &'a [ChunkSet]) -> Self {
         let mut map = HashMap::new();
-        for set in sets {
-            // The first set of a chunking wins should the caller pass duplicates.
-            map.entry((set.chunk_size, set.chunk_overlap))
-                .or_insert(&set.chunks);
+        for (i, set) in sets.iter().enumerate() {
+            // The first set of an index wins should the caller pass duplicates.
+            map.entry(set.index_dir.as_str()).or_insert((i, set));
         }
         ChunkLookup(map)
     }
 
-    fn get(&self, size: u32, overlap: u32, id: u32) -> Option<&'a ChunkText> {
-        self.0.get(&(size, overlap)).and_then(|m| m.get(&id))
+    /// The chunk `id` of the index `a` recorded, with its set's position.
+    fn get(&self, a: &AnswerRecord, id: u32) -> Option<(usize, &'a ChunkText)> {
+        let (i, set) = self.0.get(a.index_dir.as_deref()?)?;
+        set.chunks.get(&id).map(|c| (*i, c))
     }
 }
 
@@ -113,8 +114,8 @@ pub(crate) fn write_answers(
             r#"<tr><td class="q" title="{qt}"><b>{qid}</b> {qt}</td><td class="nw">{m}</td><td class="cell">{cell}</td><td class="num">{r}</td>"#,
             qid = esc(&a.question_id),
             qt = esc(&a.question),
-            m = esc(&a.model),
-            cell = esc(&CellAxes::of(a).label()),
+            m = esc(&a.cell.model),
+            cell = esc(&a.cell.retrieval_label()),
             r = a.repeat,
         )?;
         if has_cosine {
@@ -134,8 +135,19 @@ pub(crate) fn write_answers(
         write!(
             s,
             r#"<td class="{}">{}</td></tr>"#,
-            if a.status == "failed" { "warn" } else { "" },
-            esc(&a.status),
+            if a.status == AnswerStatus::Failed {
+                "warn"
+            } else {
+                ""
+            },
+            match &a.error {
+                Some(e) => format!(
+                    r#"<span title="{}">{}</span>"#,
+                    esc(e),
+                    esc(a.status.as_str())
+                ),
+                None => esc(a.status.as_str()),
+            },
         )?;
     }
     s.push_str("</tbody></table></div></details></section>");
@@ -204,11 +216,11 @@ fn write_chunks_cell(
         if !given {
             tip.push_str(" (not given to the model: did not fit n_ctx)");
         }
-        if lookup.get(a.chunk_size, a.chunk_overlap, id).is_some() {
+        if let Some((set, _)) = lookup.get(a, id) {
             write!(
                 s,
                 r##"<a class="{class}" href="#{}" title="{}">{id}<small>{}</small></a> "##,
-                chunk_anchor(a.chunk_size, a.chunk_overlap, id),
+                chunk_anchor(set, id),
                 esc(&tip),
                 esc(&page_txt),
             )?;
@@ -234,16 +246,12 @@ pub(crate) fn write_chunk_appendix(
     chunk_sets: &[ChunkSet],
 ) -> Result<(), ReportError> {
     let lookup = ChunkLookup::new(chunk_sets);
-    // (size, overlap) → id → number of answers that used the chunk.
-    let mut used: BTreeMap<(u32, u32), BTreeMap<u32, usize>> = BTreeMap::new();
+    // set position → id → number of answers that used the chunk.
+    let mut used: BTreeMap<usize, BTreeMap<u32, usize>> = BTreeMap::new();
     for a in answers {
         for &id in &a.chunk_ids {
-            if lookup.get(a.chunk_size, a.chunk_overlap, id).is_some() {
-                *used
-                    .entry((a.chunk_size, a.chunk_overlap))
-                    .or_default()
-                    .entry(id)
-                    .or_default() += 1;
+            if let Some((set, _)) = lookup.get(a, id) {
+                *used.entry(set).or_default().entry(id).or_default() += 1;
             }
         }
     }
@@ -255,20 +263,26 @@ pub(crate) fn write_chunk_appendix(
         s,
         r#"<section id="chunks"><details id="chunk-appendix"><summary>Retrieved chunks ({total})</summary><p class="note">The text of every chunk retrieved for an answer above, once per chunking; links in the answers jump here.</p>"#
     )?;
-    for ((size, overlap), ids) in &used {
+    for (&set, ids) in &used {
+        let Some(chunk_set) = chunk_sets.get(set) else {
+            continue;
+        };
         write!(
             s,
-            r#"<h3>chunk size {size}, overlap {overlap} <span class="unit">({} chunks)</span></h3>"#,
-            ids.len()
+            r#"<h3>chunk size {}, overlap {} <span class="unit">({} chunks; index {})</span></h3>"#,
+            chunk_set.chunk_size,
+            chunk_set.chunk_overlap,
+            ids.len(),
+            esc(index_name(&chunk_set.index_dir)),
         )?;
         for (&id, &uses) in ids {
-            let Some(chunk) = lookup.get(*size, *overlap, id) else {
+            let Some(chunk) = chunk_set.chunks.get(&id) else {
                 continue;
             };
             write!(
                 s,
                 r#"<div class="chunk" id="{}"><div class="chunk-head"><b>chunk {id}</b> · page {} · used by {uses} answer{}</div><div class="chunk-text">{}</div></div>"#,
-                chunk_anchor(*size, *overlap, id),
+                chunk_anchor(set, id),
                 chunk.page,
                 if uses == 1 { "" } else { "s" },
                 esc(&chunk.text),
@@ -279,11 +293,26 @@ pub(crate) fn write_chunk_appendix(
     Ok(())
 }
 
+/// The last path component of an index directory, shortened to 12 characters (its digest).
+fn index_name(dir: &str) -> &str {
+    let name = std::path::Path::new(dir)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(dir);
+    name.get(..12).unwrap_or(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::aggregate::tests::answer;
     use crate::report::{render_html, ReportMeta};
+
+    /// An answer of the chunking `chunk`, recording the index of that chunking.
+    fn answer(model: &str, chunk: u32, retriever: &str, q: &str, cos: f64, t: f64) -> AnswerRecord {
+        let mut a = super::super::aggregate::tests::answer(model, chunk, retriever, q, cos, t);
+        a.index_dir = Some(format!("store/indexes/abc{chunk}"));
+        a
+    }
 
     fn sets() -> Vec<ChunkSet> {
         let chunk = |page: u32, text: &str| ChunkText {
@@ -291,6 +320,7 @@ mod tests {
             text: text.into(),
         };
         vec![ChunkSet {
+            index_dir: "store/indexes/abc500".into(),
             chunk_size: 500,
             chunk_overlap: 50,
             chunks: [
@@ -304,7 +334,7 @@ mod tests {
 
     #[test]
     fn anchors_are_stable() {
-        assert_eq!(chunk_anchor(500, 100, 17), "chunk-500-100-17");
+        assert_eq!(chunk_anchor(2, 17), "chunk-2-17");
     }
 
     #[test]
@@ -325,8 +355,8 @@ mod tests {
         };
         let html = render_html("t", &meta, &rows).unwrap();
         // One block per chunk, however many answers used it.
-        assert_eq!(html.matches(r#"id="chunk-500-50-1""#).count(), 1);
-        assert_eq!(html.matches(r#"id="chunk-500-50-2""#).count(), 1);
+        assert_eq!(html.matches(r#"id="chunk-0-1""#).count(), 1);
+        assert_eq!(html.matches(r#"id="chunk-0-2""#).count(), 1);
         assert!(html.contains("used by 3 answers"));
         // Every link resolves to a block; 3 answers × 2 chunks linked.
         let links: Vec<&str> = html
@@ -343,8 +373,8 @@ mod tests {
         // Rank order is kept: the second answer lists chunk 2 before chunk 1.
         let row = html.split("<b>q2</b>").nth(1).unwrap();
         let (i2, i1) = (
-            row.find("chunk-500-50-2").unwrap(),
-            row.find("chunk-500-50-1").unwrap(),
+            row.find("chunk-0-2").unwrap(),
+            row.find("chunk-0-1").unwrap(),
         );
         assert!(i2 < i1);
         // Unknown chunking: ids and pages shown without links.
@@ -373,10 +403,10 @@ mod tests {
             ..ReportMeta::default()
         };
         let html = render_html("t", &meta, &[a.clone()]).unwrap();
-        assert!(html.contains(
-            r##"<a class="ck" href="#chunk-500-50-1" title="rank 1: chunk 1, page 3">"##
-        ));
-        assert!(html.contains(r##"<a class="ck cut" href="#chunk-500-50-2" title="rank 2: chunk 2, page 4 (not given to the model: did not fit n_ctx)">"##));
+        assert!(
+            html.contains(r##"<a class="ck" href="#chunk-0-1" title="rank 1: chunk 1, page 3">"##)
+        );
+        assert!(html.contains(r##"<a class="ck cut" href="#chunk-0-2" title="rank 2: chunk 2, page 4 (not given to the model: did not fit n_ctx)">"##));
         // Retrieval only (None): nothing is struck through.
         a.contexts_used = None;
         let html = render_html("t", &meta, &[a]).unwrap();

@@ -11,13 +11,14 @@ use super::aggregate::{
 };
 use super::answers::{write_answers, write_chunk_appendix};
 use super::charts::{metric_by_chunk_svg, ChartSpec};
+use super::metric_columns;
 use super::ranking::{
     default_rank_metric, fmt_p, lower_is_better, rank_cells, verdict, RANK_ALPHA, RANK_RESAMPLES,
     RANK_SEED,
 };
 use super::treemap::{treemap_svg, Group, Leaf, TreemapSpec};
 use super::{ReportError, ReportMeta, CI_LEVEL};
-use crate::export::metric_columns;
+use crate::cell::AnswerStatus;
 use crate::stats::paired::{BootstrapMethod, PairedComparison};
 use crate::stats::MeanCi;
 use crate::store::AnswerRecord;
@@ -111,7 +112,10 @@ fn write_header(
     cells: &[CellSummary],
     answers: &[AnswerRecord],
 ) -> Result<(), ReportError> {
-    let failed = answers.iter().filter(|a| a.status == "failed").count();
+    let failed = answers
+        .iter()
+        .filter(|a| a.status == AnswerStatus::Failed)
+        .count();
     write!(s, "<header><h1>{}</h1><dl class=\"meta\">", esc(title))?;
     let mut item =
         |k: &str, v: &str| write!(s, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), esc(v));
@@ -123,6 +127,9 @@ fn write_header(
         "cells · answers · failed",
         &format!("{} · {} · {}", cells.len(), answers.len(), failed),
     )?;
+    if !meta.failed_cells.is_empty() {
+        item("failed cells", &meta.failed_cells.len().to_string())?;
+    }
     if !meta.index_builds.is_empty() {
         let builds: Vec<String> = meta
             .index_builds
@@ -132,6 +139,29 @@ fn write_header(
         item("index builds", &builds.join(" · "))?;
     }
     s.push_str("</dl></header>");
+    write_failed_cells(s, meta)?;
+    Ok(())
+}
+
+/// The cells that failed, each with its cause (nothing when none failed).
+fn write_failed_cells(s: &mut String, meta: &ReportMeta) -> Result<(), ReportError> {
+    if meta.failed_cells.is_empty() {
+        return Ok(());
+    }
+    write!(
+        s,
+        r#"<section id="failed-cells" class="warn-box"><h2>Failed cells ({})</h2><p class="note">These cells have no or only some answers; their means below, if any, cover the answers they have. Rerun <code>orchestrate run</code> to retry them after fixing the cause.</p><ul>"#,
+        meta.failed_cells.len()
+    )?;
+    for (label, error) in &meta.failed_cells {
+        write!(
+            s,
+            "<li><b>{}</b>: <code>{}</code></li>",
+            esc(label),
+            esc(error)
+        )?;
+    }
+    s.push_str("</ul></section>");
     Ok(())
 }
 
@@ -453,7 +483,9 @@ fn axis_headers(show_k: bool) -> Vec<(&'static str, &'static str)> {
 
 /// Whether the cells differ in top_k (otherwise the tables leave the column out).
 fn top_k_varies(cells: &[CellSummary]) -> bool {
-    cells.windows(2).any(|w| w[0].axes.top_k != w[1].axes.top_k)
+    cells
+        .windows(2)
+        .any(|w| w[0].axes.retrieval.top_k != w[1].axes.retrieval.top_k)
 }
 
 fn write_headers(s: &mut String, headers: &[(&str, &str)]) -> Result<(), ReportError> {
@@ -470,18 +502,19 @@ fn write_headers(s: &mut String, headers: &[(&str, &str)]) -> Result<(), ReportE
 
 fn write_axis_cells(s: &mut String, c: &CellSummary, show_k: bool) -> Result<(), ReportError> {
     let a = &c.axes;
+    let r = &a.retrieval;
     text_cell(s, &a.model)?;
-    text_cell(s, &a.retriever_label())?;
+    text_cell(s, &r.retriever_label())?;
     // Sorts by size, then overlap.
     write!(
         s,
         r#"<td class="num" data-v="{}">{}/{}</td>"#,
-        f64::from(a.chunk_size) + f64::from(a.chunk_overlap) / 1e6,
-        a.chunk_size,
-        a.chunk_overlap
+        r.chunk_size as f64 + r.chunk_overlap as f64 / 1e6,
+        r.chunk_size,
+        r.chunk_overlap
     )?;
     if show_k {
-        num_cell(s, Some(f64::from(a.top_k)), |v| format!("{v:.0}"))?;
+        num_cell(s, Some(r.top_k as f64), |v| format!("{v:.0}"))?;
     }
     Ok(())
 }
@@ -942,6 +975,7 @@ td.num{text-align:right;white-space:nowrap}
 td.na{color:#aaa}
 .ci{color:var(--muted);font-size:11px}
 .warn{color:#D55E00;font-weight:600}
+.warn-box{border-left:4px solid #D55E00;padding:.2em 1em;margin:1em 0;background:#fff6f0}
 .scroll{overflow-x:auto;max-width:100%}
 table.answers td.text{min-width:220px;max-width:380px;white-space:pre-wrap}
 table.answers td.q{min-width:220px;max-width:300px}
@@ -1036,7 +1070,7 @@ mod tests {
         }
         let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
         assert!(html.contains("Best mean nDCG@4 (any model)"), "two models");
-        rows.retain(|a| a.model == "m1");
+        rows.retain(|a| a.cell.model == "m1");
         let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
         assert!(
             html.contains("Best mean nDCG@4") && !html.contains("(any model)"),
@@ -1151,7 +1185,7 @@ mod tests {
         );
         assert!(table.find(">cosine<").unwrap() < h && h < n && n < f);
         for (c, model) in cells.iter().zip(["a", "b"]) {
-            let mine: Vec<&AnswerRecord> = rows.iter().filter(|r| r.model == model).collect();
+            let mine: Vec<&AnswerRecord> = rows.iter().filter(|r| r.cell.model == model).collect();
             for m in ["hit@4", "ndcg@4", "f1"] {
                 let xs: Vec<f64> = mine
                     .iter()
@@ -1181,14 +1215,18 @@ mod tests {
     fn retrieval_only_report_has_no_empty_sections() {
         let mut rows = with_metrics();
         for r in &mut rows {
-            r.model = "retrieval-only".into();
-            r.cell_id = format!("ro-{}", if r.cosine.unwrap() > 0.5 { "b" } else { "a" });
-            r.retriever = if r.cell_id == "ro-b" {
-                "bm25".into()
+            use crate::retrieve::{Bm25Variant, RetrieverKind};
+            r.cell.model = "retrieval-only".into();
+            r.cell.cell_id = format!("ro-{}", if r.cosine.unwrap() > 0.5 { "b" } else { "a" });
+            let bm25 = r.cell.cell_id == "ro-b";
+            let retrieval = &mut r.cell.retrieval;
+            retrieval.retriever = if bm25 {
+                RetrieverKind::Bm25
             } else {
-                "dense".into()
+                RetrieverKind::Dense
             };
-            r.bm25 = (r.retriever == "bm25").then(|| "okapi".into());
+            retrieval.bm25 = bm25.then_some(Bm25Variant::Okapi);
+            retrieval.dense_index = retrieval.dense_index.filter(|_| !bm25);
             r.answer.clear();
             r.metrics.remove("f1");
             r.cosine = None;

@@ -18,7 +18,9 @@ pub mod palette;
 pub mod ranking;
 pub mod treemap;
 
-pub use aggregate::{summarize, CellAxes, CellSummary, ModelSummary, QuestionStats, SeriesPoint};
+pub use aggregate::{
+    cell_summaries, summarize, CellAxes, CellSummary, ModelSummary, QuestionStats, SeriesPoint,
+};
 pub use html::render_html;
 pub use ranking::{
     available_rank_metrics, default_rank_metric, holm_adjust, rank_cells, ranking_text, RankedCell,
@@ -27,6 +29,35 @@ pub use ranking::{
 
 /// Confidence level of every interval in reports.
 pub const CI_LEVEL: f64 = 0.95;
+
+/// Metric names present in `answers`, in report order: retrieval metrics (`hit@k`, `recall@k`,
+/// `mrr@k`, `ndcg@k`, by k), then answer metrics (`em`, `f1`, `contains`, `rouge_l`, `meteor`),
+/// then any other name alphabetically.
+pub fn metric_columns(answers: &[crate::store::AnswerRecord]) -> Vec<String> {
+    let mut names: Vec<String> = answers
+        .iter()
+        .flat_map(|a| a.metrics.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    names.sort_by_key(|n| metric_order(n));
+    names
+}
+
+/// Sort key of a metric name for [`metric_columns`].
+pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
+    const RETRIEVAL: [&str; 4] = ["hit", "recall", "mrr", "ndcg"];
+    const ANSWER: [&str; 6] = ["cosine", "em", "f1", "contains", "rouge_l", "meteor"];
+    if let Some((m, k)) = name.split_once('@') {
+        if let (Some(i), Ok(k)) = (RETRIEVAL.iter().position(|r| *r == m), k.parse()) {
+            return (0, k, i as u8, String::new());
+        }
+    }
+    match ANSWER.iter().position(|a| *a == name) {
+        Some(i) => (1, 0, i as u8, String::new()),
+        None => (2, 0, 0, name.to_string()),
+    }
+}
 
 /// Errors of report building.
 #[derive(Debug, thiserror::Error)]
@@ -67,19 +98,25 @@ pub struct ReportMeta {
     pub host: Option<String>,
     /// Index build times: (label, seconds), in display order.
     pub index_builds: Vec<(String, f64)>,
-    /// Texts of the chunks answers were given, one set per (chunk size, overlap) index; filled
-    /// from the cached indexes, may be empty (answers then show chunk ids and pages only).
+    /// Texts of the chunks answers were given, one set per index a cell recorded
+    /// (`cells.index_dir`); may be empty (answers then show chunk ids and pages only).
     #[serde(default)]
     pub chunk_sets: Vec<ChunkSet>,
     /// Metric of the report's ranking section (see [`ranking::rank_cells`]); `None` picks
     /// [`ranking::default_rank_metric`].
     #[serde(default)]
     pub rank_metric: Option<String>,
+    /// Cells that failed, with why: (label, first line of the error). Shown in the header
+    /// and a section of their own, answers or not.
+    #[serde(default)]
+    pub failed_cells: Vec<(String, String)>,
 }
 
-/// The chunks of one chunking (one index) that some answer used.
+/// The chunks of one index that some answer used.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkSet {
+    /// The index directory the chunk ids refer to (as in `AnswerRecord::index_dir`).
+    pub index_dir: String,
     /// Characters.
     pub chunk_size: u32,
     /// Characters.

@@ -11,12 +11,13 @@
 //! Journal of Statistics 6 (1979) 65–70; B. Efron, "Better bootstrap confidence intervals", JASA
 //! 82 (1987) 171–185 (BCa, as implemented in [`crate::stats::paired`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::aggregate::{natural_key, CellAxes};
+use super::metric_columns;
 use super::ReportError;
-use crate::export::metric_columns;
+use crate::cell::AnswerStatus;
 use crate::stats::paired::{compare_paired, BootstrapMethod, PairedComparison, PairedError};
 use crate::stats::{mean_ci, MeanCi};
 use crate::store::AnswerRecord;
@@ -70,7 +71,7 @@ pub fn lower_is_better(metric: &str) -> bool {
 /// named metric present ([`metric_columns`] order), and `response_time_s` if some `ok` answer
 /// has a time.
 pub fn available_rank_metrics(answers: &[AnswerRecord]) -> Vec<String> {
-    let ok = || answers.iter().filter(|a| a.status == "ok");
+    let ok = || answers.iter().filter(|a| a.status == AnswerStatus::Ok);
     let mut out = Vec::new();
     if ok().any(|a| a.cosine.is_some_and(f64::is_finite)) {
         out.push("cosine".to_string());
@@ -96,7 +97,7 @@ pub fn default_rank_metric(answers: &[AnswerRecord]) -> Option<String> {
 
 /// Value of `metric` on one answer: `ok` rows with a finite value only.
 fn metric_value(a: &AnswerRecord, metric: &str) -> Option<f64> {
-    if a.status != "ok" {
+    if a.status != AnswerStatus::Ok {
         return None;
     }
     let v = match metric {
@@ -154,9 +155,9 @@ pub fn rank_cells(
             continue;
         };
         cells
-            .entry(a.cell_id.as_str())
+            .entry(a.cell.cell_id.as_str())
             .or_insert_with(|| CellValues {
-                axes: CellAxes::of(a),
+                axes: a.cell.clone(),
                 values: BTreeMap::new(),
             })
             .values
@@ -251,40 +252,10 @@ fn compare_with_best(
     }
 }
 
-/// Labels `model · retriever label · size/overlap`, plus ` · k=K` when top_k varies, plus the
-/// cell id when two cells would otherwise share a label (axes not on the answers, e.g. MMR λ).
+/// Labels of the cells: [`crate::cell::distinct_labels`] (model · every retrieval axis, with the
+/// cell id where two cells would otherwise share a label).
 fn cell_labels(axes: Vec<&CellAxes>) -> Vec<String> {
-    let vary_k = axes.windows(2).any(|w| w[0].top_k != w[1].top_k);
-    let base: Vec<String> = axes
-        .iter()
-        .map(|a| {
-            let mut l = format!(
-                "{} · {} · {}/{}",
-                a.model,
-                a.retriever_label(),
-                a.chunk_size,
-                a.chunk_overlap
-            );
-            if vary_k {
-                let _ = write!(l, " · k={}", a.top_k);
-            }
-            l
-        })
-        .collect();
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for l in &base {
-        *count.entry(l.as_str()).or_default() += 1;
-    }
-    base.iter()
-        .zip(&axes)
-        .map(|(l, a)| {
-            if count[l.as_str()] > 1 {
-                format!("{l} · {}", a.cell_id)
-            } else {
-                l.clone()
-            }
-        })
-        .collect()
+    crate::cell::distinct_labels(axes)
 }
 
 /// Holm's step-down adjustment of `p` (Holm 1979), returned in input order.
@@ -517,9 +488,9 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "a · dense · 500/50",
-                "b · dense · 500/50",
-                "c · dense · 500/50"
+                "a · dense chunk 500/50 k=4",
+                "b · dense chunk 500/50 k=4",
+                "c · dense chunk 500/50 k=4"
             ]
         );
         assert_eq!(ranked.iter().map(|c| c.rank).collect::<Vec<_>>(), [1, 2, 3]);
@@ -587,13 +558,13 @@ mod tests {
         d[0].question_id = "q0".into();
         rows.extend(d);
         let ranked = rank_cells(&rows, "ndcg@4", 0.95, 100, 1).unwrap();
-        assert_eq!(ranked[1].label, "d · dense · 250/25");
+        assert_eq!(ranked[1].label, "d · dense chunk 250/25 k=4");
         assert!(ranked[1].vs_best.is_none() && ranked[1].p_holm.is_none());
         assert!(!ranked[1].significantly_worse);
         assert_eq!(verdict(&ranked[1]), "n/a");
         // Response time: the smallest mean ranks first.
         let by_time = rank_cells(&rows, "response_time_s", 0.95, 100, 1).unwrap();
-        assert_eq!(by_time[0].label, "d · dense · 250/25");
+        assert_eq!(by_time[0].label, "d · dense chunk 250/25 k=4");
         let text = ranking_text(&by_time, "response_time_s");
         assert!(text.contains("lower is better"), "{text}");
     }

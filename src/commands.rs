@@ -1,0 +1,472 @@
+//! One library function per subcommand: the CLI ([`crate`]'s binary) only parses arguments,
+//! calls one of these and prints what it returns.
+//!
+//! The reading commands (`report`, `export`, `compare`, `status` without the inputs) read the
+//! results database alone through [`results`]: the experiment file is read only for its `name`
+//! (which names `store/<name>.sqlite`), so they work with the corpus, QA file and models moved
+//! away or on another machine, and they show every cell the database holds ([`Scope::All`]) or
+//! only the cells of the current grid ([`Scope::Grid`], which needs the inputs to compute the
+//! cells' content ids).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cell::{Cell, CellStatus, Retrieval};
+use crate::experiment::{Experiment, ExperimentError};
+use crate::report::{ChunkSet, ChunkText, ReportMeta};
+use crate::store::{AnswerRecord, Store, StoredCell};
+
+/// Errors of the subcommands; each wraps the failing layer's error, which names its file.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The experiment file is invalid or its inputs are missing.
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
+    /// The QA file is invalid.
+    #[error(transparent)]
+    Qa(#[from] crate::qa::QaError),
+    /// The results database failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Building the report failed.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    /// Writing an export failed.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
+    /// An inspection command failed.
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
+    /// The sweep could not run.
+    #[error(transparent)]
+    Sweep(#[from] crate::sweep::SweepError),
+    /// The experiment has no results database yet.
+    #[error(
+        "no results for experiment `{name}` yet ({} does not exist); run `orchestrate run {}` first",
+        path.display(),
+        file.display()
+    )]
+    NoResults {
+        /// The experiment name.
+        name: String,
+        /// The database path looked for.
+        path: PathBuf,
+        /// The experiment file.
+        file: PathBuf,
+    },
+    /// A command-line value is not usable; the message names the flag and what would fix it.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing a file or the output failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being written.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Which stored cells the reading commands show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every cell the results database holds (also cells edited out of the grid, and cells made
+    /// with earlier contents of the corpus, models or embedding model).
+    #[default]
+    All,
+    /// Only the cells of the experiment's current grid (needs the experiment's inputs: cell ids
+    /// hash their contents).
+    Grid,
+}
+
+/// What the reading commands read: one experiment's stored cells and answers.
+pub struct Results {
+    /// The experiment name.
+    pub name: String,
+    /// The experiment file as given.
+    pub file: PathBuf,
+    /// The results database.
+    pub db: Store,
+    /// The selected cells, in the database's order.
+    pub cells: Vec<StoredCell>,
+    /// Their answers.
+    pub answers: Vec<AnswerRecord>,
+}
+
+/// Opens the results of the experiment file `file` under `store_dir` from its database alone.
+///
+/// Cells: those with a model, or with `retrieval_only` those of `run --retrieval-only`; without
+/// it, a database whose generating cells have no answers at all falls back to its
+/// retrieval-only cells (a user who ran `run --retrieval-only` expects `report` to show them).
+/// `scope` selects every stored cell or the current grid's.
+///
+/// Errors: [`CommandError::Experiment`] for an unreadable file or (with [`Scope::Grid`]) missing
+/// inputs; [`CommandError::NoResults`] when the database does not exist; store errors.
+pub fn results(
+    file: &Path,
+    store_dir: &Path,
+    retrieval_only: bool,
+    scope: Scope,
+) -> Result<Results, CommandError> {
+    let name = crate::experiment::read_name(file)?;
+    let path = Store::path_for(store_dir, &name);
+    let Some(db) = Store::open_existing(&path)? else {
+        return Err(CommandError::NoResults {
+            name,
+            path,
+            file: file.to_path_buf(),
+        });
+    };
+    let mut all = db.stored_cells()?;
+    if scope == Scope::Grid {
+        let exp = Experiment::load_with(file, retrieval_only)?;
+        all.retain(|c| exp.cell(&c.cell.id).is_some());
+    }
+    let (generating, ro): (Vec<StoredCell>, Vec<StoredCell>) =
+        all.into_iter().partition(|c| c.cell.model.is_some());
+    let cells = if retrieval_only {
+        ro
+    } else {
+        let answers = db.answers(&generating)?;
+        if answers.is_empty() && !ro.is_empty() && !db.answers(&ro)?.is_empty() {
+            tracing::info!(
+                "no generated answers stored for `{name}`; using its retrieval-only results"
+            );
+            ro
+        } else {
+            return Ok(Results {
+                name,
+                file: file.to_path_buf(),
+                db,
+                cells: generating,
+                answers,
+            });
+        }
+    };
+    let answers = db.answers(&cells)?;
+    Ok(Results {
+        name,
+        file: file.to_path_buf(),
+        db,
+        cells,
+        answers,
+    })
+}
+
+impl Results {
+    /// The failed cells with why: (label, first line of the stored error), labels told apart as in
+    /// [`crate::cell::distinct_labels`].
+    pub fn failed_cells(&self) -> Vec<(String, String)> {
+        let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
+        let labels = crate::cell::distinct_labels(&axes);
+        self.cells
+            .iter()
+            .zip(labels)
+            .filter(|(c, _)| c.status == CellStatus::Failed)
+            .map(|(c, label)| {
+                let why = c
+                    .error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or("no error recorded");
+                (label, why.to_string())
+            })
+            .collect()
+    }
+
+    /// The texts of the chunks the answers were given, from the index each cell recorded
+    /// (`cells.index_dir`). An index that is gone is left out with a warning; the report then
+    /// shows ids and pages only for its answers.
+    pub fn chunk_sets(&self) -> Vec<ChunkSet> {
+        let mut used: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+        for a in &self.answers {
+            if let Some(dir) = a.index_dir.as_deref() {
+                used.entry(dir)
+                    .or_default()
+                    .extend(a.chunk_ids.iter().copied());
+            }
+        }
+        let mut sets = Vec::new();
+        for (dir, ids) in used {
+            let Some(cell) = self
+                .cells
+                .iter()
+                .find(|c| c.index_dir.as_deref() == Some(dir))
+            else {
+                continue;
+            };
+            match crate::index::cache::read_index_chunks(Path::new(dir)) {
+                Ok(chunks) => sets.push(ChunkSet {
+                    index_dir: dir.to_string(),
+                    chunk_size: cell.cell.retrieval.chunk_size as u32,
+                    chunk_overlap: cell.cell.retrieval.chunk_overlap as u32,
+                    chunks: ids
+                        .into_iter()
+                        .filter_map(|id| {
+                            chunks.get(id as usize).map(|c| {
+                                (
+                                    id,
+                                    ChunkText {
+                                        page: c.page,
+                                        text: c.text.clone(),
+                                    },
+                                )
+                            })
+                        })
+                        .collect(),
+                }),
+                Err(e) => tracing::warn!(
+                    "the index {dir} (chunk {}/{}) cannot be read ({e}); the report shows chunk \
+                     ids only for its answers",
+                    cell.cell.retrieval.chunk_size,
+                    cell.cell.retrieval.chunk_overlap
+                ),
+            }
+        }
+        sets
+    }
+}
+
+/// `orchestrate report`: renders the report of `results` into `out` (written atomically: a
+/// temporary file renamed into place). `rank_metric` picks the ranking's metric.
+///
+/// Errors: [`CommandError::Usage`] for a metric no answer has; report and I/O errors.
+pub fn report(
+    results: &Results,
+    out: &Path,
+    rank_metric: Option<String>,
+) -> Result<PathBuf, CommandError> {
+    if let Some(m) = &rank_metric {
+        let available = crate::report::available_rank_metrics(&results.answers);
+        if !available.contains(m) {
+            return Err(CommandError::Usage(format!(
+                "--metric {m}: no stored answer of `{}` has it; available: {}",
+                results.name,
+                available.join(", ")
+            )));
+        }
+    }
+    let meta = ReportMeta {
+        experiment_name: results.name.clone(),
+        experiment_file: results.file.display().to_string(),
+        run_started: results.db.last_run_started()?,
+        host: results.db.last_run_host()?,
+        index_builds: Store::index_builds(&results.cells),
+        chunk_sets: results.chunk_sets(),
+        rank_metric,
+        failed_cells: results.failed_cells(),
+    };
+    let html = crate::report::render_html(&results.name, &meta, &results.answers)?;
+    write_atomically(out, html.as_bytes())?;
+    Ok(out.to_path_buf())
+}
+
+/// Writes `bytes` to `out` through a temporary file in the same directory, renamed into place, so
+/// a reader never sees half a file.
+fn write_atomically(out: &Path, bytes: &[u8]) -> Result<(), CommandError> {
+    let io = |what: String| move |source| CommandError::Io { what, source };
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+    }
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
+    std::fs::rename(&tmp, out).map_err(io(format!("cannot write {}", out.display())))?;
+    Ok(())
+}
+
+/// Output format of `orchestrate export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// JSON lines.
+    Jsonl,
+}
+
+/// What one export row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportRows {
+    /// One row per stored answer.
+    Answer,
+    /// One row per cell: axes, status and error, then each metric's mean, CI bounds and n.
+    Cell,
+}
+
+/// `orchestrate export`: writes `results` to `out` as `format`, one row per answer or per cell
+/// (failed cells without answers included). Errors: [`CommandError::Export`].
+pub fn export(
+    results: &Results,
+    format: ExportFormat,
+    rows: ExportRows,
+    out: impl Write,
+) -> Result<(), CommandError> {
+    use crate::export::{write_cells_csv, write_csv, write_jsonl};
+    match (rows, format) {
+        (ExportRows::Answer, ExportFormat::Csv) => write_csv(&results.answers, out)?,
+        (ExportRows::Answer, ExportFormat::Jsonl) => write_jsonl(&results.answers, out)?,
+        (ExportRows::Cell, format) => {
+            let cells = crate::report::cell_summaries(&results.cells, &results.answers)?;
+            match format {
+                ExportFormat::Csv => write_cells_csv(&cells, out)?,
+                ExportFormat::Jsonl => write_jsonl(&cells, out)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `orchestrate compare`: the ranking of the cells of `results` on `metric` (default: cosine if
+/// answers were generated, else nDCG@k) as text, followed by the failed cells and their causes.
+///
+/// Errors: [`CommandError::Usage`] when no answer has metrics yet; report errors.
+pub fn compare(results: &Results, metric: Option<String>) -> Result<String, CommandError> {
+    let mut text = String::new();
+    match metric.or_else(|| crate::report::default_rank_metric(&results.answers)) {
+        Some(metric) => {
+            let ranked = crate::report::rank_cells(
+                &results.answers,
+                &metric,
+                crate::report::CI_LEVEL,
+                crate::report::RANK_RESAMPLES,
+                crate::report::RANK_SEED,
+            )?;
+            text.push_str(&crate::report::ranking_text(&ranked, &metric));
+        }
+        None if results.failed_cells().is_empty() => {
+            return Err(CommandError::Usage(format!(
+                "no answers with metrics stored for `{}` yet; run `orchestrate run {}` first",
+                results.name,
+                results.file.display()
+            )))
+        }
+        None => text.push_str("no answers with metrics stored yet\n"),
+    }
+    for (label, why) in results.failed_cells() {
+        text.push_str(&format!("failed: {label}: {why}\n"));
+    }
+    Ok(text)
+}
+
+/// `orchestrate status`: the progress of the sweep of `file` as text. With the experiment's
+/// inputs present it lists the grid's cells (pending ones included) and the stored cells not in
+/// the grid; without them (or with an invalid experiment file) it falls back to the cells the
+/// database holds, with a notice.
+///
+/// Errors: [`CommandError::Experiment`] when not even the experiment's name can be read; store
+/// errors.
+pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<String, CommandError> {
+    let name = crate::experiment::read_name(file)?;
+    let db = Store::open_existing(&Store::path_for(store_dir, &name))?;
+    let loaded = Experiment::load_with(file, retrieval_only).and_then(|exp| {
+        let qs = exp.questions().map_err(|e| ExperimentError::Parse {
+            path: exp.qa.clone(),
+            message: e.to_string(),
+        })?;
+        Ok((exp, qs))
+    });
+    let running = crate::sweep::is_running(store_dir, &name);
+    match loaded {
+        Ok((exp, questions)) => {
+            let cells = crate::inspect::progress(Some((&exp, &questions)), db.as_ref())?;
+            // the index line is a convenience: without it the progress still shows
+            let indexes = crate::inspect::index_cache_state(&exp, store_dir).unwrap_or_else(|e| {
+                tracing::warn!("cannot tell which indexes are built: {e}");
+                Vec::new()
+            });
+            Ok(crate::inspect::progress_text(
+                &name, file, &cells, &indexes, running,
+            ))
+        }
+        Err(e) => {
+            tracing::warn!("showing the results database alone: {e}");
+            let cells = crate::inspect::progress(None, db.as_ref())?;
+            Ok(crate::inspect::progress_text(
+                &name,
+                file,
+                &cells,
+                &[],
+                running,
+            ))
+        }
+    }
+}
+
+/// `orchestrate rescore`: recomputes the stored metrics of `results` against the current QA file
+/// of `file`, with the chunks of the index each cell recorded.
+/// Errors: experiment, QA, inspection (a recorded index that is gone) and store errors.
+pub fn rescore(
+    file: &Path,
+    results: &Results,
+) -> Result<(crate::inspect::RescoreSummary, PathBuf), CommandError> {
+    let exp = Experiment::load_with(file, true)?;
+    let questions = exp.questions()?;
+    let summary = crate::inspect::rescore(&results.cells, &questions, &results.db)?;
+    Ok((summary, exp.qa.clone()))
+}
+
+/// What `orchestrate run` did.
+pub struct RunOutcome {
+    /// The sweep's summary (failures included).
+    pub summary: crate::sweep::SweepSummary,
+    /// The report written after the sweep.
+    pub report: PathBuf,
+}
+
+/// `orchestrate run`: sweeps `exp` with `opts`, then writes `reports_dir/<name>.html` from the
+/// database (every stored cell). The caller decides the exit status from
+/// [`crate::sweep::SweepSummary::failures`].
+///
+/// Errors: sweep, store and report errors.
+pub fn run(
+    exp: &Experiment,
+    opts: &crate::sweep::SweepOptions,
+    reports_dir: &Path,
+) -> Result<RunOutcome, CommandError> {
+    let summary = crate::sweep::run(exp, opts)?;
+    let results = results(&exp.path, &opts.store_dir, !exp.generate, Scope::All)?;
+    let report = report(
+        &results,
+        &reports_dir.join(format!("{}.html", exp.name)),
+        None,
+    )?;
+    Ok(RunOutcome { summary, report })
+}
+
+/// `orchestrate ask`: answers `question` with model `model` (a name from the experiment; default
+/// its only model) and `retrieval` as a cell would (see [`crate::inspect::ask`]).
+///
+/// Errors: [`CommandError::Usage`] for an unknown or ambiguous model; inspection errors.
+pub fn ask(
+    exp: &Experiment,
+    store_dir: &Path,
+    model: Option<&str>,
+    retrieval: Retrieval,
+    question: &str,
+) -> Result<crate::inspect::Asked, CommandError> {
+    let names: Vec<&str> = exp.models.iter().map(|m| m.name.as_str()).collect();
+    let index = match model {
+        Some(name) => names.iter().position(|n| *n == name).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "--model {name}: the experiment's models are {}",
+                names.join(", ")
+            ))
+        })?,
+        None if names.len() == 1 => 0,
+        None if names.is_empty() => {
+            return Err(CommandError::Usage(format!(
+                "{} has no [[model]] to ask; add one with name and gguf",
+                exp.path.display()
+            )))
+        }
+        None => {
+            return Err(CommandError::Usage(format!(
+                "{} has several models ({}); choose one with --model",
+                exp.path.display(),
+                names.join(", ")
+            )))
+        }
+    };
+    let cell: Cell = exp.cell_for(Some(index), retrieval);
+    Ok(crate::inspect::ask(&cell, store_dir, question)?)
+}
