@@ -14,6 +14,7 @@ pub mod embed;
 pub mod experiment;
 pub mod export;
 pub mod generate;
+pub mod gguf;
 pub mod index;
 pub mod inspect;
 pub mod models;
