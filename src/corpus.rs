@@ -2,20 +2,26 @@
 //! fingerprint used in index cache keys.
 //!
 //! This module owns the [`Page`] type and every decision about how a source file becomes text:
-//! - PDF (`.pdf`): one [`Page`] per PDF page from `pdf_extract::extract_text_from_mem_by_pages`,
-//!   NFKC-normalised (turns ligature code points such as U+FB01 "ﬁ" into "fi"); the text is
-//!   otherwise kept exactly as extracted (running headers, page numbers and line-end hyphenation
-//!   stay in).
+//! - PDF (`.pdf`): one [`Page`] per PDF page, extracted page by page with pdf-extract's
+//!   `output_doc_page` and `PlainTextOutput` (what `extract_text_from_mem_by_pages` does), each
+//!   page on its own so a damaged page loses only itself; NFKC-normalised (turns ligature code
+//!   points such as U+FB01 "ﬁ" into "fi"); the text is otherwise kept exactly as extracted
+//!   (running headers, page numbers and line-end hyphenation stay in).
 //! - Plain text (`.txt`, `.md`): the whole file is page 1, unless it contains form feeds
 //!   (U+000C, as `pdftotext` writes between pages), in which case each form-feed-separated part is
 //!   a page (a single trailing form feed does not open an empty last page). Also NFKC-normalised.
+//! - A PDF or text file without any text (every page empty or whitespace) is an error
+//!   ([`CorpusError::NoTextLayer`], [`CorpusError::EmptyText`]) that says scanned PDFs need OCR.
 //! - BEIR corpus (`.jsonl`): one [`Page`] per document, see [`load_beir_corpus`] (Thakur et al.
 //!   2021, "BEIR: A Heterogeneous Benchmark for Zero-shot Evaluation of Information Retrieval
 //!   Models"). The page's `source` is the document `_id`, so every chunk carries its document id
 //!   and retrieval can be judged per document against BEIR qrels (see
 //!   [`crate::score::metrics_for`]).
 
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, PanicHookInfo};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;
@@ -60,9 +66,46 @@ pub enum CorpusError {
         /// The panic payload, if it was a string.
         message: String,
     },
-    /// The PDF yielded no pages at all.
-    #[error("no pages could be extracted from PDF {path}")]
+    /// The PDF's page tree holds no pages.
+    #[error("PDF {path} has no pages")]
     NoPages {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Text extraction failed (an error or a panic in pdf-extract) on every page of the PDF.
+    #[error(
+        "text extraction failed on every page of PDF {path} ({pages} pages; page {first_page}: \
+         {first_error})"
+    )]
+    AllPagesFailed {
+        /// The file.
+        path: PathBuf,
+        /// Number of pages in the PDF.
+        pages: usize,
+        /// 1-based number of the first page that failed.
+        first_page: u32,
+        /// pdf-extract's error or panic message for that page.
+        first_error: String,
+    },
+    /// Every page of the PDF extracted to empty or whitespace-only text: a scanned PDF (images
+    /// of pages) without a text layer.
+    #[error(
+        "PDF {path} has no text layer: none of its {pages} pages contains any text. A scanned \
+         PDF needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`; then use out.pdf as the corpus"
+    )]
+    NoTextLayer {
+        /// The file.
+        path: PathBuf,
+        /// Number of pages extracted (all blank).
+        pages: usize,
+    },
+    /// A text file (`.txt`, `.md`) is empty or holds only whitespace (and form feeds).
+    #[error(
+        "corpus file {path} contains no text (it is empty or only whitespace); if it was \
+         converted from a scanned PDF, run OCR on the PDF first (e.g. `ocrmypdf in.pdf \
+         out.pdf`) and convert again"
+    )]
+    EmptyText {
         /// The file.
         path: PathBuf,
     },
@@ -145,16 +188,20 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CorpusError> {
 
 /// Load a corpus file as pages.
 ///
-/// - `.pdf`: one page per PDF page, in order, numbered from 1. Extraction stops at the first page
-///   pdf-extract cannot render (its `extract_text_*_by_pages` behaviour), so a damaged tail is
-///   dropped rather than failing the whole file; zero pages is an error.
+/// - `.pdf`: one page per PDF page, in order, numbered by its page number in the PDF (from 1).
+///   Each page is extracted on its own: a page on which pdf-extract fails (returns an error or
+///   panics) is skipped with a `tracing` warning naming the file and page, and the other pages
+///   keep their numbers. pdf-extract's panic messages are kept off stderr while it runs.
 /// - `.txt` / `.md`: page 1 is the whole file, or one page per form-feed-separated part.
 /// - `.jsonl`: a BEIR corpus, one page per document ([`load_beir_corpus`]; not NFKC-normalised).
 ///
-/// PDF and text page text is NFKC-normalised. Errors: [`CorpusError::Io`], [`CorpusError::Pdf`],
-/// [`CorpusError::PdfPanic`] (pdf-extract panics are caught), [`CorpusError::NoPages`],
-/// [`CorpusError::NotUtf8`], [`CorpusError::Unsupported`], [`CorpusError::TooManyPages`], and for
-/// `.jsonl` [`CorpusError::Beir`] and [`CorpusError::NoDocuments`].
+/// PDF and text page text is NFKC-normalised. Errors: [`CorpusError::Io`]; [`CorpusError::Pdf`]
+/// (the PDF cannot be parsed or decrypted); [`CorpusError::PdfPanic`] (pdf-extract panicked while
+/// parsing the document); [`CorpusError::NoPages`]; [`CorpusError::AllPagesFailed`];
+/// [`CorpusError::NoTextLayer`] (every page blank: a scanned PDF); [`CorpusError::EmptyText`] (a
+/// text file without text); [`CorpusError::NotUtf8`]; [`CorpusError::Unsupported`];
+/// [`CorpusError::TooManyPages`]; and for `.jsonl` [`CorpusError::Beir`] and
+/// [`CorpusError::NoDocuments`].
 pub fn load_pages(path: &Path) -> Result<Vec<Page>, CorpusError> {
     let kind = source_kind(path).ok_or_else(|| CorpusError::Unsupported {
         path: path.to_path_buf(),
@@ -169,28 +216,28 @@ pub fn load_pages(path: &Path) -> Result<Vec<Page>, CorpusError> {
             return Ok(pages);
         }
     };
-    let pages = number_pages(path, texts)?;
+    let source = source_name(path);
+    let pages: Vec<Page> = texts
+        .into_iter()
+        .map(|(number, text)| Page {
+            source: source.clone(),
+            number,
+            text: normalize(&text),
+        })
+        .collect();
+    if pages.iter().all(|p| p.text.trim().is_empty()) {
+        return Err(match kind {
+            SourceKind::Pdf => CorpusError::NoTextLayer {
+                path: path.to_path_buf(),
+                pages: pages.len(),
+            },
+            _ => CorpusError::EmptyText {
+                path: path.to_path_buf(),
+            },
+        });
+    }
     tracing::debug!(file = %path.display(), pages = pages.len(), "loaded corpus file");
     Ok(pages)
-}
-
-/// Turn raw page texts into NFKC-normalised [`Page`]s numbered from 1.
-fn number_pages(path: &Path, texts: Vec<String>) -> Result<Vec<Page>, CorpusError> {
-    let source = source_name(path);
-    texts
-        .into_iter()
-        .enumerate()
-        .map(|(i, text)| {
-            let number = u32::try_from(i + 1).map_err(|_| CorpusError::TooManyPages {
-                path: path.to_path_buf(),
-            })?;
-            Ok(Page {
-                source: source.clone(),
-                number,
-                text: normalize(&text),
-            })
-        })
-        .collect()
 }
 
 /// Unicode NFKC normalisation (compatibility decomposition, canonical composition).
@@ -198,16 +245,26 @@ pub fn normalize(text: &str) -> String {
     text.nfkc().collect()
 }
 
-/// Extract per-page text from PDF bytes, converting both errors and panics of pdf-extract into
-/// [`CorpusError`]s.
-fn extract_pdf_pages(path: &Path, bytes: &[u8]) -> Result<Vec<String>, CorpusError> {
-    let result = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes));
-    let pages = match result {
-        Ok(Ok(pages)) => pages,
-        Ok(Err(err)) => {
+/// Extract the text of each page of a PDF as `(page number, text)`, in page order.
+///
+/// The document is parsed (and decrypted with the empty password if it is encrypted, as
+/// pdf-extract does) once; then each page is extracted on its own with
+/// `pdf_extract::output_doc_page` into a `PlainTextOutput`, inside `catch_unwind`. A page that
+/// fails is skipped (see [`collect_pages`]). While this runs, the default panic message for panics
+/// on this thread (pdf-extract's message and Rust's "note: run with `RUST_BACKTRACE=1`" hint) is
+/// suppressed by `QuietPanics`; panics on other threads are reported as usual.
+///
+/// Errors: [`CorpusError::Pdf`] if the document cannot be parsed or decrypted,
+/// [`CorpusError::PdfPanic`] if parsing it panics, [`CorpusError::NoPages`],
+/// [`CorpusError::AllPagesFailed`].
+fn extract_pdf_pages(path: &Path, bytes: &[u8]) -> Result<Vec<(u32, String)>, CorpusError> {
+    let _quiet = QuietPanics::new();
+    let doc = match std::panic::catch_unwind(|| load_pdf(bytes)) {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(message)) => {
             return Err(CorpusError::Pdf {
                 path: path.to_path_buf(),
-                message: err.to_string(),
+                message,
             })
         }
         Err(payload) => {
@@ -217,12 +274,153 @@ fn extract_pdf_pages(path: &Path, bytes: &[u8]) -> Result<Vec<String>, CorpusErr
             })
         }
     };
-    if pages.is_empty() {
+    let numbers: Vec<u32> = doc.get_pages().keys().copied().collect();
+    collect_pages(path, &numbers, |number| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| extract_pdf_page(&doc, number))) {
+            Ok(result) => result,
+            Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+        }
+    })
+}
+
+/// Parse PDF bytes with lopdf and decrypt with the empty password if encrypted (pdf-extract's
+/// `extract_text_from_mem_by_pages` does the same). Errors are returned as messages.
+fn load_pdf(bytes: &[u8]) -> Result<pdf_extract::Document, String> {
+    let mut doc = pdf_extract::Document::load_mem(bytes).map_err(|e| e.to_string())?;
+    if doc.is_encrypted() {
+        doc.decrypt("")
+            .map_err(|e| format!("encrypted PDF, cannot decrypt without a password: {e}"))?;
+    }
+    Ok(doc)
+}
+
+/// The plain text of one page (1-based `number`) as pdf-extract's `extract_text_by_page` makes it.
+fn extract_pdf_page(doc: &pdf_extract::Document, number: u32) -> Result<String, String> {
+    let mut text = String::new();
+    {
+        let mut output = pdf_extract::PlainTextOutput::new(&mut text);
+        pdf_extract::output_doc_page(doc, &mut output, number).map_err(|e| e.to_string())?;
+    }
+    Ok(text)
+}
+
+/// Run `extract` on each page number and keep the pages that succeed, as `(number, text)` in the
+/// given order. A failed page (`Err(message)`) is logged with `tracing::warn!` naming the file,
+/// page and message, and skipped; the other pages keep their numbers.
+///
+/// Errors: [`CorpusError::NoPages`] if `numbers` is empty, [`CorpusError::AllPagesFailed`] (with
+/// the first failure) if every page fails.
+fn collect_pages(
+    path: &Path,
+    numbers: &[u32],
+    mut extract: impl FnMut(u32) -> Result<String, String>,
+) -> Result<Vec<(u32, String)>, CorpusError> {
+    if numbers.is_empty() {
         return Err(CorpusError::NoPages {
             path: path.to_path_buf(),
         });
     }
-    Ok(pages)
+    let mut pages = Vec::with_capacity(numbers.len());
+    let mut first_failure: Option<(u32, String)> = None;
+    for &number in numbers {
+        match extract(number) {
+            Ok(text) => pages.push((number, text)),
+            Err(message) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    page = number,
+                    error = %message,
+                    "cannot extract the text of this PDF page; skipping it"
+                );
+                first_failure.get_or_insert((number, message));
+            }
+        }
+    }
+    match (pages.is_empty(), first_failure) {
+        (true, Some((first_page, first_error))) => Err(CorpusError::AllPagesFailed {
+            path: path.to_path_buf(),
+            pages: numbers.len(),
+            first_page,
+            first_error,
+        }),
+        _ => Ok(pages),
+    }
+}
+
+/// The panic hook that was installed before [`QuietPanics`] replaced it.
+type PanicHook = Box<dyn Fn(&PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Process-wide state of the quieting panic hook: how many [`QuietPanics`] guards are alive (on
+/// any thread) and the hook it replaced.
+struct QuietHookState {
+    guards: usize,
+    previous: Option<Arc<PanicHook>>,
+}
+
+static QUIET_HOOK: Mutex<QuietHookState> = Mutex::new(QuietHookState {
+    guards: 0,
+    previous: None,
+});
+
+thread_local! {
+    /// Number of [`QuietPanics`] guards alive on this thread.
+    static QUIET_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// While alive, panics on the creating thread print nothing (they are expected to be caught with
+/// `catch_unwind` and reported as errors); panics on other threads go to the previous panic hook
+/// as usual. The first guard (process-wide) takes the current hook and installs a filtering one;
+/// the last guard dropped puts the previous hook back. Panic hooks are process-global, hence the
+/// per-thread filter and the guard count: concurrent extractions on several threads are safe.
+struct QuietPanics {
+    /// Not `Send`: the guard must be dropped on the thread that created it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl QuietPanics {
+    fn new() -> Self {
+        QUIET_DEPTH.with(|d| d.set(d.get() + 1));
+        let mut state = QUIET_HOOK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.guards == 0 {
+            let previous: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+            let forward = Arc::clone(&previous);
+            std::panic::set_hook(Box::new(move |info| {
+                let quiet = QUIET_DEPTH.try_with(|d| d.get() > 0).unwrap_or(false);
+                if !quiet {
+                    forward(info);
+                }
+            }));
+            state.previous = Some(previous);
+        }
+        state.guards += 1;
+        QuietPanics {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        QUIET_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        let mut state = QUIET_HOOK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.guards = state.guards.saturating_sub(1);
+        // `take_hook`/`set_hook` panic on a panicking thread: then leave the filtering hook in
+        // place (it forwards every panic of other threads, and of this one once unwound).
+        if state.guards > 0 || std::thread::panicking() {
+            return;
+        }
+        if let Some(previous) = state.previous.take() {
+            drop(std::panic::take_hook()); // ours, which holds the other reference
+            match Arc::try_unwrap(previous) {
+                Ok(hook) => std::panic::set_hook(hook),
+                Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
+            }
+        }
+    }
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
@@ -236,14 +434,24 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Decode a UTF-8 text file and split it into pages on form feeds (U+000C). A text without form
-/// feeds is one page; a single trailing form feed does not create an empty last page.
-fn split_text_pages(path: &Path, bytes: &[u8]) -> Result<Vec<String>, CorpusError> {
+/// Decode a UTF-8 text file and split it into pages on form feeds (U+000C), numbered from 1. A
+/// text without form feeds is one page; a single trailing form feed does not create an empty last
+/// page.
+fn split_text_pages(path: &Path, bytes: &[u8]) -> Result<Vec<(u32, String)>, CorpusError> {
     let text = std::str::from_utf8(bytes).map_err(|e| CorpusError::NotUtf8 {
         path: path.to_path_buf(),
         offset: e.valid_up_to(),
     })?;
-    Ok(split_form_feeds(text))
+    split_form_feeds(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let number = u32::try_from(i + 1).map_err(|_| CorpusError::TooManyPages {
+                path: path.to_path_buf(),
+            })?;
+            Ok((number, part))
+        })
+        .collect()
 }
 
 /// Split on U+000C; drops only the empty part after a final form feed.
@@ -512,9 +720,245 @@ mod tests {
         let err = load_pages(&path).expect_err("garbage pdf");
         assert!(matches!(
             err,
-            CorpusError::Pdf { .. } | CorpusError::PdfPanic { .. } | CorpusError::NoPages { .. }
+            CorpusError::Pdf { .. }
+                | CorpusError::PdfPanic { .. }
+                | CorpusError::NoPages { .. }
+                | CorpusError::AllPagesFailed { .. }
         ));
         assert!(err.to_string().contains("junk.pdf"));
+    }
+
+    /// Serialises the tests that swap or rely on the process-wide panic hook.
+    static HOOK_LOCK: Mutex<()> = Mutex::new(());
+
+    fn hook_lock() -> std::sync::MutexGuard<'static, ()> {
+        HOOK_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A page of a test PDF: its text (drawn in Courier), and whether it has a MediaBox.
+    struct TestPage {
+        text: &'static str,
+        media_box: bool,
+    }
+
+    /// A minimal PDF (lopdf, via pdf-extract's re-export) with one content stream per page.
+    /// MediaBoxes are set per page, never inherited, so a page without one is damaged:
+    /// pdf-extract panics on it (`expect("MediaBox")`).
+    fn test_pdf(pages: &[TestPage]) -> Vec<u8> {
+        use pdf_extract::{Dictionary, Document, Object, Stream};
+        let name = |n: &str| Object::Name(n.as_bytes().to_vec());
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let mut font = Dictionary::new();
+        font.set("Type", name("Font"));
+        font.set("Subtype", name("Type1"));
+        font.set("BaseFont", name("Courier"));
+        let font_id = doc.add_object(font);
+        let mut fonts = Dictionary::new();
+        fonts.set("F1", Object::Reference(font_id));
+        let mut resources = Dictionary::new();
+        resources.set("Font", Object::Dictionary(fonts));
+        let resources_id = doc.add_object(resources);
+        let mut kids = Vec::new();
+        for page in pages {
+            let content = if page.text.is_empty() {
+                Vec::new()
+            } else {
+                format!("BT /F1 12 Tf 72 700 Td ({}) Tj ET", page.text).into_bytes()
+            };
+            let content_id = doc.add_object(Stream::new(Dictionary::new(), content));
+            let mut dict = Dictionary::new();
+            dict.set("Type", name("Page"));
+            dict.set("Parent", Object::Reference(pages_id));
+            dict.set("Contents", Object::Reference(content_id));
+            dict.set("Resources", Object::Reference(resources_id));
+            if page.media_box {
+                let media_box = [0, 0, 612, 792].map(Object::Integer).to_vec();
+                dict.set("MediaBox", Object::Array(media_box));
+            }
+            kids.push(Object::Reference(doc.add_object(dict)));
+        }
+        let mut tree = Dictionary::new();
+        tree.set("Type", name("Pages"));
+        tree.set("Count", Object::Integer(kids.len() as i64));
+        tree.set("Kids", Object::Array(kids));
+        doc.objects.insert(pages_id, Object::Dictionary(tree));
+        let mut catalog = Dictionary::new();
+        catalog.set("Type", name("Catalog"));
+        catalog.set("Pages", Object::Reference(pages_id));
+        let catalog_id = doc.add_object(catalog);
+        doc.trailer.set("Root", Object::Reference(catalog_id));
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("save test pdf");
+        bytes
+    }
+
+    #[test]
+    fn a_damaged_pdf_page_loses_only_itself() {
+        let _lock = hook_lock();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let page = |text, media_box| TestPage { text, media_box };
+        let bytes = test_pdf(&[
+            page("page one", true),
+            page("page two", false),
+            page("page three", true),
+        ]);
+        let path = write_file(dir.path(), "damaged.pdf", &bytes);
+        let pages = load_pages(&path).expect("the undamaged pages load");
+        let got: Vec<(u32, String)> = pages
+            .iter()
+            .map(|p| (p.number, p.text.trim().to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, "page one".to_string()), (3, "page three".to_string())]
+        );
+        assert!(pages.iter().all(|p| p.source == "damaged.pdf"));
+
+        // Every page damaged: an error naming the file and the first failure, not a panic.
+        let bytes = test_pdf(&[page("a", false), page("b", false)]);
+        let path = write_file(dir.path(), "broken.pdf", &bytes);
+        let err = load_pages(&path).expect_err("all pages damaged");
+        assert!(
+            matches!(
+                err,
+                CorpusError::AllPagesFailed {
+                    pages: 2,
+                    first_page: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("broken.pdf") && msg.contains("MediaBox"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn pdf_without_text_layer_is_an_error_with_an_ocr_hint() {
+        let _lock = hook_lock();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blank = || TestPage {
+            text: "",
+            media_box: true,
+        };
+        let path = write_file(dir.path(), "scan.pdf", &test_pdf(&[blank(), blank()]));
+        let err = load_pages(&path).expect_err("no text");
+        assert!(
+            matches!(err, CorpusError::NoTextLayer { pages: 2, .. }),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("scan.pdf") && msg.contains("OCR") && msg.contains("ocrmypdf"),
+            "{msg}"
+        );
+        // One page with text is enough; the blank page is kept.
+        let text = TestPage {
+            text: "words",
+            media_box: true,
+        };
+        let path = write_file(dir.path(), "mixed.pdf", &test_pdf(&[blank(), text]));
+        let pages = load_pages(&path).expect("one page has text");
+        assert_eq!(pages.len(), 2);
+        assert_eq!(pages[1].text.trim(), "words");
+    }
+
+    #[test]
+    fn text_file_without_text_is_an_error_with_an_ocr_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, bytes) in [
+            ("empty.txt", &b""[..]),
+            ("blank.md", &b" \n\t\x0c \x0c\n"[..]),
+        ] {
+            let path = write_file(dir.path(), name, bytes);
+            let err = load_pages(&path).expect_err("no text");
+            assert!(matches!(err, CorpusError::EmptyText { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(name) && msg.contains("no text") && msg.contains("ocrmypdf"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn collect_pages_skips_failed_pages_and_keeps_numbers() {
+        let path = Path::new("x.pdf");
+        let pages = collect_pages(path, &[1, 2, 3], |n| {
+            if n == 2 {
+                Err("bad page".into())
+            } else {
+                Ok(format!("text {n}"))
+            }
+        })
+        .expect("two pages");
+        assert_eq!(
+            pages,
+            [(1, "text 1".to_string()), (3, "text 3".to_string())]
+        );
+        let err = collect_pages(path, &[4, 5], |n| Err(format!("bad {n}"))).expect_err("all");
+        assert!(
+            matches!(
+                &err,
+                CorpusError::AllPagesFailed { pages: 2, first_page: 4, first_error, .. }
+                    if first_error == "bad 4"
+            ),
+            "{err}"
+        );
+        let err = collect_pages(path, &[], |_| Ok(String::new())).expect_err("none");
+        assert!(matches!(err, CorpusError::NoPages { .. }), "{err}");
+    }
+
+    #[test]
+    fn quiet_panics_silences_only_this_thread_and_restores_the_hook() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let _lock = hook_lock();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let original: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        // Count only this test's threads: other tests may run (and fail) concurrently.
+        let test_thread = std::thread::current().id();
+        std::panic::set_hook(Box::new(move |_| {
+            let current = std::thread::current();
+            if current.id() == test_thread || current.name() == Some("quiet-test-other") {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        {
+            let _quiet = QuietPanics::new();
+            let _nested = QuietPanics::new();
+            assert!(std::panic::catch_unwind(|| panic!("quiet")).is_err());
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                0,
+                "panic on this thread printed"
+            );
+            std::thread::Builder::new()
+                .name("quiet-test-other".into())
+                .spawn(|| std::panic::catch_unwind(|| panic!("other thread")))
+                .expect("spawn")
+                .join()
+                .expect("thread")
+                .expect_err("panicked");
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                1,
+                "other thread's panic hidden"
+            );
+        }
+        assert!(std::panic::catch_unwind(|| panic!("loud again")).is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "hook not restored");
+        drop(std::panic::take_hook());
+        match Arc::try_unwrap(original) {
+            Ok(hook) => std::panic::set_hook(hook),
+            Err(shared) => std::panic::set_hook(Box::new(move |info| shared(info))),
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod experiment;
 pub mod export;
 pub mod fingerprint;
 pub mod generate;
+pub mod gguf;
 pub mod index;
 pub mod inspect;
 pub mod models;

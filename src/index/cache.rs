@@ -9,8 +9,17 @@
 //! renames it to its final name only when complete, so a process killed mid-build never leaves a
 //! half index under the final name; its temporary directory is removed by a later build of the
 //! same key once its process is gone. If two processes build the same key at once, the first
-//! rename wins and the other reuses its result. A final directory that exists but cannot be opened
-//! is reported as an error (delete it to rebuild).
+//! rename wins and the other reuses its result.
+//!
+//! A final directory that exists but cannot be opened (no `meta.json`, a missing or truncated
+//! file, an LMDB/tantivy/JSON error, parts that disagree, an old format version) is logged as a
+//! warning naming the directory and the reason, renamed aside to
+//! `store/indexes/.corrupt-<digest>-<pid>-<nanos>/`, removed, and built again. A `.corrupt-`
+//! directory that could not be removed is removed by a later build of the same key once its
+//! process is gone.
+//!
+//! Running out of disk space while building reads "disk full while writing <path>: free space or
+//! point --store at another disk" (see [`IndexError::is_disk_full`]).
 
 use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -58,9 +67,14 @@ pub struct Meta {
 /// key.chunk_overlap)` (characters), embeds every chunk with `embedder`, and writes the dense and
 /// lexical indexes (atomically, see the module doc). `pages` is not called on a cache hit.
 ///
+/// A cached directory that cannot be opened is logged, removed and rebuilt (`cache_hit` is then
+/// false); see the module doc.
+///
 /// Errors: [`IndexError::EmbedderMismatch`] if `key.embedder_fingerprint` differs from
 /// `embedder.fingerprint()`; [`IndexError::Pages`] from the callback; [`IndexError::Split`] for
-/// invalid sizes; [`IndexError::Embed`]; I/O, LMDB, arroy and tantivy errors.
+/// invalid sizes; [`IndexError::Embed`]; I/O, LMDB, arroy and tantivy errors (a full disk as an
+/// [`IndexError::Io`] reading "disk full while writing <path>"); an error opening the index just
+/// built.
 pub fn open_or_build<E>(
     store_dir: &Path,
     key: &IndexKey,
@@ -79,19 +93,77 @@ where
     let started = Instant::now();
     let indexes = store_dir.join("indexes");
     let digest = key.digest();
-    let dir = indexes.join(&digest);
-    let cache_hit = dir.join(META_FILE).is_file();
-    if !cache_hit {
-        build_into_place(&indexes, &digest, key, pages, embedder)?;
-    }
-    let index = open(&dir)?;
+    let (index, cache_hit) = open_or_build_with(&indexes, &digest, |tmp| {
+        write_index(tmp, key, pages, embedder)
+    })?;
     let info = BuildInfo {
         cache_hit,
         build_seconds: started.elapsed().as_secs_f64(),
         n_chunks: index.len(),
-        dir,
+        dir: indexes.join(&digest),
     };
     Ok((index, info))
+}
+
+/// Opens `indexes/<digest>`, or, when it is absent or cannot be opened (then it is discarded, see
+/// [`discard_broken`]), builds it with `write` (which fills a fresh temporary directory, see
+/// [`build_into_place`]) and opens the result. Returns the index and whether it was a cache hit.
+fn open_or_build_with(
+    indexes: &Path,
+    digest: &str,
+    write: impl FnOnce(&Path) -> Result<(), IndexError>,
+) -> Result<(CorpusIndex, bool), IndexError> {
+    let dir = indexes.join(digest);
+    if dir.exists() {
+        let opened = if dir.join(META_FILE).is_file() {
+            open(&dir)
+        } else {
+            Err(IndexError::Corrupt {
+                path: dir.clone(),
+                reason: format!("{META_FILE} is missing"),
+            })
+        };
+        match opened {
+            Ok(index) => return Ok((index, true)),
+            Err(reason) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    reason = %reason,
+                    "cached index cannot be opened; removing it and building it again"
+                );
+                discard_broken(indexes, digest)?;
+            }
+        }
+    }
+    build_into_place(indexes, digest, write)?;
+    Ok((open(&dir)?, false))
+}
+
+/// Moves the broken index directory `indexes/<digest>` aside to
+/// `indexes/.corrupt-<digest>-<pid>-<nanos>` (one rename, so the final name is free at once) and
+/// removes it. Forgets the process's shared LMDB environment of its `dense/` first, so the rebuilt
+/// index is not read through the old one. If the directory is already gone (another process
+/// discarded it), that is fine. A failed removal is logged; a later build removes the leftover
+/// once this process is gone. Errors: [`IndexError::Io`] if the rename fails otherwise.
+fn discard_broken(indexes: &Path, digest: &str) -> Result<(), IndexError> {
+    let dir = indexes.join(digest);
+    super::dense::forget_shared_env(&dir.join(DENSE_DIR));
+    let aside = indexes.join(unique_name(CORRUPT_PREFIX, digest));
+    match fs::rename(&dir, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(IndexError::Io {
+                op: "rename",
+                path: dir,
+                source,
+            })
+        }
+    }
+    if let Err(e) = fs::remove_dir_all(&aside) {
+        tracing::warn!(dir = %aside.display(), error = %e, "cannot remove broken index");
+    }
+    Ok(())
 }
 
 /// Opens an existing index directory (`store/indexes/<digest>`) for reading only: chunks into
@@ -149,51 +221,26 @@ const CHUNKS_FILE: &str = "chunks.jsonl";
 const DENSE_DIR: &str = "dense";
 const LEXICAL_DIR: &str = "lexical";
 const TMP_PREFIX: &str = ".tmp-";
+const CORRUPT_PREFIX: &str = ".corrupt-";
 
-/// Builds the index for `key` in a temporary directory under `indexes` and renames it to
+/// Builds an index in a new temporary directory under `indexes` with `write` and renames it to
 /// `indexes/<digest>`. If another process renamed its build first, ours is discarded.
-fn build_into_place<E>(
+fn build_into_place(
     indexes: &Path,
     digest: &str,
-    key: &IndexKey,
-    pages: impl FnOnce() -> Result<Vec<Page>, E>,
-    embedder: &Embedder,
-) -> Result<(), IndexError>
-where
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+    write: impl FnOnce(&Path) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
     create_dir(indexes)?;
     remove_stale_tmp_dirs(indexes, digest);
-    let tmp = TmpDir::new(indexes.join(tmp_name(digest)));
+    let tmp = TmpDir::new(indexes.join(unique_name(TMP_PREFIX, digest)));
     create_dir(tmp.path())?;
-    let started = Instant::now();
     tracing::info!(dir = %tmp.path().display(), "building index");
-    let pages = pages().map_err(|e| IndexError::Pages(e.into()))?;
-    let splitter = RecursiveCharacterTextSplitter::new(key.chunk_size, key.chunk_overlap)?;
-    let chunks = splitter.split_pages(&pages);
-    let vectors = embed_chunks(&chunks, embedder)?;
-    write_chunks(&tmp.path().join(CHUNKS_FILE), &chunks)?;
-    DenseIndex::build(&tmp.path().join(DENSE_DIR), &vectors, embedder.dim())?;
-    LexicalIndex::build(&tmp.path().join(LEXICAL_DIR), &chunks)?;
-    let build_seconds = started.elapsed().as_secs_f64();
-    let meta = Meta {
-        format_version: IndexKey::FORMAT_VERSION,
-        key: key.clone(),
-        n_chunks: chunks.len(),
-        dim: embedder.dim(),
-        build_seconds,
-    };
-    write_json(&tmp.path().join(META_FILE), &meta)?;
+    write(tmp.path())?;
     let dir = indexes.join(digest);
     match fs::rename(tmp.path(), &dir) {
         Ok(()) => {
             tmp.disarm();
-            tracing::info!(
-                dir = %dir.display(),
-                n_chunks = chunks.len(),
-                build_seconds,
-                "built index"
-            );
+            tracing::info!(dir = %dir.display(), "built index");
             Ok(())
         }
         Err(_) if dir.join(META_FILE).is_file() => {
@@ -206,6 +253,54 @@ where
             source,
         }),
     }
+}
+
+/// Writes the whole index for `key` into the empty directory `tmp`: calls `pages`, splits, embeds,
+/// writes `chunks.jsonl`, `dense/`, `lexical/` and, last, `meta.json`. Disk-full errors from LMDB,
+/// arroy and tantivy name the directory being written ([`IndexError::disk_full_at`]).
+fn write_index<E>(
+    tmp: &Path,
+    key: &IndexKey,
+    pages: impl FnOnce() -> Result<Vec<Page>, E>,
+    embedder: &Embedder,
+) -> Result<(), IndexError>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let pages = pages().map_err(|e| IndexError::Pages(e.into()))?;
+    let splitter = RecursiveCharacterTextSplitter::new(key.chunk_size, key.chunk_overlap)?;
+    let chunks = splitter.split_pages(&pages);
+    let vectors = embed_chunks(&chunks, embedder)?;
+    write_parts(tmp, &chunks, &vectors, embedder.dim())?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    let meta = Meta {
+        format_version: IndexKey::FORMAT_VERSION,
+        key: key.clone(),
+        n_chunks: chunks.len(),
+        dim: embedder.dim(),
+        build_seconds,
+    };
+    write_json(&tmp.join(META_FILE), &meta)?;
+    tracing::info!(n_chunks = chunks.len(), build_seconds, "wrote index");
+    Ok(())
+}
+
+/// Writes `chunks.jsonl`, the dense index of `vectors` (`dim` each) and the lexical index into
+/// `dir`. Disk-full errors of LMDB/arroy/tantivy are reported as [`IndexError::Io`] naming the
+/// `dense/` or `lexical/` directory.
+fn write_parts(
+    dir: &Path,
+    chunks: &[Chunk],
+    vectors: &[Vec<f32>],
+    dim: usize,
+) -> Result<(), IndexError> {
+    write_chunks(&dir.join(CHUNKS_FILE), chunks)?;
+    let dense = dir.join(DENSE_DIR);
+    DenseIndex::build(&dense, vectors, dim).map_err(|e| e.disk_full_at(&dense))?;
+    let lexical = dir.join(LEXICAL_DIR);
+    LexicalIndex::build(&lexical, chunks).map_err(|e| e.disk_full_at(&lexical))?;
+    Ok(())
 }
 
 /// Embeds chunk texts, logging progress every [`EMBED_LOG_EVERY`] chunks.
@@ -225,25 +320,29 @@ fn embed_chunks(chunks: &[Chunk], embedder: &Embedder) -> Result<Vec<Vec<f32>>, 
     Ok(vectors)
 }
 
-/// `.tmp-<digest>-<pid>-<nanos>`: unique per process and call.
-fn tmp_name(digest: &str) -> String {
+/// `<prefix><digest>-<pid>-<nanos>` (prefix `.tmp-` or `.corrupt-`): unique per process and call.
+fn unique_name(prefix: &str, digest: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{TMP_PREFIX}{digest}-{}-{nanos}", std::process::id())
+    format!("{prefix}{digest}-{}-{nanos}", std::process::id())
 }
 
-/// Removes `.tmp-<digest>-<pid>-*` directories whose process no longer exists (builds that were
-/// killed). Best effort: failures are logged and ignored.
+/// Removes `.tmp-<digest>-<pid>-*` directories (builds that were killed) and
+/// `.corrupt-<digest>-<pid>-*` directories (broken indexes whose removal failed) whose process no
+/// longer exists. Best effort: failures are logged and ignored.
 fn remove_stale_tmp_dirs(indexes: &Path, digest: &str) {
     let Ok(entries) = fs::read_dir(indexes) else {
         return;
     };
-    let prefix = format!("{TMP_PREFIX}{digest}-");
+    let prefixes = [
+        format!("{TMP_PREFIX}{digest}-"),
+        format!("{CORRUPT_PREFIX}{digest}-"),
+    ];
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
+        let Some(rest) = prefixes.iter().find_map(|p| name.strip_prefix(p.as_str())) else {
             continue;
         };
         let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
@@ -398,13 +497,131 @@ mod tests {
             .path()
             .join(format!("{TMP_PREFIX}{digest}-{}-1", std::process::id()));
         let other = dir.path().join(format!("{TMP_PREFIX}d2-{}-1", i32::MAX));
-        for d in [&dead, &alive, &other] {
+        let dead_corrupt = dir
+            .path()
+            .join(format!("{CORRUPT_PREFIX}{digest}-{}-1", i32::MAX));
+        for d in [&dead, &alive, &other, &dead_corrupt] {
             fs::create_dir_all(d).expect("mkdir");
         }
         remove_stale_tmp_dirs(dir.path(), digest);
         assert!(!dead.exists());
+        assert!(!dead_corrupt.exists());
         assert!(alive.exists());
         assert!(other.exists());
+    }
+
+    /// Writes a complete small index (4 chunks, 8-d vectors, no embedding model) into `tmp`, as
+    /// [`write_index`] would; counts its calls.
+    fn write_test_index(tmp: &Path, calls: &std::cell::Cell<usize>) -> Result<(), IndexError> {
+        calls.set(calls.get() + 1);
+        let texts = [
+            "the director schedules jobs",
+            "a storage daemon writes volumes",
+            "the catalog is a database",
+            "file daemons run on clients",
+        ];
+        let chunks: Vec<Chunk> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Chunk {
+                id: i as u32,
+                source: "a.txt".into(),
+                page: 1,
+                start: i * 40,
+                text: (*t).into(),
+            })
+            .collect();
+        let dim = 8;
+        let vectors: Vec<Vec<f32>> = (0..chunks.len())
+            .map(|i| {
+                let mut v = vec![0.1f32; dim];
+                v[i] = 1.0;
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect();
+        write_parts(tmp, &chunks, &vectors, dim)?;
+        let meta = Meta {
+            format_version: IndexKey::FORMAT_VERSION,
+            key: IndexKey {
+                corpus_fingerprint: "test".into(),
+                chunk_size: 40,
+                chunk_overlap: 0,
+                embedder_fingerprint: "none".into(),
+            },
+            n_chunks: chunks.len(),
+            dim,
+            build_seconds: 0.0,
+        };
+        write_json(&tmp.join(META_FILE), &meta)
+    }
+
+    #[test]
+    fn a_broken_cached_index_is_removed_and_rebuilt() {
+        let store = tempfile::tempdir().expect("tempdir");
+        let indexes = store.path().join("indexes");
+        let calls = std::cell::Cell::new(0);
+        let build = |tmp: &Path| write_test_index(tmp, &calls);
+
+        // Each case breaks the index differently, then opens it again.
+        type Break = fn(&Path);
+        let cases: [(&str, Break); 4] = [
+            ("truncated chunks.jsonl", |dir| {
+                let path = dir.join(CHUNKS_FILE);
+                let text = fs::read_to_string(&path).expect("read");
+                fs::write(&path, &text[..text.len() / 2]).expect("truncate");
+            }),
+            ("lexical/ deleted", |dir| {
+                fs::remove_dir_all(dir.join(LEXICAL_DIR)).expect("rm lexical");
+            }),
+            ("meta.json garbage", |dir| {
+                fs::write(dir.join(META_FILE), "{not json").expect("write");
+            }),
+            ("meta.json deleted", |dir| {
+                fs::remove_file(dir.join(META_FILE)).expect("rm meta");
+            }),
+        ];
+        for (i, (what, break_it)) in cases.into_iter().enumerate() {
+            let digest = format!("d{i}");
+            let dir = indexes.join(&digest);
+            let before = calls.get();
+            let (index, hit) = open_or_build_with(&indexes, &digest, build).expect("build");
+            assert!(!hit, "{what}");
+            assert_eq!(index.len(), 4);
+            drop(index);
+            let (_, hit) = open_or_build_with(&indexes, &digest, build).expect("reopen");
+            assert!(hit, "{what}: second open is a cache hit");
+            assert_eq!(calls.get(), before + 1, "{what}");
+
+            break_it(&dir);
+            if dir.join(META_FILE).is_file() {
+                assert!(open(&dir).is_err(), "{what}: the damage is not detected");
+            }
+            let (index, hit) =
+                open_or_build_with(&indexes, &digest, build).expect("rebuilds instead of failing");
+            assert!(!hit, "{what}: rebuilt, not a hit");
+            assert_eq!(calls.get(), before + 2, "{what}");
+            assert_eq!(index.len(), 4, "{what}");
+            assert_eq!(
+                index.chunk(2).map(|c| c.text.as_str()),
+                Some("the catalog is a database")
+            );
+            assert_eq!(
+                index.bm25_search("catalog", 1).expect("bm25")[0].0,
+                2,
+                "{what}"
+            );
+            drop(index);
+            open(&dir).expect("the rebuilt index opens");
+        }
+        // Nothing is left aside.
+        let leftovers: Vec<String> = fs::read_dir(&indexes)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[test]

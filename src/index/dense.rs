@@ -242,23 +242,43 @@ fn open_env(dir: &Path) -> Result<Env, IndexError> {
 
 /// Process-wide registry of opened read environments, keyed by canonical path: heed refuses to
 /// open one environment twice in a process (`EnvAlreadyOpened`), so readers share a clone.
+static ENVS: OnceLock<Mutex<HashMap<PathBuf, Env>>> = OnceLock::new();
+
+fn envs() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Env>> {
+    ENVS.get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Opens `dir`'s environment once per process (see [`ENVS`]) and returns a clone.
 fn shared_env(dir: &Path) -> Result<Env, IndexError> {
-    static ENVS: OnceLock<Mutex<HashMap<PathBuf, Env>>> = OnceLock::new();
     let key = dir.canonicalize().map_err(|source| IndexError::Io {
         op: "open",
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut envs = ENVS
-        .get_or_init(|| Mutex::new(HashMap::new()))
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut envs = envs();
     if let Some(env) = envs.get(&key) {
         return Ok(env.clone());
     }
     let env = open_env(&key)?;
     envs.insert(key, env.clone());
     Ok(env)
+}
+
+/// Drops this process's shared environment of `dir` (if [`DenseIndex::open`] opened one), so the
+/// next open reads the directory afresh: for the index cache, before it removes a broken index
+/// and builds a new one under the same path. The environment closes once the last
+/// [`DenseIndex`] using it is dropped. Call it while `dir` (or at least its parent) still exists:
+/// the registry is keyed by canonical path.
+pub(crate) fn forget_shared_env(dir: &Path) {
+    let key = dir.canonicalize().ok().or_else(|| {
+        let parent = dir.parent()?.canonicalize().ok()?;
+        Some(parent.join(dir.file_name()?))
+    });
+    if let Some(key) = key {
+        envs().remove(&key);
+    }
 }
 
 #[cfg(test)]

@@ -30,8 +30,10 @@ pub use lexical::LexicalIndex;
 /// Errors from building, opening or querying an index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// A file or directory operation failed.
-    #[error("{op} {path}: {source}")]
+    /// A file or directory operation failed. When the disk is full (ENOSPC, or EDQUOT: quota
+    /// exceeded) the message reads "disk full while writing <path>: free space or point --store
+    /// at another disk" instead of the raw OS error (see [`IndexError::is_disk_full`]).
+    #[error("{}", io_message(.op, .path, .source))]
     Io {
         /// What we were doing ("create", "read", "rename", ...).
         op: &'static str,
@@ -90,6 +92,86 @@ pub enum IndexError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl IndexError {
+    /// True when this error is, or wraps, "no space left on device" (ENOSPC,
+    /// [`std::io::ErrorKind::StorageFull`]) or "disk quota exceeded" (EDQUOT): an
+    /// [`IndexError::Io`], an LMDB (heed) or arroy I/O error, or a tantivy error whose cause chain
+    /// holds such an I/O error.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            IndexError::Io { source, .. } => is_disk_full_io(source),
+            IndexError::Lmdb(heed::Error::Io(e)) => is_disk_full_io(e),
+            IndexError::Arroy(arroy::Error::Io(e) | arroy::Error::Heed(heed::Error::Io(e))) => {
+                is_disk_full_io(e)
+            }
+            IndexError::Tantivy(e) => chain_is_disk_full(e),
+            _ => false,
+        }
+    }
+
+    /// This error as an [`IndexError::Io`] naming `path` if it is a disk-full error from LMDB,
+    /// arroy or tantivy (which do not name the file), so its message reads "disk full while
+    /// writing `path`"; any other error (including an `Io` error, which names its own path) is
+    /// returned unchanged.
+    pub fn disk_full_at(self, path: &std::path::Path) -> IndexError {
+        if matches!(self, IndexError::Io { .. }) || !self.is_disk_full() {
+            return self;
+        }
+        IndexError::Io {
+            op: "write",
+            path: path.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        }
+    }
+}
+
+/// True for ENOSPC / [`std::io::ErrorKind::StorageFull`] and EDQUOT /
+/// [`std::io::ErrorKind::QuotaExceeded`].
+fn is_disk_full_io(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// True if `e` or an error in its `source()` chain is a disk-full I/O error (also as
+/// `Arc<io::Error>`, as tantivy wraps them), or if a message in the chain ends with the OS error
+/// text of ENOSPC (tantivy reports failures of its writer threads as strings).
+fn chain_is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let enospc = format!("(os error {})", libc::ENOSPC);
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if is_disk_full_io(io) {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::sync::Arc<std::io::Error>>() {
+            if is_disk_full_io(io) {
+                return true;
+            }
+        }
+        if err.to_string().contains(&enospc) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// Display of [`IndexError::Io`]: "disk full while writing <path>: free space or point --store at
+/// another disk" when the disk is full, otherwise "<op> <path>: <error>".
+fn io_message(op: &str, path: &std::path::Path, source: &std::io::Error) -> String {
+    if is_disk_full_io(source) {
+        format!(
+            "disk full while writing {}: free space or point --store at another disk",
+            path.display()
+        )
+    } else {
+        format!("{op} {}: {source}", path.display())
+    }
 }
 
 /// Everything that determines an index's content; its [`IndexKey::digest`] names the cache
@@ -294,6 +376,71 @@ mod tests {
         for v in variants {
             assert_ne!(v.digest(), base, "{v:?}");
         }
+    }
+
+    #[test]
+    fn disk_full_io_errors_say_so_and_name_the_path() {
+        let path = PathBuf::from("/store/indexes/.tmp-abc/chunks.jsonl");
+        let full = IndexError::Io {
+            op: "write",
+            path: path.clone(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert!(full.is_disk_full());
+        assert_eq!(
+            full.to_string(),
+            "disk full while writing /store/indexes/.tmp-abc/chunks.jsonl: free space or point \
+             --store at another disk"
+        );
+        let by_kind = IndexError::Io {
+            op: "create",
+            path: path.clone(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        assert!(by_kind
+            .to_string()
+            .starts_with("disk full while writing /store"));
+        // Other I/O errors keep the operation and the OS message.
+        let denied = IndexError::Io {
+            op: "read",
+            path: path.clone(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(!denied.is_disk_full());
+        let msg = denied.to_string();
+        assert!(
+            msg.starts_with("read /store/indexes/.tmp-abc/chunks.jsonl: ")
+                && msg.contains("ermission denied"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn disk_full_from_lmdb_arroy_and_tantivy_gets_the_path() {
+        let dense = std::path::Path::new("/store/indexes/.tmp-abc/dense");
+        let enospc = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let wrapped = [
+            IndexError::Lmdb(heed::Error::Io(enospc())),
+            IndexError::Arroy(arroy::Error::Heed(heed::Error::Io(enospc()))),
+            IndexError::Arroy(arroy::Error::Io(enospc())),
+            IndexError::Tantivy(tantivy::TantivyError::from(enospc())),
+        ];
+        for err in wrapped {
+            assert!(err.is_disk_full(), "{err}");
+            let mapped = err.disk_full_at(dense);
+            assert!(matches!(mapped, IndexError::Io { .. }), "{mapped}");
+            assert_eq!(
+                mapped.to_string(),
+                "disk full while writing /store/indexes/.tmp-abc/dense: free space or point \
+                 --store at another disk"
+            );
+        }
+        // Anything else passes through unchanged.
+        let other = IndexError::Lmdb(heed::Error::Io(std::io::Error::from_raw_os_error(
+            libc::EIO,
+        )));
+        assert!(!other.is_disk_full());
+        assert!(matches!(other.disk_full_at(dense), IndexError::Lmdb(_)));
     }
 
     #[test]
