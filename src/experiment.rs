@@ -654,13 +654,18 @@ impl Validator<'_> {
     }
 
     /// The sha256 of the GGUF file at `path` (cached, see [`crate::fingerprint`]), after checking
-    /// that it is a readable regular file. Errors name `field`.
+    /// its structure ([`crate::gguf::check`]: not a directory, GGUF magic and version, header and
+    /// tensor data complete), so a broken model file stops the sweep before it starts. Errors
+    /// name `field`.
     fn check_gguf(
         &self,
         raw: &Spanned<String>,
         field: &str,
         path: &Path,
     ) -> Result<String, ExperimentError> {
+        if let Err(e) = crate::gguf::check(path) {
+            return self.err(raw.span(), field, e.to_string());
+        }
         crate::fingerprint::sha256_file(path).or_else(|e| {
             self.err(
                 raw.span(),
@@ -890,8 +895,23 @@ mod tests {
         // the embedding model's fingerprint reads these two files
         std::fs::write(d.path().join("embed/model.safetensors"), "w").unwrap();
         std::fs::write(d.path().join("embed/tokenizer.json"), "{}").unwrap();
-        std::fs::write(d.path().join("m.gguf"), "GGUF").unwrap();
+        std::fs::write(d.path().join("m.gguf"), tiny_gguf("a")).unwrap();
         d
+    }
+
+    /// A structurally valid GGUF v3 file without tensors whose `general.name` is `name`.
+    fn tiny_gguf(name: &str) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        let key = b"general.name";
+        b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        b.extend_from_slice(key);
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        b.extend_from_slice(name.as_bytes());
+        b
     }
 
     const BASE: &str = r#"
@@ -1044,11 +1064,11 @@ prompt = "C: {context} Q: {question} A:"
         let embed = parse(d.path(), &text).unwrap();
         assert!(ids(&embed).iter().all(|id| !ids(&corpus).contains(id)));
         // one GGUF edited: only that model's cells
-        std::fs::write(d.path().join("b.gguf"), "GGUF b").unwrap();
+        std::fs::write(d.path().join("b.gguf"), tiny_gguf("b")).unwrap();
         let two = BASE.replace("gguf = \"m.gguf\"\nprompt", "gguf = \"b.gguf\"\nprompt");
         let a = parse(d.path(), &format!("{two}\n{grid}")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(d.path().join("b.gguf"), "GGUF c").unwrap();
+        std::fs::write(d.path().join("b.gguf"), tiny_gguf("c")).unwrap();
         let b = parse(d.path(), &format!("{two}\n{grid}")).unwrap();
         assert_eq!(a.cells[0].id, b.cells[0].id, "model a is unchanged");
         assert_ne!(a.cells[1].id, b.cells[1].id, "model b's GGUF changed");

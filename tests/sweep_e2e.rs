@@ -539,6 +539,11 @@ fn lambda_mult_values_are_distinct_cells_in_every_output() {
         &smollm(8),
         "chunk_size = [120]\nretriever = [\"mmr\"]\nfetch_k = [6]\nlambda_mult = [0.25, 0.75]\n",
     );
+    let qa = QA.replace(
+        "id = \"t1\"\n",
+        "id = \"t1\"\nevidence = \"writes backup data to tapes\"\n",
+    );
+    std::fs::write(f.path("qa.toml"), qa).unwrap();
     let (ok, _, err) = run_args(
         &f,
         &["run", "exp.toml", "--no-progress", "--retrieval-only"],
