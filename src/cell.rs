@@ -549,7 +549,8 @@ mod tests {
         let a = cell(None).axes();
         assert_eq!(a.values().len(), cols.len());
         // each retrieval axis, changed alone, changes both the label and the facet label
-        let variants: Vec<Box<dyn Fn(&mut Retrieval)>> = vec![
+        type Edit = Box<dyn Fn(&mut Retrieval)>;
+        let variants: Vec<Edit> = vec![
             Box::new(|r| r.chunk_overlap = 25),
             Box::new(|r| r.top_k = 5),
             Box::new(|r| r.fetch_k = Some(9)),

@@ -486,7 +486,7 @@ pub(crate) mod tests {
     }
 
     fn bag(text: &str) -> Vec<f32> {
-        let mut v = vec![0f32; DIM];
+        let mut v = [0f32; DIM];
         for w in text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())

@@ -60,7 +60,7 @@ impl<'a> ExperimentIndexes<'a> {
     pub fn embedder(&mut self) -> Result<&Embedder, CatalogError> {
         let e = match self.embedder.take() {
             Some(e) => e,
-            None => Embedder::load(&self.embedding_model)?,
+            None => Embedder::load(self.embedding_model)?,
         };
         Ok(self.embedder.insert(e))
     }
@@ -118,7 +118,7 @@ impl<'a> ExperimentIndexes<'a> {
         let key = self.key(chunk_size, chunk_overlap)?;
         let embedder = match self.embedder.take() {
             Some(e) => e,
-            None => Embedder::load(&self.embedding_model)?,
+            None => Embedder::load(self.embedding_model)?,
         };
         let embedder: &Embedder = self.embedder.insert(embedder);
         let pages = &self.pages;
