@@ -1,8 +1,8 @@
 //! Sentence embeddings with all-MiniLM-L6-v2 (or any BERT sentence-transformers model) on the CPU
 //! through candle. This module owns the whole pipeline: tokenise (truncate to `max_seq_length`),
 //! run a BERT encoder, mean-pool over the real tokens, L2-normalise — sentence-transformers'
-//! `Transformer → Pooling(mean) → Normalize`, matched to 1e-5 per component (tests/retrieval.rs,
-//! tests/embed_parity.rs).
+//! `Transformer → Pooling(mean) → Normalize`, matched to 1e-5 per component (tests/it/retrieval.rs,
+//! tests/it/embed_parity.rs).
 //!
 //! The encoder is our own padding-free ("packed", variable-length) forward pass over the weights of
 //! a Hugging Face `BertModel` checkpoint, rather than `candle_transformers::models::bert::BertModel`:

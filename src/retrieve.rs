@@ -158,7 +158,7 @@ impl FromStr for Bm25Variant {
 ///   BENCHMARKS.md.
 /// - `exact`: brute force over every stored vector, FAISS `IndexFlatL2` semantics (on the
 ///   L2-normalised embeddings, ascending L2 distance is descending cosine; exact ties by chunk
-///   id, as FAISS orders them). `tests/dense_faiss.rs` checks the ids and their order against
+///   id, as FAISS orders them). `tests/it/dense_faiss.rs` checks the ids and their order against
 ///   faiss-cpu on real embeddings.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,

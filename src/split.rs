@@ -10,7 +10,7 @@
 //! by fixtures under `tests/fixtures/splitter/` made by `tests/fixtures/make_splitter_fixtures.py`:
 //! edge cases, `split_documents` over pages including empty ones, 11 Bacula pages in full (tests
 //! below), and every one of the manual's 456 pages at the study's five chunk sizes by digest
-//! (`tests/corpus_bacula.rs`).
+//! (`tests/it/corpus_bacula.rs`).
 
 use std::collections::VecDeque;
 

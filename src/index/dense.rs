@@ -30,7 +30,7 @@ pub const BUILD_SEED: u64 = 42;
 /// `search_k = k * n_trees * SEARCH_K_FACTOR` nodes are visited per query. On 2,000 random
 /// 384-d unit vectors, factor 15 gave recall@5 = 1.00 against brute force (arroy's default,
 /// `k * n_trees`, gave 0.67) at about 0.9 ms per query; `recall_at_5_against_exact_is_at_least_099`
-/// below checks that case, and `tests/dense_faiss.rs` recall@4 on real embeddings.
+/// below checks that case, and `tests/it/dense_faiss.rs` recall@4 on real embeddings.
 pub const SEARCH_K_FACTOR: usize = 15;
 
 /// The arroy index number inside the LMDB database.
@@ -186,7 +186,7 @@ impl DenseIndex {
     /// Exact search: cosine against every stored vector. Same output as [`Self::search`] (the
     /// reference it is measured against). O(n · dim) per query. On unit vectors this is FAISS
     /// `IndexFlatL2`'s order (ascending squared L2 = 2 − 2 cos; exact ties by lower id), checked
-    /// against faiss-cpu by `tests/dense_faiss.rs`.
+    /// against faiss-cpu by `tests/it/dense_faiss.rs`.
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<(u32, f32)>, IndexError> {
         self.check_dim(query)?;
         let ids = (0..self.vectors.len() as u32).collect();

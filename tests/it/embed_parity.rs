@@ -7,7 +7,7 @@
 //! Fails if the model is absent (`orchestrate models fetch`), unless
 //! `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which skips it with a notice (tests/common/mod.rs).
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

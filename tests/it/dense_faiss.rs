@@ -9,7 +9,7 @@
 //! `tests/fixtures/embed/chunks_reference.f32`; queries are the 39 qa.toml question vectors and
 //! 56 of the chunk vectors. No model or Python needed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

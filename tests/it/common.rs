@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests (`mod common;` in each test file that needs them).
-// Each test binary compiles this module and uses only some of it.
+//! Helpers shared by the integration test modules (`use crate::common;`).
+// Each module uses only some of them.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! Tests needing the embedding model or the corpus fail if it is absent, unless
 //! `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which skips them with a notice (tests/common/mod.rs).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! A test whose model file is absent fails, unless `ORCHESTRATE_ALLOW_MISSING_MODELS=1`, which
 //! skips it with a notice (tests/common/mod.rs).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

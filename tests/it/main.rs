@@ -1,0 +1,20 @@
+//! The integration tests: one test binary (as ripgrep's `tests/`), one module per area, shared
+//! helpers in [`common`]. Run one area with `cargo test --release --test it -- sweep_e2e::`.
+//!
+//! - `beir`, `retrieval`, `dense_faiss`, `embed_parity`, `corpus_bacula`: parity with the
+//!   reference implementations on committed fixtures (the real embedding model and corpus);
+//! - `generate_models`: the real GGUF models through llama.cpp;
+//! - `sweep_e2e`, `cli_inspect`: the binary end to end (sweep, resume, failures, content
+//!   identity, results read from the database alone, inspection commands);
+//! - `report_browser`: the HTML report in headless Chromium.
+
+mod beir;
+mod cli_inspect;
+mod common;
+mod corpus_bacula;
+mod dense_faiss;
+mod embed_parity;
+mod generate_models;
+mod report_browser;
+mod retrieval;
+mod sweep_e2e;
