@@ -572,6 +572,58 @@ mod tests {
         assert_ne!(a.label(), b.label());
     }
 
+    /// Every field of [`Retrieval`] found by its serialisation, so an axis added later is covered
+    /// without editing this test: changing any one of them must change the cell id, the label,
+    /// the facet and the export values.
+    #[test]
+    fn any_axis_added_to_retrieval_reaches_every_output() {
+        let base = cell(None);
+        let serde_json::Value::Object(fields) = serde_json::to_value(&base.retrieval).unwrap()
+        else {
+            panic!("Retrieval serialises as an object")
+        };
+        let candidates: Vec<serde_json::Value> = [
+            "7",
+            "0.125",
+            "\"okapi\"",
+            "\"exact\"",
+            "\"tantivy\"",
+            "\"arroy\"",
+            "\"dense\"",
+            "\"bm25\"",
+            "\"ensemble\"",
+        ]
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+        for (key, value) in &fields {
+            let changed = candidates
+                .iter()
+                .filter(|c| *c != value)
+                .find_map(|c| {
+                    let mut m = fields.clone();
+                    m.insert(key.clone(), c.clone());
+                    serde_json::from_value::<Retrieval>(serde_json::Value::Object(m)).ok()
+                })
+                .unwrap_or_else(|| panic!("no test value for axis `{key}`"));
+            let mut other = base.clone();
+            other.retrieval = changed;
+            other.id = other.compute_id();
+            let (a, b) = (base.axes(), other.axes());
+            assert_ne!(base.id, other.id, "`{key}` changes the id");
+            assert_ne!(a.label(), b.label(), "`{key}` shows in the label");
+            assert_ne!(a.values(), b.values(), "`{key}` is exported");
+            if key != "chunk_size" {
+                assert_ne!(
+                    a.retrieval.facet_label(),
+                    b.retrieval.facet_label(),
+                    "`{key}` separates chart series"
+                );
+            }
+            assert!(CellAxes::columns().contains(key), "`{key}` is a column");
+        }
+    }
+
     #[test]
     fn shared_labels_are_told_apart_by_cell_id() {
         let a = cell(None).axes();

@@ -309,7 +309,7 @@ fn beir_experiment_errors_are_clear() {
     );
 
     // a broken corpus line is named by file and line (a corpus problem fails the cell, not the
-    // sweep: the message is stored with the cell)
+    // sweep: the message is stored with the cell, and `run` names it and exits non-zero)
     std::fs::write(
         data.join("qrels/test.tsv"),
         "query-id\tcorpus-id\tscore\nq1\tbacula-p107\t2\n",
@@ -324,12 +324,13 @@ fn beir_experiment_errors_are_clear() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let want = "corpus.jsonl:31: duplicate document `_id` `bacula-p101` (first used on line 1)";
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("1 cells failed") && err.contains(want),
+        "{err}"
+    );
     let db = rusqlite::Connection::open(dir.path().join("store/bad.sqlite")).unwrap();
     let (status, error): (String, String) = db
         .query_row("SELECT status, error FROM cells", [], |r| {

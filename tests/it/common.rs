@@ -104,3 +104,57 @@ pub fn reference_chunk_texts() -> Vec<String> {
         .map(|c| c["text"].as_str().expect("text").to_string())
         .collect()
 }
+
+/// Writes a tiny sentence-transformers model into `dir` and returns `dir`: a BERT encoder with
+/// random weights (hidden size 16, one layer, two heads; `config.json`, `model.safetensors`) and
+/// a lower-casing word-level tokenizer over `words` (`tokenizer.json`). It is a real model of the
+/// real format, loaded by the real [`orchestrate::embed::Embedder`], small enough that the fast
+/// tests sweep hundreds of questions in a second without any downloaded model.
+pub fn tiny_embedding_model(dir: &Path, words: &[&str]) -> PathBuf {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use std::collections::HashMap;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut vocab: HashMap<String, u32> = HashMap::new();
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].map(String::from);
+    for w in specials
+        .into_iter()
+        .chain(words.iter().map(|w| w.to_lowercase()))
+    {
+        let n = vocab.len() as u32;
+        vocab.entry(w).or_insert(n);
+    }
+    let config = serde_json::json!({
+        "vocab_size": vocab.len(),
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "max_position_embeddings": 512,
+        "type_vocab_size": 2,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+        "classifier_dropout": null,
+        "model_type": "bert"
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let cfg: candle_transformers::models::bert::Config = serde_json::from_value(config).unwrap();
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    candle_transformers::models::bert::BertModel::load(vb, &cfg).unwrap();
+    varmap.save(dir.join("model.safetensors")).unwrap();
+
+    let model = tokenizers::models::wordlevel::WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tokenizer = tokenizers::Tokenizer::new(model);
+    tokenizer.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase));
+    tokenizer.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+    tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
+    dir.to_path_buf()
+}

@@ -14,6 +14,7 @@ mod common;
 mod corpus_bacula;
 mod dense_faiss;
 mod embed_parity;
+mod fast;
 mod generate_models;
 mod report_browser;
 mod retrieval;
