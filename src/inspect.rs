@@ -195,7 +195,8 @@ pub fn write_retrieved(
     mut out: impl Write,
 ) -> Result<usize, InspectError> {
     params.validate()?;
-    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, store_dir);
+    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, store_dir)
+        .with_fingerprints(&exp.corpus_fingerprint, &exp.embedder_fingerprint);
     let (index, info) = indexes.open(chunk_size, chunk_overlap)?;
     if !info.cache_hit {
         tracing::info!(
@@ -285,7 +286,8 @@ pub fn ask(cell: &Cell, store_dir: &Path, question: &str) -> Result<Asked, Inspe
         ));
     };
     cell.retrieval.params().validate()?;
-    let mut indexes = ExperimentIndexes::new(&cell.corpus, &cell.embedding_model, store_dir);
+    let mut indexes = ExperimentIndexes::new(&cell.corpus, &cell.embedding_model, store_dir)
+        .with_fingerprints(&cell.corpus_fingerprint, &cell.embedder_fingerprint);
     let info = indexes.prepare(cell.retrieval.chunk_size, cell.retrieval.chunk_overlap)?;
     let mut runner = crate::worker::CellRunner::load(cell.clone(), &info.dir, false)?;
     let ran = runner.run(question, 0).map_err(InspectError::Setting)?;
@@ -508,7 +510,8 @@ pub fn index_cache_state(
         .iter()
         .map(|c| (c.retrieval.chunk_size, c.retrieval.chunk_overlap))
         .collect();
-    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, store_dir);
+    let mut indexes = ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, store_dir)
+        .with_fingerprints(&exp.corpus_fingerprint, &exp.embedder_fingerprint);
     settings
         .into_iter()
         .map(|(size, overlap)| {

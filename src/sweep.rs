@@ -309,7 +309,8 @@ fn sweep_cells(
         store.path().display()
     ));
     let mut indexes =
-        crate::index::ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, &opts.store_dir);
+        crate::index::ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, &opts.store_dir)
+            .with_fingerprints(&exp.corpus_fingerprint, &exp.embedder_fingerprint);
     let mut evidence_checked = std::collections::HashSet::new();
     for (i, cell) in exp.cells.iter().enumerate() {
         let label = cell.to_string();

@@ -35,6 +35,7 @@ pub struct ExperimentIndexes<'a> {
     embedding_model: &'a Path,
     store_dir: &'a Path,
     embedder: Option<Embedder>,
+    embedder_fingerprint: Option<String>,
     corpus_fingerprint: Option<String>,
     pages: RefCell<Option<Vec<Page>>>,
     seen: HashMap<(usize, usize), BuildInfo>,
@@ -50,10 +51,19 @@ impl<'a> ExperimentIndexes<'a> {
             embedding_model,
             store_dir,
             embedder: None,
+            embedder_fingerprint: None,
             corpus_fingerprint: None,
             pages: RefCell::new(None),
             seen: HashMap::new(),
         }
+    }
+
+    /// Uses fingerprints computed already (an experiment's [`crate::cell::Cell`] carries both)
+    /// instead of reading the corpus and model files again.
+    pub fn with_fingerprints(mut self, corpus: &str, embedder: &str) -> Self {
+        self.corpus_fingerprint = Some(corpus.to_string());
+        self.embedder_fingerprint = Some(embedder.to_string());
+        self
     }
 
     /// The experiment's embedding model, loaded on first use. Errors: [`CatalogError::Embed`].
@@ -65,14 +75,24 @@ impl<'a> ExperimentIndexes<'a> {
         Ok(self.embedder.insert(e))
     }
 
-    /// The cache key of the index for `chunk_size` / `chunk_overlap` (characters). Loads the
-    /// embedder and fingerprints the corpus files on first use.
+    /// The cache key of the index for `chunk_size` / `chunk_overlap` (characters). Fingerprints
+    /// the embedding model's files and the corpus files (never loads the model).
     pub fn key(
         &mut self,
         chunk_size: usize,
         chunk_overlap: usize,
     ) -> Result<IndexKey, CatalogError> {
-        let embedder_fingerprint = self.embedder()?.fingerprint().to_string();
+        // the fingerprint of the model files, without loading the model (a status check or a
+        // cache hit never pays for it)
+        let embedder_fingerprint = match (&self.embedder_fingerprint, &self.embedder) {
+            (Some(f), _) => f.clone(),
+            (None, Some(e)) => e.fingerprint().to_string(),
+            (None, None) => {
+                let f = crate::embed::fingerprint_dir(self.embedding_model)?;
+                self.embedder_fingerprint = Some(f.clone());
+                f
+            }
+        };
         if self.corpus_fingerprint.is_none() {
             self.corpus_fingerprint = Some(crate::corpus::corpus_fingerprint(self.corpus)?);
         }
