@@ -728,17 +728,22 @@ fn run_worker(
             Ok(Line::Eof) => {
                 let status = wait_briefly(&mut child);
                 std::thread::sleep(Duration::from_millis(100)); // let the stderr reader drain
-                out.error = Some(format!(
-                    "worker exited early ({status}); stderr tail:\n{}",
-                    tail.text()
-                ));
+                let text = tail.text();
+                // the worker's own `error: ...` line is the cause: it goes first, so the
+                // terminal, status and report (which show the first line) name it
+                out.error = Some(match worker_error(&text) {
+                    Some(cause) => {
+                        format!("{cause} (worker exited early, {status})\nstderr tail:\n{text}")
+                    }
+                    None => format!("worker exited early ({status})\nstderr tail:\n{text}"),
+                });
                 break;
             }
             Err(RecvTimeoutError::Timeout) => {
                 kill(&mut child);
                 std::thread::sleep(Duration::from_millis(100)); // let the stderr reader drain
                 out.error = Some(format!(
-                    "worker reported nothing for {:.0} s and was killed (question_timeout_s); stderr tail:\n{}",
+                    "worker reported nothing for {:.0} s and was killed (question_timeout_s)\nstderr tail:\n{}",
                     wait.as_secs_f64(),
                     tail.text()
                 ));
@@ -746,7 +751,7 @@ fn run_worker(
             }
             Err(RecvTimeoutError::Disconnected) => {
                 out.error = Some(format!(
-                    "lost the worker's output; stderr tail:\n{}",
+                    "lost the worker's output\nstderr tail:\n{}",
                     tail.text()
                 ));
                 break;
@@ -776,6 +781,17 @@ fn run_worker(
     }
     let _ = sampler.stop();
     Ok(out)
+}
+
+/// The last `error: ...` line a worker wrote to stderr (its failure as the CLI reports it),
+/// without the prefix; `None` when it wrote none (killed, crashed in native code).
+fn worker_error(stderr_tail: &str) -> Option<&str> {
+    stderr_tail
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
 }
 
 /// A timeout in seconds as a Duration (validated finite and positive by the experiment).
@@ -871,4 +887,20 @@ fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workers_error_line_is_the_cause() {
+        let tail = "llama_model_load: error loading model architecture\n\
+                    error: cannot load model bogus.gguf: unknown model architecture\n";
+        assert_eq!(
+            worker_error(tail),
+            Some("cannot load model bogus.gguf: unknown model architecture")
+        );
+        assert_eq!(worker_error("Segmentation fault\n"), None);
+    }
 }

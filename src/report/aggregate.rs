@@ -340,9 +340,7 @@ pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoi
 
 /// Whether `name` is a retrieval metric (`hit@k`, `recall@k`, `mrr@k`, `ndcg@k`).
 pub fn is_retrieval_metric(name: &str) -> bool {
-    name.split_once('@').is_some_and(|(m, k)| {
-        matches!(m, "hit" | "recall" | "mrr" | "ndcg") && k.parse::<u32>().is_ok()
-    })
+    crate::score::metric::Metric::parse(name).is_retrieval()
 }
 
 /// Treemap leaves: group-by model × question id with the mean of each metric over all cells and

@@ -41,20 +41,8 @@ impl<'a> ChunkLookup<'a> {
 
 /// Short name of a metric in answer rows: `hit`, `rec`, `mrr`, `ndcg` (k is the cell's top_k),
 /// `EM`, `F1`, `has`, `R-L`, `MET`; other names unchanged.
-fn short_metric(name: &str) -> &str {
-    let base = name.split_once('@').map_or(name, |(m, _)| m);
-    match base {
-        "hit" => "hit",
-        "recall" => "rec",
-        "mrr" => "mrr",
-        "ndcg" => "ndcg",
-        "em" => "EM",
-        "f1" => "F1",
-        "contains" => "has",
-        "rouge_l" => "R-L",
-        "meteor" => "MET",
-        _ => name,
-    }
+fn short_metric(name: &str) -> String {
+    crate::score::metric::Metric::parse(name).short()
 }
 
 /// A metric value in answer rows: `0` / `1` exactly, else two decimals.
@@ -177,7 +165,7 @@ fn write_metrics_cell(
         write!(
             s,
             "<span><i>{}</i> {}</span>",
-            esc(short_metric(n)),
+            esc(&short_metric(n)),
             esc(&short_value(v))
         )?;
     }

@@ -168,25 +168,7 @@ fn write_failed_cells(s: &mut String, meta: &ReportMeta) -> Result<(), ReportErr
 /// Display name of a metric: `cosine`, `Hit@4`, `Recall@4`, `MRR@4`, `nDCG@4`, `EM`, `F1`,
 /// `contains`, `ROUGE-L`, `METEOR`, `response time`; other names unchanged.
 pub fn metric_title(name: &str) -> String {
-    if let Some((m, k)) = name.split_once('@') {
-        let t = match m {
-            "hit" => "Hit",
-            "recall" => "Recall",
-            "mrr" => "MRR",
-            "ndcg" => "nDCG",
-            other => other,
-        };
-        return format!("{t}@{k}");
-    }
-    match name {
-        "em" => "EM",
-        "f1" => "F1",
-        "rouge_l" => "ROUGE-L",
-        "meteor" => "METEOR",
-        "response_time_s" => "response time",
-        other => other,
-    }
-    .to_string()
+    crate::score::metric::Metric::parse(name).title()
 }
 
 /// Decimals and unit suffix of a metric's values.

@@ -44,19 +44,11 @@ pub fn metric_columns(answers: &[crate::store::AnswerRecord]) -> Vec<String> {
     names
 }
 
-/// Sort key of a metric name for [`metric_columns`].
+/// Sort key of a metric name for [`metric_columns`]: [`Metric::order_key`].
+///
+/// [`Metric::order_key`]: crate::score::metric::Metric::order_key
 pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
-    const RETRIEVAL: [&str; 4] = ["hit", "recall", "mrr", "ndcg"];
-    const ANSWER: [&str; 6] = ["cosine", "em", "f1", "contains", "rouge_l", "meteor"];
-    if let Some((m, k)) = name.split_once('@') {
-        if let (Some(i), Ok(k)) = (RETRIEVAL.iter().position(|r| *r == m), k.parse()) {
-            return (0, k, i as u8, String::new());
-        }
-    }
-    match ANSWER.iter().position(|a| *a == name) {
-        Some(i) => (1, 0, i as u8, String::new()),
-        None => (2, 0, 0, name.to_string()),
-    }
+    crate::score::metric::Metric::parse(name).order_key()
 }
 
 /// Errors of report building.

@@ -64,7 +64,7 @@ pub struct RankedCell {
 /// quality metric (cosine, hit, recall, MRR, nDCG, EM, F1, contains, ROUGE-L, METEOR) is
 /// better when larger.
 pub fn lower_is_better(metric: &str) -> bool {
-    metric == "response_time_s"
+    crate::score::metric::Metric::parse(metric).lower_is_better()
 }
 
 /// Metrics [`rank_cells`] accepts for `answers`: `cosine` if some `ok` answer has one, every

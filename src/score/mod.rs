@@ -9,6 +9,7 @@
 //!   (WordNet 3.0 synonyms) for METEOR.
 
 pub mod answer;
+pub mod metric;
 pub mod porter;
 pub mod retrieval;
 pub mod wordnet;

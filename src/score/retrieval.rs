@@ -510,14 +510,16 @@ pub struct RetrievalMetrics {
 }
 
 impl RetrievalMetrics {
-    /// `(name, value)` pairs: `hit@{k}`, `recall@{k}`, `mrr@{k}`, `ndcg@{k}`.
+    /// `(name, value)` pairs: `hit@{k}`, `recall@{k}`, `mrr@{k}`, `ndcg@{k}` (names from
+    /// [`super::metric::Metric`]).
     pub fn pairs(&self) -> Vec<(String, f64)> {
+        use super::metric::Metric;
         let k = self.k;
         vec![
-            (format!("hit@{k}"), self.hit),
-            (format!("recall@{k}"), self.recall),
-            (format!("mrr@{k}"), self.mrr),
-            (format!("ndcg@{k}"), self.ndcg),
+            (Metric::Hit(k).to_string(), self.hit),
+            (Metric::Recall(k).to_string(), self.recall),
+            (Metric::Mrr(k).to_string(), self.mrr),
+            (Metric::Ndcg(k).to_string(), self.ndcg),
         ]
     }
 }

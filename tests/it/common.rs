@@ -153,7 +153,9 @@ pub fn tiny_embedding_model(dir: &Path, words: &[&str]) -> PathBuf {
         .build()
         .unwrap();
     let mut tokenizer = tokenizers::Tokenizer::new(model);
-    tokenizer.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase));
+    tokenizer
+        .with_normalizer(Some(tokenizers::normalizers::utils::Lowercase))
+        .unwrap();
     tokenizer.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
     tokenizer.save(dir.join("tokenizer.json"), false).unwrap();
     dir.to_path_buf()

@@ -188,7 +188,7 @@ fn sweep_resume_after_kill_report_export_status_without_models() {
 }
 
 #[test]
-fn a_corrupt_cached_index_is_rebuilt_and_an_edited_corpus_makes_new_cells() {
+fn a_corrupt_index_is_rebuilt_and_edited_corpus_or_embedding_files_make_new_cells() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     experiment(dir, 5, "chunk_size = [80]\nretriever = [\"bm25\"]\n");
@@ -227,6 +227,17 @@ fn a_corrupt_cached_index_is_rebuilt_and_an_edited_corpus_makes_new_cells() {
     let status = ok(dir, &["status", "exp.toml"]);
     assert!(status.contains("2 of 2 cells complete"), "{status}");
     assert_eq!(status.matches("(not in grid)").count(), 2, "{status}");
+    // re-running changes nothing
+    let out = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 cells (2 already done"));
+    // the embedding model edited in place: every cell of the grid is new again
+    let tok = std::fs::read_to_string(dir.join("emb/tokenizer.json")).unwrap();
+    std::fs::write(dir.join("emb/tokenizer.json"), format!("{tok}\n")).unwrap();
+    ok(dir, &["run", "exp.toml", "--no-progress"]);
+    assert_eq!(count(dir, "SELECT COUNT(*) FROM cells"), 6);
+    assert_eq!(count(dir, "SELECT COUNT(*) FROM answers"), 30);
     // the old cells' index is gone: rescore says which cell and what to do
     std::fs::remove_dir_all(&first[0]).unwrap();
     let out = orchestrate(dir, &["rescore", "exp.toml"]).output().unwrap();

@@ -504,8 +504,9 @@ fn one_good_and_one_broken_model_fails_loudly_everywhere() {
     // status, compare, export and the report show the failed cell with its cause
     let (_, status, _) = run_args(&f, &["status", "exp.toml"]);
     let line = status.lines().find(|l| l.contains("broken")).unwrap();
+    // the first line names the cause (the worker's own error), not just "exited early"
     assert!(
-        line.contains("failed") && line.contains("worker exited early"),
+        line.contains("failed") && line.contains("bogus.gguf") && line.contains("exited early"),
         "{status}"
     );
     let (ok, compare, err) = run_args(&f, &["compare", "exp.toml"]);

@@ -1,0 +1,220 @@
+//! The metric vocabulary: every per-answer measure orchestrate stores or ranks on, as one enum.
+//!
+//! Answers store their named metrics as a JSON object keyed by [`Metric`]'s text form (`hit@4`,
+//! `f1`, ...), so the database stays readable with SQL; everything that classifies, orders or
+//! titles a metric goes through [`Metric::parse`] instead of matching strings. Names from a
+//! newer or older version that this one does not know parse as [`Metric::Other`] and are shown
+//! and exported unchanged.
+
+use std::fmt;
+
+/// One metric of an answer or a cell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// `hit@k`: 1 when a relevant chunk is among the first k retrieved, else 0.
+    Hit(usize),
+    /// `recall@k`: relevant units among the first k over all relevant units.
+    Recall(usize),
+    /// `mrr@k`: reciprocal rank of the first relevant chunk within k (0 if none).
+    Mrr(usize),
+    /// `ndcg@k`: normalised discounted cumulative gain at k.
+    Ndcg(usize),
+    /// `em`: SQuAD exact match with the short (or expected) answer.
+    Em,
+    /// `f1`: SQuAD token F1 with the short (or expected) answer.
+    F1,
+    /// `contains`: 1 when the normalised answer contains the normalised short answer.
+    Contains,
+    /// `rouge_l`: ROUGE-L F-measure with the expected answer.
+    RougeL,
+    /// `meteor`: METEOR (nltk's single_meteor_score) with the expected answer.
+    Meteor,
+    /// `cosine`: cosine similarity of answer and expected answer embeddings.
+    Cosine,
+    /// `response_time_s`: seconds from prompt submission to the last token.
+    ResponseTime,
+    /// Any other name, kept as written.
+    Other(String),
+}
+
+impl Metric {
+    /// The metric named `name` (the inverse of Display); unknown names are [`Metric::Other`].
+    pub fn parse(name: &str) -> Metric {
+        if let Some((m, k)) = name.split_once('@') {
+            if let Ok(k) = k.parse::<usize>() {
+                match m {
+                    "hit" => return Metric::Hit(k),
+                    "recall" => return Metric::Recall(k),
+                    "mrr" => return Metric::Mrr(k),
+                    "ndcg" => return Metric::Ndcg(k),
+                    _ => {}
+                }
+            }
+        }
+        match name {
+            "em" => Metric::Em,
+            "f1" => Metric::F1,
+            "contains" => Metric::Contains,
+            "rouge_l" => Metric::RougeL,
+            "meteor" => Metric::Meteor,
+            "cosine" => Metric::Cosine,
+            "response_time_s" => Metric::ResponseTime,
+            other => Metric::Other(other.to_string()),
+        }
+    }
+
+    /// Whether it measures retrieval (`hit`, `recall`, `mrr`, `ndcg` at some k): the same for
+    /// every model over the same retrieval.
+    pub fn is_retrieval(&self) -> bool {
+        matches!(
+            self,
+            Metric::Hit(_) | Metric::Recall(_) | Metric::Mrr(_) | Metric::Ndcg(_)
+        )
+    }
+
+    /// Whether smaller values are better (response time); all others are better when larger.
+    pub fn lower_is_better(&self) -> bool {
+        matches!(self, Metric::ResponseTime)
+    }
+
+    /// Display order: retrieval metrics by k (hit, recall, MRR, nDCG within a k), then cosine
+    /// and the answer metrics (EM, F1, contains, ROUGE-L, METEOR), then others by name.
+    pub fn order_key(&self) -> (u8, usize, u8, String) {
+        match self {
+            Metric::Hit(k) => (0, *k, 0, String::new()),
+            Metric::Recall(k) => (0, *k, 1, String::new()),
+            Metric::Mrr(k) => (0, *k, 2, String::new()),
+            Metric::Ndcg(k) => (0, *k, 3, String::new()),
+            Metric::Cosine => (1, 0, 0, String::new()),
+            Metric::Em => (1, 0, 1, String::new()),
+            Metric::F1 => (1, 0, 2, String::new()),
+            Metric::Contains => (1, 0, 3, String::new()),
+            Metric::RougeL => (1, 0, 4, String::new()),
+            Metric::Meteor => (1, 0, 5, String::new()),
+            Metric::ResponseTime => (2, 0, 0, "response_time_s".into()),
+            Metric::Other(n) => (2, 0, 0, n.clone()),
+        }
+    }
+
+    /// Title for headings and legends: `Hit@4`, `Recall@4`, `MRR@4`, `nDCG@4`, `EM`, `F1`,
+    /// `contains`, `ROUGE-L`, `METEOR`, `cosine`, `response time`; others as written.
+    pub fn title(&self) -> String {
+        match self {
+            Metric::Hit(k) => format!("Hit@{k}"),
+            Metric::Recall(k) => format!("Recall@{k}"),
+            Metric::Mrr(k) => format!("MRR@{k}"),
+            Metric::Ndcg(k) => format!("nDCG@{k}"),
+            Metric::Em => "EM".into(),
+            Metric::F1 => "F1".into(),
+            Metric::Contains => "contains".into(),
+            Metric::RougeL => "ROUGE-L".into(),
+            Metric::Meteor => "METEOR".into(),
+            Metric::Cosine => "cosine".into(),
+            Metric::ResponseTime => "response time".into(),
+            Metric::Other(n) => n.clone(),
+        }
+    }
+
+    /// Short name for compact answer rows: `hit`, `rec`, `mrr`, `ndcg` (k is the cell's top_k),
+    /// `EM`, `F1`, `has`, `R-L`, `MET`; others as written.
+    pub fn short(&self) -> String {
+        match self {
+            Metric::Hit(_) => "hit".into(),
+            Metric::Recall(_) => "rec".into(),
+            Metric::Mrr(_) => "mrr".into(),
+            Metric::Ndcg(_) => "ndcg".into(),
+            Metric::Em => "EM".into(),
+            Metric::F1 => "F1".into(),
+            Metric::Contains => "has".into(),
+            Metric::RougeL => "R-L".into(),
+            Metric::Meteor => "MET".into(),
+            m => m.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    /// The stored name: `hit@4`, `recall@4`, `mrr@4`, `ndcg@4`, `em`, `f1`, `contains`,
+    /// `rouge_l`, `meteor`, `cosine`, `response_time_s`, or the other name as written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Metric::Hit(k) => write!(f, "hit@{k}"),
+            Metric::Recall(k) => write!(f, "recall@{k}"),
+            Metric::Mrr(k) => write!(f, "mrr@{k}"),
+            Metric::Ndcg(k) => write!(f, "ndcg@{k}"),
+            Metric::Em => f.write_str("em"),
+            Metric::F1 => f.write_str("f1"),
+            Metric::Contains => f.write_str("contains"),
+            Metric::RougeL => f.write_str("rouge_l"),
+            Metric::Meteor => f.write_str("meteor"),
+            Metric::Cosine => f.write_str("cosine"),
+            Metric::ResponseTime => f.write_str("response_time_s"),
+            Metric::Other(n) => f.write_str(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_kept() {
+        for name in [
+            "hit@4",
+            "recall@10",
+            "mrr@1",
+            "ndcg@3",
+            "em",
+            "f1",
+            "contains",
+            "rouge_l",
+            "meteor",
+            "cosine",
+            "response_time_s",
+            "bleu",
+            "hit@x",
+        ] {
+            assert_eq!(Metric::parse(name).to_string(), name);
+        }
+        assert_eq!(Metric::parse("hit@x"), Metric::Other("hit@x".into()));
+        assert!(Metric::parse("ndcg@4").is_retrieval() && !Metric::F1.is_retrieval());
+        assert!(Metric::ResponseTime.lower_is_better() && !Metric::Cosine.lower_is_better());
+    }
+
+    #[test]
+    fn the_scorers_only_produce_known_names() {
+        let r = crate::score::retrieval::RetrievalMetrics {
+            k: 4,
+            hit: 1.0,
+            recall: 1.0,
+            mrr: 1.0,
+            ndcg: 1.0,
+        };
+        for (name, _) in r.pairs() {
+            assert!(!matches!(Metric::parse(&name), Metric::Other(_)), "{name}");
+        }
+        let a = crate::score::answer::AnswerMetrics {
+            em: 0.0,
+            f1: 0.5,
+            contains: Some(1.0),
+            rouge_l: 0.5,
+            meteor: Some(0.5),
+        };
+        for (name, _) in a.pairs() {
+            assert!(!matches!(Metric::parse(name), Metric::Other(_)), "{name}");
+        }
+    }
+
+    #[test]
+    fn order_puts_retrieval_by_k_then_answer_metrics() {
+        let mut names =
+            ["rouge_l", "ndcg@4", "hit@10", "em", "zz", "hit@4", "cosine"].map(Metric::parse);
+        names.sort_by_key(Metric::order_key);
+        let shown: Vec<String> = names.iter().map(Metric::to_string).collect();
+        assert_eq!(
+            shown,
+            ["hit@4", "ndcg@4", "hit@10", "cosine", "em", "rouge_l", "zz"]
+        );
+    }
+}
