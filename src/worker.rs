@@ -171,19 +171,7 @@ impl CellRunner {
         index_dir: &std::path::Path,
         judge: bool,
     ) -> Result<CellRunner, WorkerError> {
-        let index = crate::index::open(index_dir)?;
-        let embedder = Embedder::load(&cell.embedding_model)?;
-        let generator: Option<Box<dyn AnswerGenerator>> = match &cell.model {
-            Some(m) => Some(Box::new(Generator::load(&m.gguf, m.resolved_params())?)),
-            None => None,
-        };
-        Ok(Self::with_parts(
-            cell,
-            index,
-            judge,
-            Box::new(embedder),
-            generator,
-        ))
+        Self::load_parts(cell, index_dir, judge, true)
     }
 
     /// Like [`CellRunner::load`] without the LLM: for re-scoring stored answers
@@ -193,14 +181,27 @@ impl CellRunner {
         index_dir: &std::path::Path,
         judge: bool,
     ) -> Result<CellRunner, WorkerError> {
+        Self::load_parts(cell, index_dir, judge, false)
+    }
+
+    fn load_parts(
+        cell: Cell,
+        index_dir: &std::path::Path,
+        judge: bool,
+        with_llm: bool,
+    ) -> Result<CellRunner, WorkerError> {
         let index = crate::index::open(index_dir)?;
         let embedder = Embedder::load(&cell.embedding_model)?;
+        let generator: Option<Box<dyn AnswerGenerator>> = match &cell.model {
+            Some(m) if with_llm => Some(Box::new(Generator::load(&m.gguf, m.resolved_params())?)),
+            _ => None,
+        };
         Ok(Self::with_parts(
             cell,
             index,
             judge,
             Box::new(embedder),
-            None,
+            generator,
         ))
     }
 

@@ -23,17 +23,6 @@ fn embedding_model() -> PathBuf {
     root().join("models/all-MiniLM-L6-v2")
 }
 
-/// Whether the models these tests run are present; a missing one fails the test unless
-/// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (then the test is skipped, see
-/// [`common::required_file`]).
-fn models_present(files: &[&str]) -> bool {
-    files
-        .iter()
-        .all(|m| common::required_file(&root().join(m), common::MODELS_HINT).is_some())
-}
-
-const EMBEDDING: &str = "models/all-MiniLM-L6-v2/model.safetensors";
-
 const TOP_K: usize = 5;
 
 /// The experiment file: the fixture dataset by absolute path, retrieval only, two chunk sizes
@@ -135,7 +124,7 @@ struct Row {
 
 #[test]
 fn beir_dataset_sweeps_with_document_level_metrics() {
-    if !models_present(&[EMBEDDING]) {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -287,7 +276,7 @@ fn beir_dataset_sweeps_with_document_level_metrics() {
 
 #[test]
 fn beir_experiment_errors_are_clear() {
-    if !models_present(&[EMBEDDING]) {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -355,7 +344,7 @@ fn beir_experiment_errors_are_clear() {
 
 #[test]
 fn beir_questions_with_generation_store_answers_without_answer_metrics_or_cosine() {
-    if !models_present(&[EMBEDDING, "models/SmolLM2-135M-Instruct.Q4_1.gguf"]) {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let gguf = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");

@@ -15,18 +15,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether the models these tests run are present; a missing one fails the test unless
-/// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (then the test is skipped, see
-/// [`common::required_file`]).
-fn models_present() -> bool {
-    [
-        "models/all-MiniLM-L6-v2/model.safetensors",
-        "models/SmolLM2-135M-Instruct.Q4_1.gguf",
-    ]
-    .iter()
-    .all(|m| common::required_file(&root().join(m), common::MODELS_HINT).is_some())
-}
-
 const CORPUS: &str = "The Director daemon supervises all backup, restore, verify and archive operations.\n\n\
 The Storage daemon writes backup data to tapes or disk volumes. It listens on port 9103.\n\n\
 The File daemon runs on each client machine and sends file data to the Storage daemon; it listens on port 9102.\n\n\
@@ -116,7 +104,7 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 
 #[test]
 fn inspect_commands_agree_with_the_sweep() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new();
@@ -283,7 +271,7 @@ fn inspect_commands_agree_with_the_sweep() {
 
 #[test]
 fn bad_inspect_arguments_are_clear_errors() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new();
@@ -317,7 +305,7 @@ fn bad_inspect_arguments_are_clear_errors() {
 
 #[test]
 fn ask_shows_the_prompt_the_answer_and_which_chunks_fitted() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new();
@@ -404,7 +392,7 @@ fn ask_shows_the_prompt_the_answer_and_which_chunks_fitted() {
 
 #[test]
 fn a_reader_that_closes_stdout_ends_the_command_quietly() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     use std::io::BufRead;

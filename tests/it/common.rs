@@ -45,6 +45,21 @@ pub fn required_file(path: &Path, hint: &str) -> Option<PathBuf> {
     }
 }
 
+/// Whether every file in `files` (paths relative to the crate root) is present; a missing one
+/// fails the test unless [`ALLOW_MISSING_ENV`]`=1`, when the caller skips (see
+/// [`required_file`]).
+pub fn models_present(files: &[&str]) -> bool {
+    files
+        .iter()
+        .all(|m| required_file(&manifest_path(m), MODELS_HINT).is_some())
+}
+
+/// The embedding model's weights, relative to the crate root (for [`models_present`]).
+pub const EMBEDDING_WEIGHTS: &str = "models/all-MiniLM-L6-v2/model.safetensors";
+
+/// The SmolLM2 GGUF, relative to the crate root (for [`models_present`]).
+pub const SMOLLM2: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// The reference vectors of `tests/fixtures/embed/chunks_reference.f32` (written by
 /// `make_chunks_fixture.py` there): L2-normalised sentence-transformers all-MiniLM-L6-v2
 /// embeddings, 384 f32 each, the 560 fixture chunks in fixture order followed by the 39

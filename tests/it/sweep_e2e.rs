@@ -13,18 +13,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether the models these tests run are present; a missing one fails the test unless
-/// `ORCHESTRATE_ALLOW_MISSING_MODELS=1` (then the test is skipped, see
-/// [`common::required_file`]).
-fn models_present() -> bool {
-    [
-        "models/all-MiniLM-L6-v2/model.safetensors",
-        "models/SmolLM2-135M-Instruct.Q4_1.gguf",
-    ]
-    .iter()
-    .all(|m| common::required_file(&root().join(m), common::MODELS_HINT).is_some())
-}
-
 fn model(name: &str) -> PathBuf {
     let p = root().join("models").join(name);
     assert!(
@@ -141,7 +129,7 @@ fn count(db: &rusqlite::Connection, sql: &str) -> i64 {
 
 #[test]
 fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new(
@@ -351,7 +339,7 @@ fn kill_9_then_rerun_gives_exactly_one_row_per_cell_and_question() {
 
 #[test]
 fn bad_experiment_file_is_a_clear_error() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new(
@@ -370,7 +358,7 @@ fn bad_experiment_file_is_a_clear_error() {
 
 #[test]
 fn retrieval_only_sweep_stores_retrieved_chunks_without_generating() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new(
@@ -486,7 +474,7 @@ fn run_args(f: &Fixture, args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn one_good_and_one_broken_model_fails_loudly_everywhere() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let models = format!(
@@ -535,7 +523,7 @@ fn one_good_and_one_broken_model_fails_loudly_everywhere() {
 
 #[test]
 fn a_file_that_is_not_gguf_is_rejected_before_the_sweep() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let models = format!(
@@ -564,7 +552,7 @@ fn a_file_that_is_not_gguf_is_rejected_before_the_sweep() {
 
 #[test]
 fn lambda_mult_values_are_distinct_cells_in_every_output() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new(
@@ -608,7 +596,7 @@ fn lambda_mult_values_are_distinct_cells_in_every_output() {
 
 #[test]
 fn results_are_read_from_the_database_alone() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new(
@@ -664,7 +652,7 @@ fn results_are_read_from_the_database_alone() {
 
 #[test]
 fn editing_inputs_reruns_exactly_the_affected_cells() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     // two copies of one GGUF: editing one in place (same size) makes only its cells new
@@ -709,7 +697,7 @@ fn editing_inputs_reruns_exactly_the_affected_cells() {
 
 #[test]
 fn editing_an_expected_answer_rescores_without_an_llm_call() {
-    if !models_present() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
         return;
     }
     let f = Fixture::new(&smollm(16), "chunk_size = [300]\nretriever = [\"bm25\"]\n");
