@@ -371,6 +371,7 @@ fn sweep_cells(
             info.n_chunks,
         )?;
 
+        let mut rescore_error = None;
         if !stale.is_empty() {
             match rescore_references(cell, &info.dir, questions, &stale, store) {
                 Ok(n) => {
@@ -379,11 +380,26 @@ fn sweep_cells(
                         "  re-scored {n} answers whose expected answer changed (no LLM call)"
                     ));
                 }
-                Err(e) => progress.line(&format!("  re-scoring failed: {e}")),
+                Err(e) => {
+                    // stale scores must not pass for current ones: the cell fails, loudly
+                    let msg = format!(
+                        "re-scoring {} answers whose expected answer changed failed: {e}",
+                        stale.len()
+                    );
+                    progress.line(&format!("  {msg}"));
+                    rescore_error = Some(msg);
+                }
             }
         }
         if pending.is_empty() {
-            store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?;
+            match &rescore_error {
+                None => store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?,
+                Some(msg) => {
+                    summary.failed_cells += 1;
+                    summary.failures.push((label.clone(), msg.clone()));
+                    store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(msg))?
+                }
+            }
             progress.end_cell();
             continue;
         }
@@ -400,7 +416,7 @@ fn sweep_cells(
         let outcome = run_cell(&ctx, pending, store)?;
         summary.answers += outcome.answers;
         summary.failed_answers += outcome.failed;
-        match outcome.error {
+        match outcome.error.or(rescore_error) {
             None if outcome.failed == 0 => {
                 store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?
             }
