@@ -9,8 +9,9 @@
 //!
 //! A cell's id ([`Cell::compute_id`]) hashes what can change its answers, by content: the GGUF's
 //! sha256 and every generation setting, every retrieval setting, the corpus fingerprint and the
-//! embedding model's fingerprint. Paths and display names are not part of it, so moving a corpus
-//! or renaming a model keeps the results; editing a file's bytes makes new cells.
+//! embedding model's fingerprint. Directories and display names are not part of it, so moving a
+//! corpus (same file names) or renaming a model keeps the results; editing a file's bytes, or
+//! renaming a corpus file, makes new cells.
 //!
 //! [`CellAxes`] is the part of a cell every output shows (id, model name, retrieval axes). Its
 //! fields are the single list of axes: export columns, report labels and groupings are derived

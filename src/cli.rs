@@ -524,6 +524,15 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 s.stale,
                 qa.display()
             );
+            let (gone, cells) = &s.index_gone;
+            if *gone > 0 {
+                eprintln!(
+                    "{gone} answers of {} cells not rescored: the index they recorded is gone \
+                     ({}); `--grid` rescores only the current grid",
+                    cells.len(),
+                    cells.join("; ")
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Models {

@@ -110,6 +110,18 @@ pub fn results(
     scope: Scope,
 ) -> Result<Results, CommandError> {
     let name = crate::experiment::read_name(file)?;
+    results_named(&name, file, store_dir, retrieval_only, scope)
+}
+
+/// [`results`] for the experiment named `name` (read from `file` already).
+pub fn results_named(
+    name: &str,
+    file: &Path,
+    store_dir: &Path,
+    retrieval_only: bool,
+    scope: Scope,
+) -> Result<Results, CommandError> {
+    let name = name.to_string();
     let path = Store::path_for(store_dir, &name);
     let Some(db) = Store::open_existing(&path)? else {
         return Err(CommandError::NoResults {
@@ -119,11 +131,14 @@ pub fn results(
         });
     };
     let mut all = db.stored_cells()?;
+    for c in &mut all {
+        c.index_dir = c.index_dir.take().map(|d| resolve_index_dir(&d, store_dir));
+    }
     if scope == Scope::Grid {
         let exp = Experiment::load_with(file, retrieval_only)?;
         all.retain(|c| exp.cell(&c.cell.id).is_some());
     }
-    let (generating, ro): (Vec<StoredCell>, Vec<StoredCell>) =
+    let (generating, mut ro): (Vec<StoredCell>, Vec<StoredCell>) =
         all.into_iter().partition(|c| c.cell.model.is_some());
     let cells = if retrieval_only {
         ro
@@ -132,6 +147,12 @@ pub fn results(
         if answers.is_empty() && !ro.is_empty() && !db.answers(&ro)?.is_empty() {
             tracing::info!(
                 "no generated answers stored for `{name}`; using its retrieval-only results"
+            );
+            // generating cells that failed stay visible next to the retrieval-only results
+            ro.extend(
+                generating
+                    .into_iter()
+                    .filter(|c| c.status == CellStatus::Failed),
             );
             ro
         } else {
@@ -152,6 +173,23 @@ pub fn results(
         cells,
         answers,
     })
+}
+
+/// The index directory a cell recorded, as this process can open it: as recorded when it exists
+/// (it is relative to the directory `run` was started in, or absolute), else the directory of
+/// the same name under `store_dir/indexes` (a report made from another directory, with another
+/// `--store`, or of a results store copied to another machine).
+fn resolve_index_dir(recorded: &str, store_dir: &Path) -> String {
+    let path = Path::new(recorded);
+    if path.is_dir() {
+        return recorded.to_string();
+    }
+    match path.file_name() {
+        Some(name) if store_dir.join("indexes").join(name).is_dir() => {
+            store_dir.join("indexes").join(name).display().to_string()
+        }
+        _ => recorded.to_string(),
+    }
 }
 
 impl Results {
@@ -257,9 +295,39 @@ pub fn report(
         rank_metric,
         failed_cells: results.failed_cells(),
     };
-    let html = crate::report::render_html(&results.name, &meta, &results.answers)?;
+    let answers = told_apart(&results.answers);
+    let html = crate::report::render_html(&results.name, &meta, &answers)?;
     write_atomically(out, html.as_bytes())?;
     Ok(out.to_path_buf())
+}
+
+/// `answers` with the model name of every cell that shares its model and retrieval settings with
+/// another cell (the same grid point over other contents: before and after an edit of the
+/// corpus, a GGUF or the embedding model, or a database upgraded from 0.1.0) suffixed with
+/// ` [cell <id>]`, so the report's tables, charts and totals, which group by model and axes,
+/// never pool or double-count them.
+fn told_apart(answers: &[AnswerRecord]) -> Vec<AnswerRecord> {
+    let key = |a: &AnswerRecord| {
+        format!(
+            "{}\u{1f}{}",
+            a.cell.model,
+            serde_json::to_string(&a.cell.retrieval).unwrap_or_default()
+        )
+    };
+    let mut cells_of: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for a in answers {
+        cells_of.entry(key(a)).or_default().insert(&a.cell.cell_id);
+    }
+    answers
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if cells_of.get(&key(&a)).is_some_and(|ids| ids.len() > 1) {
+                a.cell.model = format!("{} [cell {}]", a.cell.model, a.cell.cell_id);
+            }
+            a
+        })
+        .collect()
 }
 
 /// Writes `bytes` to `out` through a temporary file in the same directory, renamed into place, so
@@ -393,16 +461,20 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
 }
 
 /// `orchestrate rescore`: recomputes the stored metrics of `results` against the current QA file
-/// of `file`, with the chunks of the index each cell recorded.
-/// Errors: experiment, QA, inspection (a recorded index that is gone) and store errors.
+/// of `file` (only that is read: the corpus and models may be gone), with the chunks of the index
+/// each cell recorded. Returns what was done and the QA file.
+/// Errors: experiment, QA, inspection and store errors.
 pub fn rescore(
     file: &Path,
     results: &Results,
 ) -> Result<(crate::inspect::RescoreSummary, PathBuf), CommandError> {
-    let exp = Experiment::load_with(file, true)?;
-    let questions = exp.questions()?;
+    let (qa, limit) = crate::experiment::read_qa(file)?;
+    let mut questions = crate::qa::load_questions(&qa)?;
+    if let Some(l) = limit {
+        questions.truncate(l as usize);
+    }
     let summary = crate::inspect::rescore(&results.cells, &questions, &results.db)?;
-    Ok((summary, exp.qa.clone()))
+    Ok((summary, qa))
 }
 
 /// What `orchestrate run` did.
@@ -424,7 +496,14 @@ pub fn run(
     reports_dir: &Path,
 ) -> Result<RunOutcome, CommandError> {
     let summary = crate::sweep::run(exp, opts)?;
-    let results = results(&exp.path, &opts.store_dir, !exp.generate, Scope::All)?;
+    // the name as swept: the file may have been edited meanwhile
+    let results = results_named(
+        &exp.name,
+        &exp.path,
+        &opts.store_dir,
+        !exp.generate,
+        Scope::All,
+    )?;
     let report = report(
         &results,
         &reports_dir.join(format!("{}.html", exp.name)),
@@ -469,4 +548,29 @@ pub fn ask(
     };
     let cell: Cell = exp.cell_for(Some(index), retrieval);
     Ok(crate::inspect::ask(&cell, store_dir, question)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_with_the_same_axes_are_told_apart_in_the_report() {
+        let a = crate::report::aggregate::tests::answer("m", 500, "dense", "q1", 0.5, 1.0);
+        let mut old = a.clone();
+        old.cell.cell_id = "0ld".into();
+        let mut other = a.clone();
+        other.cell.cell_id = "k8".into();
+        other.cell.retrieval.top_k = 8;
+        let shown = told_apart(&[a.clone(), old, other]);
+        assert_eq!(shown[0].cell.model, format!("m [cell {}]", a.cell.cell_id));
+        assert_eq!(shown[1].cell.model, "m [cell 0ld]");
+        assert_eq!(
+            shown[2].cell.model, "m",
+            "a cell with its own axes keeps its name"
+        );
+        // two series, never pooled
+        let points = crate::report::aggregate::series_points(&shown).unwrap();
+        assert_eq!(points.len(), 3);
+    }
 }

@@ -122,7 +122,7 @@ impl Embedder {
                 config.max_position_embeddings
             ))));
         }
-        let fingerprint = fingerprint_files(&[&weights_path, &tokenizer_path])?;
+        let fingerprint = fingerprint_dir(model_dir)?;
         let tokenizer = load_tokenizer(&tokenizer_path, max_seq_length)?;
         tune_glibc_malloc();
         // Fail with Io (not a candle error) when the weights are missing.
@@ -161,8 +161,8 @@ impl Embedder {
         self.max_seq_length
     }
 
-    /// Hex SHA-256 identifying the model: over `model.safetensors` then `tokenizer.json`, each
-    /// preceded by its byte length (u64 little-endian). Computed once at load.
+    /// Hex SHA-256 identifying the model: [`fingerprint_dir`] of its directory (weights,
+    /// tokenizer, config and sentence-transformers config). Computed once at load.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -668,15 +668,24 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedErro
 }
 
 /// The [`Embedder::fingerprint`] of the model in `model_dir`, without loading it: hex SHA-256
-/// over `model.safetensors` then `tokenizer.json`, each preceded by its byte length (u64 LE).
-/// Reads both files (about 90 MB for all-MiniLM-L6-v2, a fraction of a second).
+/// over every file that changes its embeddings, in this order, each preceded by its byte length
+/// (u64 LE): `model.safetensors`, `tokenizer.json`, `config.json`, and
+/// `sentence_bert_config.json` when present (its `max_seq_length` truncates the input). Reads
+/// them all (about 90 MB for all-MiniLM-L6-v2, a fraction of a second).
 ///
 /// Errors: [`EmbedError::Io`] naming a missing or unreadable file.
 pub fn fingerprint_dir(model_dir: &Path) -> Result<String, EmbedError> {
-    fingerprint_files(&[
-        &model_dir.join("model.safetensors"),
-        &model_dir.join("tokenizer.json"),
-    ])
+    let mut files = vec![
+        model_dir.join("model.safetensors"),
+        model_dir.join("tokenizer.json"),
+        model_dir.join("config.json"),
+    ];
+    let sbert = model_dir.join("sentence_bert_config.json");
+    if sbert.is_file() {
+        files.push(sbert);
+    }
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    fingerprint_files(&refs)
 }
 
 /// Hex SHA-256 over the files in order, each preceded by its length (u64 LE), streamed.

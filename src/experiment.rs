@@ -303,6 +303,44 @@ impl Experiment {
     }
 }
 
+/// The QA file of the experiment file at `path` (resolved against its directory) and its
+/// `limit_questions`, read without touching the corpus or models (`rescore` needs only these).
+///
+/// Errors: [`ExperimentError::Io`], [`ExperimentError::Parse`], [`ExperimentError::Invalid`] when
+/// `qa` is missing or names no file.
+pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>), ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    #[derive(Deserialize)]
+    struct QaOnly {
+        qa: Option<Spanned<String>>,
+        limit_questions: Option<u32>,
+    }
+    let raw: QaOnly = toml::from_str(&text).map_err(|e| ExperimentError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let v = Validator {
+        path,
+        text: &text,
+        base: &base,
+    };
+    match raw.qa {
+        Some(qa) => Ok((
+            v.existing(
+                &qa,
+                "qa",
+                "point it at the QA file the answers were scored against",
+            )?,
+            raw.limit_questions,
+        )),
+        None => v.err(0..0, "qa", "add `qa = \"...\"`".into()),
+    }
+}
+
 /// The `name` of the experiment file at `path`, read without validating anything else (for the
 /// commands that read only its result database: the corpus, QA file and models may be gone).
 ///
@@ -895,6 +933,7 @@ mod tests {
         // the embedding model's fingerprint reads these two files
         std::fs::write(d.path().join("embed/model.safetensors"), "w").unwrap();
         std::fs::write(d.path().join("embed/tokenizer.json"), "{}").unwrap();
+        std::fs::write(d.path().join("embed/config.json"), "{}").unwrap();
         std::fs::write(d.path().join("m.gguf"), tiny_gguf("a")).unwrap();
         d
     }
@@ -1063,6 +1102,14 @@ prompt = "C: {context} Q: {question} A:"
         std::fs::write(d.path().join("embed/model.safetensors"), "W").unwrap();
         let embed = parse(d.path(), &text).unwrap();
         assert!(ids(&embed).iter().all(|id| !ids(&corpus).contains(id)));
+        // the sentence-transformers config (max_seq_length truncates inputs) is part of it too
+        std::fs::write(
+            d.path().join("embed/sentence_bert_config.json"),
+            r#"{"max_seq_length": 128}"#,
+        )
+        .unwrap();
+        let sbert = parse(d.path(), &text).unwrap();
+        assert!(ids(&sbert).iter().all(|id| !ids(&embed).contains(id)));
         // one GGUF edited: only that model's cells
         std::fs::write(d.path().join("b.gguf"), tiny_gguf("b")).unwrap();
         let two = BASE.replace("gguf = \"m.gguf\"\nprompt", "gguf = \"b.gguf\"\nprompt");

@@ -65,21 +65,6 @@ pub enum InspectError {
     /// Loading the cell runner failed.
     #[error(transparent)]
     Worker(#[from] crate::worker::WorkerError),
-    /// The index a cell recorded is gone or unreadable.
-    #[error(
-        "the index cell {cell} ({label}) recorded, {dir}, cannot be opened ({reason}); run \
-         `orchestrate run` on the experiment to rebuild it, then rescore"
-    )]
-    IndexGone {
-        /// The cell id.
-        cell: String,
-        /// The cell's label.
-        label: String,
-        /// The recorded index directory.
-        dir: String,
-        /// Why it cannot be opened.
-        reason: String,
-    },
 }
 
 /// Resolves the (chunk_size, chunk_overlap) in characters to inspect.
@@ -336,6 +321,9 @@ pub struct RescoreSummary {
     /// `ok` answers left alone because their question is no longer in the QA file (or its text
     /// changed).
     pub stale: usize,
+    /// `ok` answers left alone because the index their cell recorded is gone, with those cells'
+    /// labels: (answers, labels).
+    pub index_gone: (usize, Vec<String>),
 }
 
 /// Recomputes the per-answer metrics ([`crate::score::metrics_for`]) of every stored `ok` answer
@@ -346,8 +334,10 @@ pub struct RescoreSummary {
 /// per document via the index's chunk table. Cosine similarity is not recomputed. Use it after
 /// upgrading orchestrate or editing evidence.
 ///
-/// Errors: [`InspectError::IndexGone`] naming the cell and directory when a recorded index is
-/// missing or unreadable; [`InspectError::NoWordNet`]; database errors.
+/// Answers whose recorded index is missing or unreadable (e.g. removed to free disk after a corpus
+/// edit) are left alone, counted in [`RescoreSummary::index_gone`] with a warning naming the cell.
+///
+/// Errors: [`InspectError::NoWordNet`]; database errors.
 pub fn rescore(
     cells: &[crate::store::StoredCell],
     questions: &[crate::qa::Question],
@@ -377,21 +367,20 @@ pub fn rescore(
             continue;
         };
         let cell = cells.iter().find(|c| c.cell.id == a.cell.cell_id);
-        let gone = |reason: String| InspectError::IndexGone {
-            cell: a.cell.cell_id.clone(),
-            label: a.cell.label(),
-            dir: a.index_dir.clone().unwrap_or_else(|| "(none)".into()),
-            reason,
+        let Some(dir) = a.index_dir.clone() else {
+            note_gone(&mut summary, a, "no index was recorded for it");
+            continue;
         };
-        let dir = a
-            .index_dir
-            .clone()
-            .ok_or_else(|| gone("no index was recorded for it".into()))?;
         let (chunks, judge) = match opened.entry(dir.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let chunks = crate::index::cache::read_index_chunks(Path::new(&dir))
-                    .map_err(|e| gone(e.to_string()))?;
+                let chunks = match crate::index::cache::read_index_chunks(Path::new(&dir)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        note_gone(&mut summary, a, &format!("{dir}: {e}"));
+                        continue;
+                    }
+                };
                 let judge = need_judge.then(|| {
                     JudgeCorpus::new(chunks.iter().map(|c| (c.id, c.text.as_str(), c.page)))
                 });
@@ -412,6 +401,16 @@ pub fn rescore(
         }
     }
     Ok(summary)
+}
+
+/// Counts an answer whose cell's index cannot be read, warning once per cell.
+fn note_gone(summary: &mut RescoreSummary, a: &crate::store::AnswerRecord, why: &str) {
+    summary.index_gone.0 += 1;
+    let label = format!("{} (cell {})", a.cell.label(), a.cell.cell_id);
+    if !summary.index_gone.1.contains(&label) {
+        tracing::warn!("not rescoring {label}: the index it recorded cannot be read ({why})");
+        summary.index_gone.1.push(label);
+    }
 }
 
 /// Progress of one cell, as `orchestrate status` shows it.
@@ -739,6 +738,7 @@ mod tests {
         // the embedding model's fingerprint reads these two files
         std::fs::write(dir.join("m/model.safetensors"), "w").unwrap();
         std::fs::write(dir.join("m/tokenizer.json"), "{}").unwrap();
+        std::fs::write(dir.join("m/config.json"), "{}").unwrap();
         let text = format!(
             "name = \"x\"\ncorpus = \"c.txt\"\nqa = \"qa.txt\"\nembedding_model = \"m\"\ngenerate = false\n[grid]\n{grid}\n"
         );

@@ -7,8 +7,8 @@
 //! [`embed`], cached by content) and sends the cell as JSON to a [`worker`] subprocess, whose
 //! [`worker::CellRunner`] retrieves ([`retrieve`]), generates ([`generate`]) and scores
 //! ([`score`]) each answer while [`sample`] measures it → [`store`] writes the cell as it ran and
-//! every answer into SQLite → [`report`] / [`export`] / [`commands::compare`] /
-//! [`commands::status`] read the database alone. [`commands`] holds one function per subcommand
+//! every answer into SQLite → [`report`] / [`export`] / [`commands::compare`] read the database
+//! alone ([`commands::status`] adds the current grid when the inputs are there). [`commands`] holds one function per subcommand
 //! (the binary only parses and prints); [`inspect`] shows chunks, retrieved lists and progress and
 //! recomputes stored metrics; [`models`] fetches the default model files.
 

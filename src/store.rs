@@ -874,11 +874,23 @@ impl Store {
             .query_map([], |r| {
                 let id: String = r.get(0)?;
                 let spec: Option<String> = r.get(1)?;
-                let parsed = spec.and_then(|s| serde_json::from_str::<Cell>(&s).ok());
-                let legacy = parsed.is_none();
-                let cell = match parsed {
-                    Some(c) => c,
-                    None => legacy_cell(id, r)?,
+                // only a database from before specs falls back to the axis columns; a spec that
+                // does not parse is an error, never a silent downgrade
+                let (cell, legacy) = match spec {
+                    Some(text) => (
+                        serde_json::from_str::<Cell>(&text).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                1,
+                                rusqlite::types::Type::Text,
+                                format!(
+                                    "cells.spec of cell {id} is not a cell this version reads: {e}"
+                                )
+                                .into(),
+                            )
+                        })?,
+                        false,
+                    ),
+                    None => (legacy_cell(id, r)?, true),
                 };
                 Ok(StoredCell {
                     cell,

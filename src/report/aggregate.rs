@@ -49,7 +49,7 @@ pub struct CellSummary {
     /// Every named metric of the cell's answers ([`AnswerRecord::metrics`]: `hit@k`, `ndcg@k`,
     /// `f1`, …): mean, std and 95% t-CI over the answers that have it (`MeanCi::n` is that
     /// count). Metrics no answer of the cell has are absent. Display order:
-    /// [`crate::export::metric_order`].
+    /// [`crate::report::metric_order`].
     pub metrics: BTreeMap<String, MeanCi>,
 }
 

@@ -50,7 +50,7 @@ pub fn esc(s: &str) -> String {
 /// [`default_rank_metric`], each compared with the best: paired t and BCa bootstrap intervals of
 /// the difference, Holm-adjusted p, a mark for significantly worse vs. tied); quality table per
 /// cell (mean, 95% CI half-width and n of cosine and of every named metric, in
-/// [`crate::export::metric_order`]); performance table per cell (time, TTFT, tokens/s, RSS,
+/// [`crate::report::metric_order`]); performance table per cell (time, TTFT, tokens/s, RSS,
 /// CPU); charts by chunk size (response time, cosine, retrieval metrics hit/MRR/nDCG pooled over
 /// models, F1 and ROUGE-L); treemaps model → question (cosine, time, peak RSS; the ranking metric
 /// when there is no cosine); every answer in a collapsed table with its metrics and retrieved
@@ -1159,7 +1159,7 @@ mod tests {
         let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
         let table = html.split(r#"<table id="cell-table""#).nth(1).unwrap();
         let table = &table[..table.find("</table>").unwrap()];
-        // Header order: cosine, then export::metric_order (retrieval by k, then answer).
+        // Header order: cosine, then report::metric_order (retrieval by k, then answer).
         let (h, n, f) = (
             table.find(">Hit@4<").unwrap(),
             table.find(">nDCG@4<").unwrap(),
