@@ -140,32 +140,32 @@ pub fn results_named(
     }
     let (generating, mut ro): (Vec<StoredCell>, Vec<StoredCell>) =
         all.into_iter().partition(|c| c.cell.model.is_some());
-    let cells = if retrieval_only {
-        ro
+    let (cells, answers) = if retrieval_only {
+        let answers = db.answers(&ro)?;
+        (ro, answers)
     } else {
         let answers = db.answers(&generating)?;
-        if answers.is_empty() && !ro.is_empty() && !db.answers(&ro)?.is_empty() {
+        let ro_answers = if answers.is_empty() && !ro.is_empty() {
+            db.answers(&ro)?
+        } else {
+            Vec::new()
+        };
+        if ro_answers.is_empty() {
+            (generating, answers)
+        } else {
             tracing::info!(
                 "no generated answers stored for `{name}`; using its retrieval-only results"
             );
             // generating cells that failed stay visible next to the retrieval-only results
+            // (they have no answers, so `ro_answers` stays complete)
             ro.extend(
                 generating
                     .into_iter()
                     .filter(|c| c.status == CellStatus::Failed),
             );
-            ro
-        } else {
-            return Ok(Results {
-                name,
-                file: file.to_path_buf(),
-                db,
-                cells: generating,
-                answers,
-            });
+            (ro, ro_answers)
         }
     };
-    let answers = db.answers(&cells)?;
     Ok(Results {
         name,
         file: file.to_path_buf(),

@@ -457,11 +457,10 @@ pub fn progress(
             None => (CellStatus::Pending, None),
         };
         let (done, expected, rescore) = match (exp, db) {
-            (Some((e, qs)), Some(db)) => (
-                db.done_keys(&cell.id, qs)?.len(),
-                Some(qs.len() * e.repeats as usize),
-                db.stale_references(&cell.id, qs)?.len(),
-            ),
+            (Some((e, qs)), Some(db)) => {
+                let (done, stale) = db.answered(&cell.id, qs)?;
+                (done.len(), Some(qs.len() * e.repeats as usize), stale.len())
+            }
             (Some((e, qs)), None) => (0, Some(qs.len() * e.repeats as usize), 0),
             (None, Some(db)) => (db.answer_counts(&cell.id)?.0 as usize, None, 0),
             (None, None) => (0, None, 0),

@@ -571,6 +571,26 @@ impl Store {
             .collect())
     }
 
+    /// [`Store::done_keys`] and [`Store::stale_references`] of `cell_id` from one query.
+    #[allow(clippy::type_complexity)]
+    pub fn answered(
+        &self,
+        cell_id: &str,
+        questions: &[crate::qa::Question],
+    ) -> Result<(HashSet<(String, u32)>, Vec<(String, u32)>), StoreError> {
+        let rows = self.ok_rows(cell_id, questions)?;
+        let stale = rows
+            .iter()
+            .filter(|(_, _, same_reference)| !same_reference)
+            .map(|(id, repeat, _)| (id.clone(), *repeat))
+            .collect();
+        let done = rows
+            .into_iter()
+            .map(|(id, repeat, _)| (id, repeat))
+            .collect();
+        Ok((done, stale))
+    }
+
     /// `ok` rows of `cell_id` whose question text is current: (id, repeat, whether the stored
     /// expected answer is current too).
     fn ok_rows(

@@ -314,8 +314,7 @@ fn sweep_cells(
     let mut evidence_checked = std::collections::HashSet::new();
     for (i, cell) in exp.cells.iter().enumerate() {
         let label = cell.to_string();
-        let done = store.done_keys(&cell.id, questions)?;
-        let stale = store.stale_references(&cell.id, questions)?;
+        let (done, stale) = store.answered(&cell.id, questions)?;
         let pending: Vec<(String, u32)> = (0..exp.repeats)
             .flat_map(|r| questions.iter().map(move |q| (q.id.clone(), r)))
             .filter(|k| !done.contains(k))
