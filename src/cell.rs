@@ -518,7 +518,7 @@ mod tests {
             &|c| c.embedder_fingerprint = "e1".into(),
             &|c| c.model.as_mut().unwrap().gguf_sha256 = "g1".into(),
             &|c| c.model.as_mut().unwrap().threads = Some(2),
-            &|c| c.model.as_mut().unwrap().params.temperature = 0.5,
+            &|c| c.model.as_mut().unwrap().params.sampling.temperature = 0.5,
             &|c| c.model.as_mut().unwrap().params.stop = vec!["\n".into()],
             &|c| c.retrieval.lambda_mult = Some(0.75),
             &|c| c.retrieval.fetch_k = Some(4),

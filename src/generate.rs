@@ -3,8 +3,8 @@
 //! This module owns: the process-wide llama.cpp backend (initialised once, its logs routed to
 //! `tracing` under the target `llama-cpp-2`), loading a model ([`Generator::load`]), building the
 //! prompt (the model's own chat template or a user template, see [`PromptStyle`]), fitting the
-//! retrieved contexts into the context window (counted in tokens), sampling (greedy or seeded
-//! top-p), stop handling (end-of-generation token, stop strings, token budget) and timing
+//! retrieved contexts into the context window (counted in tokens), sampling (the chain
+//! [`crate::sampling`] lays out, in llama-cpp-python's order), stop handling (end-of-generation token, stop strings, token budget) and timing
 //! (time to first token, response time).
 //!
 //! Every answer runs in a fresh llama.cpp context, so answers never see each other's KV cache.
@@ -26,6 +26,8 @@ use llama_cpp_2::{
     ApplyChatTemplateError, ChatTemplateError, DecodeError, LlamaContextLoadError,
     LlamaModelLoadError, LogOptions, NewLlamaChatMessageError,
 };
+
+use crate::sampling::{Sampling, Stage};
 
 /// Placeholder replaced by the joined contexts in a [`PromptStyle::Template`].
 pub const CONTEXT_PLACEHOLDER: &str = "{context}";
@@ -142,12 +144,10 @@ pub enum PromptStyle {
 pub struct GenParams {
     /// Context window in tokens (prompt + generated). Default 2048.
     pub n_ctx: u32,
-    /// Sampling temperature; `<= 0` means greedy decoding. Default 0.
-    pub temperature: f32,
-    /// Nucleus (top-p) mass kept when sampling, in (0, 1]. Default 0.95. Unused when greedy.
-    pub top_p: f32,
-    /// Seed of the sampling distribution (fresh for every answer). Default 42.
-    pub seed: u32,
+    /// Sampler settings (temperature, top_p, top_k, min_p, penalties, seed, ...), serialised
+    /// flat. Default greedy.
+    #[serde(flatten)]
+    pub sampling: Sampling,
     /// Maximum generated tokens per answer (>= 1). Default 128.
     pub max_tokens: u32,
     /// Strings that end the answer; the first occurrence and everything after it is cut.
@@ -172,9 +172,7 @@ impl Default for GenParams {
     fn default() -> Self {
         Self {
             n_ctx: 2048,
-            temperature: 0.0,
-            top_p: 0.95,
-            seed: 42,
+            sampling: Sampling::default(),
             max_tokens: 128,
             stop: Vec::new(),
             threads: default_threads(),
@@ -212,12 +210,9 @@ impl GenParams {
         if self.threads < 1 {
             return invalid(format!("threads must be >= 1, got {}", self.threads));
         }
-        if !self.temperature.is_finite() {
-            return invalid("temperature must be finite".into());
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return invalid(format!("top_p must be in (0, 1], got {}", self.top_p));
-        }
+        self.sampling
+            .validate()
+            .map_err(GenerateError::InvalidParams)?;
         if self.stop.iter().any(String::is_empty) {
             return invalid("stop strings must not be empty".into());
         }
@@ -266,6 +261,19 @@ pub struct Generation {
     pub response_s: f64,
     /// How many of the given contexts (a prefix, in rank order) fit in the prompt.
     pub contexts_used: usize,
+    /// Why generation ended.
+    pub stopped_by: StopReason,
+}
+
+/// A raw continuation with its token ids ([`Generator::complete`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Prompt token ids as decoded.
+    pub prompt_tokens: Vec<i32>,
+    /// Sampled token ids, excluding a final end-of-generation token.
+    pub tokens: Vec<i32>,
+    /// The generated text, stop string removed, not trimmed.
+    pub text: String,
     /// Why generation ended.
     pub stopped_by: StopReason,
 }
@@ -604,22 +612,31 @@ impl Generator {
         Ok(self.model.new_context(self.backend, ctx_params)?)
     }
 
-    /// Greedy when temperature <= 0, else top-p → temperature → seeded draw (llama.cpp's
-    /// `common_sampler` order).
+    /// A fresh llama.cpp sampler chain of the stages [`Sampling::chain`] lists, in its order
+    /// (llama-cpp-python 0.3's), `min_keep` 1 as llama-cpp-python passes.
     fn new_sampler(&self) -> LlamaSampler {
-        let p = &self.params;
-        if p.temperature <= 0.0 {
-            LlamaSampler::greedy()
-        } else {
-            LlamaSampler::chain(
-                [
-                    LlamaSampler::top_p(p.top_p, 1),
-                    LlamaSampler::temp(p.temperature),
-                    LlamaSampler::dist(p.seed),
-                ],
-                true,
-            )
-        }
+        let n_vocab = self.model.n_vocab();
+        let stages = self
+            .params
+            .sampling
+            .chain()
+            .into_iter()
+            .map(|stage| match stage {
+                Stage::Penalties {
+                    last_n,
+                    repeat,
+                    frequency,
+                    presence,
+                } => LlamaSampler::penalties(n_vocab, last_n, repeat, frequency, presence),
+                Stage::TopK(k) => LlamaSampler::top_k(k),
+                Stage::Typical(p) => LlamaSampler::typical(p, 1),
+                Stage::TopP(p) => LlamaSampler::top_p(p, 1),
+                Stage::MinP(p) => LlamaSampler::min_p(p, 1),
+                Stage::Temperature(t) => LlamaSampler::temp(t),
+                Stage::Dist(seed) => LlamaSampler::dist(seed),
+                Stage::Greedy => LlamaSampler::greedy(),
+            });
+        LlamaSampler::chain(stages, true)
     }
 
     /// Answers `question` from `contexts` (rank order; trailing ones are dropped if the prompt
@@ -658,6 +675,37 @@ impl Generator {
         })
     }
 
+    /// Continues a raw prompt (no template, no contexts): tokenised as llama-cpp-python's
+    /// `create_completion` does (BOS added when the model wants one, special tokens parsed),
+    /// then sampled with these parameters. For parity checks against llama-cpp-python, which
+    /// compare token ids.
+    ///
+    /// # Errors
+    /// [`GenerateError::QuestionTooLong`] when the prompt plus `max_tokens` exceeds `n_ctx`;
+    /// context, batch and decode errors from llama.cpp.
+    pub fn complete(&mut self, prompt: &str) -> Result<Completion, GenerateError> {
+        let tokens = self.tokenize(prompt);
+        let budget = self.params.n_ctx.saturating_sub(self.params.max_tokens) as usize;
+        if tokens.is_empty() || tokens.len() > budget {
+            return Err(GenerateError::QuestionTooLong {
+                prompt_tokens: tokens.len(),
+                max_tokens: self.params.max_tokens,
+                n_ctx: self.params.n_ctx,
+            });
+        }
+        let mut ctx = self.new_context()?;
+        let mut sampler = self.new_sampler();
+        let started = Instant::now();
+        let last_idx = decode_prompt(&mut ctx, &tokens, self.params.n_batch)?;
+        let out = self.generate(&mut ctx, &mut sampler, tokens.len(), last_idx, started)?;
+        Ok(Completion {
+            prompt_tokens: tokens.iter().map(|t| t.0).collect(),
+            tokens: out.tokens,
+            text: out.text,
+            stopped_by: out.stopped_by,
+        })
+    }
+
     /// The sampling loop after the prompt is decoded.
     fn generate(
         &self,
@@ -671,6 +719,7 @@ impl Generator {
         let mut batch = LlamaBatch::new(1, 1);
         let mut decoder = Utf8Stream::default();
         let mut out = RawOutput {
+            tokens: Vec::new(),
             text: String::new(),
             raw: String::new(),
             completion_tokens: 0,
@@ -687,6 +736,7 @@ impl Generator {
                 break;
             }
             out.completion_tokens += 1;
+            out.tokens.push(token.0);
             decoder.push(&vocab.token_to_piece(token, false, None), &mut out.text);
             if let Some(cut) = find_stop(&out.text, &self.params.stop) {
                 out.raw = out.text.clone();
@@ -715,6 +765,8 @@ impl Generator {
 
 /// Generated text before trimming, with counters.
 struct RawOutput {
+    /// Sampled token ids, excluding a final end-of-generation token.
+    tokens: Vec<i32>,
     text: String,
     /// `text` before the stop-string cut.
     raw: String,
@@ -793,11 +845,17 @@ mod tests {
                 ..GenParams::default()
             },
             GenParams {
-                top_p: 0.0,
+                sampling: Sampling {
+                    top_p: 0.0,
+                    ..Sampling::default()
+                },
                 ..GenParams::default()
             },
             GenParams {
-                temperature: f32::NAN,
+                sampling: Sampling {
+                    temperature: f32::NAN,
+                    ..Sampling::default()
+                },
                 ..GenParams::default()
             },
             GenParams {

@@ -30,6 +30,7 @@ pub mod qa;
 pub mod report;
 pub mod retrieve;
 pub mod sample;
+pub mod sampling;
 pub mod score;
 pub mod split;
 pub mod stats;

