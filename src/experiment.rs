@@ -134,6 +134,8 @@ struct RawModel {
     stop: Option<Vec<String>>,
     threads: Option<i32>,
     n_batch: Option<u32>,
+    rope_freq_base: Option<f32>,
+    rope_freq_scale: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -642,7 +644,14 @@ impl Validator<'_> {
             }
             if let Some(preset) = &m.sampler {
                 match preset.get_ref().parse::<SamplerPreset>() {
-                    Ok(p) => params.sampling = p.sampling(),
+                    Ok(p) => {
+                        params.sampling = p.sampling();
+                        let extras = p.extras();
+                        params.max_tokens = extras.max_tokens.unwrap_or(params.max_tokens);
+                        params.n_batch = extras.n_batch.unwrap_or(params.n_batch);
+                        params.rope_freq_base = extras.rope_freq_base;
+                        params.rope_freq_scale = extras.rope_freq_scale;
+                    }
                     Err(e) => return self.err(preset.span(), &field("sampler"), e),
                 }
             }
@@ -670,6 +679,8 @@ impl Validator<'_> {
             if let Some(v) = m.n_batch {
                 params.n_batch = v;
             }
+            params.rope_freq_base = m.rope_freq_base.or(params.rope_freq_base);
+            params.rope_freq_scale = m.rope_freq_scale.or(params.rope_freq_scale);
             if params.max_tokens == 0 || params.n_ctx <= params.max_tokens {
                 return self.err(
                     m.name.span(),
@@ -1114,6 +1125,23 @@ prompt = "C: {context} Q: {question} A:"
         assert_eq!((s.temperature, s.top_p), (0.01, 1.0));
         assert_eq!((s.top_k, s.min_p), (Some(40), Some(0.05)));
         assert_eq!((s.repeat_penalty, s.repeat_last_n), (Some(1.1), Some(32)));
+        let p = &seeded.models[0].params;
+        assert_eq!((p.max_tokens, p.n_batch), (256, 8));
+        assert_eq!(
+            (p.rope_freq_base, p.rope_freq_scale),
+            (Some(10_000.0), Some(1.0))
+        );
+        // explicit settings win over the preset's extras
+        let own =
+            with("sampler = \"langchain\"\nmax_tokens = 64\nn_batch = 32\nrope_freq_base = 500.0")
+                .unwrap();
+        let p = &own.models[0].params;
+        assert_eq!(
+            (p.max_tokens, p.n_batch, p.rope_freq_base),
+            (64, 32, Some(500.0))
+        );
+        let err = with("rope_freq_scale = 0.0").unwrap_err().to_string();
+        assert!(err.contains("rope_freq_scale"), "{err}");
         // the sampler is part of the cell's identity; an unset stage is not
         assert_ne!(plain.cells[0].id, seeded.cells[0].id);
         let greedy = with("sampler = \"greedy\"").unwrap();
@@ -1125,7 +1153,10 @@ prompt = "C: {context} Q: {question} A:"
             "{err}"
         );
         let err = with("top_k = -3").unwrap_err().to_string();
-        assert!(err.contains("model[0].top_k") && err.contains(">= 0"), "{err}");
+        assert!(
+            err.contains("model[0].top_k") && err.contains(">= 0"),
+            "{err}"
+        );
         let err = with("repeat_penalty = 0.0").unwrap_err().to_string();
         assert!(err.contains("model[0].repeat_penalty"), "{err}");
     }

@@ -166,6 +166,17 @@ pub struct GenParams {
     /// Tokens per prompt-processing decode call (logical and physical batch, capped at n_ctx).
     /// Default 512.
     pub n_batch: u32,
+    /// RoPE base frequency override (llama.cpp `rope_freq_base`); `None` (default) uses the
+    /// model's own value from its GGUF. LangChain's `LlamaCpp` always passes 10000, which
+    /// changes the output of models trained with another base (e.g. Qwen2's 1000000); the
+    /// `langchain` sampler preset sets it for parity. Not serialised when `None`, so cell ids of
+    /// earlier runs are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_freq_base: Option<f32>,
+    /// RoPE frequency scale override (llama.cpp `rope_freq_scale`, context extension factor
+    /// `1 / scale`); `None` (default) uses the model's own. LangChain's `LlamaCpp` passes 1.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_freq_scale: Option<f32>,
 }
 
 impl Default for GenParams {
@@ -178,6 +189,8 @@ impl Default for GenParams {
             threads: default_threads(),
             prompt: PromptStyle::Chat,
             n_batch: 512,
+            rope_freq_base: None,
+            rope_freq_scale: None,
         }
     }
 }
@@ -209,6 +222,14 @@ impl GenParams {
         }
         if self.threads < 1 {
             return invalid(format!("threads must be >= 1, got {}", self.threads));
+        }
+        for (name, value) in [
+            ("rope_freq_base", self.rope_freq_base),
+            ("rope_freq_scale", self.rope_freq_scale),
+        ] {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return invalid(format!("{name} must be a positive number, got {v}"));
+            }
         }
         self.sampling
             .validate()
@@ -603,12 +624,18 @@ impl Generator {
     /// A fresh context sized by the parameters.
     fn new_context(&self) -> Result<LlamaContext<'_>, GenerateError> {
         let n_batch = self.params.n_batch.min(self.params.n_ctx);
-        let ctx_params = LlamaContextParams::default()
+        let mut ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(self.params.n_ctx))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_threads(self.params.threads)
             .with_n_threads_batch(self.params.threads);
+        if let Some(base) = self.params.rope_freq_base {
+            ctx_params = ctx_params.with_rope_freq_base(base);
+        }
+        if let Some(scale) = self.params.rope_freq_scale {
+            ctx_params = ctx_params.with_rope_freq_scale(scale);
+        }
         Ok(self.model.new_context(self.backend, ctx_params)?)
     }
 

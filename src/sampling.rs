@@ -216,6 +216,21 @@ pub enum SamplerPreset {
     LlamaCppPython,
 }
 
+/// The settings a preset brings besides the sampler's: per-call and model-load values of the
+/// library it mirrors. `None` leaves orchestrate's default. A model's explicit settings override
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PresetExtras {
+    /// Maximum generated tokens per answer.
+    pub max_tokens: Option<u32>,
+    /// Tokens per prompt-processing decode call (llama.cpp `n_batch`, also used as `n_ubatch`).
+    pub n_batch: Option<u32>,
+    /// RoPE base frequency override.
+    pub rope_freq_base: Option<f32>,
+    /// RoPE frequency scale override.
+    pub rope_freq_scale: Option<f32>,
+}
+
 impl SamplerPreset {
     /// Every preset, in declaration order.
     pub const ALL: [SamplerPreset; 3] = [
@@ -254,6 +269,27 @@ impl SamplerPreset {
                 repeat_penalty: Some(1.1),
                 ..llama_cpp_python
             },
+        }
+    }
+}
+
+impl SamplerPreset {
+    /// The non-sampler settings of this preset. `langchain`: max_tokens 256, n_batch 8,
+    /// rope_freq_base 10000 and rope_freq_scale 1.0 — `LlamaCpp`'s field defaults, which it
+    /// always passes to `Llama()` (so the RoPE values override the model's own, e.g. Qwen2's
+    /// base 1000000; measured: this changes greedy output). Not `n_ctx`: LlamaCpp's 512 is too
+    /// small for RAG prompts and notebooks set it, so orchestrate's 2048 stays unless the model
+    /// sets `n_ctx`. Source: `langchain_community/llms/llamacpp.py` (fields and
+    /// `validate_environment`). The other presets bring nothing.
+    pub fn extras(self) -> PresetExtras {
+        match self {
+            SamplerPreset::Langchain => PresetExtras {
+                max_tokens: Some(256),
+                n_batch: Some(8),
+                rope_freq_base: Some(10_000.0),
+                rope_freq_scale: Some(1.0),
+            },
+            SamplerPreset::Greedy | SamplerPreset::LlamaCppPython => PresetExtras::default(),
         }
     }
 }
