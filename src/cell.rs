@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::generate::GenParams;
-use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind, RetrieverParams};
+use crate::retrieve::{
+    Bm25Variant, ChildSplit, DenseIndexKind, Member, RetrieverKind, RetrieverParams,
+};
 
 /// Version of the cell identity scheme, hashed into every id. Bumped when the identity changes
 /// meaning, so old ids never collide with new ones.
@@ -53,8 +55,27 @@ pub struct Retrieval {
     pub ensemble_weight: Option<f64>,
     /// BM25 implementation (`bm25` and `ensemble` only).
     pub bm25: Option<Bm25Variant>,
-    /// Dense search method (`dense`, `mmr` and `ensemble` only).
+    /// Dense search method (`dense`, `mmr`, `parent` and `ensemble` without members only).
     pub dense_index: Option<DenseIndexKind>,
+    /// The name of the experiment's `[retriever.NAME]` definition this retriever comes from
+    /// (`None` for the built-in names). A label only: not part of the cell id.
+    pub name: Option<String>,
+    /// Members of a composed ensemble, each with its weight and its own settings (same chunking
+    /// as this cell). `None` for every other retriever.
+    pub members: Option<Vec<WeightedRetrieval>>,
+    /// Parent retriever only: child chunk size in characters.
+    pub child_chunk_size: Option<usize>,
+    /// Parent retriever only: child chunk overlap in characters.
+    pub child_chunk_overlap: Option<usize>,
+}
+
+/// One member of a composed ensemble: a weight and a retriever over the cell's chunks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedRetrieval {
+    /// Weight of the member's ranked list in the reciprocal rank fusion.
+    pub weight: f64,
+    /// The member's settings (its `chunk_size`/`chunk_overlap` are the cell's).
+    pub retrieval: Retrieval,
 }
 
 impl Retrieval {
@@ -69,6 +90,78 @@ impl Retrieval {
             ensemble_weight: self.ensemble_weight.unwrap_or(0.5) as f32,
             bm25: self.bm25.unwrap_or_default(),
             dense_index: self.dense_index.unwrap_or_default(),
+            members: self
+                .members
+                .iter()
+                .flatten()
+                .map(|m| Member {
+                    weight: m.weight as f32,
+                    params: m.retrieval.params(),
+                })
+                .collect(),
+            child: self.child_split(),
+        }
+    }
+
+    /// Sets the chunking of these settings and of every member, recursively.
+    pub fn set_chunking(&mut self, chunk_size: usize, chunk_overlap: usize) {
+        self.chunk_size = chunk_size;
+        self.chunk_overlap = chunk_overlap;
+        for m in self.members.iter_mut().flatten() {
+            m.retrieval.set_chunking(chunk_size, chunk_overlap);
+        }
+    }
+
+    /// These settings with every definition name removed (recursively): equal for two
+    /// retrievers exactly when they retrieve the same.
+    pub fn without_names(&self) -> Retrieval {
+        Retrieval {
+            name: None,
+            members: self.members.as_ref().map(|ms| {
+                ms.iter()
+                    .map(|m| WeightedRetrieval {
+                        weight: m.weight,
+                        retrieval: m.retrieval.without_names(),
+                    })
+                    .collect()
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// The child split of a parent retriever (`None` for the others).
+    pub fn child_split(&self) -> Option<ChildSplit> {
+        Some(ChildSplit {
+            chunk_size: self.child_chunk_size?,
+            chunk_overlap: self.child_chunk_overlap.unwrap_or(0),
+        })
+    }
+
+    /// Every child split this retriever and its members search (each once, in first-use
+    /// order): the child indexes a cell needs.
+    pub fn child_splits(&self) -> Vec<ChildSplit> {
+        let mut out = Vec::new();
+        self.collect_child_splits(&mut out);
+        out
+    }
+
+    fn collect_child_splits(&self, out: &mut Vec<ChildSplit>) {
+        if let Some(s) = self.child_split().filter(|s| !out.contains(s)) {
+            out.push(s);
+        }
+        for m in self.members.iter().flatten() {
+            m.retrieval.collect_child_splits(out);
+        }
+    }
+
+    /// Whether this retriever, or one of its members, reads the lexical (BM25) index.
+    pub fn uses_lexical(&self) -> bool {
+        match &self.members {
+            Some(ms) => ms.iter().any(|m| m.retrieval.uses_lexical()),
+            None => matches!(
+                self.retriever,
+                RetrieverKind::Bm25 | RetrieverKind::Ensemble
+            ),
         }
     }
 
@@ -77,15 +170,31 @@ impl Retrieval {
     /// `ensemble`, `bm25` only for `bm25`/`ensemble`, `dense_index` for all but `bm25`).
     pub fn collapsed(self) -> Retrieval {
         let mmr = self.retriever == RetrieverKind::Mmr;
-        let ens = self.retriever == RetrieverKind::Ensemble;
-        let lexical = ens || self.retriever == RetrieverKind::Bm25;
-        let dense = self.retriever != RetrieverKind::Bm25;
+        let parent = self.retriever == RetrieverKind::Parent;
+        let composed = self.members.is_some();
+        let pair = self.retriever == RetrieverKind::Ensemble && !composed;
+        let lexical = pair || self.retriever == RetrieverKind::Bm25;
+        let dense = !composed && self.retriever != RetrieverKind::Bm25;
+        let members = self
+            .members
+            .filter(|_| self.retriever == RetrieverKind::Ensemble)
+            .map(|ms| {
+                ms.into_iter()
+                    .map(|m| WeightedRetrieval {
+                        weight: m.weight,
+                        retrieval: m.retrieval.collapsed(),
+                    })
+                    .collect()
+            });
         Retrieval {
             fetch_k: self.fetch_k.filter(|_| mmr),
             lambda_mult: self.lambda_mult.filter(|_| mmr),
-            ensemble_weight: self.ensemble_weight.filter(|_| ens),
+            ensemble_weight: self.ensemble_weight.filter(|_| pair),
             bm25: self.bm25.filter(|_| lexical),
             dense_index: self.dense_index.filter(|_| dense),
+            members,
+            child_chunk_size: self.child_chunk_size.filter(|_| parent),
+            child_chunk_overlap: self.child_chunk_overlap.filter(|_| parent),
             ..self
         }
     }
@@ -100,14 +209,39 @@ impl Retrieval {
         } else {
             0.0
         };
-        let mut s = format!("{} overlap {pct}% k={}", self.retriever, self.top_k);
+        let mut s = format!("{}{} overlap {pct}%", self.name_prefix(), self.retriever);
+        self.write_top_k(&mut s);
         self.write_optional_axes(&mut s);
         s
     }
 
+    /// `NAME: ` for a named definition, else nothing.
+    fn name_prefix(&self) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(String::new, |n| format!("{n}: "))
+    }
+
+    /// ` k=N`, except for a composed ensemble (its members carry their own `k`).
+    fn write_top_k(&self, s: &mut String) {
+        if self.members.is_none() {
+            s.push_str(&format!(" k={}", self.top_k));
+        }
+    }
+
     /// The retriever with its own settings, without the chunking and top_k: e.g. `dense`,
     /// `mmr fetch_k=3 λ=0.5`, `ensemble bm25=0.3/dense=0.70 bm25:okapi`.
+    /// A named definition reads `NAME (settings)`, e.g. `seed (ensemble 0.3×bm25:okapi k=5 +
+    /// 0.7×mmr k=4 fetch_k=3 λ=0.5)`.
     pub fn retriever_label(&self) -> String {
+        let s = self.unnamed_label();
+        match &self.name {
+            Some(name) => format!("{name} ({s})"),
+            None => s,
+        }
+    }
+
+    fn unnamed_label(&self) -> String {
         let mut s = self.retriever.to_string();
         self.write_optional_axes(&mut s);
         // `bm25 bm25:okapi` reads as `bm25:okapi`, `dense dense:exact` as `dense:exact`
@@ -122,6 +256,30 @@ impl Retrieval {
 
     fn write_optional_axes(&self, s: &mut String) {
         use fmt::Write as _;
+        if let Some(ms) = &self.members {
+            let parts: Vec<String> = ms
+                .iter()
+                .map(|m| {
+                    let inner = &m.retrieval;
+                    let mut label = inner.retriever.to_string();
+                    inner.write_top_k(&mut label);
+                    inner.write_optional_axes(&mut label);
+                    let label = if inner.members.is_some() {
+                        format!("({label})")
+                    } else {
+                        label
+                    };
+                    format!("{}×{label}", m.weight)
+                })
+                .collect();
+            let _ = write!(s, " {}", parts.join(" + "));
+        }
+        if self.child_chunk_size.is_some() || self.child_chunk_overlap.is_some() {
+            let size = self
+                .child_chunk_size
+                .map_or_else(|| "?".to_string(), |c| c.to_string());
+            let _ = write!(s, " child={size}/{}", self.child_chunk_overlap.unwrap_or(0));
+        }
         if let Some(fk) = self.fetch_k {
             let _ = write!(s, " fetch_k={fk}");
         }
@@ -142,12 +300,17 @@ impl Retrieval {
 
 impl fmt::Display for Retrieval {
     /// e.g. `mmr chunk 100/20 k=4 fetch_k=3 λ=0.5`: every axis that applies; the BM25 and dense
-    /// variants only when they are not the defaults.
+    /// variants only when they are not the defaults. A named definition starts with its name
+    /// (`seed: ensemble chunk 500/100 0.3×bm25 k=5 bm25:okapi + 0.7×mmr k=4 fetch_k=3 λ=0.5`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = format!(
-            "{} chunk {}/{} k={}",
-            self.retriever, self.chunk_size, self.chunk_overlap, self.top_k
+            "{}{} chunk {}/{}",
+            self.name_prefix(),
+            self.retriever,
+            self.chunk_size,
+            self.chunk_overlap
         );
+        self.write_top_k(&mut s);
         self.write_optional_axes(&mut s);
         f.write_str(&s)
     }
@@ -224,7 +387,7 @@ impl Cell {
         let identity = serde_json::json!({
             "version": IDENTITY_VERSION,
             "model": model,
-            "retrieval": self.retrieval,
+            "retrieval": self.retrieval.without_names(),
             "corpus": self.corpus_fingerprint,
             "embedder": self.embedder_fingerprint,
         });
@@ -308,6 +471,10 @@ impl CellAxes {
                 ensemble_weight: None,
                 bm25: None,
                 dense_index: None,
+                name: None,
+                members: None,
+                child_chunk_size: None,
+                child_chunk_overlap: None,
             },
         };
         match serde_json::to_value(example) {
@@ -459,6 +626,10 @@ mod tests {
             ensemble_weight: None,
             bm25: None,
             dense_index: Some(DenseIndexKind::Arroy),
+            name: None,
+            members: None,
+            child_chunk_size: None,
+            child_chunk_overlap: None,
         }
     }
 
@@ -596,6 +767,10 @@ mod tests {
         ]
         .iter()
         .map(|t| serde_json::from_str(t).unwrap())
+        .chain([serde_json::json!([{
+            "weight": 0.5,
+            "retrieval": serde_json::to_value(&base.retrieval).unwrap(),
+        }])])
         .collect();
         for (key, value) in &fields {
             let changed = candidates
@@ -611,7 +786,12 @@ mod tests {
             other.retrieval = changed;
             other.id = other.compute_id();
             let (a, b) = (base.axes(), other.axes());
-            assert_ne!(base.id, other.id, "`{key}` changes the id");
+            if key == "name" {
+                // a definition's name is a label: renaming it keeps the cells
+                assert_eq!(base.id, other.id, "`{key}` does not change the id");
+            } else {
+                assert_ne!(base.id, other.id, "`{key}` changes the id");
+            }
             assert_ne!(a.label(), b.label(), "`{key}` shows in the label");
             assert_ne!(a.values(), b.values(), "`{key}` is exported");
             if key != "chunk_size" {

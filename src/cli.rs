@@ -202,7 +202,9 @@ enum Cmd {
 /// Retriever settings of `retrieve` and `ask` (the axes of one grid cell).
 #[derive(clap::Args)]
 struct RetrieverArgs {
-    /// dense, mmr, bm25 or ensemble.
+    /// dense, mmr, bm25, ensemble, or the name of a `[retriever.NAME]` definition of the
+    /// experiment (then its own settings apply, the first grid combination where the grid sweeps
+    /// some; the flags below are ignored).
     #[arg(long, default_value = "dense")]
     retriever: String,
     /// Chunks to return (per list for the ensemble).
@@ -240,6 +242,9 @@ impl RetrieverArgs {
     fn retrieval(&self, exp: &Experiment) -> Result<Retrieval> {
         let (chunk_size, chunk_overlap) =
             inspect::resolve_setting(exp, self.chunk_size, self.chunk_overlap)?;
+        if let Some(defined) = exp.defined_retrieval(&self.retriever, chunk_size, chunk_overlap) {
+            return Ok(defined);
+        }
         Ok(Retrieval {
             chunk_size,
             chunk_overlap,
@@ -250,6 +255,10 @@ impl RetrieverArgs {
             ensemble_weight: Some(f64::from(self.ensemble_weight)),
             bm25: Some(self.bm25.parse().context("--bm25")?),
             dense_index: Some(self.dense_index.parse().context("--dense-index")?),
+            name: None,
+            members: None,
+            child_chunk_size: None,
+            child_chunk_overlap: None,
         }
         .collapsed())
     }

@@ -468,8 +468,8 @@ pub fn rescore(
     file: &Path,
     results: &Results,
 ) -> Result<(crate::inspect::RescoreSummary, PathBuf), CommandError> {
-    let (qa, limit) = crate::experiment::read_qa(file)?;
-    let mut questions = crate::qa::load_questions(&qa)?;
+    let (qa, limit, format) = crate::experiment::read_qa(file)?;
+    let mut questions = crate::qa::load_questions_as(&qa, format)?;
     if let Some(l) = limit {
         questions.truncate(l as usize);
     }

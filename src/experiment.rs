@@ -11,7 +11,7 @@
 //!
 //! Paths inside an experiment file are relative to the file's own directory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use toml::Spanned;
 
 pub use crate::cell::{Cell, ModelSpec, Retrieval};
 use crate::generate::{GenParams, PromptStyle};
-use crate::qa::{QaError, Question};
+use crate::qa::{QaError, QaFormat, Question};
 use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
 use crate::sampling::SamplerPreset;
 
@@ -88,6 +88,8 @@ struct RawExperiment {
     description: String,
     corpus: Spanned<OneOrMany>,
     qa: Spanned<String>,
+    #[serde(default)]
+    qa_format: Option<QaFormat>,
     #[serde(default = "default_embedding_model")]
     embedding_model: Spanned<String>,
     #[serde(default = "default_true")]
@@ -100,7 +102,57 @@ struct RawExperiment {
     limit_questions: Option<Spanned<u32>>,
     #[serde(default, rename = "model")]
     models: Vec<RawModel>,
+    #[serde(default, rename = "retriever")]
+    retrievers: BTreeMap<String, Spanned<RawRetriever>>,
     grid: RawGrid,
+}
+
+/// A `[retriever.NAME]` definition: a retriever with its own settings. Unset settings are
+/// swept by the grid's axes of the same name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetriever {
+    kind: Spanned<String>,
+    top_k: Option<u64>,
+    fetch_k: Option<u64>,
+    lambda_mult: Option<f64>,
+    ensemble_weight: Option<f64>,
+    bm25: Option<String>,
+    dense_index: Option<String>,
+    members: Option<Vec<String>>,
+    weights: Option<Vec<f64>>,
+    child_chunk_size: Option<u64>,
+    child_chunk_overlap: Option<Overlap>,
+}
+
+/// The grid's axis values, validated: they fill every setting a retriever (built-in or defined)
+/// leaves unset.
+struct Axes {
+    top_k: Vec<usize>,
+    fetch_k: Vec<usize>,
+    lambda_mult: Vec<f64>,
+    ensemble_weight: Vec<f64>,
+    bm25: Vec<Bm25Variant>,
+    dense_index: Vec<DenseIndexKind>,
+}
+
+/// Settings a definition fixes (`None`: the grid's axis sweeps it).
+#[derive(Default, Clone)]
+struct Fixed {
+    top_k: Option<usize>,
+    fetch_k: Option<usize>,
+    lambda_mult: Option<f64>,
+    ensemble_weight: Option<f64>,
+    bm25: Option<Bm25Variant>,
+    dense_index: Option<DenseIndexKind>,
+}
+
+/// Values of a fixed setting, or the axis's values.
+fn fixed_or<T: Clone>(fixed: Option<T>, axis: &[T]) -> Vec<T> {
+    match fixed {
+        Some(v) => vec![v],
+        None => axis.to_vec(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,8 +257,11 @@ pub struct Experiment {
     pub sha256: String,
     /// Corpus files (PDF, .txt, .md, or a BEIR corpus.jsonl), in order.
     pub corpus: Vec<PathBuf>,
-    /// QA file (TOML schema, plain alternating lines, or BEIR qrels `.tsv`).
+    /// QA file (TOML schema, plain alternating lines, the seed notebooks' prefixed lines, or BEIR
+    /// qrels `.tsv`).
     pub qa: PathBuf,
+    /// `qa_format`: how to read `qa`; `None` chooses by extension (see [`QaFormat`]).
+    pub qa_format: Option<QaFormat>,
     /// Directory of the sentence-transformers embedding model (config.json, tokenizer.json,
     /// model.safetensors).
     pub embedding_model: PathBuf,
@@ -304,10 +359,30 @@ impl Experiment {
         cell
     }
 
+    /// The retrieval settings of the experiment's `[retriever.NAME]` definition `name` at the
+    /// given chunking: those of its first cell in grid order (the first combination when the
+    /// grid sweeps some of its settings). `None` when no cell uses that definition.
+    pub fn defined_retrieval(
+        &self,
+        name: &str,
+        chunk_size: usize,
+        chunk_overlap: usize,
+    ) -> Option<Retrieval> {
+        self.cells
+            .iter()
+            .map(|c| &c.retrieval)
+            .find(|r| r.name.as_deref() == Some(name))
+            .map(|r| {
+                let mut r = r.clone();
+                r.set_chunking(chunk_size, chunk_overlap);
+                r
+            })
+    }
+
     /// The questions of the experiment's QA file in file order, cut to `limit_questions`.
     /// Errors: [`QaError`] for an unreadable or invalid QA file.
     pub fn questions(&self) -> Result<Vec<Question>, QaError> {
-        let mut qs = crate::qa::load_questions(&self.qa)?;
+        let mut qs = crate::qa::load_questions_as(&self.qa, self.qa_format)?;
         if let Some(l) = self.limit_questions {
             qs.truncate(l as usize);
         }
@@ -315,12 +390,13 @@ impl Experiment {
     }
 }
 
-/// The QA file of the experiment file at `path` (resolved against its directory) and its
-/// `limit_questions`, read without touching the corpus or models (`rescore` needs only these).
+/// The QA file of the experiment file at `path` (resolved against its directory), its
+/// `limit_questions` and its `qa_format`, read without touching the corpus or models (`rescore`
+/// needs only these).
 ///
 /// Errors: [`ExperimentError::Io`], [`ExperimentError::Parse`], [`ExperimentError::Invalid`] when
 /// `qa` is missing or names no file.
-pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>), ExperimentError> {
+pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>, Option<QaFormat>), ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
         path: path.to_path_buf(),
         source,
@@ -329,6 +405,7 @@ pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>), ExperimentError> {
     struct QaOnly {
         qa: Option<Spanned<String>>,
         limit_questions: Option<u32>,
+        qa_format: Option<QaFormat>,
     }
     let raw: QaOnly = toml::from_str(&text).map_err(|e| ExperimentError::Parse {
         path: path.to_path_buf(),
@@ -348,6 +425,7 @@ pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>), ExperimentError> {
                 "point it at the QA file the answers were scored against",
             )?,
             raw.limit_questions,
+            raw.qa_format,
         )),
         None => v.err(0..0, "qa", "add `qa = \"...\"`".into()),
     }
@@ -536,7 +614,7 @@ impl Validator<'_> {
             }
         }
         let models = self.models(raw.models, raw.generate)?;
-        let settings = self.grid(&raw.grid)?;
+        let settings = self.grid(&raw.grid, &raw.retrievers)?;
         let mut cells: Vec<Cell> = Vec::new();
         let model_list: Vec<Option<&ModelSpec>> = if raw.generate {
             models.iter().map(Some).collect()
@@ -578,6 +656,7 @@ impl Validator<'_> {
             sha256: hex::encode(Sha256::digest(self.text.as_bytes())),
             corpus,
             qa,
+            qa_format: raw.qa_format,
             embedding_model,
             corpus_fingerprint,
             embedder_fingerprint,
@@ -747,7 +826,11 @@ impl Validator<'_> {
         })
     }
 
-    fn grid(&self, g: &RawGrid) -> Result<Vec<Retrieval>, ExperimentError> {
+    fn grid(
+        &self,
+        g: &RawGrid,
+        defs: &BTreeMap<String, Spanned<RawRetriever>>,
+    ) -> Result<Vec<Retrieval>, ExperimentError> {
         fn nonempty<T>(v: &Spanned<Vec<T>>) -> bool {
             !v.get_ref().is_empty()
         }
@@ -780,17 +863,23 @@ impl Validator<'_> {
                 return self.err(span, f, "give at least one value".into());
             }
         }
-        let mut retrievers = Vec::new();
         for r in g.retriever.get_ref() {
-            match r.parse::<RetrieverKind>() {
-                Ok(k) => retrievers.push(k),
-                Err(_) => {
-                    return self.err(
-                        g.retriever.span(),
-                        "grid.retriever",
-                        format!("unknown retriever `{r}`: use dense, mmr, bm25 or ensemble"),
+            if !defs.contains_key(r) && r.parse::<RetrieverKind>().is_err() {
+                let defined: Vec<&str> = defs.keys().map(String::as_str).collect();
+                let hint = if defined.is_empty() {
+                    "use dense, mmr, bm25 or ensemble, or define it in a [retriever.NAME] table"
+                        .to_string()
+                } else {
+                    format!(
+                        "use dense, mmr, bm25, ensemble or a defined retriever ({})",
+                        defined.join(", ")
                     )
-                }
+                };
+                return self.err(
+                    g.retriever.span(),
+                    "grid.retriever",
+                    format!("unknown retriever `{r}`: {hint}"),
+                );
             }
         }
         for &s in g.chunk_size.get_ref() {
@@ -836,9 +925,14 @@ impl Validator<'_> {
                 );
             }
         }
-        let bm25s: Vec<Bm25Variant> = self.variants(g.bm25.as_ref(), "grid.bm25")?;
-        let denses: Vec<DenseIndexKind> =
-            self.variants(g.dense_index.as_ref(), "grid.dense_index")?;
+        let axes = Axes {
+            top_k: g.top_k.get_ref().iter().map(|&k| k as usize).collect(),
+            fetch_k: g.fetch_k.get_ref().iter().map(|&k| k as usize).collect(),
+            lambda_mult: g.lambda_mult.get_ref().clone(),
+            ensemble_weight: g.ensemble_weight.get_ref().clone(),
+            bm25: self.variants(g.bm25.as_ref(), "grid.bm25")?,
+            dense_index: self.variants(g.dense_index.as_ref(), "grid.dense_index")?,
+        };
         let mut out: Vec<Retrieval> = Vec::new();
         for &size in g.chunk_size.get_ref() {
             for &ov in g.chunk_overlap.get_ref() {
@@ -850,74 +944,258 @@ impl Validator<'_> {
                         format!("overlap {chunk_overlap} is not smaller than chunk_size {size}"),
                     );
                 }
-                for &retriever in &retrievers {
-                    for &top_k in g.top_k.get_ref() {
-                        let mmr = retriever == RetrieverKind::Mmr;
-                        let ens = retriever == RetrieverKind::Ensemble;
-                        let fetch: Vec<Option<usize>> = if mmr {
-                            g.fetch_k
-                                .get_ref()
-                                .iter()
-                                .map(|&f| Some(f as usize))
-                                .collect()
-                        } else {
-                            vec![None]
-                        };
-                        let lambdas: Vec<Option<f64>> = if mmr {
-                            g.lambda_mult.get_ref().iter().map(|&l| Some(l)).collect()
-                        } else {
-                            vec![None]
-                        };
-                        let lexical = ens || retriever == RetrieverKind::Bm25;
-                        let dense = retriever != RetrieverKind::Bm25;
-                        let bm25_axis: Vec<Option<Bm25Variant>> = if lexical {
-                            bm25s.iter().copied().map(Some).collect()
-                        } else {
-                            vec![None]
-                        };
-                        let dense_axis: Vec<Option<DenseIndexKind>> = if dense {
-                            denses.iter().copied().map(Some).collect()
-                        } else {
-                            vec![None]
-                        };
-                        let weights: Vec<Option<f64>> = if ens {
-                            g.ensemble_weight
-                                .get_ref()
-                                .iter()
-                                .map(|&w| Some(w))
-                                .collect()
-                        } else {
-                            vec![None]
-                        };
-                        for &fetch_k in &fetch {
-                            for &lambda_mult in &lambdas {
-                                for &ensemble_weight in &weights {
-                                    for &bm25 in &bm25_axis {
-                                        for &dense_index in &dense_axis {
-                                            let r = Retrieval {
-                                                chunk_size: size as usize,
-                                                chunk_overlap,
-                                                retriever,
-                                                top_k: top_k as usize,
-                                                fetch_k,
-                                                lambda_mult,
-                                                ensemble_weight,
-                                                bm25,
-                                                dense_index,
-                                            };
-                                            if !out.contains(&r) {
-                                                out.push(r);
-                                            }
-                                        }
-                                    }
-                                }
-                            }
+                for r in g.retriever.get_ref() {
+                    let mut stack = Vec::new();
+                    let expanded = self.expand(r, defs, &axes, &mut stack)?;
+                    for mut e in expanded {
+                        e.set_chunking(size as usize, chunk_overlap);
+                        if out.iter().any(|o| same_settings(o, &e)) {
+                            continue;
                         }
+                        out.push(e);
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The retrieval settings the retriever `name` expands to over the grid's axes (chunking
+    /// left at 0, see [`Retrieval::set_chunking`]): a `[retriever.NAME]` definition if there is
+    /// one, else the built-in kind of that name. `stack` holds the definitions being expanded,
+    /// to report cycles.
+    fn expand(
+        &self,
+        name: &str,
+        defs: &BTreeMap<String, Spanned<RawRetriever>>,
+        axes: &Axes,
+        stack: &mut Vec<String>,
+    ) -> Result<Vec<Retrieval>, ExperimentError> {
+        let Some(def) = defs.get(name) else {
+            return match name.parse::<RetrieverKind>() {
+                Ok(kind) => Ok(builtin(kind, &Fixed::default(), axes)),
+                Err(_) => self.err(
+                    0..0,
+                    &format!("retriever.{}.members", stack.last().map_or("", |s| s.as_str())),
+                    format!(
+                        "unknown retriever `{name}`: use dense, mmr, bm25, ensemble or a                          defined retriever"
+                    ),
+                ),
+            };
+        };
+        if stack.iter().any(|s| s == name) {
+            return self.err(
+                def.span(),
+                &format!("retriever.{name}.members"),
+                format!(
+                    "retriever `{name}` contains itself ({} -> {name})",
+                    stack.join(" -> ")
+                ),
+            );
+        }
+        let field = |f: &str| format!("retriever.{name}.{f}");
+        let span = def.span();
+        let d = def.get_ref();
+        let kind: RetrieverKind = match d.kind.get_ref().parse() {
+            Ok(k) => k,
+            Err(_) => {
+                return self.err(
+                    d.kind.span(),
+                    &field("kind"),
+                    format!(
+                        "unknown kind `{}`: use dense, mmr, bm25, ensemble or parent",
+                        d.kind.get_ref()
+                    ),
+                )
+            }
+        };
+        let composed = d.members.is_some();
+        // settings that the kind does not use are mistakes, not silently ignored values
+        let misplaced = [
+            ("top_k", d.top_k.is_some() && composed),
+            ("fetch_k", d.fetch_k.is_some() && kind != RetrieverKind::Mmr),
+            (
+                "lambda_mult",
+                d.lambda_mult.is_some() && kind != RetrieverKind::Mmr,
+            ),
+            (
+                "ensemble_weight",
+                d.ensemble_weight.is_some()
+                    && (kind != RetrieverKind::Ensemble || d.weights.is_some()),
+            ),
+            (
+                "bm25",
+                d.bm25.is_some()
+                    && !(kind == RetrieverKind::Bm25
+                        || (kind == RetrieverKind::Ensemble && !composed)),
+            ),
+            (
+                "dense_index",
+                d.dense_index.is_some() && (kind == RetrieverKind::Bm25 || composed),
+            ),
+            ("members", composed && kind != RetrieverKind::Ensemble),
+            ("weights", d.weights.is_some() && !composed),
+            (
+                "child_chunk_size",
+                d.child_chunk_size.is_some() && kind != RetrieverKind::Parent,
+            ),
+            (
+                "child_chunk_overlap",
+                d.child_chunk_overlap.is_some() && kind != RetrieverKind::Parent,
+            ),
+        ];
+        if let Some((f, _)) = misplaced.iter().find(|(_, bad)| *bad) {
+            return self.err(
+                span,
+                &field(f),
+                format!(
+                    "a {kind} retriever{} does not use `{f}`: remove it",
+                    if composed { " with members" } else { "" }
+                ),
+            );
+        }
+        let fixed = Fixed {
+            top_k: d.top_k.map(|k| k as usize),
+            fetch_k: d.fetch_k.map(|k| k as usize),
+            lambda_mult: d.lambda_mult,
+            ensemble_weight: d.ensemble_weight,
+            bm25: self.variant(d.bm25.as_deref(), span.clone(), &field("bm25"))?,
+            dense_index: self.variant(
+                d.dense_index.as_deref(),
+                span.clone(),
+                &field("dense_index"),
+            )?,
+        };
+        for (v, f) in [(fixed.top_k, "top_k"), (fixed.fetch_k, "fetch_k")] {
+            if v == Some(0) {
+                return self.err(span, &field(f), "must be >= 1 (chunks)".into());
+            }
+        }
+        for (v, f) in [
+            (fixed.lambda_mult, "lambda_mult"),
+            (fixed.ensemble_weight, "ensemble_weight"),
+        ] {
+            if let Some(x) = v.filter(|x| !(0.0..=1.0).contains(x)) {
+                return self.err(span, &field(f), format!("{x} is not in [0, 1]"));
+            }
+        }
+        let mut out = match (&d.members, kind) {
+            (Some(members), _) => {
+                if members.is_empty() {
+                    return self.err(
+                        span,
+                        &field("members"),
+                        "list at least one retriever to fuse".into(),
+                    );
+                }
+                stack.push(name.to_string());
+                let mut expanded = Vec::new();
+                for m in members {
+                    expanded.push(self.expand(m.trim(), defs, axes, stack)?);
+                }
+                stack.pop();
+                let weight_sets: Vec<Vec<f64>> = match &d.weights {
+                    Some(w) => {
+                        if w.len() != members.len() {
+                            return self.err(
+                                span,
+                                &field("weights"),
+                                format!(
+                                    "{} weights for {} members: give one weight per member",
+                                    w.len(),
+                                    members.len()
+                                ),
+                            );
+                        }
+                        if let Some(x) = w.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+                            return self.err(
+                                span,
+                                &field("weights"),
+                                format!("{x} is not a weight >= 0"),
+                            );
+                        }
+                        vec![w.clone()]
+                    }
+                    // two members: the grid's ensemble_weight axis sweeps the first's weight
+                    None if members.len() == 2 => axes
+                        .ensemble_weight
+                        .iter()
+                        .map(|&r| vec![r, 1.0 - r])
+                        .collect(),
+                    // LangChain's default: equal weights
+                    None => vec![vec![1.0 / members.len() as f64; members.len()]],
+                };
+                let mut combos: Vec<Vec<Retrieval>> = vec![Vec::new()];
+                for options in &expanded {
+                    combos = combos
+                        .into_iter()
+                        .flat_map(|c| {
+                            options.iter().map(move |o| {
+                                let mut c = c.clone();
+                                c.push(o.clone());
+                                c
+                            })
+                        })
+                        .collect();
+                }
+                let mut out = Vec::new();
+                for combo in &combos {
+                    for weights in &weight_sets {
+                        out.push(composed_ensemble(combo, weights));
+                    }
+                }
+                out
+            }
+            (None, RetrieverKind::Parent) => {
+                let Some(size) = d.child_chunk_size.filter(|&c| c > 0) else {
+                    return self.err(
+                        span,
+                        &field("child_chunk_size"),
+                        "a parent retriever needs child_chunk_size (characters, > 0): the                          size of the child chunks that are embedded and searched"
+                            .into(),
+                    );
+                };
+                let size = size as usize;
+                let overlap = d.child_chunk_overlap.map_or(0, |o| o.resolve(size));
+                if overlap >= size {
+                    return self.err(
+                        span,
+                        &field("child_chunk_overlap"),
+                        format!("overlap {overlap} is not smaller than child_chunk_size {size}"),
+                    );
+                }
+                builtin(kind, &fixed, axes)
+                    .into_iter()
+                    .map(|mut r| {
+                        r.child_chunk_size = Some(size);
+                        r.child_chunk_overlap = Some(overlap);
+                        r.collapsed()
+                    })
+                    .collect()
+            }
+            (None, kind) => builtin(kind, &fixed, axes),
+        };
+        for r in &mut out {
+            r.name = Some(name.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Parses an optional `bm25` / `dense_index` setting of a definition.
+    fn variant<T>(
+        &self,
+        raw: Option<&str>,
+        span: std::ops::Range<usize>,
+        field: &str,
+    ) -> Result<Option<T>, ExperimentError>
+    where
+        T: std::str::FromStr<Err = crate::retrieve::RetrieveError>,
+    {
+        match raw.map(str::parse::<T>) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(e)) => self.err(span, field, e.to_string()),
+        }
     }
 
     /// Parses an optional `bm25` / `dense_index` axis (one name or a list of names); the
@@ -950,6 +1228,111 @@ impl Validator<'_> {
         }
         Ok(out)
     }
+}
+
+/// The settings of a built-in retriever kind over the axes, with `fixed` values taking the
+/// place of their axis (collapsed, chunking left at 0).
+fn builtin(kind: RetrieverKind, fixed: &Fixed, axes: &Axes) -> Vec<Retrieval> {
+    let mmr = kind == RetrieverKind::Mmr;
+    let pair = kind == RetrieverKind::Ensemble;
+    let lexical = pair || kind == RetrieverKind::Bm25;
+    let dense = kind != RetrieverKind::Bm25;
+    let opt = |on: bool, v: Vec<f64>| -> Vec<Option<f64>> {
+        if on {
+            v.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        }
+    };
+    let fetch: Vec<Option<usize>> = if mmr {
+        fixed_or(fixed.fetch_k, &axes.fetch_k)
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    let lambdas = opt(mmr, fixed_or(fixed.lambda_mult, &axes.lambda_mult));
+    let weights = opt(pair, fixed_or(fixed.ensemble_weight, &axes.ensemble_weight));
+    let bm25_axis: Vec<Option<Bm25Variant>> = if lexical {
+        fixed_or(fixed.bm25, &axes.bm25)
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    let dense_axis: Vec<Option<DenseIndexKind>> = if dense {
+        fixed_or(fixed.dense_index, &axes.dense_index)
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    let mut out = Vec::new();
+    for top_k in fixed_or(fixed.top_k, &axes.top_k) {
+        for &fetch_k in &fetch {
+            for &lambda_mult in &lambdas {
+                for &ensemble_weight in &weights {
+                    for &bm25 in &bm25_axis {
+                        for &dense_index in &dense_axis {
+                            out.push(Retrieval {
+                                chunk_size: 0,
+                                chunk_overlap: 0,
+                                retriever: kind,
+                                top_k,
+                                fetch_k,
+                                lambda_mult,
+                                ensemble_weight,
+                                bm25,
+                                dense_index,
+                                name: None,
+                                members: None,
+                                child_chunk_size: None,
+                                child_chunk_overlap: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A composed ensemble of `members` with `weights` (same length). Its `top_k` is the sum of the
+/// members' (the most chunks the fused list can hold).
+fn composed_ensemble(members: &[Retrieval], weights: &[f64]) -> Retrieval {
+    Retrieval {
+        chunk_size: 0,
+        chunk_overlap: 0,
+        retriever: RetrieverKind::Ensemble,
+        top_k: members.iter().map(|m| m.top_k).sum(),
+        fetch_k: None,
+        lambda_mult: None,
+        ensemble_weight: None,
+        bm25: None,
+        dense_index: None,
+        name: None,
+        members: Some(
+            members
+                .iter()
+                .zip(weights)
+                .map(|(m, &weight)| crate::cell::WeightedRetrieval {
+                    weight,
+                    retrieval: m.clone(),
+                })
+                .collect(),
+        ),
+        child_chunk_size: None,
+        child_chunk_overlap: None,
+    }
+}
+
+/// Whether two settings run the same retrieval (names aside).
+fn same_settings(a: &Retrieval, b: &Retrieval) -> bool {
+    a.without_names() == b.without_names()
 }
 
 #[cfg(test)]

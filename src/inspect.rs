@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cell::{AnswerStatus, Cell, CellStatus};
 use crate::experiment::Experiment;
 use crate::index::ExperimentIndexes;
-use crate::retrieve::{retrieve, RetrieverParams};
+use crate::retrieve::RetrieverParams;
 use crate::score::retrieval::JudgeCorpus;
 use crate::split::RecursiveCharacterTextSplitter;
 use crate::store::Store;
@@ -189,8 +189,13 @@ pub fn write_retrieved(
             info.build_seconds
         );
     }
+    let splits = params.child_splits();
+    let info = indexes.prepare_with_children(chunk_size, chunk_overlap, &splits)?;
+    let children =
+        crate::index::catalog::open_children_of(&info.dir, &exp.embedder_fingerprint, &splits)
+            .map_err(crate::index::CatalogError::from)?;
     let qvec = indexes.embedder()?.embed_one(query)?;
-    let hits = retrieve(&index, query, &qvec, params)?;
+    let hits = crate::retrieve::retrieve_with_children(&index, &children, query, &qvec, params)?;
     let mut n = 0;
     for (i, h) in hits.iter().enumerate() {
         let Some(c) = index.chunk(h.chunk_id) else {
@@ -273,7 +278,11 @@ pub fn ask(cell: &Cell, store_dir: &Path, question: &str) -> Result<Asked, Inspe
     cell.retrieval.params().validate()?;
     let mut indexes = ExperimentIndexes::new(&cell.corpus, &cell.embedding_model, store_dir)
         .with_fingerprints(&cell.corpus_fingerprint, &cell.embedder_fingerprint);
-    let info = indexes.prepare(cell.retrieval.chunk_size, cell.retrieval.chunk_overlap)?;
+    let info = indexes.prepare_with_children(
+        cell.retrieval.chunk_size,
+        cell.retrieval.chunk_overlap,
+        &cell.retrieval.child_splits(),
+    )?;
     let mut runner = crate::worker::CellRunner::load(cell.clone(), &info.dir, false)?;
     let ran = runner.run(question, 0).map_err(InspectError::Setting)?;
     let Some(g) = ran.generation else {

@@ -1,23 +1,34 @@
-//! Question/answer sets: the TOML schema and the seed notebooks' plain-text format.
+//! Question/answer sets: the TOML schema, BEIR qrels, and two plain-text formats.
 //!
-//! This module owns [`Question`] and [`load_questions`]. Three formats, chosen by file extension:
+//! This module owns [`Question`], [`QaFormat`], [`load_questions`] and [`load_questions_as`].
+//! Four formats ([`QaFormat`]); [`load_questions`] chooses by file extension (`.toml` → `toml`,
+//! `.tsv` → `beir`, anything else → `plain`), [`load_questions_as`] can force any of them:
 //!
-//! - `.toml`: an array of `[[question]]` tables with the fields of [`Question`] (`id`,
+//! - `toml` (`.toml`): an array of `[[question]]` tables with the fields of [`Question`] (`id`,
 //!   `question`, `expected_answer` required; `short_answer`, `page`, `evidence`, `difficulty`,
 //!   `source` optional). Unknown keys and wrong types are errors naming the file, line and column. `id`,
 //!   `question` and `expected_answer` must be non-empty (after trimming) and ids unique.
-//! - `.tsv`: BEIR qrels (`qrels/<split>.tsv`) with the queries read from `queries.jsonl` in the
-//!   dataset directory (the qrels file's directory's parent), see [`load_beir_questions`]
-//!   (Thakur et al. 2021, "BEIR: A Heterogeneous Benchmark for Zero-shot Evaluation of
-//!   Information Retrieval Models"). Such questions have graded [`Question::qrels`] and an empty
-//!   `expected_answer` (BEIR has no reference answers).
-//! - anything else: the seed notebooks' plain text, non-empty lines alternating question and
-//!   expected answer (lines are trimmed; blank lines are ignored), ids `q01`, `q02`, ...
+//! - `beir` (`.tsv`): BEIR qrels (`qrels/<split>.tsv`) with the queries read from
+//!   `queries.jsonl` in the dataset directory (the qrels file's directory's parent), see
+//!   [`load_beir_questions`] (Thakur et al. 2021, "BEIR: A Heterogeneous Benchmark for Zero-shot
+//!   Evaluation of Information Retrieval Models"). Such questions have graded
+//!   [`Question::qrels`] and an empty `expected_answer` (BEIR has no reference answers).
+//! - `plain` (anything else): orchestrate's tolerant plain text, non-empty lines alternating
+//!   question and expected answer (lines are trimmed and kept whole; blank lines are ignored),
+//!   ids `q01`, `q02`, ...
+//! - `seed` (never chosen by extension): the seed LangChain notebooks' QA text exactly as they
+//!   read it, `[line.rstrip()[3:] for line in f.readlines()]` with questions `lines[0::2]` and
+//!   answers `lines[1::2]`: trailing whitespace removed, then the first 3 characters (a prefix
+//!   such as `Q1 ` / `A1 `) dropped; every line counts, blank ones included. See
+//!   [`QaFormat::Seed`] for the exact rule and its quirks; `tests/fixtures/qa/` checks it
+//!   against Python.
 //!
-//! A set with no questions is an error in both formats.
+//! A set with no questions is an error in every format.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 /// One expert question with its reference answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,13 +115,24 @@ pub enum QaError {
         /// 1-based line of the first occurrence.
         first_line: usize,
     },
-    /// Plain-text format: a question line without an answer line after it.
-    #[error("{path}:{line}: question has no expected-answer line after it (odd number of non-empty lines)")]
+    /// Plain-text or seed format: a question line without an answer line after it.
+    #[error("{path}:{line}: question has no expected-answer line after it (odd number of question and answer lines)")]
     MissingAnswer {
         /// The file.
         path: PathBuf,
         /// 1-based line of the unpaired question.
         line: usize,
+    },
+    /// Seed format: a question or answer line that is empty after `line.rstrip()[3:]` (a blank
+    /// line, or one of at most 3 characters before its trailing whitespace).
+    #[error("{path}:{line}: `{field}` is empty: the seed format reads each line as Python's `line.rstrip()[3:]` (the first 3 characters, e.g. `Q1 `, are dropped) and blank lines count as lines")]
+    SeedEmptyField {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// `question` or `expected_answer`.
+        field: &'static str,
     },
     /// The file holds no questions.
     #[error("question file {path} contains no questions")]
@@ -142,32 +164,143 @@ pub enum QaError {
     },
 }
 
+/// A question-set file format: see the module docs and each variant. Serialised lowercase
+/// (`toml`, `beir`, `plain`, `seed`), the same names as [`fmt::Display`] and [`FromStr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QaFormat {
+    /// `[[question]]` tables with the fields of [`Question`] (orchestrate's own schema). Chosen
+    /// for `.toml` files.
+    Toml,
+    /// A BEIR split: the qrels file (`DATASET/qrels/<split>.tsv`) plus `DATASET/queries.jsonl`,
+    /// as BEIR's `GenericDataLoader` reads them, see [`load_beir_questions`]. Chosen for `.tsv`
+    /// files.
+    Beir,
+    /// orchestrate's tolerant plain text: lines split at `\n` (a trailing `\r` removed),
+    /// trimmed (Rust `str::trim`), blank ones skipped; the remaining lines alternate question and
+    /// expected answer and are kept whole (a `Q1 ` prefix stays in the text). Ids `q01`, `q02`,
+    /// ... Chosen for every other extension.
+    Plain,
+    /// The seed LangChain notebooks' QA text, exactly as they read it:
+    /// `lines = [line.rstrip()[3:] for line in open(path).readlines()]`, `questions =
+    /// lines[0::2]`, `answers = lines[1::2]`, paired with `zip`. Never chosen by extension.
+    ///
+    /// - Lines end at `\n`, `\r\n` or a lone `\r` (Python's universal newlines); a final line
+    ///   terminator does not start another line. A leading UTF-8 BOM is dropped first (as
+    ///   `encoding="utf-8-sig"` would; what a plain `open` does with it depends on the locale).
+    /// - Trailing whitespace is removed as `str.rstrip()` does: every character with Python's
+    ///   `str.isspace` (Unicode White_Space plus `\x1c`-`\x1f`), so `\r`, tabs, NBSP, U+2028
+    ///   and U+3000 go; leading whitespace stays.
+    /// - Then the first 3 characters are dropped, counted in Unicode code points as Python
+    ///   slices (`É`, `问` or an emoji is one character; `E` + U+0301 is two). Nothing else is
+    ///   trimmed, so a two-digit prefix keeps a leading space: `Q10 What?` gives ` What?`
+    ///   (the notebooks put that space in their prompts, and so does this format).
+    /// - Every line counts, blank ones included: line 2k-1 is question k and line 2k its
+    ///   answer, as in the notebooks. Whitespace-only lines at the end of the file are dropped
+    ///   (editor leftovers; the notebook's `zip` drops a single one anyway).
+    /// - A question or answer that comes out empty (a blank line inside the file, or a line of
+    ///   at most 3 characters such as `Q1`) is [`QaError::SeedEmptyField`] naming the line, not
+    ///   an empty string paired as the notebook would; blank separator lines between pairs
+    ///   therefore fail at the first one instead of silently shifting every later pair. An odd
+    ///   number of lines is [`QaError::MissingAnswer`] (where `zip` would drop the last
+    ///   question).
+    /// - Ids `q01`, `q02`, ... by pair, as in the plain format.
+    Seed,
+}
+
+impl QaFormat {
+    /// All formats, in declaration order.
+    pub const ALL: [QaFormat; 4] = [
+        QaFormat::Toml,
+        QaFormat::Beir,
+        QaFormat::Plain,
+        QaFormat::Seed,
+    ];
+
+    /// The lowercase name (same as serde and [`fmt::Display`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QaFormat::Toml => "toml",
+            QaFormat::Beir => "beir",
+            QaFormat::Plain => "plain",
+            QaFormat::Seed => "seed",
+        }
+    }
+
+    /// The format [`load_questions`] uses for `path`: `toml` for `.toml`, `beir` for `.tsv`
+    /// (ASCII case-insensitive), `plain` otherwise; never `seed`.
+    pub fn from_extension(path: &Path) -> QaFormat {
+        if has_extension(path, "tsv") {
+            QaFormat::Beir
+        } else if has_extension(path, "toml") {
+            QaFormat::Toml
+        } else {
+            QaFormat::Plain
+        }
+    }
+}
+
+impl fmt::Display for QaFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown [`QaFormat`] name; the message lists the accepted names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown QA format {0:?} (expected one of toml, beir, plain, seed)")]
+pub struct UnknownQaFormat(pub String);
+
+impl FromStr for QaFormat {
+    type Err = UnknownQaFormat;
+
+    /// Parses a format name case-insensitively, ignoring surrounding whitespace.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        QaFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == wanted)
+            .ok_or_else(|| UnknownQaFormat(s.to_string()))
+    }
+}
+
 /// Load a question set: TOML for `.toml` files, BEIR qrels for `.tsv` files (both extensions
 /// case-insensitive; see [`load_beir_questions`]), the plain-text alternating-lines format for
-/// anything else. See the module docs for the schemas.
+/// anything else. Same as [`load_questions_as`]`(path, None)`. See the module docs for the
+/// schemas.
 ///
 /// Errors: [`QaError::Io`], [`QaError::Toml`], [`QaError::EmptyField`], [`QaError::DuplicateId`],
 /// [`QaError::MissingAnswer`], [`QaError::Empty`], and for `.tsv` [`QaError::Beir`] and
 /// [`QaError::BeirQueries`].
 pub fn load_questions(path: &Path) -> Result<Vec<Question>, QaError> {
-    if has_extension(path, "tsv") {
-        return load_beir_questions(path);
-    }
+    load_questions_as(path, None)
+}
+
+/// Load a question set in `format`, or, for `None`, in the format its extension selects
+/// ([`QaFormat::from_extension`], as [`load_questions`] does). A forced format ignores the
+/// extension (e.g. `Some(QaFormat::Seed)` for a notebook's `qa.txt`, `Some(QaFormat::Toml)` for
+/// a `.txt` holding TOML).
+///
+/// Errors: as [`load_questions`], plus [`QaError::SeedEmptyField`] for the seed format.
+pub fn load_questions_as(path: &Path, format: Option<QaFormat>) -> Result<Vec<Question>, QaError> {
+    let format = format.unwrap_or_else(|| QaFormat::from_extension(path));
+    let parse: fn(&Path, &str) -> Result<Vec<Question>, QaError> = match format {
+        QaFormat::Beir => return load_beir_questions(path),
+        QaFormat::Toml => parse_toml,
+        QaFormat::Plain => parse_plain,
+        QaFormat::Seed => parse_seed,
+    };
     let text = std::fs::read_to_string(path).map_err(|source| QaError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let questions = if has_extension(path, "toml") {
-        parse_toml(path, &text)?
-    } else {
-        parse_plain(path, &text)?
-    };
+    let questions = parse(path, &text)?;
     if questions.is_empty() {
         return Err(QaError::Empty {
             path: path.to_path_buf(),
         });
     }
-    tracing::debug!(file = %path.display(), questions = questions.len(), "loaded questions");
+    tracing::debug!(file = %path.display(), questions = questions.len(), %format, "loaded questions");
     Ok(questions)
 }
 
@@ -542,6 +675,87 @@ fn parse_plain(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
     Ok(questions)
 }
 
+/// Parse the seed notebooks' format ([`QaFormat::Seed`]): `line.rstrip()[3:]`, every line
+/// counting, questions and answers alternating.
+fn parse_seed(path: &Path, text: &str) -> Result<Vec<Question>, QaError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines: Vec<&str> = python_lines(text)
+        .into_iter()
+        .map(|l| l.trim_end_matches(py_isspace))
+        .collect();
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let field = |i: usize, name: &'static str| {
+        let value = drop_chars(lines[i], 3);
+        if value.is_empty() {
+            Err(QaError::SeedEmptyField {
+                path: path.to_path_buf(),
+                line: i + 1,
+                field: name,
+            })
+        } else {
+            Ok(value.to_string())
+        }
+    };
+    let mut questions = Vec::with_capacity(lines.len() / 2);
+    for (n, q) in (0..lines.len()).step_by(2).enumerate() {
+        let question = field(q, "question")?;
+        if q + 1 == lines.len() {
+            return Err(QaError::MissingAnswer {
+                path: path.to_path_buf(),
+                line: q + 1,
+            });
+        }
+        questions.push(Question {
+            id: plain_id(n),
+            question,
+            expected_answer: field(q + 1, "expected_answer")?,
+            short_answer: None,
+            page: None,
+            evidence: None,
+            difficulty: None,
+            source: None,
+            qrels: Default::default(),
+        });
+    }
+    Ok(questions)
+}
+
+/// `text` split into lines as Python's text-mode `readlines()` does with universal newlines:
+/// `\n`, `\r\n` and a lone `\r` end a line (and are not part of it); a final terminator does
+/// not start another line, so `""` has no lines and `"a\n"` one.
+fn python_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(end) = rest.find(['\r', '\n']) else {
+            lines.push(rest);
+            break;
+        };
+        lines.push(&rest[..end]);
+        let terminator = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + terminator..];
+    }
+    lines
+}
+
+/// Python's `str.isspace` for one character (what `str.rstrip()` removes): Unicode White_Space
+/// (Rust's [`char::is_whitespace`]) plus the information separators `\x1c`-`\x1f`.
+fn py_isspace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// `s[n:]` in Python: `s` without its first `n` characters (code points), `""` if it has at
+/// most `n`.
+fn drop_chars(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or("", |(i, _)| &s[i..])
+}
+
 /// Id of the `n`-th (0-based) plain-text question: `q01`, `q02`, ..., `q99`, `q100`, ...
 fn plain_id(n: usize) -> String {
     format!("q{:02}", n + 1)
@@ -743,6 +957,231 @@ expected_answer = "Port 9101."
             "{err}"
         );
         assert!(err.to_string().contains("odd.txt:4"), "{err}");
+    }
+
+    /// Load `content` written to `dir/name` in the seed format.
+    fn seed(dir: &Path, name: &str, content: &str) -> Result<Vec<Question>, QaError> {
+        load_questions_as(&write(dir, name, content), Some(QaFormat::Seed))
+    }
+
+    /// (question, expected_answer) pairs.
+    fn pairs(qs: &[Question]) -> Vec<(&str, &str)> {
+        qs.iter()
+            .map(|q| (q.question.as_str(), q.expected_answer.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn seed_drops_the_three_character_prefix_and_numbers_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "Q1 What is X?\nA1 X is a thing.\nQ2: What is Y?\nA2\tY.\n";
+        let qs = seed(dir.path(), "qa.txt", text).expect("load");
+        assert_eq!(
+            pairs(&qs),
+            [
+                ("What is X?", "X is a thing."),
+                (" What is Y?", "Y."), // only 3 characters go; the rest is kept as is
+            ]
+        );
+        let ids: Vec<&str> = qs.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(ids, ["q01", "q02"]);
+        // the plain format (what the extension picks) keeps the prefixes
+        let plain = load_questions(&dir.path().join("qa.txt")).expect("plain");
+        assert_eq!(plain[0].question, "Q1 What is X?");
+        assert_eq!(plain[1].expected_answer, "A2\tY.");
+    }
+
+    #[test]
+    fn seed_crlf_lone_cr_and_python_whitespace_are_stripped_at_the_end_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text =
+            "Q1 Crlf?  \r\nA1 Yes.\t\r\nQ2 Lone CR?\rA2  kept lead\u{1f}\u{2028}\u{a0}\u{3000}\r\n\
+                    Q3 zero-width stays\u{200b}\nA3 last, no newline";
+        let qs = seed(dir.path(), "crlf.txt", text).expect("load");
+        assert_eq!(
+            pairs(&qs),
+            [
+                ("Crlf?", "Yes."),
+                ("Lone CR?", " kept lead"),
+                ("zero-width stays\u{200b}", "last, no newline"),
+            ]
+        );
+        assert!(qs.iter().all(|q| !q.question.contains('\r')));
+    }
+
+    #[test]
+    fn seed_two_digit_prefix_keeps_a_leading_space() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text: String = (1..=10)
+            .map(|i| format!("Q{i} Question {i}?\nA{i} Answer {i}.\n"))
+            .collect();
+        let qs = seed(dir.path(), "ten.txt", &text).expect("load");
+        assert_eq!(qs.len(), 10);
+        assert_eq!(qs[8].question, "Question 9?");
+        assert_eq!(qs[9].id, "q10");
+        assert_eq!(
+            qs[9].question, " Question 10?",
+            "Python's [3:] drops only `Q10`"
+        );
+        assert_eq!(qs[9].expected_answer, " Answer 10.");
+    }
+
+    #[test]
+    fn seed_counts_unicode_code_points_not_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // É (2 bytes), 问 (3 bytes), 🙂 (4 bytes) are one character each; E + U+0301 are two.
+        let text = "É1 Qu'est-ce ?\n问1 什么\n🙂2 smile\nE\u{301}2 decomposed\n";
+        let qs = seed(dir.path(), "u.txt", text).expect("load");
+        assert_eq!(
+            pairs(&qs),
+            [("Qu'est-ce ?", "什么"), ("smile", " decomposed")]
+        );
+        assert_eq!(drop_chars("ab", 3), "");
+        assert_eq!(drop_chars("abc", 3), "");
+        assert_eq!(drop_chars("ab🙂d", 3), "d");
+    }
+
+    #[test]
+    fn seed_bom_and_trailing_blank_lines_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let qs = seed(dir.path(), "bom.txt", "\u{feff}Q1 a?\nA1 b.\n\n \t\r\n\n").expect("load");
+        assert_eq!(pairs(&qs), [("a?", "b.")]);
+        for empty in ["", "\n", "  \n\n"] {
+            let err = seed(dir.path(), "empty.txt", empty).expect_err("no questions");
+            assert!(matches!(err, QaError::Empty { .. }), "{empty:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn seed_odd_number_of_lines_names_the_last_question() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = seed(dir.path(), "odd.txt", "Q1 a?\nA1 b.\nQ2 c?\n\n").expect_err("odd");
+        assert!(
+            matches!(err, QaError::MissingAnswer { line: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("odd.txt:3: "), "{err}");
+    }
+
+    #[test]
+    fn seed_empty_fields_and_inner_blank_lines_are_errors_with_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases = [
+            // (text, line, field)
+            ("Q1\nA1 b.\n", 1, "question"),
+            ("Q1 a?\nA1   \n", 2, "expected_answer"),
+            ("Q1 a?\nA1 b.\nQ2 c?\nA2\r\n", 4, "expected_answer"),
+            // a blank separator line counts: the notebook would pair ("", "c?"), ("d.", ...)
+            ("Q1 a?\nA1 b.\n\nQ2 c?\nA2 d.\n", 3, "question"),
+            ("Q1 a?\n\nQ2 c?\nA2 d.\n", 2, "expected_answer"),
+        ];
+        for (text, line, field) in cases {
+            let err = seed(dir.path(), "e.txt", text).expect_err(text);
+            assert!(
+                matches!(&err, QaError::SeedEmptyField { line: l, field: f, .. } if *l == line && *f == field),
+                "{text:?}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("e.txt:{line}: `{field}` is empty"))
+                    && msg.contains("rstrip()[3:]"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn seed_matches_the_python_reference() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qa");
+        let reference: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("seed_reference.json")).expect("reference"),
+        )
+        .expect("json");
+        let want: Vec<(&str, &str)> = reference["pairs"]
+            .as_array()
+            .expect("pairs")
+            .iter()
+            .map(|p| (p[0].as_str().expect("q"), p[1].as_str().expect("a")))
+            .collect();
+        let qs =
+            load_questions_as(&dir.join("seed_sample.txt"), Some(QaFormat::Seed)).expect("sample");
+        assert_eq!(pairs(&qs), want);
+        // the sample exercises what it claims to
+        let lines = reference["lines"].as_array().expect("lines");
+        assert_eq!(lines.len(), 2 * want.len() + 1, "ends with a blank line");
+        assert_eq!(lines.last().and_then(|l| l.as_str()), Some(""));
+        assert!(want.iter().any(|(q, _)| q.starts_with(' ')));
+        let sample = std::fs::read(dir.join("seed_sample.txt")).expect("sample bytes");
+        assert!(sample.windows(2).any(|w| w == b"\r\n"));
+        assert!(sample.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
+    }
+
+    #[test]
+    fn forced_format_overrides_the_extension() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // plain text in a .toml file
+        let path = write(dir.path(), "qa.toml", "Q1 a?\nA1 b.\n");
+        assert!(matches!(load_questions(&path), Err(QaError::Toml { .. })));
+        assert!(matches!(
+            load_questions_as(&path, None),
+            Err(QaError::Toml { .. })
+        ));
+        let plain = load_questions_as(&path, Some(QaFormat::Plain)).expect("plain");
+        assert_eq!(pairs(&plain), [("Q1 a?", "A1 b.")]);
+        let seed = load_questions_as(&path, Some(QaFormat::Seed)).expect("seed");
+        assert_eq!(pairs(&seed), [("a?", "b.")]);
+        // TOML in a .txt file
+        let path = write(dir.path(), "qa.txt", GOOD);
+        let qs = load_questions_as(&path, Some(QaFormat::Toml)).expect("toml");
+        assert_eq!(qs[0].id, "b01");
+        assert_eq!(
+            load_questions(&path).expect("plain")[0].question,
+            "[[question]]"
+        );
+        // BEIR qrels under another extension
+        let qrels_txt = dir.path().join("mini/qrels/test.txt");
+        let tsv = beir(
+            &dir.path().join("mini"),
+            QUERIES,
+            "query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+        );
+        std::fs::rename(&tsv, &qrels_txt).expect("rename");
+        let qs = load_questions_as(&qrels_txt, Some(QaFormat::Beir)).expect("beir");
+        assert_eq!(qs[0].question, "What is a Pool?");
+        assert_eq!(QaFormat::from_extension(&tsv), QaFormat::Beir);
+        assert_eq!(
+            QaFormat::from_extension(Path::new("a.TOML")),
+            QaFormat::Toml
+        );
+        assert_eq!(QaFormat::from_extension(&qrels_txt), QaFormat::Plain);
+        assert_eq!(QaFormat::from_extension(Path::new("qa")), QaFormat::Plain);
+    }
+
+    #[test]
+    fn qa_format_names_round_trip() {
+        for f in QaFormat::ALL {
+            assert_eq!(f.to_string().parse::<QaFormat>(), Ok(f));
+            assert_eq!(serde_json::to_string(&f).expect("ser"), format!("\"{f}\""));
+            let de: QaFormat = serde_json::from_str(&format!("\"{f}\"")).expect("de");
+            assert_eq!(de, f);
+        }
+        assert_eq!(" Seed ".parse::<QaFormat>(), Ok(QaFormat::Seed));
+        let names: Vec<String> = QaFormat::ALL.iter().map(|f| f.to_string()).collect();
+        assert_eq!(names, ["toml", "beir", "plain", "seed"]);
+        let err = "notebook".parse::<QaFormat>().expect_err("unknown");
+        assert_eq!(err, UnknownQaFormat("notebook".into()));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"notebook\"") && msg.contains("toml, beir, plain, seed"),
+            "{msg}"
+        );
+        #[derive(serde::Deserialize)]
+        struct Exp {
+            qa_format: QaFormat,
+        }
+        let exp: Exp = toml::from_str("qa_format = \"seed\"").expect("toml");
+        assert_eq!(exp.qa_format, QaFormat::Seed);
+        assert!(toml::from_str::<Exp>("qa_format = \"Seed\"").is_err());
     }
 
     /// A BEIR dataset directory with the given queries.jsonl and qrels/test.tsv; returns the

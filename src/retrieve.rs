@@ -1,11 +1,20 @@
-//! Retrieval strategies over a [`CorpusIndex`]: dense (cosine), MMR, BM25 and the weighted
-//! reciprocal-rank-fusion ensemble of BM25 and dense, with LangChain's semantics.
+//! Retrieval strategies over a [`CorpusIndex`]: dense (cosine), MMR, BM25, the weighted
+//! reciprocal-rank-fusion ensemble (of BM25 and dense, or of any list of retrievers, nested ones
+//! included) and the parent-document retriever, with LangChain's semantics.
 //!
-//! References (parity fixtures in `tests/fixtures/retrieve/`, made by `make_fixture.py` there):
+//! A retriever is a tree of [`RetrieverParams`]: an ensemble with `members` fuses the ranked
+//! lists of its members (each with its own `top_k`, `fetch_k`, ...), which may be ensembles
+//! again. The parent retriever searches small child chunks ([`ChildIndexes`]) and returns the
+//! cell's chunks they were cut from.
+//!
+//! References (parity fixtures in `tests/fixtures/retrieve/`, made by the scripts there):
 //! - MMR: `langchain_core.vectorstores.utils.maximal_marginal_relevance` (Carbonell & Goldstein,
 //!   "The use of MMR, diversity-based reranking", SIGIR 1998).
 //! - Fusion: `langchain_classic.retrievers.EnsembleRetriever.weighted_reciprocal_rank`
-//!   (Cormack, Clarke & Büttcher, "Reciprocal rank fusion", SIGIR 2009, with weights).
+//!   (Cormack, Clarke & Büttcher, "Reciprocal rank fusion", SIGIR 2009, with weights);
+//!   composed and nested ensembles: `make_composed_fixture.py`.
+//! - Parent documents: `langchain_classic.retrievers.ParentDocumentRetriever`
+//!   (`MultiVectorRetriever._get_relevant_documents`): `make_composed_fixture.py`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,8 +36,18 @@ pub enum RetrieveError {
     #[error("invalid retriever parameters: {0}")]
     InvalidParams(String),
     /// An unknown retriever name was parsed.
-    #[error("unknown retriever {0:?} (expected dense, mmr, bm25 or ensemble)")]
+    #[error("unknown retriever {0:?} (expected dense, mmr, bm25, ensemble or parent)")]
     UnknownKind(String),
+    /// A parent retriever's child index (for its child chunk size and overlap) was not given.
+    #[error(
+        "no child index for child chunks {chunk_size}/{chunk_overlap}: build it before retrieving"
+    )]
+    MissingChildIndex {
+        /// Child chunk size, characters.
+        chunk_size: usize,
+        /// Child chunk overlap, characters.
+        chunk_overlap: usize,
+    },
     /// An unknown `bm25` or `dense_index` name was parsed.
     #[error("unknown {what} {got:?} (expected {expected})")]
     UnknownVariant {
@@ -41,7 +60,8 @@ pub enum RetrieveError {
     },
 }
 
-/// Which retrieval strategy to run. Serialised lowercase: `dense`, `mmr`, `bm25`, `ensemble`.
+/// Which retrieval strategy to run. Serialised lowercase: `dense`, `mmr`, `bm25`, `ensemble`,
+/// `parent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RetrieverKind {
@@ -51,17 +71,22 @@ pub enum RetrieverKind {
     Mmr,
     /// Top-k by tantivy BM25.
     Bm25,
-    /// Weighted reciprocal rank fusion of the BM25 and dense top-k lists.
+    /// Weighted reciprocal rank fusion of the BM25 and dense top-k lists, or of the ranked lists
+    /// of its `members`.
     Ensemble,
+    /// LangChain's ParentDocumentRetriever: the `top_k` child chunks most cosine-similar to the
+    /// query, mapped to the chunks they were cut from, deduplicated in order of first hit.
+    Parent,
 }
 
 impl RetrieverKind {
     /// All kinds, in declaration order.
-    pub const ALL: [RetrieverKind; 4] = [
+    pub const ALL: [RetrieverKind; 5] = [
         RetrieverKind::Dense,
         RetrieverKind::Mmr,
         RetrieverKind::Bm25,
         RetrieverKind::Ensemble,
+        RetrieverKind::Parent,
     ];
 
     /// The lowercase name (same as serde and [`fmt::Display`]).
@@ -71,6 +96,7 @@ impl RetrieverKind {
             RetrieverKind::Mmr => "mmr",
             RetrieverKind::Bm25 => "bm25",
             RetrieverKind::Ensemble => "ensemble",
+            RetrieverKind::Parent => "parent",
         }
     }
 }
@@ -205,12 +231,14 @@ impl FromStr for DenseIndexKind {
     }
 }
 
-/// Parameters of one retriever.
+/// Parameters of one retriever (a tree: an ensemble's `members` are retrievers again).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RetrieverParams {
     /// The strategy.
     pub kind: RetrieverKind,
-    /// Chunks to return (per list for the ensemble, whose fused output has up to `2 * top_k`).
+    /// Chunks to return (per list for the two-list ensemble, whose fused output has up to
+    /// `2 * top_k`; unused by an ensemble with `members`; child chunks searched for `parent`, as
+    /// LangChain's `search_kwargs["k"]`, so it returns at most `top_k` parents).
     pub top_k: usize,
     /// MMR only: candidates fetched by cosine before MMR re-ranking. If `fetch_k < top_k`, MMR
     /// returns `fetch_k` chunks (as LangChain does).
@@ -225,6 +253,62 @@ pub struct RetrieverParams {
     /// Search method of the dense side.
     #[serde(default)]
     pub dense_index: DenseIndexKind,
+    /// Ensemble only: the retrievers to fuse with their weights (weights are not normalised, as
+    /// LangChain's). Empty: the two-list BM25 + dense ensemble of `ensemble_weight`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+    /// Parent only: how the cell's chunks (the parents) are cut into the child chunks that are
+    /// embedded and searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildSplit>,
+}
+
+/// One member of a composed ensemble.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// Weight of the member's ranked list in the fusion (>= 0).
+    pub weight: f32,
+    /// The member retriever.
+    pub params: RetrieverParams,
+}
+
+/// Child chunk sizes of a parent retriever, characters (LangChain's `child_splitter`, a
+/// `RecursiveCharacterTextSplitter` applied to each parent chunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ChildSplit {
+    /// Child chunk size, characters.
+    pub chunk_size: usize,
+    /// Child chunk overlap, characters.
+    pub chunk_overlap: usize,
+}
+
+/// The child indexes a parent retriever searches, one per [`ChildSplit`]: a [`CorpusIndex`]
+/// whose "pages" are the parent chunks, so child chunk `c` was cut from parent chunk
+/// `c.page - 1` (see [`crate::index::ExperimentIndexes::open_children`]).
+#[derive(Debug, Default)]
+pub struct ChildIndexes {
+    indexes: Vec<(ChildSplit, CorpusIndex)>,
+}
+
+impl ChildIndexes {
+    /// No child indexes (enough for every retriever but `parent`).
+    pub fn none() -> Self {
+        ChildIndexes::default()
+    }
+
+    /// Adds (or replaces) the child index of `split`.
+    pub fn insert(&mut self, split: ChildSplit, index: CorpusIndex) {
+        self.indexes.retain(|(s, _)| *s != split);
+        self.indexes.push((split, index));
+    }
+
+    /// The child index of `split`, if given.
+    pub fn get(&self, split: ChildSplit) -> Option<&CorpusIndex> {
+        self.indexes
+            .iter()
+            .find(|(s, _)| *s == split)
+            .map(|(_, i)| i)
+    }
 }
 
 impl Default for RetrieverParams {
@@ -239,13 +323,30 @@ impl Default for RetrieverParams {
             ensemble_weight: 0.5,
             bm25: Bm25Variant::Tantivy,
             dense_index: DenseIndexKind::Arroy,
+            members: Vec::new(),
+            child: None,
         }
     }
 }
 
 impl RetrieverParams {
-    /// Checks `top_k >= 1`, `lambda_mult` and `ensemble_weight` in `[0, 1]`, and `fetch_k >= 1`
-    /// for MMR. Errors: [`RetrieveError::InvalidParams`].
+    /// Every child split this retriever and its members search (each once, in first-use order).
+    pub fn child_splits(&self) -> Vec<ChildSplit> {
+        let mut out: Vec<ChildSplit> = self.child.into_iter().collect();
+        for m in &self.members {
+            for s in m.params.child_splits() {
+                if !out.contains(&s) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks `top_k >= 1`, `lambda_mult` and `ensemble_weight` in `[0, 1]`, `fetch_k >= 1`
+    /// for MMR, members only on ensembles with finite weights `>= 0` (and each member valid),
+    /// and a child split with `0 < chunk_overlap < chunk_size` (or overlap 0) exactly on parent
+    /// retrievers. Errors: [`RetrieveError::InvalidParams`].
     pub fn validate(&self) -> Result<(), RetrieveError> {
         let bad = |m: String| Err(RetrieveError::InvalidParams(m));
         if self.top_k == 0 {
@@ -262,6 +363,33 @@ impl RetrieverParams {
         }
         if self.kind == RetrieverKind::Mmr && self.fetch_k == 0 {
             return bad("fetch_k must be >= 1 for mmr".into());
+        }
+        if !self.members.is_empty() && self.kind != RetrieverKind::Ensemble {
+            return bad(format!("a {} retriever has no members", self.kind));
+        }
+        for m in &self.members {
+            if !(m.weight.is_finite() && m.weight >= 0.0) {
+                return bad(format!("member weight {} is not a number >= 0", m.weight));
+            }
+            m.params.validate()?;
+        }
+        match (self.kind, self.child) {
+            (RetrieverKind::Parent, None) => {
+                return bad("a parent retriever needs child_chunk_size".into())
+            }
+            (RetrieverKind::Parent, Some(c)) => {
+                if c.chunk_size == 0 {
+                    return bad("child_chunk_size must be >= 1".into());
+                }
+                if c.chunk_overlap >= c.chunk_size {
+                    return bad(format!(
+                        "child_chunk_overlap {} is not smaller than child_chunk_size {}",
+                        c.chunk_overlap, c.chunk_size
+                    ));
+                }
+            }
+            (kind, Some(_)) => return bad(format!("a {kind} retriever has no child chunks")),
+            (_, None) => {}
         }
         Ok(())
     }
@@ -285,20 +413,62 @@ pub struct Retrieved {
 /// - bm25: top `top_k` by BM25 (fewer if fewer chunks share a term with the query);
 /// - ensemble: [`weighted_reciprocal_rank_fusion`] of `[bm25 top_k, dense top_k]` with weights
 ///   `[r, 1 - r]` and `c = 60`, deduplicated by chunk text (see [`fuse_dedup_by_text`]), not
-///   truncated.
+///   truncated; with `members`, the same fusion of each member's full result list with the
+///   members' weights (a nested ensemble contributes its fused order);
+/// - parent: see [`retrieve_with_children`] (this function has no child index, so it errors).
 ///
-/// Errors: [`RetrieveError::InvalidParams`], [`RetrieveError::Index`] (e.g. wrong vector length).
+/// Errors: [`RetrieveError::InvalidParams`], [`RetrieveError::Index`] (e.g. wrong vector length),
+/// [`RetrieveError::MissingChildIndex`] for a parent retriever.
 pub fn retrieve(
     index: &CorpusIndex,
     query: &str,
     query_vec: &[f32],
     p: &RetrieverParams,
 ) -> Result<Vec<Retrieved>, RetrieveError> {
+    retrieve_with_children(index, &ChildIndexes::none(), query, query_vec, p)
+}
+
+/// [`retrieve`] with the child indexes parent retrievers search. A parent retriever takes the
+/// `top_k` child chunks most similar to `query_vec` (by `dense_index`; exact ties go to the lower
+/// child id, as FAISS's flat index) and returns their parent chunks (ids of `index`),
+/// deduplicated in order of first hit, each scored by its best child's cosine — LangChain's
+/// `ParentDocumentRetriever` with `search_type="similarity"`.
+///
+/// Errors: as [`retrieve`]; [`RetrieveError::MissingChildIndex`] when `children` lacks the
+/// parent retriever's split.
+pub fn retrieve_with_children(
+    index: &CorpusIndex,
+    children: &ChildIndexes,
+    query: &str,
+    query_vec: &[f32],
+    p: &RetrieverParams,
+) -> Result<Vec<Retrieved>, RetrieveError> {
     p.validate()?;
+    run(index, children, query, query_vec, p)
+}
+
+/// [`retrieve_with_children`] without validating again (members are validated with the root).
+fn run(
+    index: &CorpusIndex,
+    children: &ChildIndexes,
+    query: &str,
+    query_vec: &[f32],
+    p: &RetrieverParams,
+) -> Result<Vec<Retrieved>, RetrieveError> {
     let hits = match p.kind {
         RetrieverKind::Dense => to_retrieved(dense_search(index, query_vec, p.top_k, p)?),
         RetrieverKind::Bm25 => to_retrieved(bm25_search(index, query, p.top_k, p)?),
         RetrieverKind::Mmr => mmr_retrieve(index, query_vec, p)?,
+        RetrieverKind::Parent => parent_retrieve(index, children, query_vec, p)?,
+        RetrieverKind::Ensemble if !p.members.is_empty() => {
+            let mut lists = Vec::with_capacity(p.members.len());
+            for m in &p.members {
+                let hits = run(index, children, query, query_vec, &m.params)?;
+                lists.push(hits.into_iter().map(|h| h.chunk_id).collect());
+            }
+            let weights: Vec<f32> = p.members.iter().map(|m| m.weight).collect();
+            to_retrieved(fuse_dedup_by_text(index, &lists, &weights, RRF_C))
+        }
         RetrieverKind::Ensemble => {
             let bm25 = ids(bm25_search(index, query, p.top_k, p)?);
             let dense = ids(dense_search(index, query_vec, p.top_k, p)?);
@@ -355,6 +525,46 @@ fn mmr_retrieve(
             score: fetched[i].1,
         })
         .collect())
+}
+
+/// Top `top_k` children by the method `p.dense_index`, mapped to their parents in first-hit
+/// order.
+fn parent_retrieve(
+    index: &CorpusIndex,
+    children: &ChildIndexes,
+    query_vec: &[f32],
+    p: &RetrieverParams,
+) -> Result<Vec<Retrieved>, RetrieveError> {
+    let split = p.child.ok_or_else(|| {
+        RetrieveError::InvalidParams("a parent retriever needs child_chunk_size".into())
+    })?;
+    let child_index = children
+        .get(split)
+        .ok_or(RetrieveError::MissingChildIndex {
+            chunk_size: split.chunk_size,
+            chunk_overlap: split.chunk_overlap,
+        })?;
+    let hits = dense_search(child_index, query_vec, p.top_k, p)?;
+    let mut out: Vec<Retrieved> = Vec::new();
+    for (child, score) in hits {
+        let Some(parent) = child_index
+            .chunk(child)
+            .and_then(|c| c.page.checked_sub(1))
+            .filter(|&id| (id as usize) < index.len())
+        else {
+            return Err(RetrieveError::Index(IndexError::Corrupt {
+                path: child_index.dir().to_path_buf(),
+                reason: format!("child chunk {child} names no parent chunk of the index"),
+            }));
+        };
+        if !out.iter().any(|r| r.chunk_id == parent) {
+            out.push(Retrieved {
+                chunk_id: parent,
+                score,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn to_retrieved(hits: Vec<(u32, f32)>) -> Vec<Retrieved> {

@@ -1030,6 +1030,10 @@ fn legacy_cell(id: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Cell> {
         lambda_mult: r.get(10)?,
         bm25: parse(r.get(11)?),
         dense_index: parse(r.get(12)?),
+        name: None,
+        members: None,
+        child_chunk_size: None,
+        child_chunk_overlap: None,
     };
     let model = (model != RETRIEVAL_ONLY).then(|| ModelSpec {
         name: model,

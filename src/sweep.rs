@@ -359,6 +359,36 @@ fn sweep_cells(
                 r.chunk_size, r.chunk_overlap, info.n_chunks, info.build_seconds
             ));
         }
+        let mut child_error = None;
+        for split in r.child_splits() {
+            match indexes.prepare_children(r.chunk_size, r.chunk_overlap, split) {
+                Ok(child) if !child.cache_hit => progress.line(&format!(
+                    "  built child index {}/{} of chunk {}/{}: {} child chunks in {:.1} s",
+                    split.chunk_size,
+                    split.chunk_overlap,
+                    r.chunk_size,
+                    r.chunk_overlap,
+                    child.n_chunks,
+                    child.build_seconds
+                )),
+                Ok(_) => {}
+                Err(e) => {
+                    child_error = Some(format!(
+                        "child index {}/{} of chunk {}/{}: {e}",
+                        split.chunk_size, split.chunk_overlap, r.chunk_size, r.chunk_overlap
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(msg) = child_error {
+            progress.line(&format!("  cell failed: {msg}"));
+            store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?;
+            summary.failed_cells += 1;
+            summary.failures.push((label.clone(), msg));
+            progress.end_cell();
+            continue;
+        }
         if evidence_checked.insert((r.chunk_size, r.chunk_overlap)) {
             warn_unjudged(&mut indexes, r, questions);
         }

@@ -32,7 +32,7 @@ use crate::embed::{EmbedError, Embedder};
 use crate::generate::{GenerateError, Generation, Generator};
 use crate::index::CorpusIndex;
 use crate::qa::Question;
-use crate::retrieve::{retrieve, Retrieved};
+use crate::retrieve::{retrieve_with_children, ChildIndexes, Retrieved};
 use crate::score::retrieval::JudgeCorpus;
 use crate::store::NewAnswer;
 
@@ -147,6 +147,7 @@ pub struct CellRunner {
     embedder: Box<dyn TextEmbedder>,
     generator: Option<Box<dyn AnswerGenerator>>,
     expected_vecs: HashMap<String, Vec<f32>>,
+    children: ChildIndexes,
 }
 
 /// One question answered by [`CellRunner::run`]: what was retrieved and what was generated.
@@ -191,18 +192,26 @@ impl CellRunner {
         with_llm: bool,
     ) -> Result<CellRunner, WorkerError> {
         let index = crate::index::open(index_dir)?;
+        let children = crate::index::catalog::open_children_of(
+            index_dir,
+            &cell.embedder_fingerprint,
+            &cell.retrieval.child_splits(),
+        )?;
         let embedder = Embedder::load(&cell.embedding_model)?;
         let generator: Option<Box<dyn AnswerGenerator>> = match &cell.model {
             Some(m) if with_llm => Some(Box::new(Generator::load(&m.gguf, m.resolved_params())?)),
             _ => None,
         };
-        Ok(Self::with_parts(
-            cell,
-            index,
-            judge,
-            Box::new(embedder),
-            generator,
-        ))
+        Ok(
+            Self::with_parts(cell, index, judge, Box::new(embedder), generator)
+                .with_children(children),
+        )
+    }
+
+    /// This runner with the child indexes its parent retrievers search.
+    pub fn with_children(mut self, children: ChildIndexes) -> CellRunner {
+        self.children = children;
+        self
     }
 
     /// A runner over already loaded parts (tests use fakes for `embedder` and `generator`).
@@ -223,6 +232,7 @@ impl CellRunner {
             embedder,
             generator,
             expected_vecs: HashMap::new(),
+            children: ChildIndexes::none(),
         }
     }
 
@@ -257,7 +267,8 @@ impl CellRunner {
             .next()
             .unwrap_or_default();
         let params = self.cell.retrieval.params();
-        let hits = retrieve(&self.index, question, &qv, &params).map_err(|e| e.to_string())?;
+        let hits = retrieve_with_children(&self.index, &self.children, question, &qv, &params)
+            .map_err(|e| e.to_string())?;
         let retrieval_s = t.elapsed().as_secs_f64();
         let generation = match (self.generator.as_mut(), &self.cell.model) {
             (Some(g), Some(m)) => {
@@ -597,6 +608,10 @@ pub(crate) mod tests {
                 ensemble_weight: Some(0.5),
                 bm25: Some(Bm25Variant::Okapi),
                 dense_index: Some(DenseIndexKind::Exact),
+                name: None,
+                members: None,
+                child_chunk_size: None,
+                child_chunk_overlap: None,
             }
             .collapsed(),
             corpus: vec![],

@@ -5,6 +5,11 @@
 //! model (loaded lazily), the corpus fingerprint (hash of the corpus files) and the extracted pages
 //! (read at most once, only if some index must be built). The sweep uses it to prepare each cell's
 //! index; `orchestrate retrieve` and `orchestrate rescore` use it to open the same indexes.
+//!
+//! Parent retrievers ([`crate::retrieve::RetrieverKind::Parent`]) also need a child index: the
+//! chunks of one index cut again into smaller child chunks ([`ExperimentIndexes::open_children`]).
+//! It is an ordinary cached [`CorpusIndex`] whose "pages" are the parent chunks (page number =
+//! parent chunk id + 1), keyed by the parent index's digest and the child sizes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +18,10 @@ use std::path::{Path, PathBuf};
 use super::{BuildInfo, CorpusIndex, IndexKey};
 use crate::corpus::{CorpusError, Page};
 use crate::embed::{EmbedError, Embedder};
+use crate::retrieve::ChildSplit;
+
+/// Source name of the "pages" of a child index (the parent chunks).
+pub const PARENT_SOURCE: &str = "parent";
 
 /// Errors from opening or building an experiment's index.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +37,45 @@ pub enum CatalogError {
     Index(#[from] super::IndexError),
 }
 
+/// The cache key of the child index of `split` over the index whose digest (directory name) is
+/// `parent_digest`.
+pub fn children_key(
+    parent_digest: &str,
+    split: ChildSplit,
+    embedder_fingerprint: &str,
+) -> IndexKey {
+    IndexKey {
+        corpus_fingerprint: format!("{PARENT_SOURCE}s:{parent_digest}"),
+        chunk_size: split.chunk_size,
+        chunk_overlap: split.chunk_overlap,
+        embedder_fingerprint: embedder_fingerprint.to_string(),
+    }
+}
+
+/// Opens (read-only, never builds) the child indexes of `splits` over the index in
+/// `parent_dir` (`<store>/indexes/<digest>`), as [`ExperimentIndexes::open_children`] built them
+/// next to it. For the worker, which gets only the parent's directory.
+///
+/// Errors: [`super::IndexError::Io`] naming the missing directory when a child index was not
+/// built, and the errors of [`super::open`].
+pub fn open_children_of(
+    parent_dir: &Path,
+    embedder_fingerprint: &str,
+    splits: &[ChildSplit],
+) -> Result<crate::retrieve::ChildIndexes, super::IndexError> {
+    let mut out = crate::retrieve::ChildIndexes::none();
+    let digest = parent_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let indexes = parent_dir.parent().unwrap_or(Path::new("."));
+    for &split in splits {
+        let dir = indexes.join(children_key(&digest, split, embedder_fingerprint).digest());
+        out.insert(split, super::open(&dir)?);
+    }
+    Ok(out)
+}
+
 /// Opens or builds the indexes of one corpus and embedding model under `<store_dir>/indexes/`
 /// (see [`super::cache`]), remembering what it already prepared.
 pub struct ExperimentIndexes<'a> {
@@ -39,6 +87,7 @@ pub struct ExperimentIndexes<'a> {
     corpus_fingerprint: Option<String>,
     pages: RefCell<Option<Vec<Page>>>,
     seen: HashMap<(usize, usize), BuildInfo>,
+    seen_children: HashMap<(usize, usize, ChildSplit), BuildInfo>,
 }
 
 impl<'a> ExperimentIndexes<'a> {
@@ -55,6 +104,7 @@ impl<'a> ExperimentIndexes<'a> {
             corpus_fingerprint: None,
             pages: RefCell::new(None),
             seen: HashMap::new(),
+            seen_children: HashMap::new(),
         }
     }
 
@@ -179,5 +229,95 @@ impl<'a> ExperimentIndexes<'a> {
             });
         }
         self.open(chunk_size, chunk_overlap).map(|(_, info)| info)
+    }
+
+    /// The cache key of the child index of the index for `chunk_size` / `chunk_overlap`: the
+    /// parent index's digest stands for the corpus, the child sizes for the splitter.
+    pub fn children_key(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+        split: ChildSplit,
+    ) -> Result<IndexKey, CatalogError> {
+        let parent = self.key(chunk_size, chunk_overlap)?;
+        Ok(children_key(
+            &parent.digest(),
+            split,
+            &parent.embedder_fingerprint,
+        ))
+    }
+
+    /// Opens the child index of `split` over the chunks of the index for `chunk_size` /
+    /// `chunk_overlap` (building both if they are not cached): every parent chunk is split with
+    /// `RecursiveCharacterTextSplitter(split.chunk_size, split.chunk_overlap)` on its own, as
+    /// LangChain's `ParentDocumentRetriever` splits each parent document, and the children are
+    /// embedded. Child chunk `c` comes from parent chunk `c.page - 1`. Errors: [`CatalogError`].
+    pub fn open_children(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+        split: ChildSplit,
+    ) -> Result<(CorpusIndex, BuildInfo), CatalogError> {
+        let key = self.children_key(chunk_size, chunk_overlap, split)?;
+        let parent_dir = self.prepare(chunk_size, chunk_overlap)?.dir;
+        let embedder = match self.embedder.take() {
+            Some(e) => e,
+            None => Embedder::load(self.embedding_model)?,
+        };
+        let embedder: &Embedder = self.embedder.insert(embedder);
+        let (index, info) = super::open_or_build(
+            self.store_dir,
+            &key,
+            || -> Result<Vec<Page>, super::IndexError> {
+                Ok(super::cache::read_index_chunks(&parent_dir)?
+                    .into_iter()
+                    .map(|c| Page {
+                        source: PARENT_SOURCE.to_string(),
+                        number: c.id + 1,
+                        text: c.text,
+                    })
+                    .collect())
+            },
+            embedder,
+        )?;
+        self.seen_children
+            .insert((chunk_size, chunk_overlap, split), info.clone());
+        Ok((index, info))
+    }
+
+    /// Like [`Self::open_children`] but returns only the build information, opening each child
+    /// index once (later calls answer from memory with `cache_hit = true`, `build_seconds = 0`).
+    pub fn prepare_children(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+        split: ChildSplit,
+    ) -> Result<BuildInfo, CatalogError> {
+        if let Some(info) = self.seen_children.get(&(chunk_size, chunk_overlap, split)) {
+            return Ok(BuildInfo {
+                cache_hit: true,
+                build_seconds: 0.0,
+                ..info.clone()
+            });
+        }
+        self.open_children(chunk_size, chunk_overlap, split)
+            .map(|(_, info)| info)
+    }
+
+    /// [`Self::prepare`] of the index for `chunk_size` / `chunk_overlap`, then
+    /// [`Self::prepare_children`] of each of `splits` (what a cell with parent retrievers needs
+    /// before [`open_children_of`] can open its child indexes). Returns the parent index's
+    /// information. Errors: [`CatalogError`].
+    pub fn prepare_with_children(
+        &mut self,
+        chunk_size: usize,
+        chunk_overlap: usize,
+        splits: &[ChildSplit],
+    ) -> Result<BuildInfo, CatalogError> {
+        let info = self.prepare(chunk_size, chunk_overlap)?;
+        for &split in splits {
+            self.prepare_children(chunk_size, chunk_overlap, split)?;
+        }
+        Ok(info)
     }
 }

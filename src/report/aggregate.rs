@@ -651,6 +651,10 @@ pub(crate) mod tests {
                     bm25: matches!(kind, RetrieverKind::Bm25 | RetrieverKind::Ensemble)
                         .then_some(Bm25Variant::Tantivy),
                     dense_index: (kind != RetrieverKind::Bm25).then_some(DenseIndexKind::Arroy),
+                    name: None,
+                    members: None,
+                    child_chunk_size: None,
+                    child_chunk_overlap: None,
                 },
             },
             index_dir: None,
