@@ -332,6 +332,11 @@ pub struct ModelSpec {
     /// `threads` as the user set it; `None` means "all cores of the machine the cell runs on"
     /// and keeps the thread count out of the cell id, so ids do not differ between machines.
     pub threads: Option<i32>,
+    /// The name of the experiment's `[prompt]` entry this model's prompt comes from (`None` for
+    /// a template or `chat` given inline). When a model lists several prompts, each variant is a
+    /// model of its own named `NAME/PROMPT`. A label only: the template itself is in `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_name: Option<String>,
 }
 
 impl ModelSpec {
@@ -657,6 +662,7 @@ mod tests {
                 ..GenParams::default()
             },
             threads: None,
+            prompt_name: None,
         }
     }
 

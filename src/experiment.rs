@@ -104,6 +104,8 @@ struct RawExperiment {
     models: Vec<RawModel>,
     #[serde(default, rename = "retriever")]
     retrievers: BTreeMap<String, Spanned<RawRetriever>>,
+    #[serde(default, rename = "prompt")]
+    prompts: BTreeMap<String, Spanned<String>>,
     grid: RawGrid,
 }
 
@@ -168,7 +170,7 @@ struct RawModel {
     name: Spanned<String>,
     gguf: Spanned<String>,
     #[serde(default)]
-    prompt: Option<Spanned<String>>,
+    prompt: Option<Spanned<OneOrMany>>,
     n_ctx: Option<u32>,
     sampler: Option<Spanned<String>>,
     temperature: Option<f32>,
@@ -613,7 +615,7 @@ impl Validator<'_> {
                 );
             }
         }
-        let models = self.models(raw.models, raw.generate)?;
+        let models = self.models(raw.models, &raw.prompts, raw.generate)?;
         let settings = self.grid(&raw.grid, &raw.retrievers)?;
         let mut cells: Vec<Cell> = Vec::new();
         let model_list: Vec<Option<&ModelSpec>> = if raw.generate {
@@ -669,9 +671,78 @@ impl Validator<'_> {
         })
     }
 
+    /// The prompt variants of a model's `prompt` setting: one template or `chat` (no variant
+    /// name unless it names a `[prompt]` entry), or a list of `[prompt]` names and `chat`, each a
+    /// variant. Errors name `field`.
+    fn prompt_variants(
+        &self,
+        raw: Option<&Spanned<OneOrMany>>,
+        prompts: &BTreeMap<String, Spanned<String>>,
+        field: &str,
+    ) -> Result<Vec<(Option<String>, Option<PromptStyle>)>, ExperimentError> {
+        let Some(raw) = raw else {
+            return Ok(vec![(None, None)]);
+        };
+        let style = |text: &str, span: std::ops::Range<usize>, f: &str| {
+            if text == "chat" {
+                return Ok(PromptStyle::Chat);
+            }
+            if !text.contains("{context}") || !text.contains("{question}") {
+                return self.err(
+                    span,
+                    f,
+                    "a prompt template must contain {context} and {question} (or use prompt = \"chat\")".into(),
+                );
+            }
+            Ok(PromptStyle::Template(text.to_string()))
+        };
+        let named = |n: &str| -> Result<PromptStyle, ExperimentError> {
+            match prompts.get(n) {
+                Some(t) => style(t.get_ref(), t.span(), &format!("prompt.{n}")),
+                None => style(n, raw.span(), field),
+            }
+        };
+        match raw.get_ref() {
+            OneOrMany::One(p) if p == "chat" || !prompts.contains_key(p) => {
+                Ok(vec![(None, Some(style(p, raw.span(), field)?))])
+            }
+            OneOrMany::One(p) => Ok(vec![(Some(p.clone()), Some(named(p)?))]),
+            OneOrMany::Many(list) => {
+                if list.is_empty() {
+                    return self.err(raw.span(), field, "list at least one prompt".into());
+                }
+                let mut out: Vec<(Option<String>, Option<PromptStyle>)> = Vec::new();
+                for p in list {
+                    if p != "chat" && !prompts.contains_key(p) {
+                        let defined: Vec<&str> = prompts.keys().map(String::as_str).collect();
+                        return self.err(
+                            raw.span(),
+                            field,
+                            format!(
+                                "`{p}` is neither `chat` nor a [prompt] entry ({}): a list names \
+                                 prompt templates defined in the [prompt] table",
+                                if defined.is_empty() {
+                                    "none defined".to_string()
+                                } else {
+                                    defined.join(", ")
+                                }
+                            ),
+                        );
+                    }
+                    if out.iter().any(|(n, _)| n.as_deref() == Some(p)) {
+                        return self.err(raw.span(), field, format!("`{p}` is listed twice"));
+                    }
+                    out.push((Some(p.clone()), Some(named(p)?)));
+                }
+                Ok(out)
+            }
+        }
+    }
+
     fn models(
         &self,
         raw: Vec<RawModel>,
+        prompts: &BTreeMap<String, Spanned<String>>,
         generate: bool,
     ) -> Result<Vec<ModelSpec>, ExperimentError> {
         if raw.is_empty() && generate {
@@ -703,21 +774,8 @@ impl Validator<'_> {
             } else {
                 self.resolve(m.gguf.get_ref())
             };
+            let variants = self.prompt_variants(m.prompt.as_ref(), prompts, &field("prompt"))?;
             let mut params = GenParams::default();
-            if let Some(p) = &m.prompt {
-                params.prompt = if p.get_ref() == "chat" {
-                    PromptStyle::Chat
-                } else {
-                    if !p.get_ref().contains("{context}") || !p.get_ref().contains("{question}") {
-                        return self.err(
-                            p.span(),
-                            &field("prompt"),
-                            "a prompt template must contain {context} and {question} (or use prompt = \"chat\")".into(),
-                        );
-                    }
-                    PromptStyle::Template(p.get_ref().clone())
-                };
-            }
             if let Some(v) = m.n_ctx {
                 params.n_ctx = v;
             }
@@ -790,13 +848,35 @@ impl Validator<'_> {
             } else {
                 String::new()
             };
-            out.push(ModelSpec {
-                name,
-                gguf,
-                gguf_sha256,
-                params,
-                threads,
-            });
+            let several = variants.len() > 1;
+            for (prompt_name, style) in variants {
+                let mut params = params.clone();
+                if let Some(style) = style {
+                    params.prompt = style;
+                }
+                let name = match (&prompt_name, several) {
+                    (Some(p), true) => {
+                        let full = format!("{name}/{p}");
+                        if !names.insert(full.clone()) {
+                            return self.err(
+                                m.name.span(),
+                                &field("name"),
+                                format!("model names must be unique (`{full}`)"),
+                            );
+                        }
+                        full
+                    }
+                    _ => name.clone(),
+                };
+                out.push(ModelSpec {
+                    name,
+                    gguf: gguf.clone(),
+                    gguf_sha256: gguf_sha256.clone(),
+                    params,
+                    threads,
+                    prompt_name,
+                });
+            }
         }
         Ok(out)
     }
@@ -1640,5 +1720,206 @@ prompt = "C: {context} Q: {question} A:"
         assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
         assert_eq!(line_col("ab\ncé\nx", 3), (2, 1));
         assert_eq!(line_col("ab", 1), (1, 2));
+    }
+
+    const SEED: &str = r#"
+[retriever.bm25]
+kind = "bm25"
+bm25 = "okapi"
+top_k = 5
+
+[retriever.mmr]
+kind = "mmr"
+top_k = 4
+fetch_k = 3
+
+[retriever.seed]
+kind = "ensemble"
+members = ["bm25", "mmr"]
+weights = [0.3, 0.7]
+
+[retriever.swept]
+kind = "ensemble"
+members = ["bm25", "dense"]
+
+[retriever.parent]
+kind = "parent"
+child_chunk_size = 200
+
+[retriever.nested]
+kind = "ensemble"
+members = ["seed", "parent", "dense"]
+"#;
+
+    fn retrieval_only(extra: &str, grid: &str) -> String {
+        let base = BASE.replacen(
+            "embedding_model = \"embed\"\n",
+            "embedding_model = \"embed\"\ngenerate = false\n",
+            1,
+        );
+        format!("{base}\n{extra}\n[grid]\nchunk_size = [500]\nchunk_overlap = [100]\n{grid}\n")
+    }
+
+    #[test]
+    fn retriever_definitions_compose_and_axes_fill_unset_settings() {
+        let d = fixture_dir();
+        let text = retrieval_only(
+            SEED,
+            "retriever = [\"seed\", \"swept\", \"parent\", \"nested\", \"dense\"]\nensemble_weight = [0.3, 0.5]\ntop_k = [4, 6]\n",
+        );
+        let exp = parse(d.path(), &text).unwrap();
+        let named = |n: &str| -> Vec<&Retrieval> {
+            exp.cells
+                .iter()
+                .map(|c| &c.retrieval)
+                .filter(|r| r.name.as_deref() == Some(n))
+                .collect()
+        };
+        // the seed ensemble fixes everything: one cell, exactly LangChain's seed retriever
+        let seed = named("seed");
+        assert_eq!(seed.len(), 1);
+        let p = seed[0].params();
+        assert_eq!(p.kind, RetrieverKind::Ensemble);
+        let w: Vec<f32> = p.members.iter().map(|m| m.weight).collect();
+        assert_eq!(w, vec![0.3, 0.7]);
+        let (bm25, mmr) = (&p.members[0].params, &p.members[1].params);
+        assert_eq!(
+            (bm25.kind, bm25.top_k, bm25.bm25),
+            (RetrieverKind::Bm25, 5, Bm25Variant::Okapi)
+        );
+        assert_eq!(
+            (mmr.kind, mmr.top_k, mmr.fetch_k),
+            (RetrieverKind::Mmr, 4, 3)
+        );
+        assert_eq!(
+            seed[0].members.as_ref().unwrap()[0].retrieval.chunk_size,
+            500
+        );
+        // two members without weights: the ensemble_weight axis sweeps them; the built-in dense
+        // member takes the top_k axis
+        let swept = named("swept");
+        assert_eq!(swept.len(), 4, "2 weights x 2 dense top_k");
+        let mut weights: Vec<(f64, f64)> = swept
+            .iter()
+            .map(|r| {
+                let m = r.members.as_ref().unwrap();
+                (m[0].weight, m[1].weight)
+            })
+            .collect();
+        weights.dedup();
+        assert!(
+            weights.contains(&(0.3, 0.7)) && weights.contains(&(0.5, 0.5)),
+            "{weights:?}"
+        );
+        // the parent retriever: child split set, top_k from the axis
+        let parent = named("parent");
+        assert_eq!(parent.len(), 2);
+        assert_eq!(
+            parent[0].child_splits(),
+            vec![crate::retrieve::ChildSplit {
+                chunk_size: 200,
+                chunk_overlap: 0
+            }]
+        );
+        // three members without weights: LangChain's equal weights
+        let nested = named("nested");
+        assert!(!nested.is_empty());
+        for r in &nested {
+            let m = r.members.as_ref().unwrap();
+            assert!(m.iter().all(|m| (m.weight - 1.0 / 3.0).abs() < 1e-12));
+            assert_eq!(m[0].retrieval.name.as_deref(), Some("seed"));
+            assert!(r.uses_lexical());
+            assert_eq!(r.child_splits().len(), 1);
+        }
+        // renaming a definition keeps its cells
+        let renamed = parse(d.path(), &text.replace("seed", "notebook")).unwrap();
+        let ids =
+            |e: &Experiment| -> BTreeSet<String> { e.cells.iter().map(|c| c.id.clone()).collect() };
+        assert_eq!(ids(&exp), ids(&renamed));
+        // the label names the definition
+        let c = exp
+            .cells
+            .iter()
+            .find(|c| c.retrieval.name.as_deref() == Some("seed"))
+            .unwrap();
+        assert!(c.to_string().contains("seed: ensemble"), "{c}");
+    }
+
+    #[test]
+    fn bad_retriever_definitions_are_errors_naming_the_field() {
+        let d = fixture_dir();
+        let cases = [
+            ("[retriever.x]\nkind = \"faiss\"\n", "x", "retriever.x.kind", "unknown kind"),
+            ("[retriever.x]\nkind = \"dense\"\nfetch_k = 3\n", "x", "retriever.x.fetch_k", "does not use"),
+            ("[retriever.x]\nkind = \"ensemble\"\nmembers = [\"bm25\", \"nope\"]\n", "x", "retriever.x.members", "unknown retriever `nope`"),
+            ("[retriever.x]\nkind = \"ensemble\"\nmembers = [\"bm25\", \"x\"]\n", "x", "retriever.x.members", "contains itself"),
+            ("[retriever.x]\nkind = \"ensemble\"\nmembers = [\"bm25\", \"dense\"]\nweights = [1.0]\n", "x", "retriever.x.weights", "one weight per member"),
+            ("[retriever.x]\nkind = \"ensemble\"\nmembers = [\"bm25\", \"dense\"]\nweights = [-1.0, 1.0]\n", "x", "retriever.x.weights", ">= 0"),
+            ("[retriever.x]\nkind = \"parent\"\n", "x", "retriever.x.child_chunk_size", "needs child_chunk_size"),
+            ("[retriever.x]\nkind = \"parent\"\nchild_chunk_size = 100\nchild_chunk_overlap = 100\n", "x", "retriever.x.child_chunk_overlap", "not smaller"),
+            ("[retriever.x]\nkind = \"bm25\"\nbm25 = \"lucene\"\n", "x", "retriever.x.bm25", "lucene"),
+            ("[retriever.x]\nkind = \"bm25\"\ntop_k = 0\n", "x", "retriever.x.top_k", ">= 1"),
+            ("", "undefined", "grid.retriever", "unknown retriever `undefined`"),
+        ];
+        for (defs, grid_name, field, want) in cases {
+            let text = retrieval_only(defs, &format!("retriever = [\"{grid_name}\"]\n"));
+            let err = parse(d.path(), &text).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(want), "{defs}: {err}");
+        }
+        // an unknown key in a definition is a TOML error with its line
+        let text = retrieval_only(
+            "[retriever.x]\nkind = \"bm25\"\nk = 5\n",
+            "retriever = [\"x\"]\n",
+        );
+        let err = parse(d.path(), &text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `k`"), "{err}");
+    }
+
+    #[test]
+    fn prompt_variants_are_models_of_their_own() {
+        let d = fixture_dir();
+        let prompts = "\n[prompt]\nstock = \"Use the context.\\n\\n{context}\\n\\nQuestion: {question}\\nHelpful Answer:\"\nterse = \"{context}\\nQ: {question}\\nA:\"\n";
+        let text = BASE.replace(
+            "name = \"a\"\ngguf = \"m.gguf\"\n",
+            "name = \"a\"\ngguf = \"m.gguf\"\nprompt = [\"stock\", \"chat\", \"terse\"]\n",
+        );
+        let grid = "[grid]\nchunk_size = [100]\nretriever = [\"bm25\"]\n";
+        let exp = parse(d.path(), &format!("{text}{prompts}{grid}")).unwrap();
+        let names: Vec<&str> = exp.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["a/stock", "a/chat", "a/terse", "b"]);
+        assert_eq!(exp.models[1].params.prompt, PromptStyle::Chat);
+        assert!(
+            matches!(&exp.models[0].params.prompt, PromptStyle::Template(t) if t.ends_with("Helpful Answer:"))
+        );
+        assert_eq!(exp.models[2].prompt_name.as_deref(), Some("terse"));
+        let ids: BTreeSet<&str> = exp.cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 4, "each prompt is a cell of its own");
+        // a single named prompt keeps the model's name
+        let one = BASE.replace(
+            "prompt = \"C: {context} Q: {question} A:\"",
+            "prompt = \"terse\"",
+        );
+        let exp = parse(d.path(), &format!("{one}{prompts}{grid}")).unwrap();
+        assert_eq!(exp.models[1].name, "b");
+        assert_eq!(exp.models[1].prompt_name.as_deref(), Some("terse"));
+        // errors
+        let bad = text.replace("\"terse\"]", "\"missing\"]");
+        let err = parse(d.path(), &format!("{bad}{prompts}{grid}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model[0].prompt") && err.contains("`missing`"),
+            "{err}"
+        );
+        let err = parse(
+            d.path(),
+            &format!("{text}\n[prompt]\nstock = \"no placeholders\"\nterse = \"x\"\n{grid}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("prompt.stock") && err.contains("{context}"),
+            "{err}"
+        );
     }
 }

@@ -1041,6 +1041,7 @@ fn legacy_cell(id: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Cell> {
         gguf_sha256: String::new(),
         params: crate::generate::GenParams::default(),
         threads: None,
+        prompt_name: None,
     });
     Ok(Cell {
         id,

@@ -597,6 +597,7 @@ pub(crate) mod tests {
                     ..GenParams::default()
                 },
                 threads: None,
+                prompt_name: None,
             }),
             retrieval: Retrieval {
                 chunk_size: 100,
