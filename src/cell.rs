@@ -217,9 +217,11 @@ impl Retrieval {
 
     /// `NAME: ` for a named definition, else nothing.
     fn name_prefix(&self) -> String {
-        self.name
-            .as_ref()
-            .map_or_else(String::new, |n| format!("{n}: "))
+        // `mmr: mmr ...` says nothing the kind does not
+        match &self.name {
+            Some(n) if n != self.retriever.as_str() => format!("{n}: "),
+            _ => String::new(),
+        }
     }
 
     /// ` k=N`, except for a composed ensemble (its members carry their own `k`).

@@ -769,7 +769,7 @@ impl Validator<'_> {
                 self.existing(
                     &m.gguf,
                     &field("gguf"),
-                    "run `orchestrate models fetch` for the default models, or give the path of your GGUF file",
+                    &fetch_hint(&self.resolve(m.gguf.get_ref())),
                 )?
             } else {
                 self.resolve(m.gguf.get_ref())
@@ -1307,6 +1307,24 @@ impl Validator<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// How to get a missing GGUF: the `orchestrate models fetch NAME` of its entry in the
+/// `manifest.toml` next to it (models/ of a checkout) when it has one — on-demand models are
+/// fetched only by name — else the general advice.
+fn fetch_hint(gguf: &Path) -> String {
+    let entry = gguf.parent().zip(gguf.file_name()).and_then(|(dir, file)| {
+        let manifest = crate::models::Manifest::load(&dir.join("manifest.toml")).ok()?;
+        manifest
+            .by_file(&file.to_string_lossy())
+            .map(|e| e.name.clone())
+    });
+    match entry {
+        Some(name) => format!("run `orchestrate models fetch {name}` to fetch it"),
+        None => "run `orchestrate models fetch` for the default models, or give the path of your \
+                 GGUF file"
+            .to_string(),
     }
 }
 
