@@ -127,6 +127,10 @@ struct RawRetriever {
     child_chunk_overlap: Option<Overlap>,
 }
 
+/// One prompt variant of a model: its `[prompt]` name (if any) and the prompt (`None`: the
+/// default).
+type PromptVariant = (Option<String>, Option<PromptStyle>);
+
 /// The grid's axis values, validated: they fill every setting a retriever (built-in or defined)
 /// leaves unset.
 struct Axes {
@@ -679,7 +683,7 @@ impl Validator<'_> {
         raw: Option<&Spanned<OneOrMany>>,
         prompts: &BTreeMap<String, Spanned<String>>,
         field: &str,
-    ) -> Result<Vec<(Option<String>, Option<PromptStyle>)>, ExperimentError> {
+    ) -> Result<Vec<PromptVariant>, ExperimentError> {
         let Some(raw) = raw else {
             return Ok(vec![(None, None)]);
         };
@@ -711,7 +715,7 @@ impl Validator<'_> {
                 if list.is_empty() {
                     return self.err(raw.span(), field, "list at least one prompt".into());
                 }
-                let mut out: Vec<(Option<String>, Option<PromptStyle>)> = Vec::new();
+                let mut out: Vec<PromptVariant> = Vec::new();
                 for p in list {
                     if p != "chat" && !prompts.contains_key(p) {
                         let defined: Vec<&str> = prompts.keys().map(String::as_str).collect();
