@@ -1057,6 +1057,16 @@ impl Validator<'_> {
     ) -> Result<Vec<Retrieval>, ExperimentError> {
         let Some(def) = defs.get(name) else {
             return match name.parse::<RetrieverKind>() {
+                Ok(RetrieverKind::Parent) => self.err(
+                    0..0,
+                    stack
+                        .last()
+                        .map_or("grid.retriever".to_string(), |s| format!("retriever.{s}.members"))
+                        .as_str(),
+                    "a parent retriever needs its child chunk size: define it, e.g. \
+                     [retriever.parent] with kind = \"parent\" and child_chunk_size = 200"
+                        .into(),
+                ),
                 Ok(kind) => Ok(builtin(kind, &Fixed::default(), axes)),
                 Err(_) => self.err(
                     0..0,
@@ -1882,6 +1892,8 @@ members = ["seed", "parent", "dense"]
             ("[retriever.x]\nkind = \"bm25\"\nbm25 = \"lucene\"\n", "x", "retriever.x.bm25", "lucene"),
             ("[retriever.x]\nkind = \"bm25\"\ntop_k = 0\n", "x", "retriever.x.top_k", ">= 1"),
             ("", "undefined", "grid.retriever", "unknown retriever `undefined`"),
+            ("", "parent", "grid.retriever", "child_chunk_size"),
+            ("[retriever.x]\nkind = \"ensemble\"\nmembers = [\"bm25\", \"parent\"]\n", "x", "retriever.x.members", "child_chunk_size"),
         ];
         for (defs, grid_name, field, want) in cases {
             let text = retrieval_only(defs, &format!("retriever = [\"{grid_name}\"]\n"));
