@@ -42,6 +42,13 @@ pub const QUESTION_PLACEHOLDER: &str = "{question}";
 pub const DEFAULT_TEMPLATE: &str = "Answer the question using only the context below. \
 Answer in one or two sentences.\n\nContext:\n{context}\n\nQuestion: {question}\nAnswer:";
 
+/// llama.cpp's `LLAMA_FLASH_ATTN_TYPE_DISABLED` (llama.h). Flash attention is always off:
+/// llama-cpp-python 0.3 (and so LangChain's LlamaCpp) passes `flash_attn=False`, while llama.cpp's
+/// own default (`AUTO`) turns it on for CPU; the two attention paths round differently, and
+/// with it on greedy answers left llama-cpp-python's at raw-logit gaps up to 0.29
+/// (tests/it/sampler_parity.rs).
+const FLASH_ATTN_DISABLED: i32 = 0;
+
 /// Stop strings matching [`DEFAULT_TEMPLATE`]: a blank line (end of the answer paragraph), or the
 /// model starting a new `Question:` / `Context:` block on its own.
 pub const DEFAULT_STOP: &[&str] = &["\n\n", "\nQuestion:", "\nContext:"];
@@ -621,10 +628,11 @@ impl Generator {
         })
     }
 
-    /// A fresh context sized by the parameters.
+    /// A fresh context sized by the parameters, flash attention off ([`FLASH_ATTN_DISABLED`]).
     fn new_context(&self) -> Result<LlamaContext<'_>, GenerateError> {
         let n_batch = self.params.n_batch.min(self.params.n_ctx);
         let mut ctx_params = LlamaContextParams::default()
+            .with_flash_attention_policy(FLASH_ATTN_DISABLED)
             .with_n_ctx(NonZeroU32::new(self.params.n_ctx))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)

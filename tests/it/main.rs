@@ -18,4 +18,5 @@ mod fast;
 mod generate_models;
 mod report_browser;
 mod retrieval;
+mod sampler_parity;
 mod sweep_e2e;
