@@ -22,7 +22,7 @@ pub use crate::cell::{Cell, ModelSpec, Retrieval};
 use crate::generate::{GenParams, PromptStyle};
 use crate::qa::{QaError, QaFormat, Question};
 use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
-use crate::sampling::SamplerPreset;
+use crate::sampling::{SamplerPreset, SeedMode};
 
 /// Errors from reading or validating an experiment file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +187,8 @@ struct RawModel {
     repeat_last_n: Option<i32>,
     frequency_penalty: Option<f32>,
     presence_penalty: Option<f32>,
-    seed: Option<u32>,
+    seed: Option<i64>,
+    seed_mode: Option<Spanned<String>>,
     max_tokens: Option<u32>,
     stop: Option<Vec<String>>,
     threads: Option<i32>,
@@ -800,6 +801,13 @@ impl Validator<'_> {
             s.temperature = m.temperature.unwrap_or(s.temperature);
             s.top_p = m.top_p.unwrap_or(s.top_p);
             s.seed = m.seed.unwrap_or(s.seed);
+            if let Some(mode) = &m.seed_mode {
+                match mode.get_ref().parse::<SeedMode>() {
+                    Ok(SeedMode::Fixed) => s.seed_mode = None,
+                    Ok(mode) => s.seed_mode = Some(mode),
+                    Err(e) => return self.err(mode.span(), &field("seed_mode"), e),
+                }
+            }
             s.top_k = m.top_k.or(s.top_k);
             s.typical_p = m.typical_p.or(s.typical_p);
             s.min_p = m.min_p.or(s.min_p);
@@ -1641,6 +1649,23 @@ prompt = "C: {context} Q: {question} A:"
         assert_ne!(plain.cells[0].id, seeded.cells[0].id);
         let greedy = with("sampler = \"greedy\"").unwrap();
         assert_eq!(plain.cells[0].id, greedy.cells[0].id);
+        // seeds: the langchain preset seeds as llama-cpp-python does, from LlamaCpp's -1
+        assert_eq!((s.seed, s.seed_mode), (-1, Some(SeedMode::LlamaCppPython)));
+        let fixed = with("sampler = \"langchain\"\nseed = 7\nseed_mode = \"fixed\"").unwrap();
+        let f = &fixed.models[0].params.sampling;
+        assert_eq!((f.seed, f.seed_mode), (7, None));
+        let explicit_fixed = with("seed = 42\nseed_mode = \"fixed\"").unwrap();
+        assert_eq!(plain.cells[0].id, explicit_fixed.cells[0].id);
+        let err = with("seed = -1").unwrap_err().to_string();
+        assert!(
+            err.contains("model[0].seed") && err.contains("llama-cpp-python"),
+            "{err}"
+        );
+        let err = with("seed_mode = \"random\"").unwrap_err().to_string();
+        assert!(
+            err.contains("model[0].seed_mode") && err.contains("fixed, llama-cpp-python"),
+            "{err}"
+        );
 
         let err = with("sampler = \"notebook\"").unwrap_err().to_string();
         assert!(

@@ -284,7 +284,7 @@ pub fn ask(cell: &Cell, store_dir: &Path, question: &str) -> Result<Asked, Inspe
         &cell.retrieval.child_splits(),
     )?;
     let mut runner = crate::worker::CellRunner::load(cell.clone(), &info.dir, false)?;
-    let ran = runner.run(question, 0).map_err(InspectError::Setting)?;
+    let ran = runner.run(question, 0, 0).map_err(InspectError::Setting)?;
     let Some(g) = ran.generation else {
         return Err(InspectError::Setting("the cell generated nothing".into()));
     };

@@ -34,8 +34,16 @@ pub struct Sampling {
     /// Nucleus (top-p) mass kept when sampling, in (0, 1]; 1 disables it. Default 0.95. Unused
     /// when greedy.
     pub top_p: f32,
-    /// Seed of the draw; each answer starts a fresh sampler from it. Default 42.
-    pub seed: u32,
+    /// Seed of the draw. With [`SeedMode::Fixed`] (the default) each answer starts a fresh
+    /// sampler from `seed + repeat`, in 0..=4294967294 (4294967295 is llama.cpp's
+    /// `LLAMA_DEFAULT_SEED`, "random"). With [`SeedMode::LlamaCppPython`] it is the seed a
+    /// `Llama(seed=...)` object starts its per-completion sequence from, any integer (LangChain's
+    /// `LlamaCpp` passes -1). Default 42.
+    pub seed: i64,
+    /// How each answer's draw is seeded from `seed`; `None` is [`SeedMode::Fixed`] (omitted from
+    /// the serialised settings, so cells that never set it keep their ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_mode: Option<SeedMode>,
     /// Keep the `top_k` most likely tokens (>= 0; 0 disables). Unused when greedy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<i32>,
@@ -73,6 +81,7 @@ impl Default for Sampling {
             temperature: 0.0,
             top_p: 0.95,
             seed: 42,
+            seed_mode: None,
             top_k: None,
             typical_p: None,
             min_p: None,
@@ -141,8 +150,26 @@ impl Sampling {
         stages.push(Stage::TopP(self.top_p));
         stages.extend(self.min_p.map(Stage::MinP));
         stages.push(Stage::Temperature(self.temperature));
-        stages.push(Stage::Dist(self.seed));
+        stages.push(Stage::Dist(self.draw_seed(0, 0)));
         stages
+    }
+
+    /// The seed of the draw of one answer: `repeat` is its 0-based repeat, `answer_index` its
+    /// 0-based position among the cell's answers in asking order (`repeat × questions +
+    /// question position`).
+    ///
+    /// [`SeedMode::Fixed`]: `seed + repeat` (wrapping). [`SeedMode::LlamaCppPython`]: the seed
+    /// llama-cpp-python 0.3 gives its `answer_index`-th completion call when the `Llama` object
+    /// was made with `seed` and no call passes one ([`llama_cpp_python_seeds`]), so a fresh
+    /// notebook process asking the cell's questions in order draws exactly the same numbers.
+    pub fn draw_seed(&self, repeat: u32, answer_index: u64) -> u32 {
+        match self.seed_mode.unwrap_or(SeedMode::Fixed) {
+            SeedMode::Fixed => (self.seed as u32).wrapping_add(repeat),
+            SeedMode::LlamaCppPython => llama_cpp_python_seeds(self.seed)
+                .nth(usize::try_from(answer_index).unwrap_or(usize::MAX))
+                .map(|s| s as u32) // ctypes' c_uint32 keeps the low 32 bits, as here
+                .unwrap_or_default(),
+        }
     }
 
     /// Whether the same prompt always gives the same tokens (greedy decoding), whatever the seed.
@@ -167,6 +194,16 @@ impl Sampling {
             return Err(format!(
                 "temperature must be >= 0 (0 = greedy), got {}",
                 self.temperature
+            ));
+        }
+        if self.seed_mode.unwrap_or(SeedMode::Fixed) == SeedMode::Fixed
+            && !(0..i64::from(u32::MAX)).contains(&self.seed)
+        {
+            return Err(format!(
+                "seed must be in 0..=4294967294 with seed_mode \"fixed\" (4294967295 is \
+                 llama.cpp's random seed), got {}; negative seeds such as LangChain's -1 need \
+                 seed_mode = \"llama-cpp-python\"",
+                self.seed
             ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
@@ -197,6 +234,187 @@ impl Sampling {
     }
 }
 
+/// How each answer's draw is seeded (see [`Sampling::draw_seed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedMode {
+    /// Every answer draws with `seed` (plus its repeat): orchestrate's default.
+    Fixed,
+    /// Each answer draws with the seed llama-cpp-python 0.3 would give that completion call:
+    /// `Llama._create_completion` without a per-call seed sets
+    /// `self._seed = random.Random(self._seed).randint(0, 2**32)` before sampling (source:
+    /// `llama_cpp/llama.py`), starting from the `Llama(seed=...)` value.
+    LlamaCppPython,
+}
+
+impl SeedMode {
+    /// Every mode, in declaration order.
+    pub const ALL: [SeedMode; 2] = [SeedMode::Fixed, SeedMode::LlamaCppPython];
+
+    /// The name used in experiment files: `fixed`, `llama-cpp-python`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedMode::Fixed => "fixed",
+            SeedMode::LlamaCppPython => "llama-cpp-python",
+        }
+    }
+}
+
+impl fmt::Display for SeedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SeedMode {
+    type Err = String;
+
+    /// Parses a mode name (case-insensitive; `_` and `-` alike).
+    ///
+    /// # Errors
+    /// A message listing the accepted names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
+        SeedMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<_> = SeedMode::ALL.iter().map(|m| m.as_str()).collect();
+                format!(
+                    "unknown seed_mode {s:?} (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// llama.cpp's `LLAMA_DEFAULT_SEED` (0xFFFFFFFF): "draw a random seed". llama-cpp-python's
+/// `Llama` starts from it when given no seed or seed 0 (`seed or LLAMA_DEFAULT_SEED`).
+pub const LLAMA_DEFAULT_SEED: i64 = 0xFFFF_FFFF;
+
+/// The per-completion seeds of a llama-cpp-python 0.3 `Llama(seed=start)` object whose calls pass
+/// no seed: `s = random.Random(s).randint(0, 2**32)` before each call, in call order. Values are
+/// in 0..=2^32; llama.cpp's `llama_sampler_init_dist` receives the low 32 bits (ctypes
+/// `c_uint32`). `start` 0 becomes [`LLAMA_DEFAULT_SEED`] as in `Llama.__init__`. A drawn
+/// 4294967295 (one chance in 2^32 per call) is llama.cpp's "random seed" in both tools.
+///
+/// Checked against CPython on `tests/fixtures/generate/seed_sequence.json`
+/// (`make_seed_sequence.py` beside it).
+pub fn llama_cpp_python_seeds(start: i64) -> impl Iterator<Item = u64> {
+    let mut s = if start == 0 {
+        LLAMA_DEFAULT_SEED.unsigned_abs()
+    } else {
+        start.unsigned_abs()
+    };
+    std::iter::from_fn(move || {
+        s = llama_cpp_python_step(s);
+        Some(s)
+    })
+}
+
+/// One step of llama-cpp-python's seed sequence: `random.Random(s).randint(0, 2**32)`.
+fn llama_cpp_python_step(s: u64) -> u64 {
+    PyRandom::from_int(s).randint_0_to_2_pow_32()
+}
+
+/// Python's `random.Random` core, only what [`llama_cpp_python_seeds`] needs: MT19937
+/// (Matsumoto & Nishimura 1998) seeded from a non-negative integer by `init_by_array` over its
+/// 32-bit words, least significant first (CPython `Modules/_randommodule.c`, `random_seed`; a
+/// negative seed is seeded by its absolute value), and `randint(0, 2**32)` as
+/// `_randbelow_with_getrandbits(2**32 + 1)` (`Lib/random.py`).
+struct PyRandom {
+    mt: [u32; MT_N],
+    index: usize,
+}
+
+/// MT19937 state words.
+const MT_N: usize = 624;
+/// MT19937 middle word offset.
+const MT_M: usize = 397;
+
+impl PyRandom {
+    /// `random.Random(n)` for an integer `n >= 0`.
+    fn from_int(n: u64) -> Self {
+        let key: Vec<u32> = if n >> 32 == 0 {
+            vec![n as u32]
+        } else {
+            vec![n as u32, (n >> 32) as u32]
+        };
+        let mut r = PyRandom {
+            mt: [0; MT_N],
+            index: MT_N,
+        };
+        r.init_genrand(19_650_218);
+        let (mut i, mut j) = (1usize, 0usize);
+        for _ in 0..MT_N.max(key.len()) {
+            let prev = r.mt[i - 1] ^ (r.mt[i - 1] >> 30);
+            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_664_525))
+                .wrapping_add(key[j])
+                .wrapping_add(j as u32);
+            i += 1;
+            j += 1;
+            if i >= MT_N {
+                r.mt[0] = r.mt[MT_N - 1];
+                i = 1;
+            }
+            if j >= key.len() {
+                j = 0;
+            }
+        }
+        for _ in 0..MT_N - 1 {
+            let prev = r.mt[i - 1] ^ (r.mt[i - 1] >> 30);
+            r.mt[i] = (r.mt[i] ^ prev.wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            i += 1;
+            if i >= MT_N {
+                r.mt[0] = r.mt[MT_N - 1];
+                i = 1;
+            }
+        }
+        r.mt[0] = 0x8000_0000;
+        r
+    }
+
+    fn init_genrand(&mut self, s: u32) {
+        self.mt[0] = s;
+        for i in 1..MT_N {
+            let prev = self.mt[i - 1] ^ (self.mt[i - 1] >> 30);
+            self.mt[i] = 1_812_433_253u32.wrapping_mul(prev).wrapping_add(i as u32);
+        }
+        self.index = MT_N;
+    }
+
+    /// `genrand_uint32`: the next tempered 32-bit output.
+    fn next_u32(&mut self) -> u32 {
+        if self.index >= MT_N {
+            for k in 0..MT_N {
+                let y = (self.mt[k] & 0x8000_0000) | (self.mt[(k + 1) % MT_N] & 0x7fff_ffff);
+                let mag = if y & 1 == 1 { 0x9908_b0df } else { 0 };
+                self.mt[k] = self.mt[(k + MT_M) % MT_N] ^ (y >> 1) ^ mag;
+            }
+            self.index = 0;
+        }
+        let mut y = self.mt[self.index];
+        self.index += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
+    }
+
+    /// `randint(0, 2**32)`: `getrandbits(33)` (low word first, then the top bit of the next
+    /// word) until the value is at most 2^32.
+    fn randint_0_to_2_pow_32(&mut self) -> u64 {
+        loop {
+            let low = u64::from(self.next_u32());
+            let high = u64::from(self.next_u32() >> 31);
+            let r = low | (high << 32);
+            if r <= 1 << 32 {
+                return r;
+            }
+        }
+    }
+}
+
 /// Named sampler defaults. A model's explicit settings override its preset's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SamplerPreset {
@@ -207,12 +425,15 @@ pub enum SamplerPreset {
     /// 1.1 (LlamaCpp's fields, passed per call), repeat_last_n 64 (LlamaCpp's
     /// `last_n_tokens_size`, passed to `Llama()`), min_p 0.05 and typical_p 1 (not LlamaCpp
     /// fields, so llama-cpp-python's `create_completion` defaults), frequency and presence
-    /// penalty 0 (the same). LangChain's seed -1 draws a random seed; orchestrate keeps its
-    /// fixed seed so runs repeat. The seed notebooks set `temperature = 0.01, top_p = 1` on top.
+    /// penalty 0 (the same), and LlamaCpp's seed -1 with llama-cpp-python's per-call seed
+    /// sequence ([`SeedMode::LlamaCppPython`]: a fixed sequence, so runs repeat, and the same
+    /// numbers a fresh notebook process draws). The seed notebooks set `temperature = 0.01,
+    /// top_p = 1` on top.
     Langchain,
     /// llama-cpp-python 0.3's `create_completion` defaults without LangChain: temperature 0.8,
     /// top_p 0.95, top_k 40, min_p 0.05, typical_p 1, repeat_penalty 1 (off),
-    /// repeat_last_n 64, frequency and presence penalty 0.
+    /// repeat_last_n 64, frequency and presence penalty 0; `Llama`'s default seed
+    /// [`LLAMA_DEFAULT_SEED`] with its per-call seed sequence ([`SeedMode::LlamaCppPython`]).
     LlamaCppPython,
 }
 
@@ -248,7 +469,7 @@ impl SamplerPreset {
         }
     }
 
-    /// The settings of this preset (seed: [`Sampling::default`]'s).
+    /// The settings of this preset (`greedy`: [`Sampling::default`]).
     pub fn sampling(self) -> Sampling {
         let llama_cpp_python = Sampling {
             temperature: 0.8,
@@ -260,13 +481,15 @@ impl SamplerPreset {
             repeat_last_n: Some(DEFAULT_REPEAT_LAST_N),
             frequency_penalty: Some(0.0),
             presence_penalty: Some(0.0),
-            ..Sampling::default()
+            seed: LLAMA_DEFAULT_SEED,
+            seed_mode: Some(SeedMode::LlamaCppPython),
         };
         match self {
             SamplerPreset::Greedy => Sampling::default(),
             SamplerPreset::LlamaCppPython => llama_cpp_python,
             SamplerPreset::Langchain => Sampling {
                 repeat_penalty: Some(1.1),
+                seed: -1,
                 ..llama_cpp_python
             },
         }
@@ -359,6 +582,7 @@ mod tests {
         s.temperature = 0.01;
         s.top_p = 1.0;
         s.seed = 7;
+        s.seed_mode = None;
         assert_eq!(
             s.chain(),
             vec![
@@ -406,10 +630,12 @@ mod tests {
         );
         let lc = SamplerPreset::Langchain.sampling();
         let lcp = SamplerPreset::LlamaCppPython.sampling();
-        assert_eq!(lc.repeat_penalty, Some(1.1));
+        assert_eq!((lc.repeat_penalty, lc.seed), (Some(1.1), -1));
+        assert_eq!(lcp.seed, LLAMA_DEFAULT_SEED);
         assert_eq!(
             Sampling {
                 repeat_penalty: Some(1.0),
+                seed: LLAMA_DEFAULT_SEED,
                 ..lc
             },
             lcp
@@ -480,6 +706,121 @@ mod tests {
             let err = s.validate().expect_err(name);
             assert!(err.starts_with(name), "{err}");
         }
+    }
+
+    /// The CPython reference sequences (`tests/fixtures/generate/make_seed_sequence.py`).
+    fn reference_sequences() -> Vec<(i128, Vec<u64>)> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/generate/seed_sequence.json"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        json["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let start = s["start"].to_string().parse::<i128>().unwrap();
+                let seeds = s["seeds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
+                (start, seeds)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seed_sequence_matches_cpython_random() {
+        let refs = reference_sequences();
+        assert!(refs.len() >= 10);
+        for (start, want) in &refs {
+            // the raw step from the fixture's start (0 and two-word starts included)
+            let mut s = u64::try_from(start.unsigned_abs()).unwrap();
+            let got: Vec<u64> = (0..want.len())
+                .map(|_| {
+                    s = llama_cpp_python_step(s);
+                    s
+                })
+                .collect();
+            assert_eq!(&got, want, "start {start}");
+            assert!(got.iter().all(|v| *v <= 1 << 32));
+            // through the public iterator too (0 is Llama's "no seed", checked below)
+            if let Some(start) = i64::try_from(*start).ok().filter(|v| *v != 0) {
+                let seq: Vec<u64> = llama_cpp_python_seeds(start).take(want.len()).collect();
+                assert_eq!(&seq, want, "start {start}");
+            }
+        }
+        // Llama(seed=0) starts from LLAMA_DEFAULT_SEED (`seed or LLAMA_DEFAULT_SEED`)
+        let default = refs
+            .iter()
+            .find(|(s, _)| *s == i128::from(LLAMA_DEFAULT_SEED))
+            .unwrap();
+        let from_zero: Vec<u64> = llama_cpp_python_seeds(0).take(default.1.len()).collect();
+        assert_eq!(from_zero, default.1);
+        // -1 is seeded by its absolute value, as CPython does
+        assert_eq!(
+            llama_cpp_python_seeds(-1).take(5).collect::<Vec<_>>(),
+            llama_cpp_python_seeds(1).take(5).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn draw_seeds_follow_the_mode() {
+        let fixed = Sampling {
+            seed: 7,
+            ..Sampling::default()
+        };
+        assert_eq!(fixed.draw_seed(0, 0), 7);
+        assert_eq!(fixed.draw_seed(3, 99), 10, "fixed: seed + repeat");
+        let lc = SamplerPreset::Langchain.sampling();
+        assert_eq!(lc.seed_mode, Some(SeedMode::LlamaCppPython));
+        let refs = reference_sequences();
+        let minus_one = &refs.iter().find(|(s, _)| *s == -1).unwrap().1;
+        for (i, want) in minus_one.iter().enumerate() {
+            // the low 32 bits, as ctypes' c_uint32 passes them to llama.cpp
+            assert_eq!(u64::from(lc.draw_seed(0, i as u64)), want & 0xFFFF_FFFF);
+        }
+        let mut sampled = lc.clone();
+        sampled.temperature = 0.01;
+        assert_eq!(
+            sampled.chain().last(),
+            Some(&Stage::Dist(minus_one[0] as u32)),
+            "an un-reseeded chain draws with the first seed of the sequence"
+        );
+    }
+
+    #[test]
+    fn seed_ranges_depend_on_the_mode() {
+        for bad in [-1, i64::from(u32::MAX), 1 << 40] {
+            let s = Sampling {
+                seed: bad,
+                ..Sampling::default()
+            };
+            let err = s.validate().unwrap_err();
+            assert!(err.starts_with("seed"), "{err}");
+            assert!(err.contains("seed_mode"), "{err}");
+            let seq = Sampling {
+                seed_mode: Some(SeedMode::LlamaCppPython),
+                ..s
+            };
+            assert!(seq.validate().is_ok(), "{bad}");
+        }
+        assert!(Sampling {
+            seed: i64::from(u32::MAX) - 1,
+            ..Sampling::default()
+        }
+        .validate()
+        .is_ok());
+        assert_eq!(
+            "LLAMA_CPP_PYTHON".parse::<SeedMode>(),
+            Ok(SeedMode::LlamaCppPython)
+        );
+        let err = "random".parse::<SeedMode>().unwrap_err();
+        assert!(err.contains("fixed, llama-cpp-python"), "{err}");
     }
 
     #[test]

@@ -713,6 +713,7 @@ fn run_worker(
                 .cloned()
                 .collect(),
             pending: pending.to_vec(),
+            order: questions.iter().map(|q| q.id.clone()).collect(),
         };
         let line = serde_json::to_string(&job).unwrap_or_default();
         // a worker that died at start-up closes its stdin: the event loop reports it

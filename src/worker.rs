@@ -50,6 +50,25 @@ pub struct WorkerJob {
     pub questions: Vec<Question>,
     /// (question id, 0-based repeat) pairs to answer, in order.
     pub pending: Vec<(String, u32)>,
+    /// Ids of all the cell's questions in asking order (not only the pending ones): an answer's
+    /// index among the cell's answers is `repeat × order.len() + position`, which
+    /// [`crate::sampling::SeedMode::LlamaCppPython`] seeds from. Empty: index = repeat.
+    #[serde(default)]
+    pub order: Vec<String>,
+}
+
+impl WorkerJob {
+    /// 0-based index of answer (`question_id`, `repeat`) among the cell's answers in asking
+    /// order (see [`WorkerJob::order`]).
+    pub fn answer_index(&self, question_id: &str, repeat: u32) -> u64 {
+        let n = self.order.len() as u64;
+        let position = self
+            .order
+            .iter()
+            .position(|id| id == question_id)
+            .unwrap_or(0) as u64;
+        u64::from(repeat) * n.max(1) + position
+    }
 }
 
 /// One message from worker to parent.
@@ -129,7 +148,8 @@ impl AnswerGenerator for Generator {
     }
     fn reseed(&mut self, seed: u32) -> Result<(), GenerateError> {
         let mut p = self.params().clone();
-        p.sampling.seed = seed;
+        p.sampling.seed = i64::from(seed);
+        p.sampling.seed_mode = None; // this exact seed for the next answers
         self.set_params(p)
     }
     fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError> {
@@ -254,10 +274,12 @@ impl CellRunner {
             .map(|m| m.resolved_params().threads)
     }
 
-    /// Retrieves for `question` and, when the cell has a model, generates the answer with sampling
-    /// seed `seed + repeat` (so repeats at temperature > 0 are independent draws, each
-    /// reproducible). Errors are texts (they become a failed answer).
-    pub fn run(&mut self, question: &str, repeat: u32) -> Result<Ran, String> {
+    /// Retrieves for `question` and, when the cell has a model, generates the answer with the
+    /// sampling seed [`crate::sampling::Sampling::draw_seed`] gives repeat `repeat` and answer
+    /// `answer_index` (0-based, in the cell's asking order): `seed + repeat` by default, so
+    /// repeats at temperature > 0 are independent draws, each reproducible. Errors are texts
+    /// (they become a failed answer).
+    pub fn run(&mut self, question: &str, repeat: u32, answer_index: u64) -> Result<Ran, String> {
         let t = Instant::now();
         let qv = self
             .embedder
@@ -272,7 +294,7 @@ impl CellRunner {
         let retrieval_s = t.elapsed().as_secs_f64();
         let generation = match (self.generator.as_mut(), &self.cell.model) {
             (Some(g), Some(m)) => {
-                g.reseed(m.params.sampling.seed.wrapping_add(repeat))
+                g.reseed(m.params.sampling.draw_seed(repeat, answer_index))
                     .map_err(|e| e.to_string())?;
                 let contexts: Vec<&str> = hits
                     .iter()
@@ -307,9 +329,9 @@ impl CellRunner {
     /// Cosine similarity to the expected answer is recorded only when the question has one
     /// ([`crate::score::has_reference_answer`]; BEIR questions do not), so an empty reference
     /// never yields a misleading similarity.
-    pub fn answer(&mut self, q: &Question, repeat: u32) -> NewAnswer {
+    pub fn answer(&mut self, q: &Question, repeat: u32, answer_index: u64) -> NewAnswer {
         let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
-        let result = self.run(&q.question, repeat).and_then(|ran| {
+        let result = self.run(&q.question, repeat, answer_index).and_then(|ran| {
             a.retrieval_s = Some(ran.retrieval_s);
             a.chunk_ids = ran.hits.iter().map(|h| h.chunk_id).collect();
             a.scores = ran.hits.iter().map(|h| h.score).collect();
@@ -460,7 +482,7 @@ pub fn run() -> Result<(), WorkerError> {
             },
         )?;
         let answer = match questions.get(qid.as_str()) {
-            Some(q) => runner.answer(q, *repeat),
+            Some(q) => runner.answer(q, *repeat, job.answer_index(qid, *repeat)),
             None => NewAnswer {
                 status: AnswerStatus::Failed,
                 error: Some(format!("question {qid} was not sent to the worker")),
@@ -652,7 +674,7 @@ pub(crate) mod tests {
                 fail: false,
             })),
         );
-        let a = runner.answer(&question(), 2);
+        let a = runner.answer(&question(), 2, 5);
         assert_eq!(a.status, AnswerStatus::Ok, "{:?}", a.error);
         assert_eq!(a.chunk_ids.first(), Some(&1), "the port chunk ranks first");
         assert_eq!(a.pages.first(), Some(&2));
@@ -667,6 +689,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn llama_cpp_python_seeding_draws_by_answer_index() {
+        let d = tempfile::tempdir().unwrap();
+        let seeds = Arc::new(Mutex::new(Vec::new()));
+        let mut c = cell(true, RetrieverKind::Bm25);
+        if let Some(m) = c.model.as_mut() {
+            m.params.sampling.seed = -1;
+            m.params.sampling.seed_mode = Some(crate::sampling::SeedMode::LlamaCppPython);
+        }
+        let mut runner = CellRunner::with_parts(
+            c,
+            tiny_index(d.path()),
+            true,
+            Box::new(BagOfWords),
+            Some(Box::new(Extractive {
+                seeds: seeds.clone(),
+                fail: false,
+            })),
+        );
+        let job = WorkerJob {
+            cell: runner.cell().clone(),
+            index_dir: d.path().to_path_buf(),
+            questions: vec![question()],
+            pending: vec![],
+            order: vec!["q0".into(), "q1".into(), "q2".into()],
+        };
+        // q1 of repeat 1 is the 5th answer of a cell asking q0, q1, q2 twice
+        assert_eq!(job.answer_index("q1", 1), 4);
+        for (repeat, index) in [(0, 1), (1, 4)] {
+            runner.answer(&question(), repeat, index);
+        }
+        let want: Vec<u32> = crate::sampling::llama_cpp_python_seeds(-1)
+            .take(5)
+            .map(|s| s as u32)
+            .collect();
+        assert_eq!(*seeds.lock().unwrap(), vec![want[1], want[4]]);
+    }
+
+    #[test]
     fn retrieval_only_cells_have_no_answer_metrics_and_failures_are_answers() {
         let d = tempfile::tempdir().unwrap();
         let mut runner = CellRunner::with_parts(
@@ -676,7 +736,7 @@ pub(crate) mod tests {
             Box::new(BagOfWords),
             None,
         );
-        let a = runner.answer(&question(), 0);
+        let a = runner.answer(&question(), 0, 0);
         assert_eq!(a.status, AnswerStatus::Ok);
         assert_eq!(a.chunk_ids.len(), 2);
         assert!(a.cosine.is_none() && a.answer.is_empty());
@@ -693,7 +753,7 @@ pub(crate) mod tests {
                 fail: true,
             })),
         );
-        let a = failing.answer(&question(), 0);
+        let a = failing.answer(&question(), 0, 0);
         assert_eq!(a.status, AnswerStatus::Failed);
         assert!(a.error.unwrap().contains("fake failure"));
     }
@@ -705,6 +765,7 @@ pub(crate) mod tests {
             index_dir: "store/indexes/x".into(),
             questions: vec![question()],
             pending: vec![("q1".into(), 0), ("q1".into(), 1)],
+            order: vec!["q1".into()],
         };
         let back: WorkerJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(back, job);

@@ -204,7 +204,7 @@ fn gen_params(r: &Record, load: &Resolved) -> GenParams {
         r.load
     );
     let seed = match s.seed {
-        Some(seed) => u32::try_from(seed).expect("dist seed fits in u32"),
+        Some(seed) => i64::from(u32::try_from(seed).expect("dist seed fits in u32")),
         None => {
             assert!(
                 s.temperature <= 0.0,
@@ -221,6 +221,7 @@ fn gen_params(r: &Record, load: &Resolved) -> GenParams {
             temperature: s.temperature,
             top_p: s.top_p,
             seed,
+            seed_mode: None, // the fixture passes each call's seed
             top_k: Some(s.top_k),
             typical_p: Some(s.typical_p),
             min_p: Some(s.min_p),
