@@ -660,13 +660,13 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn a_generating_cell_retrieves_generates_and_scores() {
-        let d = tempfile::tempdir().unwrap();
+    /// A runner of `cell` on the tiny index in `dir` with the extractive fake generator, and
+    /// the seeds that generator is given.
+    fn extractive_runner(cell: Cell, dir: &std::path::Path) -> (CellRunner, Arc<Mutex<Vec<u32>>>) {
         let seeds = Arc::new(Mutex::new(Vec::new()));
-        let mut runner = CellRunner::with_parts(
-            cell(true, RetrieverKind::Bm25),
-            tiny_index(d.path()),
+        let runner = CellRunner::with_parts(
+            cell,
+            tiny_index(dir),
             true,
             Box::new(BagOfWords),
             Some(Box::new(Extractive {
@@ -674,6 +674,13 @@ pub(crate) mod tests {
                 fail: false,
             })),
         );
+        (runner, seeds)
+    }
+
+    #[test]
+    fn a_generating_cell_retrieves_generates_and_scores() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut runner, seeds) = extractive_runner(cell(true, RetrieverKind::Bm25), d.path());
         let a = runner.answer(&question(), 2, 5);
         assert_eq!(a.status, AnswerStatus::Ok, "{:?}", a.error);
         assert_eq!(a.chunk_ids.first(), Some(&1), "the port chunk ranks first");
@@ -691,22 +698,12 @@ pub(crate) mod tests {
     #[test]
     fn llama_cpp_python_seeding_draws_by_answer_index() {
         let d = tempfile::tempdir().unwrap();
-        let seeds = Arc::new(Mutex::new(Vec::new()));
         let mut c = cell(true, RetrieverKind::Bm25);
         if let Some(m) = c.model.as_mut() {
             m.params.sampling.seed = -1;
             m.params.sampling.seed_mode = Some(crate::sampling::SeedMode::LlamaCppPython);
         }
-        let mut runner = CellRunner::with_parts(
-            c,
-            tiny_index(d.path()),
-            true,
-            Box::new(BagOfWords),
-            Some(Box::new(Extractive {
-                seeds: seeds.clone(),
-                fail: false,
-            })),
-        );
+        let (mut runner, seeds) = extractive_runner(c, d.path());
         let job = WorkerJob {
             cell: runner.cell().clone(),
             index_dir: d.path().to_path_buf(),
