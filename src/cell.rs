@@ -339,6 +339,9 @@ pub struct ModelSpec {
     /// model of its own named `NAME/PROMPT`. A label only: the template itself is in `params`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_name: Option<String>,
+    /// Batched decoding ([`Batching`]); not part of the cell id.
+    #[serde(default, skip_serializing_if = "Batching::is_default")]
+    pub batching: Batching,
 }
 
 impl ModelSpec {
@@ -550,6 +553,9 @@ pub enum CellStatus {
     Failed,
     /// A sweep was killed while it ran.
     Interrupted,
+    /// A race stopped it as significantly worse than the leader (evidence in the
+    /// `eliminations` table); its answers so far are kept and a plain `run` completes it.
+    Eliminated,
 }
 
 impl CellStatus {
@@ -561,6 +567,7 @@ impl CellStatus {
             CellStatus::Done => "done",
             CellStatus::Failed => "failed",
             CellStatus::Interrupted => "interrupted",
+            CellStatus::Eliminated => "eliminated",
         }
     }
 
@@ -571,6 +578,7 @@ impl CellStatus {
             "done" => CellStatus::Done,
             "failed" => CellStatus::Failed,
             "interrupted" => CellStatus::Interrupted,
+            "eliminated" => CellStatus::Eliminated,
             _ => CellStatus::Pending,
         }
     }
@@ -615,6 +623,130 @@ impl AnswerStatus {
 impl fmt::Display for AnswerStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How an answer was decoded: alone in its own llama.cpp context, or batched with other
+/// questions of its cell ([`crate::generate::Generator::answer_many`]). The report's latency
+/// figures (response time, TTFT, tokens/s) use only answers decoded alone; batched answers carry
+/// timings that include the other sequences' work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// One sequence in a fresh context: its timings are the question's latency.
+    #[default]
+    Single,
+    /// One of up to `parallel` sequences decoded together (continuous batching).
+    Batched,
+}
+
+impl DecodeMode {
+    /// `single` or `batched`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeMode::Single => "single",
+            DecodeMode::Batched => "batched",
+        }
+    }
+
+    /// Parses a stored name; anything but `batched` (rows of earlier versions have none) reads
+    /// as `Single`, which is how every answer was decoded before batching existed.
+    pub fn parse(s: &str) -> DecodeMode {
+        if s == "batched" {
+            DecodeMode::Batched
+        } else {
+            DecodeMode::Single
+        }
+    }
+}
+
+impl fmt::Display for DecodeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a model's cell decodes its questions: `parallel` sequences at once (llama.cpp's
+/// `--parallel`), after a latency pass of `latency_questions` questions decoded alone. Execution
+/// settings, not part of the cell id: greedy answers are the same either way (up to the
+/// floating-point differences measured in the README's "Batched generation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batching {
+    /// Sequences decoded together (>= 1; 1 = every question alone, as before batching).
+    pub parallel: u32,
+    /// Questions per repeat decoded alone first, so the report's latency figures come from
+    /// questions decoded alone (the first ones in asking order).
+    pub latency_questions: u32,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            parallel: 1,
+            latency_questions: DEFAULT_LATENCY_QUESTIONS,
+        }
+    }
+}
+
+/// The generation family of a model: the first 16 hex digits of sha256 over its GGUF sha256
+/// and its generation settings as resolved on this machine (threads included: a different thread
+/// count can change float summation order). Answers of two cells can be shared only within one
+/// family; it prefixes every [`generation_key`].
+pub fn generation_family(model: &ModelSpec) -> String {
+    let identity = serde_json::json!({
+        "gguf_sha256": model.gguf_sha256,
+        "params": model.resolved_params(),
+    });
+    hex::encode(&Sha256::digest(strip_nulls(identity).to_string().as_bytes())[..8])
+}
+
+/// The content address of one generation: [`generation_family`] followed by 32 hex digits of
+/// sha256 over the repeat, the question, the retrieved contexts (in rank order, before fitting
+/// to `n_ctx`, which the family's settings determine) and the sampling seed (0 for greedy
+/// decoding, where it plays no part). Two answers with the same key decode the same prompt
+/// tokens with the same settings and seed, so the second can reuse the first's generation. The
+/// repeat is part of the key: repeats exist to measure again, so they are never shared with
+/// each other, only with the same repeat of another cell.
+pub fn generation_key(
+    model: &ModelSpec,
+    seed: u32,
+    repeat: u32,
+    question: &str,
+    contexts: &[&str],
+) -> String {
+    let seed = if model.params.sampling.is_greedy() {
+        0
+    } else {
+        seed
+    };
+    let content = serde_json::json!({
+        "seed": seed,
+        "repeat": repeat,
+        "question": question,
+        "contexts": contexts,
+    });
+    format!(
+        "{}{}",
+        generation_family(model),
+        hex::encode(&Sha256::digest(content.to_string().as_bytes())[..16])
+    )
+}
+
+/// Default [`Batching::latency_questions`]: 10, the size of the studies' question sets, so a
+/// sweep of up to 10 questions per cell is timed entirely alone and a bigger one gets 10 latency
+/// samples per cell (a 95% CI from 10 paired questions) while the rest is batched.
+pub const DEFAULT_LATENCY_QUESTIONS: u32 = 10;
+
+impl Batching {
+    /// Whether these are the defaults (everything decoded alone), so a cell spec omits them.
+    pub fn is_default(&self) -> bool {
+        self.parallel <= 1
+    }
+
+    /// Which of a cell's pending answers are decoded alone: the answers whose 0-based position
+    /// in the asking order is below `latency_questions`, all of them when `parallel` is 1.
+    pub fn decode_alone(&self, position: usize) -> bool {
+        self.parallel <= 1 || position < self.latency_questions as usize
     }
 }
 
@@ -665,6 +797,7 @@ mod tests {
             },
             threads: None,
             prompt_name: None,
+            batching: Default::default(),
         }
     }
 

@@ -54,6 +54,37 @@ enum Cmd {
         /// Log lines instead of progress bars, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Race the cells (as `search = "race"`): ask the questions in shards and stop cells
+        /// significantly worse than the leader after each shard (settings: `[race]`).
+        #[arg(long)]
+        race: bool,
+    },
+    /// Print what `run` would do without running anything: cells, answers, LLM calls, indexes
+    /// to build, predicted wall time and peak memory (from earlier runs on this machine).
+    Plan {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Directory of result databases and cached indexes.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Skip the LLMs: plan `run --retrieval-only`.
+        #[arg(long)]
+        retrieval_only: bool,
+    },
+    /// Replay a race on the stored complete results: which cells racing would have stopped,
+    /// how many answers it would have asked, and whether it kept the full-data best group.
+    RaceReplay {
+        /// Experiment file (TOML); its `[race]` settings are used.
+        experiment: PathBuf,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Race metric [default: the `[race]` metric].
+        #[arg(long)]
+        metric: Option<String>,
+        /// Number of shards [default: the `[race]` shards].
+        #[arg(long)]
+        shards: Option<usize>,
     },
     /// Show how far a sweep got: each cell's status and answers stored of those it needs.
     Status {
@@ -390,8 +421,12 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             reports,
             retrieval_only,
             no_progress,
+            race,
         } => {
-            let exp = Experiment::load_with(&experiment, retrieval_only)?;
+            let mut exp = Experiment::load_with(&experiment, retrieval_only)?;
+            if race {
+                exp.search = orchestrate::experiment::Search::Race;
+            }
             let mut opts = SweepOptions::for_current_exe(store)
                 .context("cannot locate the orchestrate binary")?;
             opts.bars = if no_progress { None } else { bars };
@@ -409,6 +444,23 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 s.wall_s,
                 s.database.display()
             );
+            if let Some(p) = out.predicted_s.filter(|p| *p > 0.0) {
+                eprintln!(
+                    "plan predicted {}, took {} ({:+.0}%)",
+                    orchestrate::plan::format_duration(p),
+                    orchestrate::plan::format_duration(s.wall_s),
+                    100.0 * (s.wall_s - p) / p
+                );
+            }
+            if !s.eliminated.is_empty() {
+                eprintln!(
+                    "racing eliminated {} cells (answers kept; a run without --race completes them):",
+                    s.eliminated.len()
+                );
+                for (label, why) in &s.eliminated {
+                    eprintln!("  {label}: {why}");
+                }
+            }
             eprintln!("report: {}", out.report.display());
             if s.failures.is_empty() {
                 return Ok(ExitCode::SUCCESS);
@@ -422,6 +474,37 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 experiment.display()
             );
             Ok(ExitCode::FAILURE)
+        }
+        Cmd::Plan {
+            experiment,
+            store,
+            retrieval_only,
+        } => {
+            let exp = Experiment::load_with(&experiment, retrieval_only)?;
+            let plan = commands::plan(&exp, &store)?;
+            print_out(&orchestrate::plan::plan_text(&plan))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::RaceReplay {
+            experiment,
+            store,
+            metric,
+            shards,
+        } => {
+            let results = commands::results(&experiment, &store, false, Scope::All)?;
+            let mut settings = commands::race_settings(&experiment, &results);
+            if let Some(m) = metric {
+                settings.metric = m;
+            }
+            if let Some(k) = shards {
+                if k < 2 {
+                    anyhow::bail!("--shards must be at least 2, got {k}");
+                }
+                settings.shards = k;
+            }
+            let (_, text) = commands::race_replay(&results, &settings)?;
+            print_out(&text)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Report {
             experiment,

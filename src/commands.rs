@@ -196,12 +196,21 @@ impl Results {
     /// The failed cells with why: (label, first line of the stored error), labels told apart as in
     /// [`crate::cell::distinct_labels`].
     pub fn failed_cells(&self) -> Vec<(String, String)> {
+        self.cells_with(CellStatus::Failed)
+    }
+
+    /// The cells a race eliminated with the evidence (label, first line of the stored reason).
+    pub fn eliminated_cells(&self) -> Vec<(String, String)> {
+        self.cells_with(CellStatus::Eliminated)
+    }
+
+    fn cells_with(&self, status: CellStatus) -> Vec<(String, String)> {
         let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
         let labels = crate::cell::distinct_labels(&axes);
         self.cells
             .iter()
             .zip(labels)
-            .filter(|(c, _)| c.status == CellStatus::Failed)
+            .filter(|(c, _)| c.status == status)
             .map(|(c, label)| {
                 let why = c
                     .error
@@ -294,6 +303,7 @@ pub fn report(
         chunk_sets: results.chunk_sets(),
         rank_metric,
         failed_cells: results.failed_cells(),
+        eliminated_cells: results.eliminated_cells(),
     };
     let answers = told_apart(&results.answers);
     let html = crate::report::render_html(&results.name, &meta, &answers)?;
@@ -374,7 +384,9 @@ pub fn export(
         (ExportRows::Answer, ExportFormat::Csv) => write_csv(&results.answers, out)?,
         (ExportRows::Answer, ExportFormat::Jsonl) => write_jsonl(&results.answers, out)?,
         (ExportRows::Cell, format) => {
-            let cells = crate::report::cell_summaries(&results.cells, &results.answers)?;
+            // per-cell latency comes from answers decoded alone, as in the report
+            let timed = crate::report::latency_view(&results.answers);
+            let cells = crate::report::cell_summaries(&results.cells, &timed)?;
             match format {
                 ExportFormat::Csv => write_cells_csv(&cells, out)?,
                 ExportFormat::Jsonl => write_jsonl(&cells, out)?,
@@ -393,7 +405,7 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
     match metric.or_else(|| crate::report::default_rank_metric(&results.answers)) {
         Some(metric) => {
             let ranked = crate::report::rank_cells(
-                &results.answers,
+                &crate::report::latency_view(&results.answers),
                 &metric,
                 crate::report::CI_LEVEL,
                 crate::report::RANK_RESAMPLES,
@@ -414,6 +426,125 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
         text.push_str(&format!("failed: {label}: {why}\n"));
     }
     Ok(text)
+}
+
+/// The `[race]` settings of the experiment file `file`; when the file cannot be read as an
+/// experiment (its inputs are gone: results are read from the database alone), the defaults for
+/// the stored results (cosine when answers were generated, else the default ranking metric),
+/// with a warning.
+pub fn race_settings(file: &Path, results: &Results) -> crate::race::RaceSettings {
+    match Experiment::load(file) {
+        Ok(exp) => exp.race,
+        Err(e) => {
+            let metric = crate::report::default_rank_metric(&results.answers)
+                .unwrap_or_else(|| "cosine".to_string());
+            tracing::warn!("using the default race settings on {metric}: {e}");
+            crate::race::RaceSettings::new(&metric)
+        }
+    }
+}
+
+/// `orchestrate race-replay`: replays a race with `settings` on the stored results (every cell
+/// with answers; see [`crate::race::replay`]) and describes it as text: each elimination with its
+/// evidence, the answers the race would have asked, and whether the full-data best group
+/// survived.
+///
+/// Errors: [`CommandError::Usage`] when no answer has a value of the race metric.
+pub fn race_replay(
+    results: &Results,
+    settings: &crate::race::RaceSettings,
+) -> Result<(crate::race::Replay, String), CommandError> {
+    let timed = crate::report::latency_view(&results.answers);
+    let mut scores: std::collections::BTreeMap<String, crate::race::Scores> = Default::default();
+    for a in &timed {
+        if let Some(v) = crate::report::ranking::metric_value(a, &settings.metric) {
+            scores
+                .entry(a.cell.cell_id.clone())
+                .or_default()
+                .insert((a.question_id.clone(), a.repeat), v);
+        }
+    }
+    if scores.is_empty() {
+        let available = crate::report::available_rank_metrics(&results.answers);
+        return Err(CommandError::Usage(format!(
+            "no stored answer of `{}` has a value of `{}`; the answers have {}",
+            results.name,
+            settings.metric,
+            if available.is_empty() {
+                "no metrics".to_string()
+            } else {
+                available.join(", ")
+            }
+        )));
+    }
+    let replay = crate::race::replay(&scores, settings);
+    let axes: Vec<_> = results.cells.iter().map(|c| c.cell.axes()).collect();
+    let labels: std::collections::HashMap<&str, String> = axes
+        .iter()
+        .map(|a| a.cell_id.as_str())
+        .zip(crate::cell::distinct_labels(&axes))
+        .collect();
+    let label = |id: &str| labels.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let mut text = format!(
+        "race on {} in {} shards (alpha {}, seed {}) over {} cells:
+",
+        settings.metric,
+        crate::race::shard_ends(
+            scores
+                .values()
+                .flat_map(|s| s.keys().map(|k| &k.0))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            settings.shards
+        )
+        .len(),
+        settings.alpha,
+        settings.seed,
+        scores.len()
+    );
+    for e in &replay.eliminations {
+        text.push_str(&format!(
+            "  after shard {}: {} eliminated: {:+.3} [{:+.3}, {:+.3}] vs {} over {} questions, adjusted p {:.2e} < {:.4}\n",
+            e.look,
+            label(&e.cell_id),
+            e.mean_diff,
+            e.ci_low,
+            e.ci_high,
+            label(&e.leader_id),
+            e.n,
+            e.p_adjusted,
+            e.level
+        ));
+    }
+    text.push_str(&format!(
+        "answers asked: {} of {} ({:.0}%); cells eliminated: {} of {}\n",
+        replay.answers_used,
+        replay.answers_total,
+        100.0 * replay.answers_used as f64 / replay.answers_total.max(1) as f64,
+        replay.eliminations.len(),
+        scores.len()
+    ));
+    let group: Vec<String> = replay.best_group.iter().map(|id| label(id)).collect();
+    text.push_str(&format!(
+        "full-data best group ({} cells, none significantly worse than the best on all answers): {}\n",
+        group.len(),
+        group.join("; ")
+    ));
+    if replay.best_group_eliminated.is_empty() {
+        text.push_str("the race kept every cell of the full-data best group\n");
+    } else {
+        let lost: Vec<String> = replay
+            .best_group_eliminated
+            .iter()
+            .map(|id| label(id))
+            .collect();
+        text.push_str(&format!(
+            "the race eliminated {} cells of the full-data best group: {}\n",
+            lost.len(),
+            lost.join("; ")
+        ));
+    }
+    Ok((replay, text))
 }
 
 /// `orchestrate status`: the progress of the sweep of `file` as text. With the experiment's
@@ -483,6 +614,18 @@ pub struct RunOutcome {
     pub summary: crate::sweep::SweepSummary,
     /// The report written after the sweep.
     pub report: PathBuf,
+    /// The wall time [`crate::plan`] predicted before the sweep, seconds (`None` without a
+    /// basis; a race is predicted as a full sweep).
+    pub predicted_s: Option<f64>,
+}
+
+/// `orchestrate plan`: what a run of `exp` would do and its predicted wall time and peak memory
+/// (see [`crate::plan`]), from the history under `store_dir`.
+///
+/// Errors: QA, database and index-key errors.
+pub fn plan(exp: &Experiment, store_dir: &Path) -> Result<crate::plan::Plan, CommandError> {
+    let history = crate::plan::History::read(store_dir);
+    crate::plan::plan(exp, store_dir, &history)
 }
 
 /// `orchestrate run`: sweeps `exp` with `opts`, then writes `reports_dir/<name>.html` from the
@@ -495,6 +638,13 @@ pub fn run(
     opts: &crate::sweep::SweepOptions,
     reports_dir: &Path,
 ) -> Result<RunOutcome, CommandError> {
+    let predicted_s = match plan(exp, &opts.store_dir) {
+        Ok(p) => p.total_s,
+        Err(e) => {
+            tracing::debug!("no plan for the run: {e}");
+            None
+        }
+    };
     let summary = crate::sweep::run(exp, opts)?;
     // the name as swept: the file may have been edited meanwhile
     let results = results_named(
@@ -509,7 +659,11 @@ pub fn run(
         &reports_dir.join(format!("{}.html", exp.name)),
         None,
     )?;
-    Ok(RunOutcome { summary, report })
+    Ok(RunOutcome {
+        summary,
+        report,
+        predicted_s,
+    })
 }
 
 /// `orchestrate ask`: answers `question` with model `model` (a name from the experiment; default

@@ -18,11 +18,18 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use crate::cell::Batching;
 pub use crate::cell::{Cell, ModelSpec, Retrieval};
 use crate::generate::{GenParams, PromptStyle};
 use crate::qa::{QaError, QaFormat, Question};
+use crate::race::RaceSettings;
 use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
 use crate::sampling::{SamplerPreset, SeedMode};
+
+/// Largest `parallel` a model may set: llama.cpp's sequence limit is far above it, but each
+/// sequence holds `n_ctx` tokens of KV cache, and on CPU aggregate decoding speed stops growing
+/// after a few sequences (README "Batched generation").
+pub const MAX_PARALLEL: u32 = 64;
 
 /// Errors from reading or validating an experiment file. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +114,20 @@ struct RawExperiment {
     #[serde(default, rename = "prompt")]
     prompts: BTreeMap<String, Spanned<String>>,
     grid: RawGrid,
+    #[serde(default)]
+    search: Option<Spanned<String>>,
+    #[serde(default)]
+    race: Option<Spanned<RawRace>>,
+}
+
+/// The `[race]` table: settings of `search = "race"` (see [`crate::race`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRace {
+    metric: Option<String>,
+    alpha: Option<f64>,
+    shards: Option<usize>,
+    seed: Option<u64>,
 }
 
 /// A `[retriever.NAME]` definition: a retriever with its own settings. Unset settings are
@@ -195,6 +216,8 @@ struct RawModel {
     n_batch: Option<u32>,
     rope_freq_base: Option<f32>,
     rope_freq_scale: Option<f32>,
+    parallel: Option<u32>,
+    latency_questions: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +311,38 @@ pub struct Experiment {
     pub models: Vec<ModelSpec>,
     /// The grid cells (models × retrieval settings), in a stable order.
     pub cells: Vec<Cell>,
+    /// How the sweep visits the grid: every cell on every question, or a race.
+    /// `orchestrate run --race` sets [`Search::Race`].
+    pub search: Search,
+    /// The `[race]` settings (defaults from [`RaceSettings::new`]), used when racing.
+    pub race: RaceSettings,
+}
+
+/// `search` of an experiment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Search {
+    /// `"grid"` (default): every cell answers every question.
+    #[default]
+    Grid,
+    /// `"race"`: questions in shards; cells significantly worse than the leader stop early
+    /// ([`crate::race`]).
+    Race,
+}
+
+impl Experiment {
+    /// The race settings when this experiment races, else `None`.
+    pub fn racing(&self) -> Option<&RaceSettings> {
+        (self.search == Search::Race).then_some(&self.race)
+    }
+}
+
+/// The race metric when `[race]` names none: cosine for generated answers, else nDCG@4.
+fn default_race_metric(generate: bool) -> &'static str {
+    if generate {
+        "cosine"
+    } else {
+        "ndcg@4"
+    }
 }
 
 /// 1-based (line, column) of byte offset `offset` in `text`.
@@ -620,6 +675,7 @@ impl Validator<'_> {
                 );
             }
         }
+        let (search, race) = self.race(raw.search.as_ref(), raw.race.as_ref(), raw.generate)?;
         let models = self.models(raw.models, &raw.prompts, raw.generate)?;
         let settings = self.grid(&raw.grid, &raw.retrievers)?;
         let mut cells: Vec<Cell> = Vec::new();
@@ -673,7 +729,64 @@ impl Validator<'_> {
             limit_questions: raw.limit_questions.map(|l| *l.get_ref()),
             models,
             cells,
+            search,
+            race,
         })
+    }
+
+    /// Validates `search` and `[race]`: the race settings when `search = "race"`.
+    fn race(
+        &self,
+        search: Option<&Spanned<String>>,
+        race: Option<&Spanned<RawRace>>,
+        generate: bool,
+    ) -> Result<(Search, RaceSettings), ExperimentError> {
+        let search = match search {
+            None => Search::Grid,
+            Some(s) if s.get_ref() == "grid" => Search::Grid,
+            Some(s) if s.get_ref() == "race" => Search::Race,
+            Some(s) => {
+                return self.err(
+                    s.span(),
+                    "search",
+                    format!("unknown search `{}`: use \"grid\" (every cell, all questions) or \"race\" (stop cells that are significantly worse after each shard)", s.get_ref()),
+                )
+            }
+        };
+        let Some(raw) = race else {
+            return Ok((search, RaceSettings::new(default_race_metric(generate))));
+        };
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let mut s = RaceSettings::new(
+            raw.metric
+                .as_deref()
+                .unwrap_or(default_race_metric(generate)),
+        );
+        s.alpha = raw.alpha.unwrap_or(s.alpha);
+        s.shards = raw.shards.unwrap_or(s.shards);
+        s.seed = raw.seed.unwrap_or(s.seed);
+        if !(s.alpha > 0.0 && s.alpha < 1.0) {
+            return self.err(
+                span,
+                "race.alpha",
+                format!("must be between 0 and 1, got {}", s.alpha),
+            );
+        }
+        if s.shards < 2 {
+            return self.err(
+                span,
+                "race.shards",
+                format!(
+                    "must be at least 2 (a race needs a look before the last shard), got {}",
+                    s.shards
+                ),
+            );
+        }
+        if !generate && matches!(s.metric.as_str(), "cosine" | "response_time_s") {
+            return self.err(span, "race.metric", format!("`{}` needs generated answers; a retrieval-only race needs a retrieval metric such as \"ndcg@4\" or \"mrr@4\"", s.metric));
+        }
+        Ok((search, s))
     }
 
     /// The prompt variants of a model's `prompt` setting: one template or `chat` (no variant
@@ -855,6 +968,22 @@ impl Validator<'_> {
             if let Err(e) = params.validate() {
                 return self.err(m.name.span(), &format!("model[{i}]"), e.to_string());
             }
+            let batching = Batching {
+                parallel: m.parallel.unwrap_or(1),
+                latency_questions: m
+                    .latency_questions
+                    .unwrap_or(crate::cell::DEFAULT_LATENCY_QUESTIONS),
+            };
+            if !(1..=MAX_PARALLEL).contains(&batching.parallel) {
+                return self.err(
+                    m.name.span(),
+                    &field("parallel"),
+                    format!(
+                        "parallel must be between 1 and {MAX_PARALLEL} sequences, got {}",
+                        batching.parallel
+                    ),
+                );
+            }
             let gguf_sha256 = if generate {
                 self.check_gguf(&m.gguf, &field("gguf"), &gguf)?
             } else {
@@ -887,6 +1016,7 @@ impl Validator<'_> {
                     params,
                     threads,
                     prompt_name,
+                    batching,
                 });
             }
         }
@@ -1661,6 +1791,19 @@ prompt = "C: {context} Q: {question} A:"
             err.contains("model[0].seed") && err.contains("llama-cpp-python"),
             "{err}"
         );
+        // batching is an execution setting: recorded in the spec, not part of the id
+        let batched = with("parallel = 4\nlatency_questions = 3").unwrap();
+        let b = batched.models[0].batching;
+        assert_eq!((b.parallel, b.latency_questions), (4, 3));
+        assert_eq!(batched.cells[0].id, plain.cells[0].id);
+        assert_eq!(plain.models[0].batching, crate::cell::Batching::default());
+        for bad in ["parallel = 0", "parallel = 65"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("model[0].parallel") && err.contains("between 1 and 64"),
+                "{err}"
+            );
+        }
         let err = with("seed_mode = \"random\"").unwrap_err().to_string();
         assert!(
             err.contains("model[0].seed_mode") && err.contains("fixed, llama-cpp-python"),

@@ -9,7 +9,7 @@ use crate::store::AnswerRecord;
 
 /// The answer columns of [`write_csv`], in order: they follow the cell's axis columns
 /// ([`CellAxes::columns`]); metric columns come last.
-pub const ANSWER_COLUMNS: [&str; 18] = [
+pub const ANSWER_COLUMNS: [&str; 20] = [
     "repeat",
     "question_id",
     "question",
@@ -24,6 +24,8 @@ pub const ANSWER_COLUMNS: [&str; 18] = [
     "rss_peak_bytes",
     "cpu_mean_percent",
     "contexts_used",
+    "decode_mode",
+    "shared_from",
     "chunk_ids",
     "pages",
     "status",
@@ -180,7 +182,7 @@ fn formula_safe(field: &str) -> String {
 }
 
 /// The answer fields of one row, in [`ANSWER_COLUMNS`] order.
-fn record_fields(a: &AnswerRecord) -> [String; 18] {
+fn record_fields(a: &AnswerRecord) -> [String; 20] {
     [
         a.repeat.to_string(),
         a.question_id.clone(),
@@ -196,6 +198,8 @@ fn record_fields(a: &AnswerRecord) -> [String; 18] {
         opt(a.rss_peak_bytes),
         opt(a.cpu_mean_percent),
         opt(a.contexts_used),
+        a.decode_mode.map(|m| m.to_string()).unwrap_or_default(),
+        a.shared_from.clone().unwrap_or_default(),
         join_spaced(&a.chunk_ids),
         join_spaced(&a.pages),
         a.status.to_string(),
@@ -263,6 +267,8 @@ mod tests {
             status: crate::cell::AnswerStatus::Ok,
             error: None,
             metrics: Default::default(),
+            decode_mode: Some(crate::cell::DecodeMode::Batched),
+            shared_from: Some("c0".into()),
         }
     }
 
@@ -304,6 +310,8 @@ mod tests {
         assert_eq!(&records[0][col("rss_peak_bytes")], u64::MAX.to_string());
         assert_eq!(&records[0][col("chunk_ids")], "12 3 40");
         assert_eq!(&records[0][col("contexts_used")], "2");
+        assert_eq!(&records[0][col("decode_mode")], "batched");
+        assert_eq!(&records[0][col("shared_from")], "c0");
         assert_eq!(&records[0][col("pages")], "101 7");
         assert_eq!(&records[0][col("status")], "ok");
     }

@@ -7,7 +7,10 @@
 //! [`crate::sampling`] lays out, in llama-cpp-python's order), stop handling (end-of-generation token, stop strings, token budget) and timing
 //! (time to first token, response time).
 //!
-//! Every answer runs in a fresh llama.cpp context, so answers never see each other's KV cache.
+//! An answer decoded alone ([`Generator::answer`]) runs in a fresh llama.cpp context; batched
+//! answers ([`Generator::answer_many`], continuous batching over `parallel` sequences) share one
+//! context, each in its own sequence whose KV cache is cleared before the next question takes
+//! it. Either way answers never see each other's KV cache.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -133,6 +136,10 @@ pub enum GenerateError {
     /// `llama_decode` failed.
     #[error("decode failed: {0}")]
     Decode(#[from] DecodeError),
+    /// A batched generation step failed for every sequence in it (the message of the
+    /// underlying [`GenerateError::Decode`]).
+    #[error("batched decode step failed: {0}")]
+    Step(String),
 }
 
 /// How the prompt is built from the question and the contexts.
@@ -630,10 +637,26 @@ impl Generator {
 
     /// A fresh context sized by the parameters, flash attention off ([`FLASH_ATTN_DISABLED`]).
     fn new_context(&self) -> Result<LlamaContext<'_>, GenerateError> {
-        let n_batch = self.params.n_batch.min(self.params.n_ctx);
+        self.context_with(1, self.params.n_batch.min(self.params.n_ctx))
+    }
+
+    /// A context for `parallel` sequences of `n_ctx` tokens each (non-unified KV cache of
+    /// `parallel × n_ctx`) whose batches hold `capacity` tokens.
+    fn new_context_batched(
+        &self,
+        parallel: u32,
+        capacity: u32,
+    ) -> Result<LlamaContext<'_>, GenerateError> {
+        self.context_with(parallel, capacity)
+    }
+
+    /// A context for `parallel` sequences of `n_ctx` tokens each with batches of `n_batch`.
+    fn context_with(&self, parallel: u32, n_batch: u32) -> Result<LlamaContext<'_>, GenerateError> {
         let mut ctx_params = LlamaContextParams::default()
             .with_flash_attention_policy(FLASH_ATTN_DISABLED)
-            .with_n_ctx(NonZeroU32::new(self.params.n_ctx))
+            .with_n_ctx(NonZeroU32::new(self.params.n_ctx.saturating_mul(parallel)))
+            .with_n_seq_max(parallel)
+            .with_kv_unified(false)
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_threads(self.params.threads)
@@ -650,28 +673,7 @@ impl Generator {
     /// A fresh llama.cpp sampler chain of the stages [`Sampling::chain`] lists, in its order
     /// (llama-cpp-python 0.3's), `min_keep` 1 as llama-cpp-python passes.
     fn new_sampler(&self) -> LlamaSampler {
-        let n_vocab = self.model.n_vocab();
-        let stages = self
-            .params
-            .sampling
-            .chain()
-            .into_iter()
-            .map(|stage| match stage {
-                Stage::Penalties {
-                    last_n,
-                    repeat,
-                    frequency,
-                    presence,
-                } => LlamaSampler::penalties(n_vocab, last_n, repeat, frequency, presence),
-                Stage::TopK(k) => LlamaSampler::top_k(k),
-                Stage::Typical(p) => LlamaSampler::typical(p, 1),
-                Stage::TopP(p) => LlamaSampler::top_p(p, 1),
-                Stage::MinP(p) => LlamaSampler::min_p(p, 1),
-                Stage::Temperature(t) => LlamaSampler::temp(t),
-                Stage::Dist(seed) => LlamaSampler::dist(seed),
-                Stage::Greedy => LlamaSampler::greedy(),
-            });
-        LlamaSampler::chain(stages, true)
+        sampler_chain(&self.params.sampling, self.model.n_vocab())
     }
 
     /// Answers `question` from `contexts` (rank order; trailing ones are dropped if the prompt
@@ -752,49 +754,172 @@ impl Generator {
     ) -> Result<RawOutput, GenerateError> {
         let vocab = self.model.vocab();
         let mut batch = LlamaBatch::new(1, 1);
-        let mut decoder = Utf8Stream::default();
-        let mut out = RawOutput {
-            tokens: Vec::new(),
-            text: String::new(),
-            raw: String::new(),
-            completion_tokens: 0,
-            ttft_s: None,
-            stopped_by: StopReason::MaxTokens,
-        };
-        let mut pos = i32::try_from(prompt_len).unwrap_or(i32::MAX);
+        let mut seq = SeqState::new(prompt_len);
         loop {
             let token = sampler.sample(ctx, logits_idx);
-            out.ttft_s
-                .get_or_insert_with(|| started.elapsed().as_secs_f64());
-            if vocab.is_eog(token) {
-                out.stopped_by = StopReason::Eos;
-                break;
-            }
-            out.completion_tokens += 1;
-            out.tokens.push(token.0);
-            decoder.push(&vocab.token_to_piece(token, false, None), &mut out.text);
-            if let Some(cut) = find_stop(&out.text, &self.params.stop) {
-                out.raw = out.text.clone();
-                out.text.truncate(cut);
-                out.stopped_by = StopReason::StopString;
-                return Ok(out);
-            }
-            if out.completion_tokens >= self.params.max_tokens {
-                break;
+            if seq.accept(token, &vocab, &self.params, started) == Step::Done {
+                return Ok(seq.finish(&self.params));
             }
             batch.clear();
-            batch.add(token, pos, &[0], true)?;
+            batch.add(token, seq.pos, &[0], true)?;
             ctx.decode(&mut batch)?;
-            pos += 1;
+            seq.pos += 1;
             logits_idx = 0;
         }
-        decoder.finish(&mut out.text);
-        out.raw = out.text.clone();
-        if let Some(cut) = find_stop(&out.text, &self.params.stop) {
-            out.text.truncate(cut);
-            out.stopped_by = StopReason::StopString;
+    }
+
+    /// Answers many questions with up to `parallel` sequences decoding at once in one llama.cpp
+    /// context (continuous batching, llama.cpp's `--parallel`): each sequence has its own
+    /// `n_ctx` tokens of KV cache (a non-unified cache of `parallel × n_ctx`) and its own sampler
+    /// chain seeded with its request's seed; when a sequence ends, its cache is cleared and its
+    /// slot takes the next request. Every step is one `llama_decode` of one batch holding the
+    /// next token of each generating sequence and the next prompt chunks (at most `n_batch`
+    /// tokens each, as [`Generator::answer`] decodes them) of sequences still reading their
+    /// prompts, up to [`batch_capacity`] tokens: on a CPU a decode call streams all the weights
+    /// once whatever it holds, so small prompt chunks and single tokens of several sequences
+    /// share that cost. Requests come from `driver.next()` and each result goes to
+    /// `driver.done()` as soon as its sequence ends, so results arrive out of request order.
+    ///
+    /// Greedy answers equal [`Generator::answer`]'s up to floating-point differences between
+    /// batched and single decoding (measured per model: tests/it/batched.rs, README "Batched
+    /// generation"). `ttft_s` and `response_s` of a batched answer are measured from when its
+    /// slot took it and include the other sequences' work, so they are not latencies of a
+    /// question decoded alone.
+    ///
+    /// # Errors
+    /// Per request (to `driver.done`): [`GenerateError::QuestionTooLong`], template errors, and
+    /// [`GenerateError::Step`] for a decode step that request was in. The call itself fails
+    /// only when the context cannot be created ([`GenerateError::Context`]) or a batch cannot
+    /// hold its tokens ([`GenerateError::Batch`]).
+    pub fn answer_many(
+        &mut self,
+        parallel: u32,
+        driver: &mut dyn BatchDriver,
+    ) -> Result<(), GenerateError> {
+        let parallel = parallel.max(1);
+        let capacity = batch_capacity(self.params.n_batch.min(self.params.n_ctx), parallel);
+        let mut ctx = self.new_context_batched(parallel, capacity)?;
+        let vocab = self.model.vocab();
+        let chunk = self.params.n_batch.min(self.params.n_ctx).max(1) as usize;
+        let mut slots: Vec<Option<Slot>> = (0..parallel).map(|_| None).collect();
+        let mut batch = LlamaBatch::new(capacity as usize, 1);
+        let mut exhausted = false;
+        loop {
+            for slot in slots.iter_mut() {
+                while slot.is_none() && !exhausted {
+                    let Some((tag, request)) = driver.next() else {
+                        exhausted = true;
+                        break;
+                    };
+                    match self.start_slot(tag, &request) {
+                        Ok(s) => *slot = Some(s),
+                        Err(e) => driver.done(tag, Err(e)),
+                    }
+                }
+            }
+            if slots.iter().all(Option::is_none) {
+                return Ok(());
+            }
+            // generating sequences first (one token each), then prompt chunks while room is left
+            batch.clear();
+            let mut room = capacity as usize;
+            for (seq_id, slot) in slots.iter_mut().enumerate() {
+                if let Some(slot) = slot.as_mut() {
+                    slot.ready = false;
+                    if let Some(token) = slot.next.take() {
+                        batch.add(token, slot.seq.pos, &[seq_id as i32], true)?;
+                        slot.seq.pos += 1;
+                        slot.logits_idx = batch.n_tokens() - 1;
+                        slot.ready = true;
+                        room -= 1;
+                    }
+                }
+            }
+            for (seq_id, slot) in slots.iter_mut().enumerate() {
+                let Some(slot) = slot.as_mut() else { continue };
+                if slot.read >= slot.prompt.len() || room == 0 {
+                    continue;
+                }
+                let take = chunk.min(room).min(slot.prompt.len() - slot.read);
+                for i in slot.read..slot.read + take {
+                    let last = i + 1 == slot.prompt.len();
+                    let pos = i32::try_from(i).unwrap_or(i32::MAX);
+                    batch.add(slot.prompt[i], pos, &[seq_id as i32], last)?;
+                }
+                slot.read += take;
+                room -= take;
+                if slot.read == slot.prompt.len() {
+                    slot.logits_idx = batch.n_tokens() - 1;
+                    slot.ready = true;
+                }
+            }
+            if let Err(e) = ctx.decode(&mut batch) {
+                // the step failed for every sequence in it: each request fails with the error
+                let message = e.to_string();
+                for (seq_id, slot) in slots.iter_mut().enumerate() {
+                    if let Some(slot) = slot.take() {
+                        let _ = ctx.clear_kv_cache_seq(Some(seq_id as u32), None, None);
+                        driver.done(slot.tag, Err(GenerateError::Step(message.clone())));
+                    }
+                }
+                continue;
+            }
+            for (seq_id, entry) in slots.iter_mut().enumerate() {
+                let Some(slot) = entry.as_mut().filter(|s| s.ready) else {
+                    continue;
+                };
+                let token = slot.sampler.sample(&ctx, slot.logits_idx);
+                if slot.seq.accept(token, &vocab, &self.params, slot.started) == Step::Done {
+                    if let Some(done) = entry.take() {
+                        let _ = ctx.clear_kv_cache_seq(Some(seq_id as u32), None, None);
+                        self.finish_slot(done, driver);
+                    }
+                } else {
+                    slot.next = Some(token);
+                }
+            }
         }
-        Ok(out)
+    }
+
+    /// Fits `request`'s prompt (tokens to decode from position 0) and builds its sampler.
+    fn start_slot(&self, tag: usize, request: &BatchRequest) -> Result<Slot, GenerateError> {
+        let contexts: Vec<&str> = request.contexts.iter().map(String::as_str).collect();
+        let fitted = self.fit_prompt(&request.question, &contexts)?;
+        let mut sampling = self.params.sampling.clone();
+        sampling.seed = i64::from(request.seed);
+        sampling.seed_mode = None;
+        Ok(Slot {
+            tag,
+            sampler: sampler_chain(&sampling, self.model.n_vocab()),
+            seq: SeqState::new(fitted.tokens.len()),
+            logits_idx: 0,
+            ready: false,
+            next: None,
+            started: Instant::now(),
+            prompt_tokens: fitted.tokens.len(),
+            contexts_used: fitted.contexts_used,
+            prompt: fitted.tokens,
+            read: 0,
+        })
+    }
+
+    /// Hands a finished sequence's answer to the driver.
+    fn finish_slot(&self, slot: Slot, driver: &mut dyn BatchDriver) {
+        let response_s = slot.started.elapsed().as_secs_f64();
+        let out = slot.seq.finish(&self.params);
+        driver.done(
+            slot.tag,
+            Ok(Generation {
+                text: out.text.trim().to_string(),
+                raw: out.raw,
+                prompt_tokens: u32::try_from(slot.prompt_tokens).unwrap_or(u32::MAX),
+                completion_tokens: out.completion_tokens,
+                ttft_s: out.ttft_s.unwrap_or(response_s).min(response_s),
+                response_s,
+                contexts_used: slot.contexts_used,
+                stopped_by: out.stopped_by,
+            }),
+        );
     }
 }
 
@@ -808,6 +933,156 @@ struct RawOutput {
     completion_tokens: u32,
     ttft_s: Option<f64>,
     stopped_by: StopReason,
+}
+
+/// One question for [`Generator::answer_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRequest {
+    /// The question text.
+    pub question: String,
+    /// Retrieved contexts, best first (trailing ones may be dropped to fit `n_ctx`).
+    pub contexts: Vec<String>,
+    /// The sampling seed of this answer (the dist stage's seed; unused when greedy).
+    pub seed: u32,
+}
+
+/// Feeds [`Generator::answer_many`] and receives its answers.
+pub trait BatchDriver {
+    /// The next request with a caller-chosen tag, or `None` when there are no more.
+    fn next(&mut self) -> Option<(usize, BatchRequest)>;
+    /// The result for the request tagged `tag` (called once per request, in finishing order).
+    fn done(&mut self, tag: usize, result: Result<Generation, GenerateError>);
+}
+
+/// A sequence in flight in [`Generator::answer_many`].
+struct Slot {
+    tag: usize,
+    sampler: LlamaSampler,
+    seq: SeqState,
+    /// Index in the last decoded batch of this sequence's logits (valid when `ready`).
+    logits_idx: i32,
+    /// Whether the last decoded batch produced logits for this sequence to sample from.
+    ready: bool,
+    /// Sampled token still to be decoded.
+    next: Option<LlamaToken>,
+    started: Instant,
+    prompt_tokens: usize,
+    contexts_used: usize,
+    /// The fitted prompt's tokens.
+    prompt: Vec<LlamaToken>,
+    /// How many of them are decoded.
+    read: usize,
+}
+
+/// Tokens one step of [`Generator::answer_many`] may hold for `parallel` sequences with prompt
+/// chunks of `n_batch`: a full prompt chunk of every sequence up to 512 tokens in all, and at
+/// least one chunk plus one token per other sequence. LangChain's n_batch 8 with 4 sequences:
+/// 32 tokens; n_batch 512: 512 (prompts then take turns).
+pub fn batch_capacity(n_batch: u32, parallel: u32) -> u32 {
+    let n_batch = n_batch.max(1);
+    (n_batch.saturating_mul(parallel).min(512)).max(n_batch + parallel)
+}
+
+/// Whether a sequence goes on after a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Continue,
+    Done,
+}
+
+/// One sequence's output so far: tokens, text, stop handling. Shared by single and batched
+/// decoding so both stop on exactly the same conditions.
+struct SeqState {
+    out: RawOutput,
+    decoder: Utf8Stream,
+    /// Position of the next token to decode.
+    pos: i32,
+}
+
+impl SeqState {
+    fn new(prompt_len: usize) -> SeqState {
+        SeqState {
+            out: RawOutput {
+                tokens: Vec::new(),
+                text: String::new(),
+                raw: String::new(),
+                completion_tokens: 0,
+                ttft_s: None,
+                stopped_by: StopReason::MaxTokens,
+            },
+            decoder: Utf8Stream::default(),
+            pos: i32::try_from(prompt_len).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// Takes a sampled token: records the first-token time, then ends the sequence on an
+    /// end-of-generation token, a stop string or the `max_tokens` budget.
+    fn accept(
+        &mut self,
+        token: LlamaToken,
+        vocab: &llama_cpp_2::vocab::LlamaVocab<'_>,
+        params: &GenParams,
+        started: Instant,
+    ) -> Step {
+        let out = &mut self.out;
+        out.ttft_s
+            .get_or_insert_with(|| started.elapsed().as_secs_f64());
+        if vocab.is_eog(token) {
+            out.stopped_by = StopReason::Eos;
+            return Step::Done;
+        }
+        out.completion_tokens += 1;
+        out.tokens.push(token.0);
+        self.decoder
+            .push(&vocab.token_to_piece(token, false, None), &mut out.text);
+        if let Some(cut) = find_stop(&out.text, &params.stop) {
+            out.raw = out.text.clone();
+            out.text.truncate(cut);
+            out.stopped_by = StopReason::StopString;
+            return Step::Done;
+        }
+        if out.completion_tokens >= params.max_tokens {
+            return Step::Done;
+        }
+        Step::Continue
+    }
+
+    /// The output: an incomplete UTF-8 tail flushed and a stop string in it cut (unless a stop
+    /// string already ended the sequence).
+    fn finish(mut self, params: &GenParams) -> RawOutput {
+        let mut out = self.out;
+        if out.stopped_by == StopReason::StopString {
+            return out;
+        }
+        self.decoder.finish(&mut out.text);
+        out.raw = out.text.clone();
+        if let Some(cut) = find_stop(&out.text, &params.stop) {
+            out.text.truncate(cut);
+            out.stopped_by = StopReason::StopString;
+        }
+        out
+    }
+}
+
+/// A llama.cpp sampler chain of the stages [`Sampling::chain`] lists, in its order
+/// (llama-cpp-python 0.3's), `min_keep` 1 as llama-cpp-python passes.
+fn sampler_chain(sampling: &Sampling, n_vocab: i32) -> LlamaSampler {
+    let stages = sampling.chain().into_iter().map(|stage| match stage {
+        Stage::Penalties {
+            last_n,
+            repeat,
+            frequency,
+            presence,
+        } => LlamaSampler::penalties(n_vocab, last_n, repeat, frequency, presence),
+        Stage::TopK(k) => LlamaSampler::top_k(k),
+        Stage::Typical(p) => LlamaSampler::typical(p, 1),
+        Stage::TopP(p) => LlamaSampler::top_p(p, 1),
+        Stage::MinP(p) => LlamaSampler::min_p(p, 1),
+        Stage::Temperature(t) => LlamaSampler::temp(t),
+        Stage::Dist(seed) => LlamaSampler::dist(seed),
+        Stage::Greedy => LlamaSampler::greedy(),
+    });
+    LlamaSampler::chain(stages, true)
 }
 
 /// Decodes the prompt in chunks of `n_batch` tokens (sequence 0, positions from 0), requesting

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub use crate::cell::{AnswerStatus, CellStatus};
-use crate::cell::{Cell, CellAxes, ModelSpec, Retrieval, RETRIEVAL_ONLY};
+use crate::cell::{Cell, CellAxes, DecodeMode, ModelSpec, Retrieval, RETRIEVAL_ONLY};
 use crate::experiment::Experiment;
 use crate::sample::{HostFacts, Sample, Usage};
 
@@ -113,6 +113,9 @@ CREATE TABLE IF NOT EXISTS answers (
     n_samples        INTEGER,
     finished_at      TEXT NOT NULL,
     metrics          TEXT NOT NULL DEFAULT '{}',
+    decode_mode      TEXT,
+    generation_key   TEXT,
+    shared_from      TEXT,
     UNIQUE (cell_id, repeat, question_id)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -125,12 +128,30 @@ CREATE TABLE IF NOT EXISTS samples (
     cpu_percent REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS samples_cell ON samples (cell_id);
+CREATE TABLE IF NOT EXISTS eliminations (
+    run_id      INTEGER NOT NULL,
+    cell_id     TEXT NOT NULL,
+    leader_id   TEXT NOT NULL,
+    metric      TEXT NOT NULL,
+    look        INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    mean_diff   REAL NOT NULL,
+    ci_low      REAL NOT NULL,
+    ci_high     REAL NOT NULL,
+    p_value     REAL NOT NULL,
+    p_adjusted  REAL NOT NULL,
+    level       REAL NOT NULL,
+    at          TEXT NOT NULL
+);
 "#;
 
 /// Columns added after the first schema: (table, column, declaration). [`Store::open`] adds the
 /// missing ones to an older database, so results stored by an earlier version stay readable.
-const MIGRATIONS: [(&str, &str, &str); 5] = [
+const MIGRATIONS: [(&str, &str, &str); 8] = [
     ("answers", "metrics", "TEXT NOT NULL DEFAULT '{}'"),
+    ("answers", "decode_mode", "TEXT"),
+    ("answers", "generation_key", "TEXT"),
+    ("answers", "shared_from", "TEXT"),
     ("cells", "bm25", "TEXT"),
     ("cells", "dense_index", "TEXT"),
     ("cells", "spec", "TEXT"),
@@ -187,6 +208,31 @@ pub struct NewAnswer {
     /// `contains`, `rouge_l`, `meteor` when an answer was generated. Stored as a JSON object.
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// How the answer was generated (`None` when nothing was generated: retrieval only, or a
+    /// failure before generation).
+    #[serde(default)]
+    pub decode_mode: Option<DecodeMode>,
+    /// Content address of the generation ([`crate::cell::generation_key`]); `None` without one.
+    #[serde(default)]
+    pub generation_key: Option<String>,
+    /// The cell whose stored generation this answer reused (same key: same model, settings,
+    /// seed and prompt), with that generation's text, token counts and timings; `None` when
+    /// this answer was generated itself.
+    #[serde(default)]
+    pub shared_from: Option<String>,
+}
+
+/// A stored generation another cell can reuse ([`Store::shared_generations`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SharedGeneration {
+    /// Its [`crate::cell::generation_key`].
+    pub key: String,
+    /// The cell that generated it.
+    pub cell_id: String,
+    /// The generation (its `raw` is the answer text, its `stopped_by` unknown: `Eos`).
+    pub generation: crate::generate::Generation,
+    /// How it was decoded.
+    pub decode_mode: DecodeMode,
 }
 
 /// One stored answer joined with its cell's axes: the unit of reports and exports.
@@ -243,6 +289,22 @@ pub struct AnswerRecord {
     /// Named per-answer metrics, as in [`NewAnswer::metrics`].
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// How the answer was generated: alone (`single`, its timings are latencies) or batched
+    /// with other questions (timings include their work); `None` without a generation or for
+    /// rows stored before batching existed (all decoded alone).
+    #[serde(default)]
+    pub decode_mode: Option<DecodeMode>,
+    /// The cell whose generation this answer reused ([`NewAnswer::shared_from`]).
+    #[serde(default)]
+    pub shared_from: Option<String>,
+}
+
+impl AnswerRecord {
+    /// Whether this answer's response time and TTFT are the latency of the question decoded
+    /// alone: anything but [`DecodeMode::Batched`].
+    pub fn timed_alone(&self) -> bool {
+        self.decode_mode != Some(DecodeMode::Batched)
+    }
 }
 
 impl NewAnswer {
@@ -272,6 +334,9 @@ impl NewAnswer {
             pages: vec![],
             scores: vec![],
             metrics: BTreeMap::new(),
+            decode_mode: None,
+            generation_key: None,
+            shared_from: None,
         }
     }
 }
@@ -495,6 +560,86 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a race's elimination of a cell with its evidence and marks the cell
+    /// [`CellStatus::Eliminated`] (one transaction).
+    pub fn record_elimination(
+        &mut self,
+        run_id: i64,
+        e: &crate::race::Elimination,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO eliminations (run_id, cell_id, leader_id, metric, look, n, mean_diff, ci_low,
+               ci_high, p_value, p_adjusted, level, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                run_id,
+                e.cell_id,
+                e.leader_id,
+                e.metric,
+                e.look as i64,
+                e.n as i64,
+                e.mean_diff,
+                e.ci_low,
+                e.ci_high,
+                e.p_value,
+                e.p_adjusted,
+                e.level,
+                now()
+            ],
+        )
+        .map_err(err)?;
+        let why = format!(
+            "eliminated by racing after look {}: {} {:+.3} [{:+.3}, {:+.3}] vs the leader over {} questions, adjusted p {:.2e} < {:.4}",
+            e.look, e.metric, e.mean_diff, e.ci_low, e.ci_high, e.n, e.p_adjusted, e.level
+        );
+        tx.execute(
+            "UPDATE cells SET status = ?1, error = ?2, run_id = ?3, ended_at = ?4 WHERE cell_id = ?5",
+            params![CellStatus::Eliminated.as_str(), why, run_id, now(), e.cell_id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The latest elimination of each cell that is still [`CellStatus::Eliminated`] (a cell
+    /// completed later by a plain run is not), in cell id order.
+    pub fn eliminations(&self) -> Result<Vec<crate::race::Elimination>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT e.cell_id, e.leader_id, e.metric, e.look, e.n, e.mean_diff, e.ci_low, e.ci_high,
+                        e.p_value, e.p_adjusted, e.level
+                 FROM eliminations e JOIN cells c ON c.cell_id = e.cell_id
+                 WHERE c.status = 'eliminated'
+                   AND e.rowid = (SELECT max(rowid) FROM eliminations WHERE cell_id = e.cell_id)
+                 ORDER BY e.cell_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(crate::race::Elimination {
+                    cell_id: r.get(0)?,
+                    leader_id: r.get(1)?,
+                    metric: r.get(2)?,
+                    look: r.get::<_, i64>(3)? as usize,
+                    n: r.get::<_, i64>(4)? as usize,
+                    mean_diff: r.get(5)?,
+                    ci_low: r.get(6)?,
+                    ci_high: r.get(7)?,
+                    p_value: r.get(8)?,
+                    p_adjusted: r.get(9)?,
+                    level: r.get(10)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Records which index a cell used and what building it cost (seconds; 0 on a cache hit).
     /// A build recorded earlier for the same index directory is kept when this call reports a
     /// cache hit, so resuming a sweep does not erase what building its index cost.
@@ -589,6 +734,120 @@ impl Store {
             .map(|(id, repeat, _)| (id, repeat))
             .collect();
         Ok((done, stale))
+    }
+
+    /// The values of `metric` (`cosine`, `response_time_s` or a stored metric name) of the `ok`
+    /// answers of `cell_id` whose question is one of `questions` (text current), keyed by
+    /// (question id, repeat): what a race compares. Response times only of answers decoded
+    /// alone; non-finite values are left out.
+    pub fn metric_scores(
+        &self,
+        cell_id: &str,
+        metric: &str,
+        questions: &[crate::qa::Question],
+    ) -> Result<crate::race::Scores, StoreError> {
+        let current: HashSet<(String, u32)> = self
+            .ok_rows(cell_id, questions)?
+            .into_iter()
+            .map(|(id, repeat, _)| (id, repeat))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT question_id, repeat, cosine, response_time_s, metrics, decode_mode
+                 FROM answers WHERE cell_id = ?1 AND status = 'ok'",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([cell_id], |r| {
+                let key = (r.get::<_, String>(0)?, r.get::<_, u32>(1)?);
+                let batched = r.get::<_, Option<String>>(5)?.as_deref() == Some("batched");
+                let value = match metric {
+                    "cosine" => r.get::<_, Option<f64>>(2)?,
+                    "response_time_s" if batched => None,
+                    "response_time_s" => r.get::<_, Option<f64>>(3)?,
+                    m => from_json::<BTreeMap<String, f64>>(&r.get::<_, String>(4)?)
+                        .get(m)
+                        .copied(),
+                };
+                Ok((key, value))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = crate::race::Scores::new();
+        for row in rows {
+            let (key, value) = row.map_err(|e| self.err(e))?;
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                if current.contains(&key) {
+                    out.insert(key, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The generations of family `family` ([`crate::cell::generation_family`]) that answers
+    /// generated themselves (`ok`, not shared), one per key (the earliest stored), for a worker
+    /// to reuse.
+    pub fn shared_generations(&self, family: &str) -> Result<Vec<SharedGeneration>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT generation_key, cell_id, answer, prompt_tokens, completion_tokens, ttft_s,
+                        response_time_s, contexts_used, decode_mode
+                 FROM answers
+                 WHERE status = 'ok' AND shared_from IS NULL AND substr(generation_key, 1, ?2) = ?1
+                 ORDER BY answer_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![family, family.len() as i64], |r| {
+                let text: String = r.get(2)?;
+                Ok(SharedGeneration {
+                    key: r.get(0)?,
+                    cell_id: r.get(1)?,
+                    generation: crate::generate::Generation {
+                        raw: text.clone(),
+                        text,
+                        prompt_tokens: r.get::<_, Option<u32>>(3)?.unwrap_or_default(),
+                        completion_tokens: r.get::<_, Option<u32>>(4)?.unwrap_or_default(),
+                        ttft_s: r.get::<_, Option<f64>>(5)?.unwrap_or_default(),
+                        response_s: r.get::<_, Option<f64>>(6)?.unwrap_or_default(),
+                        contexts_used: r.get::<_, Option<u32>>(7)?.unwrap_or_default() as usize,
+                        stopped_by: crate::generate::StopReason::Eos,
+                    },
+                    decode_mode: DecodeMode::parse(
+                        &r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+                    ),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for row in rows {
+            let g = row.map_err(|e| self.err(e))?;
+            if seen.insert(g.key.clone()) {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    /// (chunk size, retrieval seconds) of every `ok` answer that recorded its retrieval time:
+    /// what [`crate::plan`] predicts retrieval from.
+    pub fn retrieval_times(&self) -> Result<Vec<(usize, f64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.chunk_size, a.retrieval_s FROM answers a JOIN cells c ON c.cell_id = a.cell_id
+                 WHERE a.status = 'ok' AND a.retrieval_s IS NOT NULL",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as usize, r.get::<_, f64>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// `ok` rows of `cell_id` whose question text is current: (id, repeat, whether the stored
@@ -702,9 +961,9 @@ impl Store {
             "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
                status, error, cosine, response_time_s, ttft_s, retrieval_s, prompt_tokens, completion_tokens,
                contexts_used, chunk_ids, pages, scores, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent, n_samples,
-               finished_at, metrics)
+               finished_at, metrics, decode_mode, generation_key, shared_from)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-               ?22, ?23, ?24, ?25)
+               ?22, ?23, ?24, ?25, ?26, ?27, ?28)
              ON CONFLICT (cell_id, repeat, question_id) DO UPDATE SET
                run_id = excluded.run_id, question = excluded.question, expected_answer = excluded.expected_answer,
                answer = excluded.answer, status = excluded.status, error = excluded.error, cosine = excluded.cosine,
@@ -713,7 +972,8 @@ impl Store {
                contexts_used = excluded.contexts_used, chunk_ids = excluded.chunk_ids, pages = excluded.pages,
                scores = excluded.scores, rss_mean_bytes = excluded.rss_mean_bytes, rss_peak_bytes = excluded.rss_peak_bytes,
                cpu_mean_percent = excluded.cpu_mean_percent, n_samples = excluded.n_samples, finished_at = excluded.finished_at,
-               metrics = excluded.metrics
+               metrics = excluded.metrics, decode_mode = excluded.decode_mode,
+               generation_key = excluded.generation_key, shared_from = excluded.shared_from
              WHERE answers.status != 'ok' OR excluded.status = 'ok'",
             params![
                 cell_id,
@@ -741,6 +1001,9 @@ impl Store {
                 usage.map(|u| u.n_samples as i64),
                 now(),
                 to_json(&finite(&a.metrics)),
+                a.decode_mode.map(DecodeMode::as_str),
+                a.generation_key,
+                a.shared_from,
             ],
         )
         .map_err(e)?;
@@ -936,7 +1199,8 @@ impl Store {
             .prepare(
                 "SELECT repeat, question_id, question, expected_answer, answer, cosine, response_time_s, ttft_s,
                         prompt_tokens, completion_tokens, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent,
-                        chunk_ids, pages, status, metrics, contexts_used, error
+                        chunk_ids, pages, status, metrics, contexts_used, error, decode_mode,
+                        shared_from
                  FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
             )
             .map_err(|e| self.err(e))?;
@@ -967,6 +1231,10 @@ impl Store {
                         status: AnswerStatus::parse(&row.get::<_, String>(15)?),
                         metrics: from_json(&row.get::<_, String>(16)?),
                         error: row.get(18)?,
+                        decode_mode: row
+                            .get::<_, Option<String>>(19)?
+                            .map(|m| DecodeMode::parse(&m)),
+                        shared_from: row.get(20)?,
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -1042,6 +1310,7 @@ fn legacy_cell(id: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Cell> {
         params: crate::generate::GenParams::default(),
         threads: None,
         prompt_name: None,
+        batching: Default::default(),
     });
     Ok(Cell {
         id,

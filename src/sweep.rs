@@ -10,7 +10,7 @@
 //! exits early or reports nothing for `question_timeout_s` is killed; the question in flight is
 //! stored as `failed` with the tail of the worker's stderr, and the sweep goes on.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +22,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::cell::{AnswerStatus, Cell, CellStatus};
 use crate::experiment::Experiment;
+use crate::race::RaceSettings;
 use crate::sample::{Sampler, Usage};
 use crate::store::{NewAnswer, Store};
 use crate::worker::{parse_event, Event, WorkerJob};
@@ -114,6 +115,8 @@ pub struct SweepSummary {
     pub rescored: usize,
     /// Every cell that failed or has failed answers: (its label, the first line of why).
     pub failures: Vec<(String, String)>,
+    /// Cells a race eliminated: (its label, the evidence in one line). Not failures.
+    pub eliminated: Vec<(String, String)>,
     /// Path of the result database.
     pub database: PathBuf,
     /// Wall time of the sweep, seconds.
@@ -294,75 +297,134 @@ fn sweep_cells(
     run_id: i64,
 ) -> Result<SweepSummary, SweepError> {
     let started = Instant::now();
-    let mut summary = SweepSummary {
+    let summary = SweepSummary {
         cells: exp.cells.len(),
         database: store.path().to_path_buf(),
         ..Default::default()
     };
-    let progress = Progress::new(opts.bars.clone(), exp.cells.len());
+    let rounds = exp.racing().map_or(1, |r| {
+        crate::race::shard_ends(questions.len(), r.shards).len()
+    });
+    let planned = exp.cells.len() * rounds;
+    let progress = Progress::new(opts.bars.clone(), planned);
     progress.line(&format!(
-        "{}: {} cells × {} questions × {} repeats → {}",
+        "{}: {} cells × {} questions × {} repeats{} → {}",
         exp.name,
         exp.cells.len(),
         questions.len(),
         exp.repeats,
+        exp.racing().map_or(String::new(), |r| format!(
+            ", racing on {} in {rounds} shards (alpha {})",
+            r.metric, r.alpha
+        )),
         store.path().display()
     ));
-    let mut indexes =
+    let indexes =
         crate::index::ExperimentIndexes::new(&exp.corpus, &exp.embedding_model, &opts.store_dir)
             .with_fingerprints(&exp.corpus_fingerprint, &exp.embedder_fingerprint);
-    let mut evidence_checked = std::collections::HashSet::new();
-    for (i, cell) in exp.cells.iter().enumerate() {
+    let mut sweep = Sweep {
+        exp,
+        opts,
+        questions,
+        store,
+        run_id,
+        summary,
+        progress,
+        indexes,
+        evidence_checked: Default::default(),
+        visits: 0,
+        planned,
+    };
+    match exp.racing() {
+        None => sweep.full()?,
+        Some(race) => sweep.race(race)?,
+    }
+    sweep.progress.finish();
+    let mut summary = sweep.summary;
+    summary.wall_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The state of one sweep: what every cell visit reads and updates.
+struct Sweep<'a> {
+    exp: &'a Experiment,
+    opts: &'a SweepOptions,
+    questions: &'a [crate::qa::Question],
+    store: &'a mut Store,
+    run_id: i64,
+    summary: SweepSummary,
+    progress: Progress,
+    indexes: crate::index::ExperimentIndexes<'a>,
+    /// Chunkings whose evidence coverage was checked (warned about once each).
+    evidence_checked: std::collections::HashSet<(usize, usize)>,
+    /// Cell visits so far (the cells bar counts visits: a race visits a cell once per shard).
+    visits: usize,
+    /// Visits planned.
+    planned: usize,
+}
+
+impl Sweep<'_> {
+    /// Runs `cell`'s pending (question, repeat) pairs, only those of questions in `only` when
+    /// given (a race's shards so far). `complete`: whether this visit should finish the cell
+    /// (a full sweep, or a race's last shard): only then does a cell with nothing left fail to
+    /// be pending and become `done`; earlier race visits leave a successful cell `running`.
+    fn visit(
+        &mut self,
+        cell: &Cell,
+        only: Option<&std::collections::HashSet<String>>,
+        complete: bool,
+    ) -> Result<(), SweepError> {
+        self.visits += 1;
+        let step = format!("[{}/{}]", self.visits, self.planned);
         let label = cell.to_string();
-        let (done, stale) = store.answered(&cell.id, questions)?;
-        let pending: Vec<(String, u32)> = (0..exp.repeats)
-            .flat_map(|r| questions.iter().map(move |q| (q.id.clone(), r)))
+        let (done, stale) = self.store.answered(&cell.id, self.questions)?;
+        let asked: Vec<&crate::qa::Question> = self
+            .questions
+            .iter()
+            .filter(|q| only.is_none_or(|o| o.contains(&q.id)))
+            .collect();
+        let pending: Vec<(String, u32)> = (0..self.exp.repeats)
+            .flat_map(|r| asked.iter().map(move |q| (q.id.clone(), r)))
             .filter(|k| !done.contains(k))
             .collect();
         if pending.is_empty() && stale.is_empty() {
-            summary.skipped_cells += 1;
-            store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?;
-            progress.line(&format!(
-                "[{}/{}] {label}: done already, skipped",
-                i + 1,
-                exp.cells.len()
-            ));
-            progress.end_cell();
-            continue;
+            if complete {
+                self.summary.skipped_cells += 1;
+                self.store
+                    .set_cell_status(&cell.id, self.run_id, CellStatus::Done, None)?;
+                self.progress
+                    .line(&format!("{step} {label}: done already, skipped"));
+            }
+            self.progress.end_cell();
+            return Ok(());
         }
-        progress.start_cell(&label, pending.len());
-        progress.line(&format!(
-            "[{}/{}] {label}: {} to answer",
-            i + 1,
-            exp.cells.len(),
-            pending.len()
-        ));
-        store.set_cell_status(&cell.id, run_id, CellStatus::Running, None)?;
+        self.progress.start_cell(&label, pending.len());
+        self.progress
+            .line(&format!("{step} {label}: {} to answer", pending.len()));
+        self.store
+            .set_cell_status(&cell.id, self.run_id, CellStatus::Running, None)?;
 
         let r = &cell.retrieval;
-        let info = match indexes.prepare(r.chunk_size, r.chunk_overlap) {
+        let info = match self.indexes.prepare(r.chunk_size, r.chunk_overlap) {
             Ok(info) => info,
             Err(e) => {
                 // a corpus or index problem fails the cell, not the sweep
                 let msg = format!("index for chunk {}/{}: {e}", r.chunk_size, r.chunk_overlap);
-                progress.line(&format!("  cell failed: {msg}"));
-                store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?;
-                summary.failed_cells += 1;
-                summary.failures.push((label.clone(), msg));
-                progress.end_cell();
-                continue;
+                return self.fail_cell(cell, &label, msg);
             }
         };
         if !info.cache_hit {
-            progress.line(&format!(
+            self.progress.line(&format!(
                 "  built index chunk {}/{}: {} chunks in {:.1} s",
                 r.chunk_size, r.chunk_overlap, info.n_chunks, info.build_seconds
             ));
         }
-        let mut child_error = None;
         for split in r.child_splits() {
-            match indexes.prepare_children(r.chunk_size, r.chunk_overlap, split) {
-                Ok(child) if !child.cache_hit => progress.line(&format!(
+            match self
+                .indexes
+                .prepare_children(r.chunk_size, r.chunk_overlap, split)
+            {
+                Ok(child) if !child.cache_hit => self.progress.line(&format!(
                     "  built child index {}/{} of chunk {}/{}: {} child chunks in {:.1} s",
                     split.chunk_size,
                     split.chunk_overlap,
@@ -373,26 +435,21 @@ fn sweep_cells(
                 )),
                 Ok(_) => {}
                 Err(e) => {
-                    child_error = Some(format!(
+                    let msg = format!(
                         "child index {}/{} of chunk {}/{}: {e}",
                         split.chunk_size, split.chunk_overlap, r.chunk_size, r.chunk_overlap
-                    ));
-                    break;
+                    );
+                    return self.fail_cell(cell, &label, msg);
                 }
             }
         }
-        if let Some(msg) = child_error {
-            progress.line(&format!("  cell failed: {msg}"));
-            store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?;
-            summary.failed_cells += 1;
-            summary.failures.push((label.clone(), msg));
-            progress.end_cell();
-            continue;
+        if self
+            .evidence_checked
+            .insert((r.chunk_size, r.chunk_overlap))
+        {
+            warn_unjudged(&mut self.indexes, r, self.questions);
         }
-        if evidence_checked.insert((r.chunk_size, r.chunk_overlap)) {
-            warn_unjudged(&mut indexes, r, questions);
-        }
-        store.set_cell_index(
+        self.store.set_cell_index(
             &cell.id,
             &info.dir,
             info.build_seconds,
@@ -402,10 +459,10 @@ fn sweep_cells(
 
         let mut rescore_error = None;
         if !stale.is_empty() {
-            match rescore_references(cell, &info.dir, questions, &stale, store) {
+            match rescore_references(cell, &info.dir, self.questions, &stale, self.store) {
                 Ok(n) => {
-                    summary.rescored += n;
-                    progress.line(&format!(
+                    self.summary.rescored += n;
+                    self.progress.line(&format!(
                         "  re-scored {n} answers whose expected answer changed (no LLM call)"
                     ));
                 }
@@ -415,39 +472,51 @@ fn sweep_cells(
                         "re-scoring {} answers whose expected answer changed failed: {e}",
                         stale.len()
                     );
-                    progress.line(&format!("  {msg}"));
+                    self.progress.line(&format!("  {msg}"));
                     rescore_error = Some(msg);
                 }
             }
         }
         if pending.is_empty() {
-            match &rescore_error {
-                None => store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?,
+            match rescore_error {
+                None if complete => {
+                    self.store
+                        .set_cell_status(&cell.id, self.run_id, CellStatus::Done, None)?
+                }
+                None => {}
                 Some(msg) => {
-                    summary.failed_cells += 1;
-                    summary.failures.push((label.clone(), msg.clone()));
-                    store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(msg))?
+                    self.summary.failed_cells += 1;
+                    self.summary.failures.push((label.clone(), msg.clone()));
+                    self.store.set_cell_status(
+                        &cell.id,
+                        self.run_id,
+                        CellStatus::Failed,
+                        Some(&msg),
+                    )?
                 }
             }
-            progress.end_cell();
-            continue;
+            self.progress.end_cell();
+            return Ok(());
         }
         let ctx = CellRun {
-            exp,
+            exp: self.exp,
             cell,
             index_dir: &info.dir,
-            opts,
-            run_id,
-            progress: &progress,
+            opts: self.opts,
+            run_id: self.run_id,
+            progress: &self.progress,
             label: &label,
-            questions,
+            questions: self.questions,
         };
-        let outcome = run_cell(&ctx, pending, store)?;
-        summary.answers += outcome.answers;
-        summary.failed_answers += outcome.failed;
+        let outcome = run_cell(&ctx, pending, self.store)?;
+        self.summary.answers += outcome.answers;
+        self.summary.failed_answers += outcome.failed;
         match outcome.error.or(rescore_error) {
             None if outcome.failed == 0 => {
-                store.set_cell_status(&cell.id, run_id, CellStatus::Done, None)?
+                if complete {
+                    self.store
+                        .set_cell_status(&cell.id, self.run_id, CellStatus::Done, None)?
+                }
             }
             None => {
                 let msg = format!(
@@ -455,23 +524,108 @@ fn sweep_cells(
                     outcome.failed,
                     outcome.first_answer_error.as_deref().map_or("", first_line)
                 );
-                summary.failures.push((label.clone(), msg.clone()));
-                store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&msg))?
+                self.summary.failures.push((label.clone(), msg.clone()));
+                self.store
+                    .set_cell_status(&cell.id, self.run_id, CellStatus::Failed, Some(&msg))?
             }
             Some(e) => {
-                summary.failed_cells += 1;
-                progress.line(&format!("  cell failed: {}", first_line(&e)));
-                summary
+                self.summary.failed_cells += 1;
+                self.progress
+                    .line(&format!("  cell failed: {}", first_line(&e)));
+                self.summary
                     .failures
                     .push((label.clone(), first_line(&e).to_string()));
-                store.set_cell_status(&cell.id, run_id, CellStatus::Failed, Some(&e))?;
+                self.store
+                    .set_cell_status(&cell.id, self.run_id, CellStatus::Failed, Some(&e))?;
             }
         }
-        progress.end_cell();
+        self.progress.end_cell();
+        Ok(())
     }
-    progress.finish();
-    summary.wall_s = started.elapsed().as_secs_f64();
-    Ok(summary)
+
+    /// Records a cell that cannot run (index or child index problem): failed, with `msg`.
+    fn fail_cell(&mut self, cell: &Cell, label: &str, msg: String) -> Result<(), SweepError> {
+        self.progress.line(&format!("  cell failed: {msg}"));
+        self.store
+            .set_cell_status(&cell.id, self.run_id, CellStatus::Failed, Some(&msg))?;
+        self.summary.failed_cells += 1;
+        self.summary.failures.push((label.to_string(), msg));
+        self.progress.end_cell();
+        Ok(())
+    }
+
+    /// Every cell once, all questions.
+    fn full(&mut self) -> Result<(), SweepError> {
+        let exp = self.exp;
+        for cell in &exp.cells {
+            self.visit(cell, None, true)?;
+        }
+        Ok(())
+    }
+
+    /// A race ([`crate::race`]): the questions in `race`'s fixed random order, shard by shard;
+    /// after each shard but the last, the live cells significantly worse than the leader are
+    /// eliminated (stored with their evidence) and get no further questions.
+    fn race(&mut self, race: &RaceSettings) -> Result<(), SweepError> {
+        let ids: Vec<String> = self.questions.iter().map(|q| q.id.clone()).collect();
+        let order = crate::race::race_order(&ids, race.seed);
+        let ends = crate::race::shard_ends(order.len(), race.shards);
+        let exp = self.exp;
+        let mut live: Vec<&Cell> = exp.cells.iter().collect();
+        for (k, &end) in ends.iter().enumerate() {
+            let last = k + 1 == ends.len();
+            let only: std::collections::HashSet<String> = order[..end].iter().cloned().collect();
+            self.progress.line(&format!(
+                "race: shard {}/{}: questions 1-{end} of {} (race order), {} cells live",
+                k + 1,
+                ends.len(),
+                order.len(),
+                live.len()
+            ));
+            for cell in &live {
+                self.visit(cell, Some(&only), last)?;
+            }
+            if last {
+                break;
+            }
+            let mut scores = BTreeMap::new();
+            for cell in &live {
+                let s = self
+                    .store
+                    .metric_scores(&cell.id, &race.metric, self.questions)?;
+                scores.insert(cell.id.clone(), s);
+            }
+            let out = crate::race::eliminate(&scores, race, k + 1);
+            // the cells bar: an eliminated cell's later visits will not happen
+            self.planned -= out.len() * (ends.len() - k - 1);
+            for e in out {
+                self.store.record_elimination(self.run_id, &e)?;
+                let label = |id: &str| {
+                    exp.cell(id)
+                        .map_or_else(|| id.to_string(), |c| c.to_string())
+                };
+                let why = format!(
+                    "{} {:+.3} [{:+.3}, {:+.3}] vs {} over {} questions, adjusted p {:.2e} < {:.4}",
+                    e.metric,
+                    e.mean_diff,
+                    e.ci_low,
+                    e.ci_high,
+                    label(&e.leader_id),
+                    e.n,
+                    e.p_adjusted,
+                    e.level
+                );
+                self.progress.line(&format!(
+                    "  eliminated after shard {}: {}: {why}",
+                    k + 1,
+                    label(&e.cell_id)
+                ));
+                self.summary.eliminated.push((label(&e.cell_id), why));
+                live.retain(|c| c.id != e.cell_id);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Warns (once per chunking) about questions whose evidence no chunk holds: they silently get no
@@ -640,7 +794,7 @@ fn run_cell(
                 return Ok(total);
             }
             (Some(e), false) => {
-                if w.stored.is_empty() && w.in_flight.is_none() {
+                if w.stored.is_empty() && w.in_flight.is_empty() {
                     // died before answering anything (load failure): restarting would repeat it
                     total.error = Some(e);
                     return Ok(total);
@@ -664,8 +818,8 @@ struct WorkerOutcome {
     failed: usize,
     /// The error of the first failed answer.
     first_error: Option<String>,
-    /// The key being answered when the worker died.
-    in_flight: Option<(String, u32)>,
+    /// The keys being answered when the worker died (several when it decoded a batch).
+    in_flight: Vec<(String, u32)>,
     error: Option<String>,
 }
 
@@ -714,6 +868,10 @@ fn run_worker(
                 .collect(),
             pending: pending.to_vec(),
             order: questions.iter().map(|q| q.id.clone()).collect(),
+            shared: match &cell.model {
+                Some(m) => store.shared_generations(&crate::cell::generation_family(m))?,
+                None => Vec::new(),
+            },
         };
         let line = serde_json::to_string(&job).unwrap_or_default();
         // a worker that died at start-up closes its stdin: the event loop reports it
@@ -724,13 +882,14 @@ fn run_worker(
         stored: Default::default(),
         failed: 0,
         first_error: None,
-        in_flight: None,
+        in_flight: Vec::new(),
         error: None,
     };
     let timeout = duration_s(exp.question_timeout_s);
     // generous start-up allowance: loading a model from a cold page cache can take a while
     let mut wait = timeout.saturating_add(Duration::from_secs(120));
-    let mut current: Option<(String, u32, f64)> = None;
+    // keys started and not yet answered → when they started (sampler clock, seconds)
+    let mut current: BTreeMap<(String, u32), f64> = BTreeMap::new();
     loop {
         match rx.recv_timeout(wait) {
             Ok(Line::Event(Event::Ready { load_s, threads }, _)) => {
@@ -747,10 +906,12 @@ fn run_worker(
                 },
                 t,
             )) => {
-                current = Some((question_id, repeat, at(t)));
+                current.insert((question_id, repeat), at(t));
             }
             Ok(Line::Event(Event::Answer(a), t)) => {
-                let t0 = current.take().map_or(0.0, |c| c.2);
+                let t0 = current
+                    .remove(&(a.question_id.clone(), a.repeat))
+                    .unwrap_or(0.0);
                 let window = sampler.samples_for_window(t0, at(t));
                 let usage = crate::sample::summarize(&window);
                 store.insert_answer(run_id, &cell.id, &a, usage.as_ref(), &window)?;
@@ -805,8 +966,14 @@ fn run_worker(
         }
     }
     wait_briefly(&mut child);
-    if let (Some(err), Some((qid, repeat, t0))) = (&out.error, current) {
-        // the question in flight when the worker died is stored as failed, with its samples
+    let died_with = if out.error.is_some() {
+        current
+    } else {
+        BTreeMap::new()
+    };
+    for ((qid, repeat), t0) in died_with {
+        let Some(err) = &out.error else { break };
+        // the questions in flight when the worker died are stored as failed, with their samples
         let window = sampler.samples_between(t0, sampler.now_s());
         let usage = crate::sample::summarize(&window);
         let q = questions.iter().find(|q| q.id == qid);
@@ -823,7 +990,7 @@ fn run_worker(
         store.insert_answer(run_id, &cell.id, &failed, usage.as_ref(), &window)?;
         out.stored.insert((qid.clone(), repeat));
         out.failed += 1;
-        out.in_flight = Some((qid, repeat));
+        out.in_flight.push((qid, repeat));
     }
     let _ = sampler.stop();
     Ok(out)
@@ -925,6 +1092,11 @@ fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
     }
     if let Some(t) = a.response_time_s {
         s.push_str(&format!(", {t:.2} s"));
+    }
+    match (&a.shared_from, a.decode_mode) {
+        (Some(_), _) => s.push_str(" (shared)"),
+        (None, Some(crate::cell::DecodeMode::Batched)) => s.push_str(" (batched)"),
+        _ => {}
     }
     if let Some(u) = usage {
         s.push_str(&format!(

@@ -27,14 +27,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{AnswerStatus, Cell};
+use crate::cell::{AnswerStatus, Cell, DecodeMode};
 use crate::embed::{EmbedError, Embedder};
-use crate::generate::{GenerateError, Generation, Generator};
+use crate::generate::{BatchDriver, BatchRequest, GenerateError, Generation, Generator};
 use crate::index::CorpusIndex;
 use crate::qa::Question;
 use crate::retrieve::{retrieve_with_children, ChildIndexes, Retrieved};
 use crate::score::retrieval::JudgeCorpus;
-use crate::store::NewAnswer;
+use crate::store::{NewAnswer, SharedGeneration};
 
 /// Prefix of every protocol line on the worker's stdout.
 pub const EVENT_PREFIX: &str = "@@orchestrate ";
@@ -55,6 +55,10 @@ pub struct WorkerJob {
     /// [`crate::sampling::SeedMode::LlamaCppPython`] seeds from. Empty: index = repeat.
     #[serde(default)]
     pub order: Vec<String>,
+    /// Generations of the cell's model family stored by earlier cells, for reuse by content
+    /// address ([`crate::cell::generation_key`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<SharedGeneration>,
 }
 
 impl WorkerJob {
@@ -140,6 +144,29 @@ pub trait AnswerGenerator {
     fn reseed(&mut self, seed: u32) -> Result<(), GenerateError>;
     /// The prompt text the model decodes for `question` with exactly `contexts`.
     fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError>;
+    /// Answers the requests `driver` hands out with up to `parallel` of them decoded together,
+    /// giving each result to `driver.done` when it is ready (see
+    /// [`Generator::answer_many`]). The default answers one request at a time, in order, with
+    /// [`AnswerGenerator::reseed`] and [`AnswerGenerator::generate`].
+    ///
+    /// # Errors
+    /// Only failures that stop every request (e.g. no context could be created); per-request
+    /// errors go to `driver.done`.
+    fn generate_many(
+        &mut self,
+        parallel: u32,
+        driver: &mut dyn BatchDriver,
+    ) -> Result<(), GenerateError> {
+        let _ = parallel;
+        while let Some((tag, request)) = driver.next() {
+            let contexts: Vec<&str> = request.contexts.iter().map(String::as_str).collect();
+            let result = self
+                .reseed(request.seed)
+                .and_then(|()| self.generate(&request.question, &contexts));
+            driver.done(tag, result);
+        }
+        Ok(())
+    }
 }
 
 impl AnswerGenerator for Generator {
@@ -155,6 +182,13 @@ impl AnswerGenerator for Generator {
     fn prompt(&self, question: &str, contexts: &[&str]) -> Result<String, GenerateError> {
         self.build_prompt(question, contexts)
     }
+    fn generate_many(
+        &mut self,
+        parallel: u32,
+        driver: &mut dyn BatchDriver,
+    ) -> Result<(), GenerateError> {
+        self.answer_many(parallel, driver)
+    }
 }
 
 /// Answers questions as one cell does: retrieval on the cell's index with its settings, then
@@ -168,6 +202,16 @@ pub struct CellRunner {
     generator: Option<Box<dyn AnswerGenerator>>,
     expected_vecs: HashMap<String, Vec<f32>>,
     children: ChildIndexes,
+    /// Generations by content address: given by the parent (earlier cells) and made here.
+    shared: HashMap<String, Reusable>,
+}
+
+/// A generation another answer with the same [`crate::cell::generation_key`] reuses.
+#[derive(Debug, Clone)]
+struct Reusable {
+    cell_id: String,
+    generation: Generation,
+    decode_mode: DecodeMode,
 }
 
 /// One question answered by [`CellRunner::run`]: what was retrieved and what was generated.
@@ -178,6 +222,12 @@ pub struct Ran {
     pub retrieval_s: f64,
     /// The generation (`None` for a cell without a model).
     pub generation: Option<Generation>,
+    /// Its content address ([`crate::cell::generation_key`]).
+    pub generation_key: Option<String>,
+    /// The cell whose generation was reused (`None`: generated now).
+    pub shared_from: Option<String>,
+    /// How the generation was decoded.
+    pub decode_mode: Option<DecodeMode>,
 }
 
 impl CellRunner {
@@ -253,7 +303,24 @@ impl CellRunner {
             generator,
             expected_vecs: HashMap::new(),
             children: ChildIndexes::none(),
+            shared: HashMap::new(),
         }
+    }
+
+    /// This runner reusing `generations` (stored by earlier cells of its model family) for
+    /// answers with the same content address instead of generating them again.
+    pub fn with_shared(mut self, generations: Vec<SharedGeneration>) -> CellRunner {
+        for g in generations {
+            self.shared.insert(
+                g.key,
+                Reusable {
+                    cell_id: g.cell_id,
+                    generation: g.generation,
+                    decode_mode: g.decode_mode,
+                },
+            );
+        }
+        self
     }
 
     /// The cell this runner answers for.
@@ -280,36 +347,128 @@ impl CellRunner {
     /// repeats at temperature > 0 are independent draws, each reproducible. Errors are texts
     /// (they become a failed answer).
     pub fn run(&mut self, question: &str, repeat: u32, answer_index: u64) -> Result<Ran, String> {
+        let (hits, retrieval_s) = self.retrieve(question)?;
+        let mut ran = Ran {
+            hits,
+            retrieval_s,
+            generation: None,
+            generation_key: None,
+            shared_from: None,
+            decode_mode: None,
+        };
+        let (Some(g), Some(m)) = (self.generator.as_mut(), &self.cell.model) else {
+            return Ok(ran);
+        };
+        let seed = m.params.sampling.draw_seed(repeat, answer_index);
+        let contexts: Vec<&str> = ran
+            .hits
+            .iter()
+            .filter_map(|h| self.index.chunk(h.chunk_id))
+            .map(|c| c.text.as_str())
+            .collect();
+        let key = crate::cell::generation_key(m, seed, repeat, question, &contexts);
+        if let Some(r) = self.shared.get(&key) {
+            ran.generation = Some(r.generation.clone());
+            ran.shared_from = Some(r.cell_id.clone());
+            ran.decode_mode = Some(r.decode_mode);
+        } else {
+            g.reseed(seed).map_err(|e| e.to_string())?;
+            let generation = g.generate(question, &contexts).map_err(|e| e.to_string())?;
+            self.shared.insert(
+                key.clone(),
+                Reusable {
+                    cell_id: self.cell.id.clone(),
+                    generation: generation.clone(),
+                    decode_mode: DecodeMode::Single,
+                },
+            );
+            ran.generation = Some(generation);
+            ran.decode_mode = Some(DecodeMode::Single);
+        }
+        ran.generation_key = Some(key);
+        Ok(ran)
+    }
+
+    /// Embeds `question` and retrieves with the cell's settings: the hits, best first, and the
+    /// seconds it took. Errors are texts (they become a failed answer).
+    fn retrieve(&self, question: &str) -> Result<(Vec<Retrieved>, f64), String> {
         let t = Instant::now();
-        let qv = self
-            .embedder
-            .embed_texts(&[question])
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let qv = self.embed_one(question)?;
         let params = self.cell.retrieval.params();
         let hits = retrieve_with_children(&self.index, &self.children, question, &qv, &params)
             .map_err(|e| e.to_string())?;
-        let retrieval_s = t.elapsed().as_secs_f64();
-        let generation = match (self.generator.as_mut(), &self.cell.model) {
-            (Some(g), Some(m)) => {
-                g.reseed(m.params.sampling.draw_seed(repeat, answer_index))
-                    .map_err(|e| e.to_string())?;
-                let contexts: Vec<&str> = hits
-                    .iter()
-                    .filter_map(|h| self.index.chunk(h.chunk_id))
-                    .map(|c| c.text.as_str())
-                    .collect();
-                Some(g.generate(question, &contexts).map_err(|e| e.to_string())?)
+        Ok((hits, t.elapsed().as_secs_f64()))
+    }
+
+    /// Records the retrieval of an answer: chunk ids, scores, pages, time.
+    fn fill_retrieval(&self, a: &mut NewAnswer, hits: &[Retrieved], retrieval_s: f64) {
+        a.retrieval_s = Some(retrieval_s);
+        a.chunk_ids = hits.iter().map(|h| h.chunk_id).collect();
+        a.scores = hits.iter().map(|h| h.score).collect();
+        a.pages = a
+            .chunk_ids
+            .iter()
+            .filter_map(|id| self.index.chunk(*id))
+            .map(|c| c.page)
+            .collect();
+    }
+
+    /// Scores `a` against `q` in place ([`CellRunner::score`]).
+    fn score_into(&mut self, q: &Question, a: &mut NewAnswer) -> Result<(), String> {
+        let (cosine, metrics) = self.score(q, &a.chunk_ids, &a.answer)?;
+        a.cosine = cosine;
+        a.metrics = metrics;
+        Ok(())
+    }
+
+    /// Answers `items` (question, repeat, answer index in the cell's asking order) with the
+    /// cell's model decoding up to `parallel` of them together ([`Generator::answer_many`]),
+    /// each answer scored as [`CellRunner::answer`] does and marked [`DecodeMode::Batched`].
+    /// `sink` gets a [`Event::Start`] when a question is taken up and its [`Event::Answer`] when
+    /// it is done (in finishing order); failures of one question become its failed answer. A
+    /// cell without a model answers one at a time through [`CellRunner::answer`].
+    ///
+    /// # Errors
+    /// The first error of `sink` (the parent is gone), after which no further question starts;
+    /// [`WorkerError::Generate`] when the batch could not start at all.
+    pub fn answer_batched(
+        &mut self,
+        items: &[(&Question, u32, u64)],
+        parallel: u32,
+        sink: &mut dyn FnMut(Event) -> Result<(), WorkerError>,
+    ) -> Result<(), WorkerError> {
+        let Some(mut generator) = self.generator.take() else {
+            for (q, repeat, index) in items {
+                sink(Event::Start {
+                    question_id: q.id.clone(),
+                    repeat: *repeat,
+                })?;
+                let a = self.answer(q, *repeat, *index);
+                sink(Event::Answer(Box::new(a)))?;
             }
-            _ => None,
+            return Ok(());
         };
-        Ok(Ran {
-            hits,
-            retrieval_s,
-            generation,
-        })
+        let mut batch = Batch {
+            runner: self,
+            items: items.iter().enumerate(),
+            open: HashMap::new(),
+            sink,
+            error: None,
+        };
+        let result = generator.generate_many(parallel, &mut batch);
+        // a batch that could not start: its open questions fail with the reason
+        let open: Vec<usize> = batch.open.keys().copied().collect();
+        if let Err(e) = &result {
+            for tag in open {
+                batch.done(tag, Err(GenerateError::Step(e.to_string())));
+            }
+        }
+        let sink_error = batch.error.take();
+        self.generator = Some(generator);
+        if let Some(e) = sink_error {
+            return Err(e);
+        }
+        result.map_err(WorkerError::Generate)
     }
 
     /// The prompt the model decodes for `question` with `contexts` (for `orchestrate ask`).
@@ -332,27 +491,13 @@ impl CellRunner {
     pub fn answer(&mut self, q: &Question, repeat: u32, answer_index: u64) -> NewAnswer {
         let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
         let result = self.run(&q.question, repeat, answer_index).and_then(|ran| {
-            a.retrieval_s = Some(ran.retrieval_s);
-            a.chunk_ids = ran.hits.iter().map(|h| h.chunk_id).collect();
-            a.scores = ran.hits.iter().map(|h| h.score).collect();
-            a.pages = a
-                .chunk_ids
-                .iter()
-                .filter_map(|id| self.index.chunk(*id))
-                .map(|c| c.page)
-                .collect();
+            self.fill_retrieval(&mut a, &ran.hits, ran.retrieval_s);
             if let Some(g) = ran.generation {
-                a.answer = g.text;
-                a.prompt_tokens = Some(g.prompt_tokens);
-                a.completion_tokens = Some(g.completion_tokens);
-                a.ttft_s = Some(g.ttft_s);
-                a.response_time_s = Some(g.response_s);
-                a.contexts_used = Some(g.contexts_used as u32);
+                fill_generation(&mut a, g, ran.decode_mode.unwrap_or_default());
+                a.generation_key = ran.generation_key;
+                a.shared_from = ran.shared_from;
             }
-            let (cosine, metrics) = self.score(q, &a.chunk_ids, &a.answer)?;
-            a.cosine = cosine;
-            a.metrics = metrics;
-            Ok(())
+            self.score_into(q, &mut a)
         });
         if let Err(e) = result {
             a.status = AnswerStatus::Failed;
@@ -404,6 +549,121 @@ impl CellRunner {
             .into_iter()
             .next()
             .unwrap_or_default())
+    }
+}
+
+/// Records a generation in an answer, with how it was decoded.
+fn fill_generation(a: &mut NewAnswer, g: Generation, mode: DecodeMode) {
+    a.answer = g.text;
+    a.prompt_tokens = Some(g.prompt_tokens);
+    a.completion_tokens = Some(g.completion_tokens);
+    a.ttft_s = Some(g.ttft_s);
+    a.response_time_s = Some(g.response_s);
+    a.contexts_used = Some(g.contexts_used as u32);
+    a.decode_mode = Some(mode);
+}
+
+/// The [`BatchDriver`] of [`CellRunner::answer_batched`]: retrieves for each question as the
+/// generator takes it up, scores and reports each answer as it finishes.
+struct Batch<'r, 'q, 's> {
+    /// The runner, its generator taken out for the batch.
+    runner: &'r mut CellRunner,
+    items: std::iter::Enumerate<std::slice::Iter<'q, (&'q Question, u32, u64)>>,
+    /// Tag → the question and its answer so far (retrieval filled in).
+    open: HashMap<usize, (&'q Question, NewAnswer)>,
+    sink: &'s mut dyn FnMut(Event) -> Result<(), WorkerError>,
+    /// The first error of `sink`.
+    error: Option<WorkerError>,
+}
+
+impl Batch<'_, '_, '_> {
+    fn send(&mut self, event: Event) {
+        if self.error.is_none() {
+            if let Err(e) = (self.sink)(event) {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+impl BatchDriver for Batch<'_, '_, '_> {
+    fn next(&mut self) -> Option<(usize, BatchRequest)> {
+        while self.error.is_none() {
+            let (tag, &(q, repeat, index)) = self.items.next()?;
+            self.send(Event::Start {
+                question_id: q.id.clone(),
+                repeat,
+            });
+            let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
+            match self.runner.retrieve(&q.question) {
+                Ok((hits, retrieval_s)) => {
+                    self.runner.fill_retrieval(&mut a, &hits, retrieval_s);
+                    let contexts: Vec<String> = hits
+                        .iter()
+                        .filter_map(|h| self.runner.index.chunk(h.chunk_id))
+                        .map(|c| c.text.clone())
+                        .collect();
+                    let Some(m) = self.runner.cell.model.as_ref() else {
+                        continue; // answer_batched never batches a cell without a model
+                    };
+                    let seed = m.params.sampling.draw_seed(repeat, index);
+                    let refs: Vec<&str> = contexts.iter().map(String::as_str).collect();
+                    let key = crate::cell::generation_key(m, seed, repeat, &q.question, &refs);
+                    if let Some(r) = self.runner.shared.get(&key).cloned() {
+                        fill_generation(&mut a, r.generation, r.decode_mode);
+                        a.generation_key = Some(key);
+                        a.shared_from = Some(r.cell_id);
+                        if let Err(e) = self.runner.score_into(q, &mut a) {
+                            a.status = AnswerStatus::Failed;
+                            a.error = Some(e);
+                        }
+                        self.send(Event::Answer(Box::new(a)));
+                        continue;
+                    }
+                    a.generation_key = Some(key);
+                    self.open.insert(tag, (q, a));
+                    return Some((
+                        tag,
+                        BatchRequest {
+                            question: q.question.clone(),
+                            contexts,
+                            seed,
+                        },
+                    ));
+                }
+                Err(e) => {
+                    a.status = AnswerStatus::Failed;
+                    a.error = Some(e);
+                    self.send(Event::Answer(Box::new(a)));
+                }
+            }
+        }
+        None
+    }
+
+    fn done(&mut self, tag: usize, result: Result<Generation, GenerateError>) {
+        let Some((q, mut a)) = self.open.remove(&tag) else {
+            return;
+        };
+        let scored = result.map_err(|e| e.to_string()).and_then(|g| {
+            if let Some(key) = &a.generation_key {
+                self.runner.shared.insert(
+                    key.clone(),
+                    Reusable {
+                        cell_id: self.runner.cell.id.clone(),
+                        generation: g.clone(),
+                        decode_mode: DecodeMode::Batched,
+                    },
+                );
+            }
+            fill_generation(&mut a, g, DecodeMode::Batched);
+            self.runner.score_into(q, &mut a)
+        });
+        if let Err(e) = scored {
+            a.status = AnswerStatus::Failed;
+            a.error = Some(e);
+        }
+        self.send(Event::Answer(Box::new(a)));
     }
 }
 
@@ -460,7 +720,8 @@ pub fn run() -> Result<(), WorkerError> {
     // Only questions judged by evidence need the (corpus-sized) judge; BEIR questions use qrels.
     let judge = job.questions.iter().any(crate::score::needs_judge);
     let generates = job.cell.model.is_some();
-    let mut runner = CellRunner::load(job.cell.clone(), &job.index_dir, judge)?;
+    let mut runner =
+        CellRunner::load(job.cell.clone(), &job.index_dir, judge)?.with_shared(job.shared.clone());
     if generates {
         // Load WordNet (METEOR) now, within load_s, rather than inside the first answer's
         // time and memory window.
@@ -473,23 +734,42 @@ pub fn run() -> Result<(), WorkerError> {
             threads: runner.threads(),
         },
     )?;
+    // the latency pass first: the questions decoded alone are answered as they come, the rest
+    // are collected and batched afterwards
+    let batching = job
+        .cell
+        .model
+        .as_ref()
+        .map(|m| m.batching)
+        .unwrap_or_default();
+    let position = |qid: &str| job.order.iter().position(|id| id == qid).unwrap_or(0);
+    let mut items = Vec::new();
     for (qid, repeat) in &job.pending {
-        emit(
-            &mut out,
-            &Event::Start {
-                question_id: qid.clone(),
-                repeat: *repeat,
-            },
-        )?;
-        let answer = match questions.get(qid.as_str()) {
-            Some(q) => runner.answer(q, *repeat, job.answer_index(qid, *repeat)),
-            None => NewAnswer {
+        let start = Event::Start {
+            question_id: qid.clone(),
+            repeat: *repeat,
+        };
+        let Some(q) = questions.get(qid.as_str()) else {
+            emit(&mut out, &start)?;
+            let failed = NewAnswer {
                 status: AnswerStatus::Failed,
                 error: Some(format!("question {qid} was not sent to the worker")),
                 ..NewAnswer::empty(qid, *repeat, "", "")
-            },
+            };
+            emit(&mut out, &Event::Answer(Box::new(failed)))?;
+            continue;
         };
-        emit(&mut out, &Event::Answer(Box::new(answer)))?;
+        let index = job.answer_index(qid, *repeat);
+        if batching.decode_alone(position(qid)) {
+            emit(&mut out, &start)?;
+            let answer = runner.answer(q, *repeat, index);
+            emit(&mut out, &Event::Answer(Box::new(answer)))?;
+        } else {
+            items.push((*q, *repeat, index));
+        }
+    }
+    if !items.is_empty() {
+        runner.answer_batched(&items, batching.parallel, &mut |e| emit(&mut out, &e))?;
     }
     emit(&mut out, &Event::Done)?;
     Ok(())
@@ -620,6 +900,7 @@ pub(crate) mod tests {
                 },
                 threads: None,
                 prompt_name: None,
+                batching: Default::default(),
             }),
             retrieval: Retrieval {
                 chunk_size: 100,
@@ -710,6 +991,7 @@ pub(crate) mod tests {
             questions: vec![question()],
             pending: vec![],
             order: vec!["q0".into(), "q1".into(), "q2".into()],
+            shared: vec![],
         };
         // q1 of repeat 1 is the 5th answer of a cell asking q0, q1, q2 twice
         assert_eq!(job.answer_index("q1", 1), 4);
@@ -755,6 +1037,284 @@ pub(crate) mod tests {
         assert!(a.error.unwrap().contains("fake failure"));
     }
 
+    /// Decodes like a batching model: takes up to `parallel` requests, then finishes them in
+    /// reverse order (answers from [`Extractive`]); `fail_start` fails the whole batch after
+    /// taking its first requests, as a context that cannot be created would.
+    struct ReverseBatches {
+        inner: Extractive,
+        fail_start: bool,
+    }
+
+    impl AnswerGenerator for ReverseBatches {
+        fn generate(&mut self, q: &str, contexts: &[&str]) -> Result<Generation, GenerateError> {
+            self.inner.generate(q, contexts)
+        }
+        fn reseed(&mut self, seed: u32) -> Result<(), GenerateError> {
+            self.inner.reseed(seed)
+        }
+        fn prompt(&self, q: &str, contexts: &[&str]) -> Result<String, GenerateError> {
+            self.inner.prompt(q, contexts)
+        }
+        fn generate_many(
+            &mut self,
+            parallel: u32,
+            driver: &mut dyn BatchDriver,
+        ) -> Result<(), GenerateError> {
+            loop {
+                let taken: Vec<_> = (0..parallel).map_while(|_| driver.next()).collect();
+                if taken.is_empty() {
+                    return Ok(());
+                }
+                if self.fail_start {
+                    return Err(GenerateError::InvalidParams("no context".into()));
+                }
+                for (tag, r) in taken.into_iter().rev() {
+                    let contexts: Vec<&str> = r.contexts.iter().map(String::as_str).collect();
+                    self.inner.reseed(r.seed)?;
+                    driver.done(tag, self.inner.generate(&r.question, &contexts));
+                }
+            }
+        }
+    }
+
+    /// One question per text of [`TEXTS`], its expected answer the text itself.
+    fn questions() -> Vec<Question> {
+        TEXTS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Question {
+                id: format!("q{i}"),
+                question: format!("What about this: {}", &t[..t.len() / 2]),
+                expected_answer: t.to_string(),
+                ..question()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batched_answers_equal_single_answers_and_arrive_as_they_finish() {
+        let qs = questions();
+        let items: Vec<(&Question, u32, u64)> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q, 0, i as u64))
+            .collect();
+        let d = tempfile::tempdir().unwrap();
+        let (mut single, single_seeds) =
+            extractive_runner(cell(true, RetrieverKind::Bm25), d.path());
+        let alone: Vec<NewAnswer> = items
+            .iter()
+            .map(|(q, r, i)| single.answer(q, *r, *i))
+            .collect();
+
+        let d = tempfile::tempdir().unwrap();
+        let seeds = Arc::new(Mutex::new(Vec::new()));
+        let mut batched = CellRunner::with_parts(
+            cell(true, RetrieverKind::Bm25),
+            tiny_index(d.path()),
+            true,
+            Box::new(BagOfWords),
+            Some(Box::new(ReverseBatches {
+                inner: Extractive {
+                    seeds: seeds.clone(),
+                    fail: false,
+                },
+                fail_start: false,
+            })),
+        );
+        let mut events = Vec::new();
+        batched
+            .answer_batched(&items, 3, &mut |e| {
+                events.push(e);
+                Ok(())
+            })
+            .unwrap();
+        // every question starts before it is answered; at most 3 are open at once
+        let mut open = std::collections::BTreeSet::new();
+        let mut most = 0;
+        let mut answers = Vec::new();
+        for e in events {
+            match e {
+                Event::Start { question_id, .. } => {
+                    assert!(open.insert(question_id));
+                    most = most.max(open.len());
+                }
+                Event::Answer(a) => {
+                    assert!(
+                        open.remove(&a.question_id),
+                        "{} answered before it started",
+                        a.question_id
+                    );
+                    answers.push(*a);
+                }
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert!(open.is_empty());
+        assert_eq!(most, 3);
+        let order: Vec<&str> = answers.iter().map(|a| a.question_id.as_str()).collect();
+        assert_eq!(
+            order,
+            ["q2", "q1", "q0", "q3"],
+            "answers arrive as they finish"
+        );
+        // the same answers, scores and seeds as one at a time; only the decode mode differs
+        for want in &alone {
+            let got = answers
+                .iter()
+                .find(|a| a.question_id == want.question_id)
+                .unwrap();
+            assert_eq!(want.decode_mode, Some(DecodeMode::Single));
+            assert_eq!(got.decode_mode, Some(DecodeMode::Batched));
+            let same = NewAnswer {
+                decode_mode: want.decode_mode,
+                retrieval_s: want.retrieval_s,
+                ..got.clone()
+            };
+            assert_eq!(&same, want);
+        }
+        let mut got_seeds = seeds.lock().unwrap().clone();
+        got_seeds.sort_unstable();
+        assert_eq!(got_seeds, *single_seeds.lock().unwrap());
+    }
+
+    #[test]
+    fn a_batch_that_cannot_start_fails_its_open_questions_and_the_parent_going_away_stops_it() {
+        let qs = questions();
+        let items: Vec<(&Question, u32, u64)> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q, 0, i as u64))
+            .collect();
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let runner = |fail_start: bool| {
+            CellRunner::with_parts(
+                cell(true, RetrieverKind::Bm25),
+                tiny_index(dirs[usize::from(fail_start)].path()),
+                false,
+                Box::new(BagOfWords),
+                Some(Box::new(ReverseBatches {
+                    inner: Extractive {
+                        seeds: Default::default(),
+                        fail: false,
+                    },
+                    fail_start,
+                })),
+            )
+        };
+        let mut events = Vec::new();
+        let err = runner(true)
+            .answer_batched(&items, 2, &mut |e| {
+                events.push(e);
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("no context"), "{err}");
+        let failed: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Answer(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            failed.len(),
+            2,
+            "the two questions taken up are stored as failed"
+        );
+        assert!(failed.iter().all(|a| a.status == AnswerStatus::Failed
+            && a.error.as_deref().is_some_and(|e| e.contains("no context"))));
+
+        // a sink that fails (the parent is gone) stops the batch: nothing further starts
+        let mut starts = 0;
+        let err = runner(false)
+            .answer_batched(&items, 2, &mut |e| {
+                if matches!(e, Event::Start { .. }) {
+                    starts += 1;
+                }
+                Err(WorkerError::Protocol("parent gone".into()))
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("parent gone"));
+        assert_eq!(starts, 1);
+    }
+
+    #[test]
+    fn an_identical_prompt_reuses_the_stored_generation_and_says_whose() {
+        let d = tempfile::tempdir().unwrap();
+        // the same model and settings; bm25 and the ensemble retrieve the same two chunks here
+        let (mut first, first_seeds) = extractive_runner(cell(true, RetrieverKind::Bm25), d.path());
+        let a = first.answer(&question(), 0, 0);
+        assert_eq!(a.shared_from, None);
+        let key = a
+            .generation_key
+            .clone()
+            .expect("a generated answer has a key");
+        assert_eq!(first_seeds.lock().unwrap().len(), 1);
+        let stored = SharedGeneration {
+            key: key.clone(),
+            cell_id: first.cell().id.clone(),
+            generation: Generation {
+                text: a.answer.clone(),
+                raw: a.answer.clone(),
+                prompt_tokens: a.prompt_tokens.unwrap(),
+                completion_tokens: a.completion_tokens.unwrap(),
+                ttft_s: a.ttft_s.unwrap(),
+                response_s: a.response_time_s.unwrap(),
+                contexts_used: a.contexts_used.unwrap() as usize,
+                stopped_by: StopReason::Eos,
+            },
+            decode_mode: DecodeMode::Single,
+        };
+        let d2 = tempfile::tempdir().unwrap();
+        // another cell (here: another corpus fingerprint) whose retrieval gives the same prompt
+        let mut other = cell(true, RetrieverKind::Bm25);
+        other.corpus_fingerprint = "another corpus".into();
+        other.id = other.compute_id();
+        assert_ne!(other.id, first.cell().id);
+        let (second, seeds) = extractive_runner(other, d2.path());
+        let mut second = second.with_shared(vec![stored]);
+        let b = second.answer(&question(), 0, 0);
+        assert_eq!(b.chunk_ids, a.chunk_ids);
+        assert_eq!(b.shared_from.as_deref(), Some(first.cell().id.as_str()));
+        assert_eq!(b.generation_key.as_deref(), Some(key.as_str()));
+        assert_eq!(
+            (b.answer.as_str(), b.response_time_s),
+            (a.answer.as_str(), a.response_time_s)
+        );
+        assert!(seeds.lock().unwrap().is_empty(), "no generation call");
+        // within one runner the same question and repeat is shared too, another repeat is not
+        assert!(second.answer(&question(), 0, 0).shared_from.is_some());
+        assert!(second.answer(&question(), 1, 1).shared_from.is_none());
+        // another seed (a sampled model) or other contexts is another key: generated anew
+        let mut sampled = cell(true, RetrieverKind::Bm25);
+        if let Some(m) = sampled.model.as_mut() {
+            m.params.sampling.temperature = 0.7;
+        }
+        sampled.id = sampled.compute_id();
+        let m = sampled.model.as_ref().unwrap();
+        let k1 = crate::cell::generation_key(m, 1, 0, "q", &["c"]);
+        assert_ne!(k1, crate::cell::generation_key(m, 2, 0, "q", &["c"]));
+        assert_ne!(k1, crate::cell::generation_key(m, 1, 0, "q", &["c", "d"]));
+        let greedy = cell(true, RetrieverKind::Bm25);
+        let g = greedy.model.as_ref().unwrap();
+        assert_eq!(
+            crate::cell::generation_key(g, 1, 0, "q", &["c"]),
+            crate::cell::generation_key(g, 2, 0, "q", &["c"]),
+            "greedy decoding ignores the seed"
+        );
+        assert_ne!(
+            k1,
+            crate::cell::generation_key(m, 1, 1, "q", &["c"]),
+            "repeats never share"
+        );
+        assert!(k1.starts_with(&crate::cell::generation_family(m)));
+        assert_ne!(
+            crate::cell::generation_family(m),
+            crate::cell::generation_family(g)
+        );
+    }
+
     #[test]
     fn jobs_and_events_round_trip() {
         let job = WorkerJob {
@@ -763,6 +1323,7 @@ pub(crate) mod tests {
             questions: vec![question()],
             pending: vec![("q1".into(), 0), ("q1".into(), 1)],
             order: vec!["q1".into()],
+            shared: vec![],
         };
         let back: WorkerJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(back, job);

@@ -328,6 +328,8 @@ pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoi
             chunk_ids: Vec::new(),
             pages: Vec::new(),
             metrics: BTreeMap::new(),
+            decode_mode: None,
+            shared_from: None,
             ..a.clone()
         });
         for (k, v) in retrieval {
@@ -677,6 +679,8 @@ pub(crate) mod tests {
             status: AnswerStatus::Ok,
             error: None,
             metrics: Default::default(),
+            decode_mode: Some(crate::cell::DecodeMode::Single),
+            shared_from: None,
         }
     }
 

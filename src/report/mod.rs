@@ -51,6 +51,24 @@ pub fn metric_order(name: &str) -> (u8, usize, u8, String) {
     crate::score::metric::Metric::parse(name).order_key()
 }
 
+/// `answers` with the timings of batched answers removed (`response_time_s` and `ttft_s` set to
+/// `None` where [`crate::store::AnswerRecord::timed_alone`] is false), so every latency figure of
+/// a report (response time, TTFT, tokens/s, the latency ranking) comes from questions decoded
+/// alone. Everything else is unchanged.
+pub fn latency_view(answers: &[crate::store::AnswerRecord]) -> Vec<crate::store::AnswerRecord> {
+    answers
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if !a.timed_alone() {
+                a.response_time_s = None;
+                a.ttft_s = None;
+            }
+            a
+        })
+        .collect()
+}
+
 /// Errors of report building.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -102,6 +120,10 @@ pub struct ReportMeta {
     /// and a section of their own, answers or not.
     #[serde(default)]
     pub failed_cells: Vec<(String, String)>,
+    /// Cells a race stopped early, with the evidence: (label, one line). Shown in a section of
+    /// their own; their means cover only the questions they answered.
+    #[serde(default)]
+    pub eliminated_cells: Vec<(String, String)>,
 }
 
 /// The chunks of one index that some answer used.

@@ -96,7 +96,7 @@ pub fn default_rank_metric(answers: &[AnswerRecord]) -> Option<String> {
 }
 
 /// Value of `metric` on one answer: `ok` rows with a finite value only.
-fn metric_value(a: &AnswerRecord, metric: &str) -> Option<f64> {
+pub fn metric_value(a: &AnswerRecord, metric: &str) -> Option<f64> {
     if a.status != AnswerStatus::Ok {
         return None;
     }

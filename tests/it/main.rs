@@ -8,6 +8,7 @@
 //!   identity, results read from the database alone, inspection commands);
 //! - `report_browser`: the HTML report in headless Chromium.
 
+mod batched;
 mod beir;
 mod cli_inspect;
 mod common;

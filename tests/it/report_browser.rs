@@ -93,6 +93,8 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         pages: vec![12 + q as u32, 200],
                         status: AnswerStatus::Ok,
                         error: None,
+                        decode_mode: None,
+                        shared_from: None,
                         metrics: {
                             let hit = f64::from(rng.next() < 0.5 + 0.1 * mi as f64);
                             let f1 = (0.2 + 0.3 * rng.next()).min(1.0);
@@ -293,6 +295,10 @@ fn report_renders_in_headless_chromium() {
         failed_cells: vec![(
             "broken · dense chunk 250/25 k=4".into(),
             "worker exited early (exit status: 1)".into(),
+        )],
+        eliminated_cells: vec![(
+            "slow · bm25 chunk 1000/100 k=4".into(),
+            "eliminated by racing after look 1: cosine -0.210 [-0.300, -0.120] vs the leader over 10 questions, adjusted p 1.20e-04 < 0.0125".into(),
         )],
     };
     let html = render_html("Synthetic report", &meta, &answers).expect("render");

@@ -734,3 +734,133 @@ fn editing_an_expected_answer_rescores_without_an_llm_call() {
     assert_ne!(after.3, before.3, "cosine against the new reference");
     assert_eq!(count(&f.db(), "SELECT COUNT(*) FROM answers"), 6);
 }
+
+#[test]
+fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() {
+    if !common::models_present(&[common::EMBEDDING_WEIGHTS, common::SMOLLM2]) {
+        return;
+    }
+    // `good` answers in up to 24 tokens, batched 2 at a time after a latency pass of 2
+    // questions; `mute` gets 1 token, so its answers are far from the expected ones.
+    let gguf = model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let models = format!(
+        "repeats = 2\nsearch = \"race\"\n\n[race]\nshards = 2\n\n\
+         [[model]]\nname = \"good\"\ngguf = \"{g}\"\nprompt = \"chat\"\nmax_tokens = 24\nn_ctx = 1024\nthreads = 1\nparallel = 2\nlatency_questions = 2\n\n\
+         [[model]]\nname = \"mute\"\ngguf = \"{g}\"\nprompt = \"chat\"\nmax_tokens = 1\nn_ctx = 1024\nthreads = 1\n",
+        g = gguf.display()
+    );
+    let f = Fixture::new(&models, "chunk_size = [200]\nretriever = [\"bm25\"]\n");
+    // the plan before anything ran: no basis for the models yet, but the work is known
+    let plan = f.ok(&["plan", "exp.toml"]);
+    assert!(
+        plan.contains(
+            "2 cells × 6 questions × 2 repeats: 2 cells to run, 24 answers to store, 24 LLM calls"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("index chunk 200/40: to build"), "{plan}");
+
+    let out = f.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("racing eliminated 1 cells"), "{stderr}");
+    assert!(stderr.contains("mute"), "{stderr}");
+    let db = f.db();
+    let status = |model: &str| -> String {
+        db.query_row("SELECT status FROM cells WHERE model = ?1", [model], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(status("good"), "done");
+    assert_eq!(status("mute"), "eliminated");
+    let answers = |model: &str| {
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = '{model}'"),
+        )
+    };
+    // the first shard is 3 of the 6 questions (× 2 repeats); the leader answers all 12
+    assert_eq!(answers("mute"), 6);
+    assert_eq!(answers("good"), 12);
+    // the evidence: one elimination after look 1 on 6 pairs, significantly below the leader
+    let (look, n, diff, adjusted, level): (i64, i64, f64, f64, f64) = db
+        .query_row(
+            "SELECT look, n, mean_diff, p_adjusted, level FROM eliminations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!((look, n), (1, 6));
+    assert!(diff < 0.0 && adjusted < level && (level - 0.025).abs() < 1e-12);
+    // batching: per repeat the first 2 questions (asking order) alone, the rest batched
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'good' AND a.decode_mode = 'single'"
+        ),
+        4
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'good' AND a.decode_mode = 'batched'"
+        ),
+        8
+    );
+    // shown everywhere: status, report, export
+    let status_text = f.ok(&["status", "exp.toml"]);
+    assert!(status_text.contains("eliminated"), "{status_text}");
+    f.ok(&["report", "exp.toml"]);
+    let html = std::fs::read_to_string(f.path("reports/e2e.html")).unwrap();
+    assert!(html.contains("Stopped by racing (1)"), "report");
+    assert!(
+        html.contains("decoded batched"),
+        "Methods names the batched answers"
+    );
+    let csv = f.ok(&["export", "exp.toml"]);
+    assert!(csv.lines().next().unwrap().contains("decode_mode"), "{csv}");
+    // the replay on these (incomplete) results runs and reports what it saw
+    let replay = f.ok(&["race-replay", "exp.toml"]);
+    assert!(replay.contains("answers asked:"), "{replay}");
+
+    // a plain run completes the eliminated cell; the plan knows the models now
+    let plan = f.ok(&["plan", "exp.toml"]);
+    assert!(
+        plan.contains("1 cells to run, 6 answers to store"),
+        "{plan}"
+    );
+    assert!(!plan.contains("no basis"), "{plan}");
+    let out = f
+        .cmd(&["run", "exp.toml", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // the file says race; the rerun races again: `mute` is re-tested on the first shard and
+    // stopped again, so completing it needs the grid search
+    let text = std::fs::read_to_string(f.path("exp.toml")).unwrap();
+    std::fs::write(
+        f.path("exp.toml"),
+        text.replace("search = \"race\"", "search = \"grid\""),
+    )
+    .unwrap();
+    f.ok(&["run", "exp.toml", "--no-progress"]);
+    let db = f.db();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'mute'"
+        ),
+        12
+    );
+    let mute: String = db
+        .query_row("SELECT status FROM cells WHERE model = 'mute'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(mute, "done");
+}
