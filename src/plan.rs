@@ -11,11 +11,12 @@
 //! * A cell costs its worker's load time (mean `model_load_s` of earlier cells of the same GGUF)
 //!   plus, per pending answer, retrieval (mean `retrieval_s` at that chunk size) and generation:
 //!   for an answer decoded alone the mean response time of earlier answers of the same GGUF
-//!   decoded alone at the same chunk size (prompt length grows with chunk size), else of the
-//!   same GGUF at any chunk size scaled by the mean prompt tokens of the two chunk sizes' prompts
-//!   when both are known; for a batched answer the mean of earlier batched answers' response
-//!   time divided by their cell's `parallel` (the wall time one answer adds), else the
-//!   decoded-alone figure.
+//!   decoded alone with the same retrieval settings (same prompt lengths), else at the same chunk
+//!   size (prompt length grows with chunk size), else at any chunk size scaled by the mean prompt
+//!   tokens of the two chunk sizes' prompts when both are known; for a batched answer the same
+//!   ladder over earlier batched answers' response time divided by their cell's `parallel` (the
+//!   wall time one answer adds), else the decoded-alone figure times the model's batched/alone
+//!   ratio, else the decoded-alone figure.
 //! * An index costs its embedding time: seconds per embedded character measured on the cached
 //!   indexes of the same corpus and embedding model (`build_seconds / (n_chunks × chunk_size)`),
 //!   times the predicted characters to embed, with the chunk count predicted from the cached
@@ -125,6 +126,9 @@ type CachedIndex = (usize, usize, usize, f64);
 #[derive(Debug, Default)]
 pub struct History {
     load: BTreeMap<String, Mean>,
+    /// By (model, retrieval settings as JSON): the closest basis (same prompt lengths).
+    alone_retrieval: BTreeMap<(String, String), Mean>,
+    batched_retrieval: BTreeMap<(String, String), Mean>,
     alone: BTreeMap<(String, usize), Mean>,
     alone_any: BTreeMap<String, Mean>,
     prompt_tokens: BTreeMap<(String, usize), Mean>,
@@ -189,11 +193,20 @@ impl History {
             let model = model_key(&c.cell);
             let chunk = c.cell.retrieval.chunk_size;
             if let Some(t) = a.response_time_s {
+                let retrieval = retrieval_key(&c.cell);
                 if a.timed_alone() {
+                    self.alone_retrieval
+                        .entry((model.clone(), retrieval))
+                        .or_default()
+                        .add(t);
                     self.alone.entry((model.clone(), chunk)).or_default().add(t);
                     self.alone_any.entry(model.clone()).or_default().add(t);
                 } else {
                     let parallel = c.cell.model.as_ref().map_or(1, |m| m.batching.parallel);
+                    self.batched_retrieval
+                        .entry((model.clone(), retrieval))
+                        .or_default()
+                        .add(t / f64::from(parallel.max(1)));
                     self.batched_wall
                         .entry(model.clone())
                         .or_default()
@@ -310,6 +323,11 @@ impl History {
     }
 }
 
+/// The history key of a cell's retrieval settings (names left out).
+fn retrieval_key(cell: &Cell) -> String {
+    serde_json::to_string(&cell.retrieval.without_names()).unwrap_or_default()
+}
+
 /// The history key of a cell's model: its GGUF sha256, `""` without a model.
 fn model_key(cell: &Cell) -> String {
     cell.model
@@ -398,11 +416,22 @@ pub fn plan(
                 .get(&chunk)
                 .and_then(Mean::get)
                 .unwrap_or(0.0);
-            let gen_alone = history.alone_s(&model, chunk);
-            let gen_batched = history
-                .batched_wall
-                .get(&model)
+            let same = (model.clone(), retrieval_key(cell));
+            let gen_alone = history
+                .alone_retrieval
+                .get(&same)
                 .and_then(Mean::get)
+                .or_else(|| history.alone_s(&model, chunk));
+            let gen_batched = history
+                .batched_retrieval
+                .get(&same)
+                .and_then(Mean::get)
+                .or_else(|| {
+                    // batched wall time per answer relative to decoding alone, from other cells
+                    let ratio = history.batched_wall.get(&model).and_then(Mean::get)?
+                        / history.alone_any.get(&model).and_then(Mean::get)?;
+                    gen_alone.map(|a| a * ratio)
+                })
                 .or(gen_alone);
             match (cell.model.is_some(), gen_alone, gen_batched) {
                 (false, _, _) => Some(load + pending as f64 * retrieval),
