@@ -595,6 +595,13 @@ impl Sweep<'_> {
                     .metric_scores(&cell.id, &race.metric, self.questions)?;
                 scores.insert(cell.id.clone(), s);
             }
+            if scores.values().all(|s| s.is_empty()) {
+                tracing::warn!(
+                    "racing on `{}`, but no answer has that metric: no cell can be stopped \
+                     (set [race] metric to one the answers have, e.g. cosine, f1 or ndcg@<top_k>)",
+                    race.metric
+                );
+            }
             let out = crate::race::eliminate(&scores, race, k + 1);
             // the cells bar: an eliminated cell's later visits will not happen
             self.planned -= out.len() * (ends.len() - k - 1);
