@@ -504,16 +504,10 @@ pub fn race_replay(
     );
     for e in &replay.eliminations {
         text.push_str(&format!(
-            "  after shard {}: {} eliminated: {:+.3} [{:+.3}, {:+.3}] vs {} over {} questions, adjusted p {:.2e} < {:.4}\n",
+            "  after shard {}: {} eliminated: {}\n",
             e.look,
             label(&e.cell_id),
-            e.mean_diff,
-            e.ci_low,
-            e.ci_high,
-            label(&e.leader_id),
-            e.n,
-            e.p_adjusted,
-            e.level
+            e.evidence(&label(&e.leader_id))
         ));
     }
     text.push_str(&format!(

@@ -641,16 +641,7 @@ impl Generator {
     }
 
     /// A context for `parallel` sequences of `n_ctx` tokens each (non-unified KV cache of
-    /// `parallel × n_ctx`) whose batches hold `capacity` tokens.
-    fn new_context_batched(
-        &self,
-        parallel: u32,
-        capacity: u32,
-    ) -> Result<LlamaContext<'_>, GenerateError> {
-        self.context_with(parallel, capacity)
-    }
-
-    /// A context for `parallel` sequences of `n_ctx` tokens each with batches of `n_batch`.
+    /// `parallel × n_ctx`) whose batches hold `n_batch` tokens.
     fn context_with(&self, parallel: u32, n_batch: u32) -> Result<LlamaContext<'_>, GenerateError> {
         let mut ctx_params = LlamaContextParams::default()
             .with_flash_attention_policy(FLASH_ATTN_DISABLED)
@@ -798,7 +789,7 @@ impl Generator {
     ) -> Result<(), GenerateError> {
         let parallel = parallel.max(1);
         let capacity = batch_capacity(self.params.n_batch.min(self.params.n_ctx), parallel);
-        let mut ctx = self.new_context_batched(parallel, capacity)?;
+        let mut ctx = self.context_with(parallel, capacity)?;
         let vocab = self.model.vocab();
         let chunk = self.params.n_batch.min(self.params.n_ctx).max(1) as usize;
         let mut slots: Vec<Option<Slot>> = (0..parallel).map(|_| None).collect();

@@ -106,6 +106,23 @@ pub struct Elimination {
     pub level: f64,
 }
 
+impl Elimination {
+    /// The evidence in one line, naming the leader `leader`: `cosine -0.198 [-0.332, -0.064]
+    /// vs LEADER over 20 questions, adjusted p 6.16e-3 < 0.0125`.
+    pub fn evidence(&self, leader: &str) -> String {
+        format!(
+            "{} {:+.3} [{:+.3}, {:+.3}] vs {leader} over {} questions, adjusted p {:.2e} < {:.4}",
+            self.metric,
+            self.mean_diff,
+            self.ci_low,
+            self.ci_high,
+            self.n,
+            self.p_adjusted,
+            self.level
+        )
+    }
+}
+
 /// The question ids in the race's fixed random order: a Fisher–Yates shuffle of `ids` driven by
 /// SplitMix64 from `seed` (Steele, Lea & Flood 2014), so the same seed gives the same order on
 /// every machine, and a resumed race asks the same shards.

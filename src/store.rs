@@ -595,8 +595,9 @@ impl Store {
         )
         .map_err(err)?;
         let why = format!(
-            "eliminated by racing after look {}: {} {:+.3} [{:+.3}, {:+.3}] vs the leader over {} questions, adjusted p {:.2e} < {:.4}",
-            e.look, e.metric, e.mean_diff, e.ci_low, e.ci_high, e.n, e.p_adjusted, e.level
+            "eliminated by racing after look {}: {}",
+            e.look,
+            e.evidence("the leader")
         );
         tx.execute(
             "UPDATE cells SET status = ?1, error = ?2, run_id = ?3, ended_at = ?4 WHERE cell_id = ?5",

@@ -611,17 +611,7 @@ impl Sweep<'_> {
                     exp.cell(id)
                         .map_or_else(|| id.to_string(), |c| c.to_string())
                 };
-                let why = format!(
-                    "{} {:+.3} [{:+.3}, {:+.3}] vs {} over {} questions, adjusted p {:.2e} < {:.4}",
-                    e.metric,
-                    e.mean_diff,
-                    e.ci_low,
-                    e.ci_high,
-                    label(&e.leader_id),
-                    e.n,
-                    e.p_adjusted,
-                    e.level
-                );
+                let why = e.evidence(&label(&e.leader_id));
                 self.progress.line(&format!(
                     "  eliminated after shard {}: {}: {why}",
                     k + 1,

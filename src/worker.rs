@@ -1091,14 +1091,18 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// `qs` as batch items: repeat 0, answer index = position.
+    fn first_repeat(qs: &[Question]) -> Vec<(&Question, u32, u64)> {
+        qs.iter()
+            .enumerate()
+            .map(|(i, q)| (q, 0, i as u64))
+            .collect()
+    }
+
     #[test]
     fn batched_answers_equal_single_answers_and_arrive_as_they_finish() {
         let qs = questions();
-        let items: Vec<(&Question, u32, u64)> = qs
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (q, 0, i as u64))
-            .collect();
+        let items = first_repeat(&qs);
         let d = tempfile::tempdir().unwrap();
         let (mut single, single_seeds) =
             extractive_runner(cell(true, RetrieverKind::Bm25), d.path());
@@ -1181,11 +1185,7 @@ pub(crate) mod tests {
     #[test]
     fn a_batch_that_cannot_start_fails_its_open_questions_and_the_parent_going_away_stops_it() {
         let qs = questions();
-        let items: Vec<(&Question, u32, u64)> = qs
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (q, 0, i as u64))
-            .collect();
+        let items = first_repeat(&qs);
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
         let runner = |fail_start: bool| {
             CellRunner::with_parts(
