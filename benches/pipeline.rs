@@ -4,7 +4,8 @@
 //! runs it: PDF extraction (pages/s), splitting (chunks/s per chunk size), embedding (chunks/s on
 //! 500-character chunks), index build (arroy + tantivy, a 60-page slice), retrieval latency per
 //! retriever (ms/query over the QA set), and generation per model (prompt and generation tokens/s,
-//! TTFT) with retrieved context. Run it on a quiet machine: llama.cpp's threads busy-wait, so any
+//! TTFT) with retrieved context, at LangChain's n_batch 8 and llama.cpp's 512, one question at a time
+//! and 4 at once (continuous batching, aggregate tokens/s). Run it on a quiet machine: llama.cpp's threads busy-wait, so any
 //! other load distorts the generation figures badly.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,9 @@ use std::time::Instant;
 
 use orchestrate::corpus::{self, Page};
 use orchestrate::embed::Embedder;
-use orchestrate::generate::{GenParams, Generator, PromptStyle};
+use orchestrate::generate::{
+    BatchDriver, BatchRequest, GenParams, GenerateError, Generation, Generator, PromptStyle,
+};
 use orchestrate::index::{self, IndexKey};
 use orchestrate::retrieve::{retrieve, RetrieverKind, RetrieverParams};
 use orchestrate::split::RecursiveCharacterTextSplitter;
@@ -134,49 +137,106 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             PromptStyle::Chat,
         ),
     ];
-    for (name, file, prompt) in gen_models {
-        let path: &Path = &models.join(file);
-        let params = GenParams {
-            prompt,
-            threads,
-            max_tokens: 64,
-            stop: vec![],
-            ..GenParams::default()
-        };
-        let t = Instant::now();
-        let mut g = Generator::load(path, params)?;
-        let load_s = t.elapsed().as_secs_f64();
-        let (mut pt, mut ct, mut ttft, mut gen_s) = (0u64, 0u64, 0.0, 0.0);
-        let n = 5;
-        for (q, v) in qa.iter().zip(&qvecs).take(n) {
+    // The same 8 questions with their dense top-4 contexts for every model and setting.
+    let n = 8;
+    let requests: Vec<BatchRequest> = qa
+        .iter()
+        .zip(&qvecs)
+        .take(n)
+        .map(|(q, v)| {
             let p = RetrieverParams {
                 kind: RetrieverKind::Dense,
                 top_k: 4,
                 ..RetrieverParams::default()
             };
             let hits = retrieve(&idx, &q.question, v, &p)?;
-            let ctx: Vec<&str> = hits
-                .iter()
-                .filter_map(|h| idx.chunk(h.chunk_id))
-                .map(|c| c.text.as_str())
-                .collect();
-            let out = g.answer(&q.question, &ctx)?;
-            pt += out.prompt_tokens as u64;
-            ct += out.completion_tokens as u64;
-            ttft += out.ttft_s;
-            gen_s += out.response_s - out.ttft_s;
+            Ok(BatchRequest {
+                question: q.question.clone(),
+                contexts: hits
+                    .iter()
+                    .filter_map(|h| idx.chunk(h.chunk_id))
+                    .map(|c| c.text.clone())
+                    .collect(),
+                seed: 0,
+            })
+        })
+        .collect::<Result<_, Box<dyn std::error::Error>>>()?;
+    for (name, file, prompt) in gen_models {
+        let path: &Path = &models.join(file);
+        // n_batch 8 is LangChain's LlamaCpp default (the notebook's); 512 is llama.cpp's.
+        for n_batch in [8u32, 512] {
+            let params = GenParams {
+                prompt: prompt.clone(),
+                threads,
+                max_tokens: 64,
+                n_batch,
+                stop: vec![],
+                ..GenParams::default()
+            };
+            let t = Instant::now();
+            let mut g = Generator::load(path, params)?;
+            let load_s = t.elapsed().as_secs_f64();
+            let (mut pt, mut ct, mut ttft, mut gen_s) = (0u64, 0u64, 0.0, 0.0);
+            let t = Instant::now();
+            for r in &requests {
+                let ctx: Vec<&str> = r.contexts.iter().map(String::as_str).collect();
+                let out = g.answer(&r.question, &ctx)?;
+                pt += out.prompt_tokens as u64;
+                ct += out.completion_tokens as u64;
+                ttft += out.ttft_s;
+                gen_s += out.response_s - out.ttft_s;
+            }
+            let alone_s = t.elapsed().as_secs_f64();
+            row(
+                "generate",
+                &format!("{name}, n_batch {n_batch}, {threads} threads, dense top 4 of 500/100, {n} questions one at a time"),
+                format!(
+                    "load {load_s:.2} s; prompt {:.0} tok/s (mean {:.0} tokens); generation {:.0} tok/s; TTFT {:.2} s; {:.1} s in all",
+                    pt as f64 / ttft,
+                    pt as f64 / n as f64,
+                    ct as f64 / gen_s.max(1e-9),
+                    ttft / n as f64,
+                    alone_s,
+                ),
+            );
+            let parallel = 4;
+            let mut driver = Collect {
+                queue: requests.iter().cloned().enumerate().rev().collect(),
+                done: Vec::new(),
+            };
+            let t = Instant::now();
+            g.answer_many(parallel, &mut driver)?;
+            let batched_s = t.elapsed().as_secs_f64();
+            let outs: Vec<Generation> = driver.done.into_iter().collect::<Result<_, _>>()?;
+            let bct: u64 = outs.iter().map(|o| o.completion_tokens as u64).sum();
+            let bpt: u64 = outs.iter().map(|o| o.prompt_tokens as u64).sum();
+            row(
+                "generate",
+                &format!("{name}, n_batch {n_batch}, parallel {parallel} (continuous batching), same {n} questions"),
+                format!(
+                    "{:.1} s in all ({:.2}x one at a time); aggregate {:.0} prompt + generated tok/s",
+                    batched_s,
+                    alone_s / batched_s,
+                    (bpt + bct) as f64 / batched_s,
+                ),
+            );
         }
-        row(
-            "generate",
-            &format!("{name}, {threads} threads, 4 chunks of 500 chars, {n} questions"),
-            format!(
-                "load {load_s:.2} s; prompt {:.0} tok/s (mean {:.0} tokens); generation {:.0} tok/s; TTFT {:.2} s",
-                pt as f64 / ttft,
-                pt as f64 / n as f64,
-                ct as f64 / gen_s.max(1e-9),
-                ttft / n as f64
-            ),
-        );
     }
     Ok(())
+}
+
+/// Feeds [`Generator::answer_many`] from a queue and keeps the results.
+struct Collect {
+    /// Requests still to hand out, last first.
+    queue: Vec<(usize, BatchRequest)>,
+    done: Vec<Result<Generation, GenerateError>>,
+}
+
+impl BatchDriver for Collect {
+    fn next(&mut self) -> Option<(usize, BatchRequest)> {
+        self.queue.pop()
+    }
+    fn done(&mut self, _tag: usize, result: Result<Generation, GenerateError>) {
+        self.done.push(result);
+    }
 }
