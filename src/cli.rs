@@ -86,6 +86,27 @@ enum Cmd {
         #[arg(long)]
         shards: Option<usize>,
     },
+    /// Judge the stored answers with a local LLM judge: faithfulness, answer relevancy, context
+    /// precision/recall and correctness (settings: `[judge]`). Resumable; a rerun asks nothing.
+    Judge {
+        /// Experiment file (TOML); its `[judge]` settings are used.
+        experiment: PathBuf,
+        /// Directory of result databases and cached indexes.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Judge model GGUF [default: `[judge] gguf`, else Qwen2.5-Coder-1.5B-Instruct].
+        #[arg(long)]
+        gguf: Option<PathBuf>,
+        /// Metric definitions (repeatable) [default: `[judge] profiles`, else ragas].
+        #[arg(long = "profile", value_enum)]
+        profiles: Vec<orchestrate::judge::Profile>,
+        /// Metrics (repeatable) [default: `[judge] metrics`, else all five].
+        #[arg(long = "metric", value_enum)]
+        metrics: Vec<orchestrate::judge::JudgeMetric>,
+        /// Judge again the answers whose judgment failed in an earlier pass.
+        #[arg(long)]
+        retry_errors: bool,
+    },
     /// Show how far a sweep got: each cell's status and answers stored of those it needs.
     Status {
         /// Experiment file (TOML).
@@ -461,7 +482,15 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                     eprintln!("  {label}: {why}");
                 }
             }
+            let mut judge_failed = false;
+            if let Some(j) = &out.judged {
+                eprint!("{}", orchestrate::judge::run::summary_text(&exp.name, j));
+                judge_failed = j.errors > 0;
+            }
             eprintln!("report: {}", out.report.display());
+            if s.failures.is_empty() && !judge_failed {
+                return Ok(ExitCode::SUCCESS);
+            }
             if s.failures.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -484,6 +513,57 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             let plan = commands::plan(&exp, &store)?;
             print_out(&orchestrate::plan::plan_text(&plan))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Judge {
+            experiment,
+            store,
+            gguf,
+            profiles,
+            metrics,
+            retry_errors,
+        } => {
+            let overrides = commands::JudgeOverrides {
+                gguf,
+                profiles,
+                metrics,
+                retry_errors,
+            };
+            let (settings, embedding) = commands::judge_settings(&experiment, &overrides)?;
+            let results = commands::results(&experiment, &store, false, Scope::All)?;
+            let bar = bars.as_ref().map(|mp| {
+                let b = mp.add(indicatif::ProgressBar::new(0));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "judging {bar:30} {pos}/{len} judgments, {elapsed} (eta {eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                b
+            });
+            let summary = commands::judge(
+                &results,
+                &settings,
+                &embedding,
+                overrides.retry_errors,
+                &mut |done, total| {
+                    if let Some(b) = &bar {
+                        b.set_length(total);
+                        b.set_position(done);
+                    }
+                },
+            )?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            print_out(&orchestrate::judge::run::summary_text(
+                &results.name,
+                &summary,
+            ))?;
+            Ok(if summary.errors > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::RaceReplay {
             experiment,

@@ -58,6 +58,22 @@ pub enum CommandError {
     /// A command-line value is not usable; the message names the flag and what would fix it.
     #[error("{0}")]
     Usage(String),
+    /// The judge model could not be loaded.
+    #[error("judge model {}: {source}", path.display())]
+    JudgeModel {
+        /// The GGUF.
+        path: PathBuf,
+        /// Why.
+        source: crate::generate::GenerateError,
+    },
+    /// The embedding model (RAGAS answer relevancy) could not be loaded.
+    #[error("embedding model {}: {source}", path.display())]
+    Embedder {
+        /// Its directory.
+        path: PathBuf,
+        /// Why.
+        source: crate::embed::EmbedError,
+    },
     /// Writing a file or the output failed.
     #[error("{what}: {source}")]
     Io {
@@ -611,6 +627,8 @@ pub struct RunOutcome {
     /// The wall time [`crate::plan`] predicted before the sweep, seconds (`None` without a
     /// basis; a race is predicted as a full sweep).
     pub predicted_s: Option<f64>,
+    /// What judging after the sweep did (`judge = true`); `None` when it did not run.
+    pub judged: Option<crate::judge::run::JudgeSummary>,
 }
 
 /// `orchestrate plan`: what a run of `exp` would do and its predicted wall time and peak memory
@@ -641,13 +659,33 @@ pub fn run(
     };
     let summary = crate::sweep::run(exp, opts)?;
     // the name as swept: the file may have been edited meanwhile
-    let results = results_named(
+    let mut results = results_named(
         &exp.name,
         &exp.path,
         &opts.store_dir,
         !exp.generate,
         Scope::All,
     )?;
+    let judged = if exp.judge.after_run && exp.generate {
+        tracing::info!("judging the answers (`judge = true`)");
+        let j = judge(
+            &results,
+            &exp.judge,
+            &exp.embedding_model,
+            false,
+            &mut |_, _| {},
+        )?;
+        results = results_named(
+            &exp.name,
+            &exp.path,
+            &opts.store_dir,
+            !exp.generate,
+            Scope::All,
+        )?;
+        Some(j)
+    } else {
+        None
+    };
     let report = report(
         &results,
         &reports_dir.join(format!("{}.html", exp.name)),
@@ -657,6 +695,7 @@ pub fn run(
         summary,
         report,
         predicted_s,
+        judged,
     })
 }
 
@@ -720,5 +759,127 @@ mod tests {
         // two series, never pooled
         let points = crate::report::aggregate::series_points(&shown).unwrap();
         assert_eq!(points.len(), 3);
+    }
+}
+
+/// Command-line overrides of the experiment's `[judge]` settings for `orchestrate judge`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgeOverrides {
+    /// Judge model instead of `[judge] gguf`.
+    pub gguf: Option<PathBuf>,
+    /// Profiles instead of `[judge] profiles` (empty: keep).
+    pub profiles: Vec<crate::judge::Profile>,
+    /// Metrics instead of `[judge] metrics` (empty: keep).
+    pub metrics: Vec<crate::judge::JudgeMetric>,
+    /// Judge again the answers whose judgment failed before.
+    pub retry_errors: bool,
+}
+
+/// The `[judge]` settings of `file` with `overrides` applied, and the embedding model directory.
+///
+/// Errors: [`CommandError::Experiment`] for an unreadable file or an invalid `[judge]` table.
+pub fn judge_settings(
+    file: &Path,
+    overrides: &JudgeOverrides,
+) -> Result<(crate::judge::run::JudgeSettings, PathBuf), CommandError> {
+    let (_, mut settings, embedding) = crate::experiment::read_judge(file)?;
+    if let Some(g) = &overrides.gguf {
+        settings.gguf = g.clone();
+    }
+    if !overrides.profiles.is_empty() {
+        settings.profiles = overrides.profiles.clone();
+    }
+    if !overrides.metrics.is_empty() {
+        settings.metrics = overrides.metrics.clone();
+    }
+    Ok((settings, embedding))
+}
+
+/// `orchestrate judge`: judges the stored ok answers of `results` with the judge model of
+/// `settings` (greedy, grammar-constrained; see [`crate::judge`]), storing one judgment per
+/// answer × metric and the values in the answers' metrics. Resumable: judgments already stored by
+/// the same judge are skipped, and identical calls come from the database's cache.
+/// `progress(done, total)` is called after each judgment.
+///
+/// Errors: [`CommandError::Usage`] when the judge model file is missing;
+/// [`CommandError::JudgeModel`] / [`CommandError::Embedder`] when a model cannot be loaded;
+/// store errors. Judge failures on single answers are stored and counted, not returned.
+pub fn judge(
+    results: &Results,
+    settings: &crate::judge::run::JudgeSettings,
+    embedding_model: &Path,
+    retry_errors: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<crate::judge::run::JudgeSummary, CommandError> {
+    use crate::judge::run::{judge_answers, judge_id, ChunkTexts};
+    if !settings.gguf.is_file() {
+        return Err(CommandError::Usage(format!(
+            "judge model {} not found: run `orchestrate models fetch qwen2.5-coder-1.5b-instruct` \
+             for the default judge, or set `gguf` in the experiment's [judge] table (or --gguf)",
+            settings.gguf.display()
+        )));
+    }
+    let sha =
+        crate::fingerprint::sha256_file(&settings.gguf).map_err(|source| CommandError::Io {
+            what: format!("reading {}", settings.gguf.display()),
+            source,
+        })?;
+    let params = crate::generate::GenParams {
+        n_ctx: settings.n_ctx,
+        max_tokens: settings.max_tokens,
+        threads: settings.threads,
+        prompt: crate::generate::PromptStyle::Chat,
+        ..crate::generate::GenParams::default()
+    };
+    let mut model = crate::generate::Generator::load(&settings.gguf, params).map_err(|source| {
+        CommandError::JudgeModel {
+            path: settings.gguf.clone(),
+            source,
+        }
+    })?;
+    let needs_embedder = settings
+        .metrics
+        .contains(&crate::judge::JudgeMetric::AnswerRelevancy)
+        && settings.profiles.contains(&crate::judge::Profile::Ragas);
+    let embedder: Box<dyn crate::worker::TextEmbedder> = if needs_embedder {
+        Box::new(
+            crate::embed::Embedder::load(embedding_model).map_err(|source| {
+                CommandError::Embedder {
+                    path: embedding_model.to_path_buf(),
+                    source,
+                }
+            })?,
+        )
+    } else {
+        Box::new(NoEmbedder)
+    };
+    let mut chunks = ChunkTexts::new();
+    for set in results.chunk_sets() {
+        for (id, c) in set.chunks {
+            chunks.insert((set.index_dir.clone(), id), c.text);
+        }
+    }
+    let id = judge_id(&sha, settings.max_tokens);
+    Ok(judge_answers(
+        &results.db,
+        &results.answers,
+        &chunks,
+        settings,
+        &id,
+        &mut model,
+        embedder.as_ref(),
+        retry_errors,
+        progress,
+    )?)
+}
+
+/// The embedder of a judge run that needs none (no RAGAS answer relevancy).
+struct NoEmbedder;
+
+impl crate::worker::TextEmbedder for NoEmbedder {
+    fn embed_texts(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, crate::embed::EmbedError> {
+        Err(crate::embed::EmbedError::Tokenizer(
+            "no embedding model loaded (only RAGAS answer relevancy embeds)".into(),
+        ))
     }
 }

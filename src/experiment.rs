@@ -21,6 +21,7 @@ use toml::Spanned;
 use crate::cell::Batching;
 pub use crate::cell::{Cell, ModelSpec, Retrieval};
 use crate::generate::{GenParams, PromptStyle};
+use crate::judge::run::JudgeSettings;
 use crate::qa::{QaError, QaFormat, Question};
 use crate::race::RaceSettings;
 use crate::retrieve::{Bm25Variant, DenseIndexKind, RetrieverKind};
@@ -118,6 +119,22 @@ struct RawExperiment {
     search: Option<Spanned<String>>,
     #[serde(default)]
     race: Option<Spanned<RawRace>>,
+    #[serde(default)]
+    judge: Option<Spanned<toml::Value>>,
+}
+
+/// The `[judge]` table (or `judge = true`): see [`crate::judge::run::JudgeSettings`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    gguf: Option<String>,
+    threads: Option<i32>,
+    n_ctx: Option<u32>,
+    max_tokens: Option<u32>,
+    profiles: Option<Vec<String>>,
+    metrics: Option<Vec<String>>,
+    penalize_ambiguous_claims: Option<bool>,
+    after_run: Option<bool>,
 }
 
 /// The `[race]` table: settings of `search = "race"` (see [`crate::race`]).
@@ -316,6 +333,9 @@ pub struct Experiment {
     pub search: Search,
     /// The `[race]` settings (defaults from [`RaceSettings::new`]), used when racing.
     pub race: RaceSettings,
+    /// The `[judge]` settings (defaults from [`JudgeSettings::defaults`]); `judge = true` or
+    /// `after_run = true` judges the answers at the end of `run`.
+    pub judge: JudgeSettings,
 }
 
 /// `search` of an experiment.
@@ -499,6 +519,41 @@ pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>, Option<QaFormat>), 
 /// Errors: [`ExperimentError::Io`], [`ExperimentError::Parse`] for invalid TOML, and
 /// [`ExperimentError::Invalid`] when `name` is missing or not a plain file name.
 pub fn read_name(path: &Path) -> Result<String, ExperimentError> {
+    read_name_text(path).map(|(name, _)| name)
+}
+
+/// The name, the `[judge]` settings and the embedding-model directory of the experiment file at
+/// `path`, read without validating anything else (for `orchestrate judge`, which reads the
+/// answers from the result database). Paths are resolved against the file's directory.
+///
+/// Errors: as [`read_name`], and [`ExperimentError::Invalid`] for an invalid `[judge]` table.
+pub fn read_judge(path: &Path) -> Result<(String, JudgeSettings, PathBuf), ExperimentError> {
+    let (name, text) = read_name_text(path)?;
+    #[derive(Deserialize)]
+    struct JudgeOnly {
+        judge: Option<Spanned<toml::Value>>,
+        embedding_model: Option<String>,
+    }
+    let raw: JudgeOnly = toml::from_str(&text).map_err(|e| ExperimentError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let v = Validator {
+        path,
+        text: &text,
+        base,
+    };
+    let judge = v.judge(raw.judge.as_ref())?;
+    let embedding = v.resolve(
+        raw.embedding_model
+            .as_deref()
+            .unwrap_or(default_embedding_model().get_ref()),
+    );
+    Ok((name, judge, embedding))
+}
+
+fn read_name_text(path: &Path) -> Result<(String, String), ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
         path: path.to_path_buf(),
         source,
@@ -516,14 +571,15 @@ pub fn read_name(path: &Path) -> Result<String, ExperimentError> {
         text: &text,
         base: Path::new("."),
     };
-    match raw.name {
-        Some(n) => v.name(&n),
+    let name = match raw.name {
+        Some(n) => v.name(&n)?,
         None => v.err(
             0..0,
             "name",
             "add `name = \"...\"` (it names store/<name>.sqlite)".into(),
-        ),
-    }
+        )?,
+    };
+    Ok((name, text))
 }
 
 struct Validator<'a> {
@@ -676,6 +732,7 @@ impl Validator<'_> {
             }
         }
         let (search, race) = self.race(raw.search.as_ref(), raw.race.as_ref(), raw.generate)?;
+        let judge = self.judge(raw.judge.as_ref())?;
         let models = self.models(raw.models, &raw.prompts, raw.generate)?;
         let settings = self.grid(&raw.grid, &raw.retrievers)?;
         let mut cells: Vec<Cell> = Vec::new();
@@ -731,7 +788,107 @@ impl Validator<'_> {
             cells,
             search,
             race,
+            judge,
         })
+    }
+
+    /// Validates `judge = true|false` or the `[judge]` table.
+    fn judge(&self, raw: Option<&Spanned<toml::Value>>) -> Result<JudgeSettings, ExperimentError> {
+        let mut s = JudgeSettings::defaults(self.base);
+        let Some(raw) = raw else {
+            return Ok(s);
+        };
+        let span = raw.span();
+        let table: RawJudge = match raw.get_ref() {
+            toml::Value::Boolean(b) => {
+                s.after_run = *b;
+                return Ok(s);
+            }
+            v @ toml::Value::Table(_) => match v.clone().try_into() {
+                Ok(t) => t,
+                Err(e) => {
+                    return self.err(span, "judge", e.to_string().trim_end().to_string());
+                }
+            },
+            _ => {
+                return self.err(
+                    span,
+                    "judge",
+                    "must be `true`, `false` or a [judge] table".into(),
+                )
+            }
+        };
+        if let Some(g) = &table.gguf {
+            s.gguf = self.resolve(g);
+        }
+        s.threads = table.threads.unwrap_or(s.threads);
+        s.n_ctx = table.n_ctx.unwrap_or(s.n_ctx);
+        s.max_tokens = table.max_tokens.unwrap_or(s.max_tokens);
+        s.after_run = table.after_run.unwrap_or(s.after_run);
+        s.options.penalize_ambiguous_claims = table
+            .penalize_ambiguous_claims
+            .unwrap_or(s.options.penalize_ambiguous_claims);
+        if s.threads < 1 {
+            return self.err(
+                span,
+                "judge.threads",
+                format!("must be at least 1, got {}", s.threads),
+            );
+        }
+        if s.max_tokens < 16 || s.max_tokens >= s.n_ctx {
+            return self.err(
+                span,
+                "judge.max_tokens",
+                format!(
+                    "must be at least 16 and below judge.n_ctx ({}), got {}",
+                    s.n_ctx, s.max_tokens
+                ),
+            );
+        }
+        if let Some(p) = &table.profiles {
+            let mut profiles = Vec::new();
+            for name in p {
+                match crate::judge::Profile::parse(name) {
+                    Some(x) if !profiles.contains(&x) => profiles.push(x),
+                    Some(_) => {}
+                    None => {
+                        return self.err(
+                            span,
+                            "judge.profiles",
+                            format!("unknown profile `{name}`: use \"ragas\" and/or \"deepeval\""),
+                        )
+                    }
+                }
+            }
+            if profiles.is_empty() {
+                return self.err(span, "judge.profiles", "name at least one profile".into());
+            }
+            s.profiles = profiles;
+        }
+        if let Some(m) = &table.metrics {
+            let mut metrics = Vec::new();
+            for name in m {
+                match crate::judge::JudgeMetric::parse(name) {
+                    Some(x) => metrics.push(x),
+                    None => {
+                        let known: Vec<&str> = crate::judge::JudgeMetric::ALL
+                            .iter()
+                            .map(|m| m.name())
+                            .collect();
+                        return self.err(
+                            span,
+                            "judge.metrics",
+                            format!("unknown metric `{name}`: use some of {}", known.join(", ")),
+                        );
+                    }
+                }
+            }
+            if metrics.is_empty() {
+                return self.err(span, "judge.metrics", "name at least one metric".into());
+            }
+            s.metrics = metrics;
+        }
+        Ok(s)
     }
 
     /// Validates `search` and `[race]`: the race settings when `search = "race"`.

@@ -140,6 +140,9 @@ pub enum GenerateError {
     /// underlying [`GenerateError::Decode`]).
     #[error("batched decode step failed: {0}")]
     Step(String),
+    /// llama.cpp rejected a GBNF grammar (a bug in the grammar's builder).
+    #[error("invalid grammar: {0}")]
+    Grammar(#[from] llama_cpp_2::GrammarError),
 }
 
 /// How the prompt is built from the question and the contexts.
@@ -734,22 +737,101 @@ impl Generator {
         })
     }
 
+    /// Greedy chat completion under a GBNF grammar (root rule `root`): `system` and `user`
+    /// become two messages of the GGUF's chat template, the assistant turn is opened, and every
+    /// sampled token is one the grammar admits (llama.cpp's grammar sampler, then greedy), so the
+    /// output is in the grammar's language unless `max_tokens` cuts it short
+    /// ([`StopReason::MaxTokens`]; the caller treats that as an error). Stop strings of the
+    /// parameters are ignored: generation ends at the end-of-generation token the grammar allows
+    /// once it is complete. For LLM judges (see `crate::judge`).
+    ///
+    /// # Errors
+    /// [`GenerateError::MissingChatTemplate`], [`GenerateError::Grammar`],
+    /// [`GenerateError::QuestionTooLong`] when the prompt plus `max_tokens` exceeds `n_ctx`;
+    /// context, batch and decode errors from llama.cpp.
+    pub fn chat_constrained(
+        &mut self,
+        system: &str,
+        user: &str,
+        grammar: &str,
+    ) -> Result<Generation, GenerateError> {
+        let template = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| GenerateError::MissingChatTemplate(self.path.clone()))?;
+        let messages = [
+            LlamaChatMessage::new("system".to_string(), system.to_string())?,
+            LlamaChatMessage::new("user".to_string(), user.to_string())?,
+        ];
+        let prompt = self.model.apply_chat_template(template, &messages, true)?;
+        let tokens = self.tokenize(&prompt);
+        let budget = self.params.n_ctx.saturating_sub(self.params.max_tokens) as usize;
+        if tokens.is_empty() || tokens.len() > budget {
+            return Err(GenerateError::QuestionTooLong {
+                prompt_tokens: tokens.len(),
+                max_tokens: self.params.max_tokens,
+                n_ctx: self.params.n_ctx,
+            });
+        }
+        let mut sampler = LlamaSampler::chain_simple([
+            LlamaSampler::grammar(&self.model, grammar, "root")?,
+            LlamaSampler::greedy(),
+        ]);
+        let mut ctx = self.new_context()?;
+        let started = Instant::now();
+        let last_idx = decode_prompt(&mut ctx, &tokens, self.params.n_batch)?;
+        let mut params = self.params.clone();
+        params.stop.clear();
+        let out = self.generate_with(
+            &mut ctx,
+            &mut sampler,
+            tokens.len(),
+            last_idx,
+            started,
+            &params,
+        )?;
+        let response_s = started.elapsed().as_secs_f64();
+        Ok(Generation {
+            text: out.text,
+            raw: out.raw,
+            prompt_tokens: u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+            completion_tokens: out.completion_tokens,
+            ttft_s: out.ttft_s.unwrap_or(response_s).min(response_s),
+            response_s,
+            contexts_used: 0,
+            stopped_by: out.stopped_by,
+        })
+    }
+
     /// The sampling loop after the prompt is decoded.
     fn generate(
         &self,
         ctx: &mut LlamaContext<'_>,
         sampler: &mut LlamaSampler,
         prompt_len: usize,
+        logits_idx: i32,
+        started: Instant,
+    ) -> Result<RawOutput, GenerateError> {
+        self.generate_with(ctx, sampler, prompt_len, logits_idx, started, &self.params)
+    }
+
+    /// [`Generator::generate`] with explicit parameters (max_tokens, stop strings).
+    fn generate_with(
+        &self,
+        ctx: &mut LlamaContext<'_>,
+        sampler: &mut LlamaSampler,
+        prompt_len: usize,
         mut logits_idx: i32,
         started: Instant,
+        params: &GenParams,
     ) -> Result<RawOutput, GenerateError> {
         let vocab = self.model.vocab();
         let mut batch = LlamaBatch::new(1, 1);
         let mut seq = SeqState::new(prompt_len);
         loop {
             let token = sampler.sample(ctx, logits_idx);
-            if seq.accept(token, &vocab, &self.params, started) == Step::Done {
-                return Ok(seq.finish(&self.params));
+            if seq.accept(token, &vocab, params, started) == Step::Done {
+                return Ok(seq.finish(params));
             }
             batch.clear();
             batch.add(token, seq.pos, &[0], true)?;

@@ -25,6 +25,7 @@ pub mod generate;
 pub mod gguf;
 pub mod index;
 pub mod inspect;
+pub mod judge;
 pub mod models;
 pub mod plan;
 pub mod qa;

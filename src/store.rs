@@ -143,6 +143,30 @@ CREATE TABLE IF NOT EXISTS eliminations (
     level       REAL NOT NULL,
     at          TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS judge_calls (
+    key               TEXT PRIMARY KEY,
+    step              TEXT NOT NULL,
+    judge             TEXT NOT NULL,
+    prompt_version    INTEGER NOT NULL,
+    output            TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    seconds           REAL NOT NULL,
+    at                TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS judgments (
+    cell_id        TEXT NOT NULL,
+    repeat         INTEGER NOT NULL,
+    question_id    TEXT NOT NULL,
+    metric         TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    value          REAL,
+    detail         TEXT,
+    judge          TEXT NOT NULL,
+    prompt_version INTEGER NOT NULL,
+    at             TEXT NOT NULL,
+    PRIMARY KEY (cell_id, repeat, question_id, metric)
+);
 "#;
 
 /// Columns added after the first schema: (table, column, declaration). [`Store::open`] adds the
@@ -233,6 +257,55 @@ pub struct SharedGeneration {
     pub generation: crate::generate::Generation,
     /// How it was decoded.
     pub decode_mode: DecodeMode,
+}
+
+/// One cached judge call (table `judge_calls`), keyed by the hash of everything that decides its
+/// output (see `crate::judge::run::call_key`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeCallRecord<'a> {
+    /// Hex sha256 cache key.
+    pub key: &'a str,
+    /// The step's name (`ragas.nli`, ...).
+    pub step: &'a str,
+    /// The judge's identity (model sha256 and settings that change outputs).
+    pub judge: &'a str,
+    /// `crate::judge::steps::PROMPT_VERSION`.
+    pub prompt_version: u32,
+    /// The grammar-constrained JSON output.
+    pub output: &'a str,
+    /// Prompt tokens decoded.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub completion_tokens: u32,
+    /// Seconds the call took.
+    pub seconds: f64,
+}
+
+/// Which judgment: (cell_id, repeat, question_id, metric name).
+pub type JudgmentKey = (String, u32, String, String);
+
+/// One judge metric of one answer (table `judgments`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JudgmentRecord {
+    /// The answer's cell.
+    pub cell_id: String,
+    /// The answer's repeat.
+    pub repeat: u32,
+    /// The answer's question.
+    pub question_id: String,
+    /// The stored metric name (`faithfulness`, `faithfulness_ragas`, ...).
+    pub metric: String,
+    /// `ok` (a value), `undefined` (the reference gives NaN; `detail` says why) or `error`
+    /// (no judgment; `detail` holds the error).
+    pub status: String,
+    /// The value when `ok`.
+    pub value: Option<f64>,
+    /// Why undefined, or the error.
+    pub detail: Option<String>,
+    /// The judge's identity.
+    pub judge: String,
+    /// `crate::judge::steps::PROMPT_VERSION` of the prompts used.
+    pub prompt_version: u32,
 }
 
 /// One stored answer joined with its cell's axes: the unit of reports and exports.
@@ -1055,6 +1128,144 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The stored output of the judge call with cache key `key` (see `crate::judge::run`).
+    pub fn judge_call(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT output FROM judge_calls WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores a judge call's output under its cache key (a rerun of the same call is a no-op).
+    pub fn put_judge_call(&self, call: &JudgeCallRecord<'_>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO judge_calls (key, step, judge, prompt_version, output,
+                     prompt_tokens, completion_tokens, seconds, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    call.key,
+                    call.step,
+                    call.judge,
+                    call.prompt_version,
+                    call.output,
+                    call.prompt_tokens,
+                    call.completion_tokens,
+                    call.seconds,
+                    now()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The judgments stored by judge `judge` with prompt version `prompt_version`:
+    /// (cell_id, repeat, question_id, metric) → status (`ok`, `undefined`, `error`).
+    pub fn judgments_by(
+        &self,
+        judge: &str,
+        prompt_version: u32,
+    ) -> Result<BTreeMap<JudgmentKey, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT cell_id, repeat, question_id, metric, status FROM judgments
+                 WHERE judge = ?1 AND prompt_version = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![judge, prompt_version], |r| {
+                Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every stored judgment, ordered by cell, repeat, question and metric.
+    pub fn judgments(&self) -> Result<Vec<JudgmentRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT cell_id, repeat, question_id, metric, status, value, detail, judge,
+                        prompt_version
+                 FROM judgments ORDER BY cell_id, repeat, question_id, metric",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(JudgmentRecord {
+                    cell_id: r.get(0)?,
+                    repeat: r.get(1)?,
+                    question_id: r.get(2)?,
+                    metric: r.get(3)?,
+                    status: r.get(4)?,
+                    value: r.get(5)?,
+                    detail: r.get(6)?,
+                    judge: r.get(7)?,
+                    prompt_version: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stores one judgment and, in the same transaction, sets (a value) or removes (undefined,
+    /// error) the metric in the answer's `metrics`, so reports, exports, compare and racing see
+    /// judge metrics like any other. Returns whether the answer exists.
+    pub fn put_judgment(&self, j: &JudgmentRecord) -> Result<bool, StoreError> {
+        let e = |source| self.err(source);
+        let tx = self.conn.unchecked_transaction().map_err(e)?;
+        let metrics: Option<String> = tx
+            .query_row(
+                "SELECT metrics FROM answers WHERE cell_id = ?1 AND repeat = ?2 AND question_id = ?3",
+                params![j.cell_id, j.repeat, j.question_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e)?;
+        let Some(metrics) = metrics else {
+            return Ok(false);
+        };
+        let mut metrics: BTreeMap<String, f64> = from_json(&metrics);
+        match j.value.filter(|v| v.is_finite()) {
+            Some(v) if j.status == "ok" => {
+                metrics.insert(j.metric.clone(), v);
+            }
+            _ => {
+                metrics.remove(&j.metric);
+            }
+        }
+        tx.execute(
+            "UPDATE answers SET metrics = ?1 WHERE cell_id = ?2 AND repeat = ?3 AND question_id = ?4",
+            params![to_json(&finite(&metrics)), j.cell_id, j.repeat, j.question_id],
+        )
+        .map_err(e)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO judgments (cell_id, repeat, question_id, metric, status, value,
+                 detail, judge, prompt_version, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                j.cell_id,
+                j.repeat,
+                j.question_id,
+                j.metric,
+                j.status,
+                j.value,
+                j.detail,
+                j.judge,
+                j.prompt_version,
+                now()
+            ],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(true)
+    }
+
     /// Number of answer rows per status for `cell_id`: (ok, failed).
     pub fn answer_counts(&self, cell_id: &str) -> Result<(u64, u64), StoreError> {
         self.conn
@@ -1322,6 +1533,41 @@ fn legacy_cell(id: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Cell> {
         embedding_model: PathBuf::new(),
         embedder_fingerprint: String::new(),
     })
+}
+
+#[cfg(test)]
+impl Store {
+    /// Test helper: a cell row `cell_id` (if missing) and an ok answer row for `question_id`.
+    pub(crate) fn insert_test_answer(&self, cell_id: &str, question_id: &str) {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO cells (cell_id, model, chunk_size, chunk_overlap, retriever, top_k)
+                 VALUES (?1, 'm', 500, 50, 'dense', 4)",
+                [cell_id],
+            )
+            .unwrap();
+        self.conn
+            .execute(
+                "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer,
+                     answer, status, chunk_ids, pages, scores, finished_at)
+                 VALUES (?1, 0, ?2, 1, 'q', 'x', 'y', 'ok', '[]', '[]', '[]', '')",
+                [cell_id, question_id],
+            )
+            .unwrap();
+    }
+
+    /// Test helper: the stored metrics of one answer.
+    pub(crate) fn test_metrics(&self, cell_id: &str, question_id: &str) -> BTreeMap<String, f64> {
+        let m: String = self
+            .conn
+            .query_row(
+                "SELECT metrics FROM answers WHERE cell_id = ?1 AND question_id = ?2",
+                [cell_id, question_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        from_json(&m)
+    }
 }
 
 #[cfg(test)]

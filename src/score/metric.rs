@@ -33,6 +33,9 @@ pub enum Metric {
     Cosine,
     /// `response_time_s`: seconds from prompt submission to the last token.
     ResponseTime,
+    /// An LLM-judged metric (`faithfulness`, `correctness_ragas`, ...; see [`crate::judge`]),
+    /// with the profile when its stored name carries one.
+    Judge(crate::judge::JudgeMetric, Option<crate::judge::Profile>),
     /// Any other name, kept as written.
     Other(String),
 }
@@ -59,8 +62,21 @@ impl Metric {
             "meteor" => Metric::Meteor,
             "cosine" => Metric::Cosine,
             "response_time_s" => Metric::ResponseTime,
-            other => Metric::Other(other.to_string()),
+            other => Metric::parse_judge(other).unwrap_or_else(|| Metric::Other(other.to_string())),
         }
+    }
+
+    /// A judge metric's name: `<metric>` or `<metric>_<profile>`.
+    fn parse_judge(name: &str) -> Option<Metric> {
+        use crate::judge::{JudgeMetric, Profile};
+        if let Some(m) = JudgeMetric::parse(name) {
+            return Some(Metric::Judge(m, None));
+        }
+        let (m, p) = name.rsplit_once('_')?;
+        Some(Metric::Judge(
+            JudgeMetric::parse(m)?,
+            Some(Profile::parse(p)?),
+        ))
     }
 
     /// Whether it measures retrieval (`hit`, `recall`, `mrr`, `ndcg` at some k): the same for
@@ -91,6 +107,15 @@ impl Metric {
             Metric::Contains => (1, 0, 3, String::new()),
             Metric::RougeL => (1, 0, 4, String::new()),
             Metric::Meteor => (1, 0, 5, String::new()),
+            Metric::Judge(m, p) => (
+                1,
+                1,
+                crate::judge::JudgeMetric::ALL
+                    .iter()
+                    .position(|x| x == m)
+                    .unwrap_or(0) as u8,
+                p.map(|p| p.name()).unwrap_or("").to_string(),
+            ),
             Metric::ResponseTime => (2, 0, 0, "response_time_s".into()),
             Metric::Other(n) => (2, 0, 0, n.clone()),
         }
@@ -111,6 +136,14 @@ impl Metric {
             Metric::Meteor => "METEOR".into(),
             Metric::Cosine => "cosine".into(),
             Metric::ResponseTime => "response time".into(),
+            Metric::Judge(m, None) => m.name().replace('_', " "),
+            Metric::Judge(m, Some(p)) => {
+                let who = match p {
+                    crate::judge::Profile::Ragas => "RAGAS",
+                    crate::judge::Profile::DeepEval => "DeepEval",
+                };
+                format!("{} ({who})", m.name().replace('_', " "))
+            }
             Metric::Other(n) => n.clone(),
         }
     }
@@ -149,6 +182,8 @@ impl fmt::Display for Metric {
             Metric::Meteor => f.write_str("meteor"),
             Metric::Cosine => f.write_str("cosine"),
             Metric::ResponseTime => f.write_str("response_time_s"),
+            Metric::Judge(m, None) => f.write_str(m.name()),
+            Metric::Judge(m, Some(p)) => write!(f, "{}_{}", m.name(), p.name()),
             Metric::Other(n) => f.write_str(n),
         }
     }
@@ -172,12 +207,26 @@ mod tests {
             "meteor",
             "cosine",
             "response_time_s",
+            "faithfulness",
+            "context_precision_deepeval",
+            "correctness_ragas",
             "bleu",
             "hit@x",
         ] {
             assert_eq!(Metric::parse(name).to_string(), name);
         }
         assert_eq!(Metric::parse("hit@x"), Metric::Other("hit@x".into()));
+        assert_eq!(
+            Metric::parse("answer_relevancy_deepeval"),
+            Metric::Judge(
+                crate::judge::JudgeMetric::AnswerRelevancy,
+                Some(crate::judge::Profile::DeepEval)
+            )
+        );
+        assert_eq!(
+            Metric::parse("faithfulness_other"),
+            Metric::Other("faithfulness_other".into())
+        );
         assert!(Metric::parse("ndcg@4").is_retrieval() && !Metric::F1.is_retrieval());
         assert!(Metric::ResponseTime.lower_is_better() && !Metric::Cosine.lower_is_better());
     }

@@ -17,6 +17,7 @@ mod dense_faiss;
 mod embed_parity;
 mod fast;
 mod generate_models;
+mod judge;
 mod report_browser;
 mod retrieval;
 mod sampler_parity;

@@ -1,0 +1,655 @@
+//! Judging stored answers: the cache of judge calls, one stored judgment per answer × metric,
+//! resumable.
+//!
+//! Every call is cached in the results database (`judge_calls`) under the sha256 of what
+//! decides its output — the judge's identity ([`judge_id`]: model sha256 and the settings that
+//! change outputs), the step, [`PROMPT_VERSION`], the system and user messages and the grammar —
+//! so judging the same inputs again (another cell with the same context, a rerun, a re-report)
+//! asks nothing. Each judgment (`judgments`) is written in its own transaction together with the
+//! answer's metric, so an interrupted `orchestrate judge` resumes where it stopped, and a judgment
+//! that could not be made is stored as an error and counted, never dropped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::grammar::Parsed;
+use super::steps::{Call, PROMPT_VERSION, SYSTEM};
+use super::{
+    metric_name, score, Ask, JudgeError, JudgeInput, JudgeMetric, MetricOptions, Profile, Score,
+};
+use crate::generate::{GenerateError, Generation, Generator, StopReason};
+use crate::store::{
+    AnswerRecord, AnswerStatus, JudgeCallRecord, JudgmentRecord, Store, StoreError,
+};
+use crate::worker::TextEmbedder;
+
+/// The judge settings of an experiment (`[judge]`), resolved.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JudgeSettings {
+    /// The judge model (a GGUF with a chat template).
+    pub gguf: PathBuf,
+    /// llama.cpp threads.
+    pub threads: i32,
+    /// Context window of the judge in tokens (prompt + output).
+    pub n_ctx: u32,
+    /// Most tokens one judge call may generate; a call cut there is a stored error.
+    pub max_tokens: u32,
+    /// Whose definitions to compute (stored names get a `_<profile>` suffix when several).
+    pub profiles: Vec<Profile>,
+    /// Which metrics.
+    pub metrics: Vec<JudgeMetric>,
+    /// Metric options.
+    pub options: MetricOptions,
+    /// Whether `orchestrate run` judges the answers after the sweep (`judge = true`).
+    pub after_run: bool,
+}
+
+/// Default judge model, relative to an experiment file in `experiments/`: the largest model the
+/// manifest ships (`orchestrate models fetch qwen2.5-coder-1.5b-instruct`).
+pub const DEFAULT_JUDGE_GGUF: &str = "../models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+
+impl JudgeSettings {
+    /// The defaults: [`DEFAULT_JUDGE_GGUF`] resolved against `base` (the experiment file's
+    /// directory), all cores, n_ctx 4096, max_tokens 1024, the RAGAS profile, every metric.
+    pub fn defaults(base: &Path) -> JudgeSettings {
+        JudgeSettings {
+            gguf: base.join(DEFAULT_JUDGE_GGUF),
+            threads: crate::generate::default_threads(),
+            n_ctx: 4096,
+            max_tokens: 1024,
+            profiles: vec![Profile::Ragas],
+            metrics: JudgeMetric::ALL.to_vec(),
+            options: MetricOptions::default(),
+            after_run: false,
+        }
+    }
+
+    /// The stored metric names, in display order: (metric, profile, name).
+    pub fn metric_names(&self) -> Vec<(JudgeMetric, Profile, String)> {
+        let several = self.profiles.len() > 1;
+        let mut out = Vec::new();
+        for m in JudgeMetric::ALL {
+            if !self.metrics.contains(&m) {
+                continue;
+            }
+            for &p in &self.profiles {
+                out.push((m, p, metric_name(m, p, several)));
+            }
+        }
+        out
+    }
+}
+
+/// The judge model: the seam between judging and llama.cpp ([`Generator`] in production).
+pub trait JudgeModel {
+    /// Greedy chat completion of `system` + `user` under the GBNF `grammar`.
+    ///
+    /// # Errors
+    /// [`GenerateError`] from the model.
+    fn complete(
+        &mut self,
+        system: &str,
+        user: &str,
+        grammar: &str,
+    ) -> Result<Generation, GenerateError>;
+    /// The token budget of one call.
+    fn max_tokens(&self) -> u32;
+}
+
+impl JudgeModel for Generator {
+    fn complete(
+        &mut self,
+        system: &str,
+        user: &str,
+        grammar: &str,
+    ) -> Result<Generation, GenerateError> {
+        self.chat_constrained(system, user, grammar)
+    }
+    fn max_tokens(&self) -> u32 {
+        self.params().max_tokens
+    }
+}
+
+/// The judge's identity in cache keys and judgments: the model's sha256, max_tokens (a smaller
+/// budget can cut an output that a larger one completes) and the greedy, grammar-constrained
+/// decoding this module always uses. n_ctx and threads do not change outputs.
+pub fn judge_id(gguf_sha256: &str, max_tokens: u32) -> String {
+    format!(
+        "{}:greedy:max_tokens={max_tokens}",
+        &gguf_sha256[..gguf_sha256.len().min(16)]
+    )
+}
+
+/// The cache key of `call` for judge `judge`: hex sha256 over the judge, the step, the prompt
+/// version, the system and user messages and the grammar.
+pub fn call_key(judge: &str, call: &Call, grammar: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        judge,
+        call.step.name(),
+        &PROMPT_VERSION.to_string(),
+        SYSTEM,
+        &call.user,
+        grammar,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// What judging asked of the model.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CallStats {
+    /// Calls decoded by the judge model.
+    pub calls: u64,
+    /// Calls answered from the cache.
+    pub cached: u64,
+    /// Prompt tokens decoded.
+    pub prompt_tokens: u64,
+    /// Tokens generated.
+    pub completion_tokens: u64,
+    /// Seconds spent in the model.
+    pub model_s: f64,
+}
+
+/// [`Ask`] through the cache in `store`, then the model.
+pub struct CachedAsk<'a> {
+    store: &'a Store,
+    model: &'a mut dyn JudgeModel,
+    judge: &'a str,
+    /// What was asked so far.
+    pub stats: CallStats,
+}
+
+impl<'a> CachedAsk<'a> {
+    /// Asks `model` as judge `judge` (see [`judge_id`]), caching in `store`.
+    pub fn new(store: &'a Store, model: &'a mut dyn JudgeModel, judge: &'a str) -> Self {
+        CachedAsk {
+            store,
+            model,
+            judge,
+            stats: CallStats::default(),
+        }
+    }
+}
+
+impl Ask for CachedAsk<'_> {
+    fn ask(&mut self, call: &Call) -> Result<Parsed, JudgeError> {
+        let step = call.step.name();
+        let grammar = call.shape.grammar();
+        let key = call_key(self.judge, call, &grammar);
+        let cache = |e: StoreError| JudgeError::Cache(e.to_string());
+        if let Some(output) = self.store.judge_call(&key).map_err(cache)? {
+            self.stats.cached += 1;
+            return call
+                .shape
+                .parse(&output)
+                .map_err(|source| JudgeError::Shape { step, source });
+        }
+        let started = Instant::now();
+        let g = self
+            .model
+            .complete(SYSTEM, &call.user, &grammar)
+            .map_err(|source| JudgeError::Generate { step, source })?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.stats.calls += 1;
+        self.stats.prompt_tokens += u64::from(g.prompt_tokens);
+        self.stats.completion_tokens += u64::from(g.completion_tokens);
+        self.stats.model_s += seconds;
+        if g.stopped_by == StopReason::MaxTokens {
+            return Err(JudgeError::Truncated {
+                step,
+                max_tokens: self.model.max_tokens(),
+            });
+        }
+        let parsed = call
+            .shape
+            .parse(&g.text)
+            .map_err(|source| JudgeError::Shape { step, source })?;
+        self.store
+            .put_judge_call(&JudgeCallRecord {
+                key: &key,
+                step,
+                judge: self.judge,
+                prompt_version: PROMPT_VERSION,
+                output: &g.text,
+                prompt_tokens: g.prompt_tokens,
+                completion_tokens: g.completion_tokens,
+                seconds,
+            })
+            .map_err(cache)?;
+        Ok(parsed)
+    }
+}
+
+/// The retrieved chunks' texts by (index directory, chunk id).
+pub type ChunkTexts = BTreeMap<(String, u32), String>;
+
+/// What one `judge` pass did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct JudgeSummary {
+    /// Answers × metrics to judge (ok answers only).
+    pub total: u64,
+    /// Already judged by this judge and prompt version (skipped).
+    pub already: u64,
+    /// Judged now with a value.
+    pub ok: u64,
+    /// Judged now as undefined (the reference's NaN).
+    pub undefined: u64,
+    /// Could not be judged now (stored as errors; see `judgments.detail`).
+    pub errors: u64,
+    /// What was asked of the model.
+    pub calls: CallStats,
+}
+
+/// Judges every ok answer in `answers` on `settings`' metrics and profiles with `model`, skipping
+/// judgments already stored by the same judge and prompt version (and their errors unless
+/// `retry_errors`). `chunks` gives the texts of the chunks the answers were given; an answer
+/// whose chunks are missing gets [`JudgeError::NoContexts`] for the metrics that need them.
+/// `progress(done, total)` is called after each judgment.
+///
+/// # Errors
+/// [`StoreError`] when a judgment cannot be written (judge failures are stored, not returned).
+#[allow(clippy::too_many_arguments)]
+pub fn judge_answers(
+    store: &Store,
+    answers: &[AnswerRecord],
+    chunks: &ChunkTexts,
+    settings: &JudgeSettings,
+    judge: &str,
+    model: &mut dyn JudgeModel,
+    embedder: &dyn TextEmbedder,
+    retry_errors: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<JudgeSummary, StoreError> {
+    let done = store.judgments_by(judge, PROMPT_VERSION)?;
+    let names = settings.metric_names();
+    let ok_answers: Vec<&AnswerRecord> = answers
+        .iter()
+        .filter(|a| a.status == AnswerStatus::Ok)
+        .collect();
+    let mut summary = JudgeSummary {
+        total: (ok_answers.len() * names.len()) as u64,
+        ..JudgeSummary::default()
+    };
+    let mut ask = CachedAsk::new(store, model, judge);
+    let mut n = 0;
+    for a in ok_answers {
+        let contexts = contexts_of(a, chunks);
+        for (metric, profile, name) in &names {
+            n += 1;
+            let key = (
+                a.cell.cell_id.clone(),
+                a.repeat,
+                a.question_id.clone(),
+                name.clone(),
+            );
+            match done.get(&key).map(String::as_str) {
+                Some("ok" | "undefined") => {
+                    summary.already += 1;
+                    progress(n, summary.total);
+                    continue;
+                }
+                Some(_) if !retry_errors => {
+                    summary.already += 1;
+                    progress(n, summary.total);
+                    continue;
+                }
+                _ => {}
+            }
+            let outcome = match &contexts {
+                Err(missing)
+                    if *metric != JudgeMetric::Correctness
+                        && *metric != JudgeMetric::AnswerRelevancy =>
+                {
+                    Err(JudgeError::NoContexts(missing.clone()))
+                }
+                _ => {
+                    let input = JudgeInput {
+                        question: &a.question,
+                        answer: &a.answer,
+                        expected: &a.expected_answer,
+                        contexts: contexts
+                            .as_ref()
+                            .map(|c| c.iter().map(String::as_str).collect())
+                            .unwrap_or_default(),
+                    };
+                    score(
+                        *metric,
+                        *profile,
+                        &input,
+                        settings.options,
+                        &mut ask,
+                        embedder,
+                    )
+                }
+            };
+            let (status, value, detail) = match outcome {
+                Ok(Score::Value(v)) => {
+                    summary.ok += 1;
+                    ("ok", Some(v), None)
+                }
+                Ok(Score::Undefined(why)) => {
+                    summary.undefined += 1;
+                    ("undefined", None, Some(why.to_string()))
+                }
+                Err(e) => {
+                    summary.errors += 1;
+                    tracing::warn!(cell = %a.cell.cell_id, question = %a.question_id, metric = %name, "judge error: {e}");
+                    ("error", None, Some(e.to_string()))
+                }
+            };
+            store.put_judgment(&JudgmentRecord {
+                cell_id: key.0,
+                repeat: key.1,
+                question_id: key.2,
+                metric: key.3,
+                status: status.to_string(),
+                value,
+                detail,
+                judge: judge.to_string(),
+                prompt_version: PROMPT_VERSION,
+            })?;
+            progress(n, summary.total);
+        }
+    }
+    summary.calls = ask.stats;
+    Ok(summary)
+}
+
+/// A few lines describing a judge pass for the terminal: judgments made, skipped, undefined and
+/// failed, and what was asked of the model (calls, cache hits, tokens, seconds).
+pub fn summary_text(name: &str, s: &JudgeSummary) -> String {
+    let mut t = format!(
+        "judged `{name}`: {} judgments ({} new: {} with a value, {} undefined, {} failed; {} already stored)\n",
+        s.total,
+        s.ok + s.undefined + s.errors,
+        s.ok,
+        s.undefined,
+        s.errors,
+        s.already
+    );
+    t.push_str(&format!(
+        "judge model: {} calls ({} prompt + {} generated tokens, {:.1} s), {} answered from the cache\n",
+        s.calls.calls, s.calls.prompt_tokens, s.calls.completion_tokens, s.calls.model_s, s.calls.cached
+    ));
+    if s.errors > 0 {
+        t.push_str("failed judgments are stored with their error (table `judgments`); rerun with --retry-errors after fixing the cause\n");
+    }
+    t
+}
+
+/// The texts of the chunks answer `a` was given (the first `contexts_used` of its retrieved
+/// ids), or why they are not available.
+fn contexts_of(a: &AnswerRecord, chunks: &ChunkTexts) -> Result<Vec<String>, String> {
+    let used = a
+        .contexts_used
+        .map_or(a.chunk_ids.len(), |u| (u as usize).min(a.chunk_ids.len()));
+    let Some(dir) = a.index_dir.as_deref() else {
+        return if used == 0 {
+            Ok(Vec::new())
+        } else {
+            Err("the cell recorded no index directory".into())
+        };
+    };
+    a.chunk_ids[..used]
+        .iter()
+        .map(|id| {
+            chunks
+                .get(&(dir.to_string(), *id))
+                .cloned()
+                .ok_or_else(|| format!("chunk {id} of {dir}"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::EmbedError;
+
+    /// A judge that says yes to everything: one statement per extraction, verdict 1 / "yes".
+    struct Agreeable {
+        calls: u64,
+        fail_on: Option<&'static str>,
+    }
+
+    impl JudgeModel for Agreeable {
+        fn complete(
+            &mut self,
+            _system: &str,
+            user: &str,
+            grammar: &str,
+        ) -> Result<Generation, GenerateError> {
+            self.calls += 1;
+            if self.fail_on.is_some_and(|f| user.contains(f)) {
+                return Err(GenerateError::QuestionTooLong {
+                    prompt_tokens: 5000,
+                    max_tokens: 1024,
+                    n_ctx: 4096,
+                });
+            }
+            let item = if grammar.contains("\"0\" | \"1\"") {
+                r#"{"reason":"","verdict":1}"#
+            } else {
+                r#"{"reason":"","verdict":"yes"}"#
+            };
+            let key = grammar.split("\\\"").nth(1).unwrap_or("");
+            let text = if grammar.contains("noncommittal") {
+                r#"{"question":"Which port?","noncommittal":0}"#.to_string()
+            } else if grammar.contains("{\\\"statement\\\":") {
+                let verdict = if item.contains("yes") { "\"yes\"" } else { "1" };
+                format!(
+                    "{{\"{key}\":[{{\"statement\":\"s\",\"reason\":\"\",\"verdict\":{verdict}}}]}}"
+                )
+            } else if grammar.starts_with("root ::= \"{\\\"reason") {
+                item.to_string()
+            } else if let Some(rest) = grammar.split("item (\",\" item){").nth(1) {
+                // exactly n items: the grammar repeats the item `{n-1,n-1}` times after the first
+                let n = rest
+                    .split(',')
+                    .next()
+                    .and_then(|d| d.parse::<usize>().ok())
+                    .unwrap()
+                    + 1;
+                format!("{{\"{key}\":[{}]}}", vec![item; n].join(","))
+            } else {
+                format!("{{\"{key}\":[\"one fact\"]}}")
+            };
+            Ok(Generation {
+                text,
+                raw: String::new(),
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                ttft_s: 0.1,
+                response_s: 0.2,
+                contexts_used: 0,
+                stopped_by: StopReason::Eos,
+            })
+        }
+        fn max_tokens(&self) -> u32 {
+            1024
+        }
+    }
+
+    struct Unit;
+    impl TextEmbedder for Unit {
+        fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(texts.iter().map(|_| vec![1.0, 0.0]).collect())
+        }
+    }
+
+    /// A store with ok answers q1, q2 of one cell, their records (given chunks 0 and 1 of index
+    /// `idx`) and those chunks' texts.
+    fn store_with_answers(dir: &Path) -> (Store, Vec<AnswerRecord>, ChunkTexts) {
+        let s = Store::open(&dir.join("x.sqlite")).unwrap();
+        let mut answers = Vec::new();
+        for q in ["q1", "q2"] {
+            let mut a = crate::report::aggregate::tests::answer("m", 500, "dense", q, 0.5, 1.0);
+            s.insert_test_answer(&a.cell.cell_id, q);
+            a.index_dir = Some("idx".into());
+            a.chunk_ids = vec![0, 1];
+            a.contexts_used = Some(2);
+            answers.push(a);
+        }
+        let mut chunks = ChunkTexts::new();
+        chunks.insert(("idx".into(), 0), "DIRport = 9101".into());
+        chunks.insert(("idx".into(), 1), "The Director".into());
+        (s, answers, chunks)
+    }
+
+    #[test]
+    fn a_second_pass_asks_nothing_and_values_join_the_answer_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, answers, chunks) = store_with_answers(dir.path());
+        let mut settings = JudgeSettings::defaults(dir.path());
+        settings.profiles = vec![Profile::Ragas, Profile::DeepEval];
+        let mut model = Agreeable {
+            calls: 0,
+            fail_on: None,
+        };
+        let mut ticks = 0;
+        let first = judge_answers(
+            &s,
+            &answers,
+            &chunks,
+            &settings,
+            "j1",
+            &mut model,
+            &Unit,
+            false,
+            &mut |_, _| ticks += 1,
+        )
+        .unwrap();
+        assert_eq!(first.total, 2 * 10);
+        assert_eq!((first.ok, first.errors, first.undefined), (20, 0, 0));
+        assert_eq!(ticks, 20);
+        assert!(first.calls.calls > 0 && first.calls.calls == model.calls);
+        // Correctness's call is the same in both profiles: asked once per answer.
+        assert!(first.calls.cached >= 2);
+        let stored = s.test_metrics(&answers[0].cell.cell_id, "q1");
+        assert_eq!(stored.get("correctness_ragas"), Some(&1.0));
+        assert_eq!(stored.get("faithfulness_deepeval"), Some(&1.0));
+
+        let before = model.calls;
+        let second = judge_answers(
+            &s,
+            &answers,
+            &chunks,
+            &settings,
+            "j1",
+            &mut model,
+            &Unit,
+            false,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((second.already, second.calls.calls), (20, 0));
+        assert_eq!(model.calls, before);
+        // Another judge re-judges, but identical calls of the same judge come from the cache.
+        let mut fresh = JudgeSummary::default();
+        for _ in 0..2 {
+            fresh = judge_answers(
+                &s,
+                &answers,
+                &chunks,
+                &settings,
+                "j2",
+                &mut model,
+                &Unit,
+                false,
+                &mut |_, _| {},
+            )
+            .unwrap();
+        }
+        assert_eq!(fresh.already, 20);
+    }
+
+    #[test]
+    fn failures_are_stored_per_answer_and_counted_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, mut answers, chunks) = store_with_answers(dir.path());
+        let mut settings = JudgeSettings::defaults(dir.path());
+        settings.metrics = vec![JudgeMetric::Correctness, JudgeMetric::ContextRecall];
+        // q2's chunks are gone from the index: context recall cannot be judged there.
+        answers[1].chunk_ids = vec![7];
+        answers[1].contexts_used = Some(1);
+        let mut model = Agreeable {
+            calls: 0,
+            fail_on: None,
+        };
+        let sum = judge_answers(
+            &s,
+            &answers,
+            &chunks,
+            &settings,
+            "j",
+            &mut model,
+            &Unit,
+            false,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((sum.ok, sum.errors), (3, 1));
+        let j = s.judgments().unwrap();
+        let err = j
+            .iter()
+            .find(|j| j.status == "error")
+            .expect("the error is stored");
+        assert_eq!(
+            (err.question_id.as_str(), err.metric.as_str()),
+            ("q2", "context_recall")
+        );
+        assert!(err.detail.as_deref().unwrap().contains("chunk 7"));
+        let stored = s.test_metrics(&answers[1].cell.cell_id, "q2");
+        assert!(!stored.contains_key("context_recall") && stored.contains_key("correctness"));
+        // Errors are not retried unless asked; with retry they are judged again.
+        let again = judge_answers(
+            &s,
+            &answers,
+            &chunks,
+            &settings,
+            "j",
+            &mut model,
+            &Unit,
+            true,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((again.already, again.errors), (3, 1));
+    }
+
+    #[test]
+    fn a_model_failure_is_a_stored_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, answers, chunks) = store_with_answers(dir.path());
+        let mut settings = JudgeSettings::defaults(dir.path());
+        settings.metrics = vec![JudgeMetric::Correctness];
+        let mut model = Agreeable {
+            calls: 0,
+            fail_on: Some("question q2?"),
+        };
+        let sum = judge_answers(
+            &s,
+            &answers,
+            &chunks,
+            &settings,
+            "j",
+            &mut model,
+            &Unit,
+            false,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!((sum.ok, sum.errors), (1, 1));
+        let j = s.judgments().unwrap();
+        assert!(
+            j[1].detail.as_deref().unwrap().contains("n_ctx 4096"),
+            "{j:?}"
+        );
+    }
+}

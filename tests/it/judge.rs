@@ -1,0 +1,176 @@
+//! The local judge (issue 11) on real models: every judge call decodes under its grammar, so even
+//! the weakest model we ship (SmolLM2-135M, which cannot write reliable JSON unaided) returns
+//! output of exactly the expected shape for every step of every metric, and `orchestrate judge`
+//! stores one judgment per answer × metric, then asks nothing on a second pass.
+
+use crate::common;
+
+use orchestrate::generate::{GenParams, Generator, PromptStyle, StopReason};
+use orchestrate::judge::grammar::{Parsed, Shape};
+use orchestrate::judge::steps::{self, SYSTEM};
+use orchestrate::qa::load_questions;
+
+fn smollm2(max_tokens: u32) -> Option<Generator> {
+    if !common::models_present(&[common::SMOLLM2]) {
+        return None;
+    }
+    let params = GenParams {
+        n_ctx: 4096,
+        max_tokens,
+        threads: 2,
+        prompt: PromptStyle::Chat,
+        ..GenParams::default()
+    };
+    Some(Generator::load(&common::manifest_path(common::SMOLLM2), params).expect("load SmolLM2"))
+}
+
+#[test]
+fn every_judge_step_parses_on_a_small_real_model() {
+    let Some(mut g) = smollm2(1024) else { return };
+    let qa = load_questions(&common::manifest_path("corpora/bacula/qa.toml")).unwrap();
+    let contexts = [
+        "The Director daemon listens on port 9101 (DIRport). The File daemon uses 9102.",
+        "Bacula is released under the GNU Affero General Public License version 3.",
+        "A bootstrap file tells the Storage daemon which volumes to read.",
+    ];
+    let statements = vec![
+        "The Director listens on port 9101.".to_string(),
+        "Bacula is written in Java.".to_string(),
+        "The File daemon uses port 9102.".to_string(),
+    ];
+    for q in qa.iter().take(2) {
+        let calls = [
+            steps::ragas_statements(&q.question, &q.expected_answer),
+            steps::ragas_nli(&contexts, &statements),
+            steps::ragas_question(&q.expected_answer),
+            steps::ragas_chunk_useful(&q.question, &q.expected_answer, contexts[0]),
+            steps::ragas_recall(&q.question, &q.expected_answer, &contexts),
+            steps::deepeval_truths(&contexts),
+            steps::deepeval_claims(&q.expected_answer),
+            steps::deepeval_faithfulness(&statements[..1], &statements),
+            steps::deepeval_statements(&q.expected_answer),
+            steps::deepeval_relevancy(&q.question, &statements),
+            steps::deepeval_precision(&q.question, &q.expected_answer, &contexts),
+            steps::deepeval_recall(&q.expected_answer, &contexts),
+            steps::correctness(&q.question, &q.expected_answer, "I don't know."),
+        ];
+        for call in calls {
+            let out = g
+                .chat_constrained(SYSTEM, &call.user, &call.shape.grammar())
+                .unwrap_or_else(|e| panic!("{}: {e}", call.step.name()));
+            assert_eq!(
+                out.stopped_by,
+                StopReason::Eos,
+                "{} did not finish within max_tokens: {}",
+                call.step.name(),
+                out.text
+            );
+            let parsed = call
+                .shape
+                .parse(&out.text)
+                .unwrap_or_else(|e| panic!("{}: {e}", call.step.name()));
+            if let Shape::Verdicts { n, .. } = call.shape {
+                let Parsed::Verdicts(v) = &parsed else {
+                    panic!("{parsed:?}")
+                };
+                assert_eq!(v.len(), n, "{}: one verdict per item", call.step.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn judge_command_judges_stored_answers_once() {
+    if !common::models_present(&[common::SMOLLM2, common::EMBEDDING_WEIGHTS]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::manifest_path("");
+    let exp = dir.path().join("j.toml");
+    std::fs::write(
+        dir.path().join("corpus.txt"),
+        "Bacula is a set of computer programs that manage backup, recovery and verification of \
+         data across a network of computers.\n\nBacula is free software under the GNU Affero \
+         General Public License version 3.\n\nBacula consists of the Director, the Console, \
+         the File daemon, the Storage daemon and the Catalog.\n\nThe Director listens on port \
+         9101.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &exp,
+        format!(
+            r#"name = "judged"
+corpus = ["corpus.txt"]
+qa = "{root}/corpora/bacula/qa.toml"
+embedding_model = "{root}/models/all-MiniLM-L6-v2"
+limit_questions = 3
+
+[[model]]
+name = "smollm2"
+gguf = "{root}/{smol}"
+prompt = "chat"
+max_tokens = 24
+threads = 2
+
+[grid]
+chunk_size = [300]
+chunk_overlap = [0]
+retriever = ["bm25"]
+top_k = [2]
+
+[judge]
+gguf = "{root}/{smol}"
+threads = 2
+profiles = ["ragas", "deepeval"]
+metrics = ["correctness", "context_precision"]
+"#,
+            root = root.display(),
+            smol = common::SMOLLM2
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_orchestrate");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "j.toml", "--no-progress"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["judge", "j.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 3 answers x 2 metrics x 2 profiles, every one with a value (grammar: nothing unparsed).
+    assert!(
+        text.contains("12 judgments (12 new: 12 with a value, 0 undefined, 0 failed"),
+        "{text}"
+    );
+    let again = run(&["judge", "j.toml"]);
+    let text = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(
+        text.contains("0 new") && text.contains("judge model: 0 calls"),
+        "{text}"
+    );
+    // The values join the answers' metrics: the export has them as columns.
+    let csv = run(&["export", "j.toml", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&csv.stdout).to_string();
+    let header = csv.lines().next().unwrap_or("");
+    for col in [
+        "correctness_ragas",
+        "correctness_deepeval",
+        "context_precision_ragas",
+        "context_precision_deepeval",
+    ] {
+        assert!(header.contains(col), "{col} missing from {header}");
+    }
+}
