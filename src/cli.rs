@@ -106,6 +106,10 @@ enum Cmd {
         /// Judge again the answers whose judgment failed in an earlier pass.
         #[arg(long)]
         retry_errors: bool,
+        /// Human correctness labels (JSON lines: question_id, answer, correct): report and store
+        /// the judge's accuracy and Cohen's kappa against them.
+        #[arg(long)]
+        labels: Option<PathBuf>,
     },
     /// Show how far a sweep got: each cell's status and answers stored of those it needs.
     Status {
@@ -521,6 +525,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             profiles,
             metrics,
             retry_errors,
+            labels,
         } => {
             let overrides = commands::JudgeOverrides {
                 gguf,
@@ -559,6 +564,10 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 &results.name,
                 &summary,
             ))?;
+            if let Some(l) = labels {
+                let rows = commands::judge_agreement(&results, &l)?;
+                print_out(&orchestrate::judge::run::agreement_text(&rows))?;
+            }
             Ok(if summary.errors > 0 {
                 ExitCode::FAILURE
             } else {

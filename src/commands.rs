@@ -215,6 +215,51 @@ impl Results {
         self.cells_with(CellStatus::Failed)
     }
 
+    /// The judge's part of the report: judges, judgments without a value per cell and metric,
+    /// agreement with human labels (see [`crate::report::JudgeNotes`]).
+    ///
+    /// Errors: store errors.
+    pub fn judge_notes(&self) -> Result<crate::report::JudgeNotes, CommandError> {
+        let judgments = self.db.judgments()?;
+        let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
+        let labels: BTreeMap<&str, String> = axes
+            .iter()
+            .map(|a| a.cell_id.as_str())
+            .zip(crate::cell::distinct_labels(&axes))
+            .collect();
+        let mut judges = BTreeSet::new();
+        let mut missing: BTreeMap<(String, String), (usize, usize, Option<String>)> =
+            BTreeMap::new();
+        for j in &judgments {
+            let Some(label) = labels.get(j.cell_id.as_str()) else {
+                continue;
+            };
+            judges.insert(j.judge.clone());
+            if j.status == "ok" {
+                continue;
+            }
+            let e = missing
+                .entry((label.clone(), j.metric.clone()))
+                .or_default();
+            if j.status == "undefined" {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+                if e.2.is_none() {
+                    e.2 = j.detail.clone();
+                }
+            }
+        }
+        Ok(crate::report::JudgeNotes {
+            judges: judges.into_iter().collect(),
+            missing: missing
+                .into_iter()
+                .map(|((c, m), (u, e, first))| (c, m, u, e, first))
+                .collect(),
+            agreements: self.db.judge_agreements()?,
+        })
+    }
+
     /// The cells a race eliminated with the evidence (label, first line of the stored reason).
     pub fn eliminated_cells(&self) -> Vec<(String, String)> {
         self.cells_with(CellStatus::Eliminated)
@@ -320,6 +365,7 @@ pub fn report(
         rank_metric,
         failed_cells: results.failed_cells(),
         eliminated_cells: results.eliminated_cells(),
+        judge: results.judge_notes()?,
     };
     let answers = told_apart(&results.answers);
     let html = crate::report::render_html(&results.name, &meta, &answers)?;
@@ -824,6 +870,9 @@ pub fn judge(
             what: format!("reading {}", settings.gguf.display()),
             source,
         })?;
+    let id = judge_id(&sha, settings.max_tokens);
+    let todo =
+        crate::judge::run::pending(&results.db, &results.answers, settings, &id, retry_errors)?;
     let params = crate::generate::GenParams {
         n_ctx: settings.n_ctx,
         max_tokens: settings.max_tokens,
@@ -831,12 +880,19 @@ pub fn judge(
         prompt: crate::generate::PromptStyle::Chat,
         ..crate::generate::GenParams::default()
     };
-    let mut model = crate::generate::Generator::load(&settings.gguf, params).map_err(|source| {
-        CommandError::JudgeModel {
-            path: settings.gguf.clone(),
-            source,
-        }
-    })?;
+    // Everything judged already: no model is loaded (a rerun asks nothing and costs nothing).
+    let mut model: Box<dyn crate::judge::run::JudgeModel> = if todo == 0 {
+        Box::new(NoJudgeModel)
+    } else {
+        Box::new(
+            crate::generate::Generator::load(&settings.gguf, params).map_err(|source| {
+                CommandError::JudgeModel {
+                    path: settings.gguf.clone(),
+                    source,
+                }
+            })?,
+        )
+    };
     let needs_embedder = settings
         .metrics
         .contains(&crate::judge::JudgeMetric::AnswerRelevancy)
@@ -859,18 +915,36 @@ pub fn judge(
             chunks.insert((set.index_dir.clone(), id), c.text);
         }
     }
-    let id = judge_id(&sha, settings.max_tokens);
     Ok(judge_answers(
         &results.db,
         &results.answers,
         &chunks,
         settings,
         &id,
-        &mut model,
+        model.as_mut(),
         embedder.as_ref(),
         retry_errors,
         progress,
     )?)
+}
+
+/// The judge model of a pass with nothing to judge (never asked).
+struct NoJudgeModel;
+
+impl crate::judge::run::JudgeModel for NoJudgeModel {
+    fn complete(
+        &mut self,
+        _system: &str,
+        _user: &str,
+        _grammar: &str,
+    ) -> Result<crate::generate::Generation, crate::generate::GenerateError> {
+        Err(crate::generate::GenerateError::InvalidParams(
+            "no judge model loaded: nothing was left to judge".into(),
+        ))
+    }
+    fn max_tokens(&self) -> u32 {
+        0
+    }
 }
 
 /// The embedder of a judge run that needs none (no RAGAS answer relevancy).
@@ -882,4 +956,43 @@ impl crate::worker::TextEmbedder for NoEmbedder {
             "no embedding model loaded (only RAGAS answer relevancy embeds)".into(),
         ))
     }
+}
+
+/// `orchestrate judge --labels FILE`: the agreement of every judge's stored correctness verdicts
+/// with the human labels in `labels` (see [`crate::judge::run::agreement_with_labels`]), stored
+/// in the database (`judge_agreement`, quoted by the report's Methods) and returned.
+///
+/// Errors: [`CommandError::Usage`] for an unreadable labels file or when no stored judgment
+/// matches a label; store errors.
+pub fn judge_agreement(
+    results: &Results,
+    labels: &Path,
+) -> Result<Vec<crate::store::JudgeAgreementRecord>, CommandError> {
+    let l =
+        crate::judge::run::load_labels(labels).map_err(|e| CommandError::Usage(e.to_string()))?;
+    let judged = results.db.judged_answers()?;
+    let rows = crate::judge::run::agreement_with_labels(&judged, &l);
+    if rows.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "no stored correctness judgment of `{}` matches a label of {} (labels match by question id and exact answer text)",
+            results.name,
+            labels.display()
+        )));
+    }
+    let name = labels
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| labels.display().to_string());
+    let mut out = Vec::new();
+    for (judge, metric, agreement) in rows {
+        let r = crate::store::JudgeAgreementRecord {
+            judge,
+            metric,
+            labels: name.clone(),
+            agreement,
+        };
+        results.db.put_judge_agreement(&r)?;
+        out.push(r);
+    }
+    Ok(out)
 }

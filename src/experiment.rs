@@ -2203,6 +2203,70 @@ members = ["seed", "parent", "dense"]
     }
 
     #[test]
+    fn judge_settings_parse_with_defaults_and_errors_name_the_field() {
+        use crate::judge::{JudgeMetric, Profile};
+        let d = fixture_dir();
+        let grid = "retriever = [\"bm25\"]\n";
+        let e = parse(d.path(), &retrieval_only("", grid)).unwrap();
+        assert!(!e.judge.after_run && e.judge.profiles == vec![Profile::Ragas]);
+        assert_eq!(e.judge.metrics.len(), 5);
+        assert!(e
+            .judge
+            .gguf
+            .ends_with("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"));
+        // top-level keys go before the first table
+        let top = |key: &str| format!("{key}\n{}", retrieval_only("", grid));
+        let e = parse(d.path(), &top("judge = true")).unwrap();
+        assert!(e.judge.after_run);
+        let e = parse(
+            d.path(),
+            &retrieval_only(
+                "[judge]\ngguf = \"j.gguf\"\nprofiles = [\"deepeval\", \"ragas\"]\nmetrics = [\"correctness\"]\nmax_tokens = 512\npenalize_ambiguous_claims = true",
+                grid,
+            ),
+        )
+        .unwrap();
+        assert_eq!(e.judge.gguf, d.path().join("j.gguf"));
+        assert_eq!(e.judge.profiles, vec![Profile::DeepEval, Profile::Ragas]);
+        assert_eq!(e.judge.metrics, vec![JudgeMetric::Correctness]);
+        assert!(e.judge.options.penalize_ambiguous_claims && e.judge.max_tokens == 512);
+        for (table, field, want) in [
+            (
+                "[judge]\nprofiles = [\"trulens\"]",
+                "judge.profiles",
+                "unknown profile `trulens`",
+            ),
+            (
+                "[judge]\nmetrics = [\"bleu\"]",
+                "judge.metrics",
+                "unknown metric `bleu`",
+            ),
+            ("[judge]\nmetrics = []", "judge.metrics", "at least one"),
+            (
+                "[judge]\nmax_tokens = 8192",
+                "judge.max_tokens",
+                "below judge.n_ctx",
+            ),
+            ("[judge]\nthreads = 0", "judge.threads", "at least 1"),
+            ("[judge]\nmodel = \"x\"", "judge", "unknown field `model`"),
+            (
+                "judge = \"yes\"",
+                "judge",
+                "must be `true`, `false` or a [judge] table",
+            ),
+        ] {
+            let text = if table.starts_with('[') {
+                retrieval_only(table, grid)
+            } else {
+                top(table)
+            };
+            let err = parse(d.path(), &text).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(want), "{table}: {err}");
+            assert!(err.contains("e.toml"), "names the file: {err}");
+        }
+    }
+
+    #[test]
     fn bad_retriever_definitions_are_errors_naming_the_field() {
         let d = fixture_dir();
         let cases = [

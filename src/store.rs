@@ -154,6 +154,18 @@ CREATE TABLE IF NOT EXISTS judge_calls (
     seconds           REAL NOT NULL,
     at                TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS judge_agreement (
+    judge       TEXT NOT NULL,
+    metric      TEXT NOT NULL,
+    labels      TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    both_yes    INTEGER NOT NULL,
+    both_no     INTEGER NOT NULL,
+    only_judge  INTEGER NOT NULL,
+    only_human  INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (judge, metric, labels)
+);
 CREATE TABLE IF NOT EXISTS judgments (
     cell_id        TEXT NOT NULL,
     repeat         INTEGER NOT NULL,
@@ -279,6 +291,34 @@ pub struct JudgeCallRecord<'a> {
     pub completion_tokens: u32,
     /// Seconds the call took.
     pub seconds: f64,
+}
+
+/// A judge's agreement with human labels on one metric (table `judge_agreement`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JudgeAgreementRecord {
+    /// The judge's identity.
+    pub judge: String,
+    /// The judge metric (a correctness name).
+    pub metric: String,
+    /// The labels file's name.
+    pub labels: String,
+    /// Counts: first rater = the judge, second = the human labels.
+    pub agreement: crate::stats::agreement::Agreement,
+}
+
+/// A judgment with a value and the answer it judged ([`Store::judged_answers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgedAnswer {
+    /// The judge's identity.
+    pub judge: String,
+    /// The stored metric name.
+    pub metric: String,
+    /// The answer's question id.
+    pub question_id: String,
+    /// The answer text.
+    pub answer: String,
+    /// The judged value.
+    pub value: f64,
 }
 
 /// Which judgment: (cell_id, repeat, question_id, metric name).
@@ -1207,6 +1247,84 @@ impl Store {
                     detail: r.get(6)?,
                     judge: r.get(7)?,
                     prompt_version: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every judgment with a value, with its answer's question and text (for agreement with
+    /// human labels).
+    pub fn judged_answers(&self) -> Result<Vec<JudgedAnswer>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT j.judge, j.metric, j.question_id, a.answer, j.value
+                 FROM judgments j JOIN answers a USING (cell_id, repeat, question_id)
+                 WHERE j.status = 'ok' AND j.value IS NOT NULL
+                 ORDER BY j.judge, j.metric, j.question_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(JudgedAnswer {
+                    judge: r.get(0)?,
+                    metric: r.get(1)?,
+                    question_id: r.get(2)?,
+                    answer: r.get(3)?,
+                    value: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stores (replacing) a judge's agreement with a labels file on one metric.
+    pub fn put_judge_agreement(&self, a: &JudgeAgreementRecord) -> Result<(), StoreError> {
+        let g = &a.agreement;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO judge_agreement (judge, metric, labels, n, both_yes, both_no,
+                     only_judge, only_human, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    a.judge,
+                    a.metric,
+                    a.labels,
+                    g.n as i64,
+                    g.both_yes as i64,
+                    g.both_no as i64,
+                    g.only_first as i64,
+                    g.only_second as i64,
+                    now()
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every stored judge agreement, by judge, metric and labels file.
+    pub fn judge_agreements(&self) -> Result<Vec<JudgeAgreementRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT judge, metric, labels, n, both_yes, both_no, only_judge, only_human
+                 FROM judge_agreement ORDER BY judge, metric, labels",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(JudgeAgreementRecord {
+                    judge: r.get(0)?,
+                    metric: r.get(1)?,
+                    labels: r.get(2)?,
+                    agreement: crate::stats::agreement::Agreement {
+                        n: r.get::<_, i64>(3)? as usize,
+                        both_yes: r.get::<_, i64>(4)? as usize,
+                        both_no: r.get::<_, i64>(5)? as usize,
+                        only_first: r.get::<_, i64>(6)? as usize,
+                        only_second: r.get::<_, i64>(7)? as usize,
+                    },
                 })
             })
             .map_err(|e| self.err(e))?;

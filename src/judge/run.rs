@@ -246,6 +246,38 @@ pub struct JudgeSummary {
     pub calls: CallStats,
 }
 
+/// How many judgments [`judge_answers`] would make (0: the judge model is not needed).
+///
+/// # Errors
+/// Store errors.
+pub fn pending(
+    store: &Store,
+    answers: &[AnswerRecord],
+    settings: &JudgeSettings,
+    judge: &str,
+    retry_errors: bool,
+) -> Result<u64, StoreError> {
+    let done = store.judgments_by(judge, PROMPT_VERSION)?;
+    let names = settings.metric_names();
+    let mut n = 0;
+    for a in answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+        for (_, _, name) in &names {
+            let key = (
+                a.cell.cell_id.clone(),
+                a.repeat,
+                a.question_id.clone(),
+                name.clone(),
+            );
+            match done.get(&key).map(String::as_str) {
+                Some("ok" | "undefined") => {}
+                Some(_) if !retry_errors => {}
+                _ => n += 1,
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Judges every ok answer in `answers` on `settings`' metrics and profiles with `model`, skipping
 /// judgments already stored by the same judge and prompt version (and their errors unless
 /// `retry_errors`). `chunks` gives the texts of the chunks the answers were given; an answer
@@ -379,6 +411,129 @@ pub fn summary_text(name: &str, s: &JudgeSummary) -> String {
     ));
     if s.errors > 0 {
         t.push_str("failed judgments are stored with their error (table `judgments`); rerun with --retry-errors after fixing the cause\n");
+    }
+    t
+}
+
+/// One human label: is this answer to this question correct.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Label {
+    /// The question id in the QA file.
+    pub question_id: String,
+    /// The answer text exactly as stored.
+    pub answer: String,
+    /// The human verdict.
+    pub correct: bool,
+}
+
+/// A labels file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LabelsError {
+    /// The file cannot be read.
+    #[error("cannot read labels file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not a label.
+    #[error("{}:{line}: not a label ({source}); each line needs {{\"question_id\", \"answer\", \"correct\": true|false}}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a JSON-lines labels file (blank lines skipped).
+///
+/// # Errors
+/// [`LabelsError`] naming the file and line.
+pub fn load_labels(path: &Path) -> Result<Vec<Label>, LabelsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LabelsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| LabelsError::Line {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Agreement of each judge's correctness verdicts (any `correctness` metric name) with `labels`,
+/// over the distinct (question, answer text) pairs both rated; a value ≥ 0.5 is the judge's
+/// "correct". Judges or metrics with no labelled answer are left out.
+pub fn agreement_with_labels(
+    judged: &[crate::store::JudgedAnswer],
+    labels: &[Label],
+) -> Vec<(String, String, crate::stats::agreement::Agreement)> {
+    use crate::score::metric::Metric;
+    let by_answer: BTreeMap<(&str, &str), bool> = labels
+        .iter()
+        .map(|l| ((l.question_id.as_str(), l.answer.as_str()), l.correct))
+        .collect();
+    /// (question id, answer text) → (judge says correct, label says correct).
+    type Rated<'a> = BTreeMap<(&'a str, &'a str), (bool, bool)>;
+    let mut pairs: BTreeMap<(&str, &str), Rated> = BTreeMap::new();
+    for j in judged {
+        if !matches!(
+            Metric::parse(&j.metric),
+            Metric::Judge(JudgeMetric::Correctness, _)
+        ) {
+            continue;
+        }
+        if let Some(&human) = by_answer.get(&(j.question_id.as_str(), j.answer.as_str())) {
+            pairs
+                .entry((j.judge.as_str(), j.metric.as_str()))
+                .or_default()
+                .insert(
+                    (j.question_id.as_str(), j.answer.as_str()),
+                    (j.value >= 0.5, human),
+                );
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|((judge, metric), items)| {
+            let (j, h): (Vec<bool>, Vec<bool>) = items.into_values().unzip();
+            (
+                judge.to_string(),
+                metric.to_string(),
+                crate::stats::agreement::Agreement::of(&j, &h),
+            )
+        })
+        .collect()
+}
+
+/// One line per judge agreement: accuracy, Cohen's kappa and the confusion counts.
+pub fn agreement_text(rows: &[crate::store::JudgeAgreementRecord]) -> String {
+    let mut t = String::new();
+    for r in rows {
+        let g = &r.agreement;
+        t.push_str(&format!(
+            "{} by judge {} vs {} ({} labelled answers): accuracy {}, Cohen's kappa {} (both correct {}, both incorrect {}, only the judge says correct {}, only the labels {})\n",
+            r.metric,
+            r.judge,
+            r.labels,
+            g.n,
+            g.accuracy().map_or("n/a".into(), |a| format!("{a:.3}")),
+            g.kappa().map_or("n/a".into(), |k| format!("{k:.3}")),
+            g.both_yes,
+            g.both_no,
+            g.only_first,
+            g.only_second
+        ));
     }
     t
 }
@@ -621,6 +776,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!((again.already, again.errors), (3, 1));
+    }
+
+    #[test]
+    fn agreement_pairs_distinct_labelled_answers_per_judge_and_metric() {
+        let labels: Vec<Label> = [
+            ("q1", "9101", true),
+            ("q1", "9102", false),
+            ("q2", "seconds", true),
+        ]
+        .iter()
+        .map(|(q, a, c)| Label {
+            question_id: q.to_string(),
+            answer: a.to_string(),
+            correct: *c,
+        })
+        .collect();
+        let row =
+            |judge: &str, metric: &str, q: &str, a: &str, v: f64| crate::store::JudgedAnswer {
+                judge: judge.to_string(),
+                metric: metric.to_string(),
+                question_id: q.to_string(),
+                answer: a.to_string(),
+                value: v,
+            };
+        let judged = vec![
+            row("j", "correctness", "q1", "9101", 1.0),
+            // the same text in another cell counts once
+            row("j", "correctness", "q1", "9101", 1.0),
+            row("j", "correctness", "q1", "9102", 1.0),
+            row("j", "correctness", "q2", "seconds", 1.0),
+            row("j", "correctness", "q2", "unlabelled", 0.0),
+            row("j", "faithfulness", "q1", "9101", 0.0),
+            row("k", "correctness_deepeval", "q1", "9102", 0.0),
+        ];
+        let a = agreement_with_labels(&judged, &labels);
+        assert_eq!(a.len(), 2);
+        let (judge, metric, g) = &a[0];
+        assert_eq!((judge.as_str(), metric.as_str()), ("j", "correctness"));
+        assert_eq!((g.n, g.both_yes, g.only_first), (3, 2, 1));
+        assert_eq!((a[1].2.n, a[1].2.both_no), (1, 1));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.jsonl");
+        std::fs::write(&f, "{\"question_id\":\"q1\",\"answer\":\"x\",\"correct\":true}\n\n{\"question_id\":\"q2\"}\n").unwrap();
+        let e = load_labels(&f).unwrap_err().to_string();
+        assert!(e.contains("l.jsonl:3:") && e.contains("correct"), "{e}");
     }
 
     #[test]

@@ -124,6 +124,22 @@ pub struct ReportMeta {
     /// their own; their means cover only the questions they answered.
     #[serde(default)]
     pub eliminated_cells: Vec<(String, String)>,
+    /// What the LLM judge did (`orchestrate judge`): judges, missing verdicts, agreement with
+    /// human labels. Empty when nothing was judged.
+    #[serde(default)]
+    pub judge: JudgeNotes,
+}
+
+/// The judge's part of the report, from the database's `judgments` and `judge_agreement`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JudgeNotes {
+    /// Judge identities that stored judgments.
+    pub judges: Vec<String>,
+    /// Judgments without a value: (cell label, metric, undefined count, error count, first
+    /// error), one row per cell and metric that has any.
+    pub missing: Vec<(String, String, usize, usize, Option<String>)>,
+    /// Agreement of judges with human labels.
+    pub agreements: Vec<crate::store::JudgeAgreementRecord>,
 }
 
 /// The chunks of one index that some answer used.

@@ -10,6 +10,7 @@
 //! itself (p-values), and [`normal_cdf`] / [`normal_quantile`] the standard normal that BCa
 //! bootstrap intervals need; paired comparisons (t-test and bootstrap) live in [`paired`].
 
+pub mod agreement;
 pub mod paired;
 
 /// Relative accuracy asked of the continued fraction (about two ulps).

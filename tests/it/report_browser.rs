@@ -300,6 +300,17 @@ fn report_renders_in_headless_chromium() {
             "slow · bm25 chunk 1000/100 k=4".into(),
             "eliminated by racing after look 1: cosine -0.210 [-0.300, -0.120] vs the leader over 10 questions, adjusted p 1.20e-04 < 0.0125".into(),
         )],
+        judge: orchestrate::report::JudgeNotes {
+            judges: vec!["cc324af070c2ecbf:greedy:max_tokens=1024".into()],
+            missing: vec![(
+                "slow · bm25 chunk 1000/100 k=4".into(),
+                "faithfulness".into(),
+                2,
+                1,
+                Some("judge output cut at max_tokens 1024 at step ragas.nli: raise [judge] max_tokens".into()),
+            )],
+            agreements: vec![],
+        },
     };
     let html = render_html("Synthetic report", &meta, &answers).expect("render");
 
@@ -434,6 +445,12 @@ fn report_renders_in_headless_chromium() {
     assert!(
         dom.contains("Failed cells (1)") && dom.contains("worker exited early (exit status: 1)"),
         "failed cells section"
+    );
+
+    // Judge verdicts that could not be made are counted per cell, never dropped silently.
+    assert!(
+        dom.contains("Judge verdicts missing") && dom.contains("cut at max_tokens 1024"),
+        "judge section"
     );
 
     // Chunk appendix: one block per (chunk size, id) used, every in-page link resolves.
