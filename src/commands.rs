@@ -690,12 +690,24 @@ pub fn plan(exp: &Experiment, store_dir: &Path) -> Result<crate::plan::Plan, Com
 /// database (every stored cell). The caller decides the exit status from
 /// [`crate::sweep::SweepSummary::failures`].
 ///
-/// Errors: sweep, store and report errors.
+/// With `judge = true` it judges the answers after the sweep, before the report.
+///
+/// Errors: [`CommandError::Usage`] (before sweeping) when `judge = true` and the judge model is
+/// missing; sweep, judge, store and report errors.
 pub fn run(
     exp: &Experiment,
     opts: &crate::sweep::SweepOptions,
     reports_dir: &Path,
 ) -> Result<RunOutcome, CommandError> {
+    if exp.judge.after_run && exp.generate && !exp.judge.gguf.is_file() {
+        // checked before the sweep, not after hours of it
+        return Err(CommandError::Usage(format!(
+            "{}: `judge = true` but the judge model {} is not there: run `orchestrate models fetch \
+             qwen2.5-coder-1.5b-instruct` for the default judge, or set `gguf` in [judge]",
+            exp.path.display(),
+            exp.judge.gguf.display()
+        )));
+    }
     let predicted_s = match plan(exp, &opts.store_dir) {
         Ok(p) => p.total_s,
         Err(e) => {
@@ -857,7 +869,7 @@ pub fn judge(
     retry_errors: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<crate::judge::run::JudgeSummary, CommandError> {
-    use crate::judge::run::{judge_answers, judge_id, ChunkTexts};
+    use crate::judge::run::{judge_id, ChunkTexts};
     if !settings.gguf.is_file() {
         return Err(CommandError::Usage(format!(
             "judge model {} not found: run `orchestrate models fetch qwen2.5-coder-1.5b-instruct` \
@@ -870,9 +882,22 @@ pub fn judge(
             what: format!("reading {}", settings.gguf.display()),
             source,
         })?;
+    let mut chunks = ChunkTexts::new();
+    for set in results.chunk_sets() {
+        for (id, c) in set.chunks {
+            chunks.insert((set.index_dir.clone(), id), c.text);
+        }
+    }
     let id = judge_id(&sha, settings.max_tokens);
-    let todo =
-        crate::judge::run::pending(&results.db, &results.answers, settings, &id, retry_errors)?;
+    let job = crate::judge::run::JudgeJob {
+        store: &results.db,
+        answers: &results.answers,
+        chunks: &chunks,
+        settings,
+        judge: &id,
+        retry_errors,
+    };
+    let todo = job.pending()?;
     let params = crate::generate::GenParams {
         n_ctx: settings.n_ctx,
         max_tokens: settings.max_tokens,
@@ -893,9 +918,10 @@ pub fn judge(
             })?,
         )
     };
-    let needs_embedder = settings
-        .metrics
-        .contains(&crate::judge::JudgeMetric::AnswerRelevancy)
+    let needs_embedder = todo > 0
+        && settings
+            .metrics
+            .contains(&crate::judge::JudgeMetric::AnswerRelevancy)
         && settings.profiles.contains(&crate::judge::Profile::Ragas);
     let embedder: Box<dyn crate::worker::TextEmbedder> = if needs_embedder {
         Box::new(
@@ -909,23 +935,7 @@ pub fn judge(
     } else {
         Box::new(NoEmbedder)
     };
-    let mut chunks = ChunkTexts::new();
-    for set in results.chunk_sets() {
-        for (id, c) in set.chunks {
-            chunks.insert((set.index_dir.clone(), id), c.text);
-        }
-    }
-    Ok(judge_answers(
-        &results.db,
-        &results.answers,
-        &chunks,
-        settings,
-        &id,
-        model.as_mut(),
-        embedder.as_ref(),
-        retry_errors,
-        progress,
-    )?)
+    Ok(job.run(model.as_mut(), embedder.as_ref(), progress)?)
 }
 
 /// The judge model of a pass with nothing to judge (never asked).

@@ -246,97 +246,113 @@ pub struct JudgeSummary {
     pub calls: CallStats,
 }
 
-/// How many judgments [`judge_answers`] would make (0: the judge model is not needed).
-///
-/// # Errors
-/// Store errors.
-pub fn pending(
-    store: &Store,
-    answers: &[AnswerRecord],
-    settings: &JudgeSettings,
-    judge: &str,
-    retry_errors: bool,
-) -> Result<u64, StoreError> {
-    let done = store.judgments_by(judge, PROMPT_VERSION)?;
-    let names = settings.metric_names();
-    let mut n = 0;
-    for a in answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
-        for (_, _, name) in &names {
-            let key = (
-                a.cell.cell_id.clone(),
-                a.repeat,
-                a.question_id.clone(),
-                name.clone(),
-            );
-            match done.get(&key).map(String::as_str) {
-                Some("ok" | "undefined") => {}
-                Some(_) if !retry_errors => {}
-                _ => n += 1,
-            }
-        }
-    }
-    Ok(n)
+/// One `judge` pass over stored answers: what to judge, with which judge, and where to store it.
+pub struct JudgeJob<'a> {
+    /// The results database (judgments, the call cache, the answers' metrics).
+    pub store: &'a Store,
+    /// The answers; only `ok` ones are judged.
+    pub answers: &'a [AnswerRecord],
+    /// The texts of the chunks the answers were given.
+    pub chunks: &'a ChunkTexts,
+    /// Metrics, profiles and options.
+    pub settings: &'a JudgeSettings,
+    /// The judge's identity ([`judge_id`]).
+    pub judge: &'a str,
+    /// Judge again the judgments that failed in an earlier pass.
+    pub retry_errors: bool,
 }
 
-/// Judges every ok answer in `answers` on `settings`' metrics and profiles with `model`, skipping
-/// judgments already stored by the same judge and prompt version (and their errors unless
-/// `retry_errors`). `chunks` gives the texts of the chunks the answers were given; an answer
-/// whose chunks are missing gets [`JudgeError::NoContexts`] for the metrics that need them.
-/// `progress(done, total)` is called after each judgment.
-///
-/// # Errors
-/// [`StoreError`] when a judgment cannot be written (judge failures are stored, not returned).
-#[allow(clippy::too_many_arguments)]
-pub fn judge_answers(
-    store: &Store,
-    answers: &[AnswerRecord],
-    chunks: &ChunkTexts,
-    settings: &JudgeSettings,
-    judge: &str,
-    model: &mut dyn JudgeModel,
-    embedder: &dyn TextEmbedder,
-    retry_errors: bool,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<JudgeSummary, StoreError> {
-    let done = store.judgments_by(judge, PROMPT_VERSION)?;
-    let names = settings.metric_names();
-    let ok_answers: Vec<&AnswerRecord> = answers
-        .iter()
-        .filter(|a| a.status == AnswerStatus::Ok)
-        .collect();
-    let mut summary = JudgeSummary {
-        total: (ok_answers.len() * names.len()) as u64,
-        ..JudgeSummary::default()
-    };
-    let mut ask = CachedAsk::new(store, model, judge);
-    let mut n = 0;
-    for a in ok_answers {
-        let contexts = contexts_of(a, chunks);
-        for (metric, profile, name) in &names {
-            n += 1;
-            let key = (
-                a.cell.cell_id.clone(),
-                a.repeat,
-                a.question_id.clone(),
-                name.clone(),
-            );
-            match done.get(&key).map(String::as_str) {
-                Some("ok" | "undefined") => {
-                    summary.already += 1;
-                    progress(n, summary.total);
-                    continue;
-                }
-                Some(_) if !retry_errors => {
-                    summary.already += 1;
-                    progress(n, summary.total);
-                    continue;
-                }
-                _ => {}
+/// One judgment a pass considers.
+struct Item<'a> {
+    answer: &'a AnswerRecord,
+    metric: JudgeMetric,
+    profile: Profile,
+    key: crate::store::JudgmentKey,
+    /// Already stored by this judge and prompt version.
+    stored: bool,
+}
+
+impl JudgeJob<'_> {
+    /// Every (answer, metric, profile, stored name) to judge, with whether it is already stored
+    /// by this judge and prompt version (an earlier error counts as stored unless
+    /// `retry_errors`).
+    fn items(&self) -> Result<Vec<Item<'_>>, StoreError> {
+        let done = self.store.judgments_by(self.judge, PROMPT_VERSION)?;
+        let names = self.settings.metric_names();
+        let mut out = Vec::new();
+        for a in self.answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+            for (metric, profile, name) in &names {
+                let key = (
+                    a.cell.cell_id.clone(),
+                    a.repeat,
+                    a.question_id.clone(),
+                    name.clone(),
+                );
+                let stored = match done.get(&key).map(String::as_str) {
+                    Some("ok" | "undefined") => true,
+                    Some(_) => !self.retry_errors,
+                    None => false,
+                };
+                out.push(Item {
+                    answer: a,
+                    metric: *metric,
+                    profile: *profile,
+                    key,
+                    stored,
+                });
             }
+        }
+        Ok(out)
+    }
+
+    /// How many judgments [`JudgeJob::run`] would make (0: the judge model is not needed).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn pending(&self) -> Result<u64, StoreError> {
+        Ok(self.items()?.iter().filter(|i| !i.stored).count() as u64)
+    }
+
+    /// Judges every ok answer on the settings' metrics and profiles with `model`, skipping
+    /// judgments already stored (see [`JudgeJob::pending`]). An answer whose chunks are missing
+    /// gets [`JudgeError::NoContexts`] for the metrics that need them. `progress(done, total)`
+    /// is called after each judgment.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a judgment cannot be written (judge failures are stored, not
+    /// returned).
+    pub fn run(
+        &self,
+        model: &mut dyn JudgeModel,
+        embedder: &dyn TextEmbedder,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<JudgeSummary, StoreError> {
+        let items = self.items()?;
+        let mut summary = JudgeSummary {
+            total: items.len() as u64,
+            ..JudgeSummary::default()
+        };
+        let mut ask = CachedAsk::new(self.store, model, self.judge);
+        for (n, item) in items.into_iter().enumerate() {
+            let Item {
+                answer: a,
+                metric,
+                profile,
+                key,
+                stored,
+            } = item;
+            let n = n as u64 + 1;
+            if stored {
+                summary.already += 1;
+                progress(n, summary.total);
+                continue;
+            }
+            let contexts = contexts_of(a, self.chunks);
+            let name = key.3.clone();
             let outcome = match &contexts {
                 Err(missing)
-                    if *metric != JudgeMetric::Correctness
-                        && *metric != JudgeMetric::AnswerRelevancy =>
+                    if metric != JudgeMetric::Correctness
+                        && metric != JudgeMetric::AnswerRelevancy =>
                 {
                     Err(JudgeError::NoContexts(missing.clone()))
                 }
@@ -351,10 +367,10 @@ pub fn judge_answers(
                             .unwrap_or_default(),
                     };
                     score(
-                        *metric,
-                        *profile,
+                        metric,
+                        profile,
                         &input,
-                        settings.options,
+                        self.settings.options,
                         &mut ask,
                         embedder,
                     )
@@ -375,7 +391,7 @@ pub fn judge_answers(
                     ("error", None, Some(e.to_string()))
                 }
             };
-            store.put_judgment(&JudgmentRecord {
+            self.store.put_judgment(&JudgmentRecord {
                 cell_id: key.0,
                 repeat: key.1,
                 question_id: key.2,
@@ -383,14 +399,14 @@ pub fn judge_answers(
                 status: status.to_string(),
                 value,
                 detail,
-                judge: judge.to_string(),
+                judge: self.judge.to_string(),
                 prompt_version: PROMPT_VERSION,
             })?;
             progress(n, summary.total);
         }
+        summary.calls = ask.stats;
+        Ok(summary)
     }
-    summary.calls = ask.stats;
-    Ok(summary)
 }
 
 /// A few lines describing a judge pass for the terminal: judgments made, skipped, undefined and
@@ -638,6 +654,24 @@ mod tests {
         }
     }
 
+    fn job<'a>(
+        store: &'a Store,
+        answers: &'a [AnswerRecord],
+        chunks: &'a ChunkTexts,
+        settings: &'a JudgeSettings,
+        judge: &'a str,
+        retry_errors: bool,
+    ) -> JudgeJob<'a> {
+        JudgeJob {
+            store,
+            answers,
+            chunks,
+            settings,
+            judge,
+            retry_errors,
+        }
+    }
+
     /// A store with ok answers q1, q2 of one cell, their records (given chunks 0 and 1 of index
     /// `idx`) and those chunks' texts.
     fn store_with_answers(dir: &Path) -> (Store, Vec<AnswerRecord>, ChunkTexts) {
@@ -668,18 +702,9 @@ mod tests {
             fail_on: None,
         };
         let mut ticks = 0;
-        let first = judge_answers(
-            &s,
-            &answers,
-            &chunks,
-            &settings,
-            "j1",
-            &mut model,
-            &Unit,
-            false,
-            &mut |_, _| ticks += 1,
-        )
-        .unwrap();
+        let first = job(&s, &answers, &chunks, &settings, "j1", false)
+            .run(&mut model, &Unit, &mut |_, _| ticks += 1)
+            .unwrap();
         assert_eq!(first.total, 2 * 10);
         assert_eq!((first.ok, first.errors, first.undefined), (20, 0, 0));
         assert_eq!(ticks, 20);
@@ -691,35 +716,17 @@ mod tests {
         assert_eq!(stored.get("faithfulness_deepeval"), Some(&1.0));
 
         let before = model.calls;
-        let second = judge_answers(
-            &s,
-            &answers,
-            &chunks,
-            &settings,
-            "j1",
-            &mut model,
-            &Unit,
-            false,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let second = job(&s, &answers, &chunks, &settings, "j1", false)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
         assert_eq!((second.already, second.calls.calls), (20, 0));
         assert_eq!(model.calls, before);
         // Another judge re-judges, but identical calls of the same judge come from the cache.
         let mut fresh = JudgeSummary::default();
         for _ in 0..2 {
-            fresh = judge_answers(
-                &s,
-                &answers,
-                &chunks,
-                &settings,
-                "j2",
-                &mut model,
-                &Unit,
-                false,
-                &mut |_, _| {},
-            )
-            .unwrap();
+            fresh = job(&s, &answers, &chunks, &settings, "j2", false)
+                .run(&mut model, &Unit, &mut |_, _| {})
+                .unwrap();
         }
         assert_eq!(fresh.already, 20);
     }
@@ -737,18 +744,9 @@ mod tests {
             calls: 0,
             fail_on: None,
         };
-        let sum = judge_answers(
-            &s,
-            &answers,
-            &chunks,
-            &settings,
-            "j",
-            &mut model,
-            &Unit,
-            false,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let sum = job(&s, &answers, &chunks, &settings, "j", false)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
         assert_eq!((sum.ok, sum.errors), (3, 1));
         let j = s.judgments().unwrap();
         let err = j
@@ -763,18 +761,9 @@ mod tests {
         let stored = s.test_metrics(&answers[1].cell.cell_id, "q2");
         assert!(!stored.contains_key("context_recall") && stored.contains_key("correctness"));
         // Errors are not retried unless asked; with retry they are judged again.
-        let again = judge_answers(
-            &s,
-            &answers,
-            &chunks,
-            &settings,
-            "j",
-            &mut model,
-            &Unit,
-            true,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let again = job(&s, &answers, &chunks, &settings, "j", true)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
         assert_eq!((again.already, again.errors), (3, 1));
     }
 
@@ -833,18 +822,9 @@ mod tests {
             calls: 0,
             fail_on: Some("question q2?"),
         };
-        let sum = judge_answers(
-            &s,
-            &answers,
-            &chunks,
-            &settings,
-            "j",
-            &mut model,
-            &Unit,
-            false,
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let sum = job(&s, &answers, &chunks, &settings, "j", false)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
         assert_eq!((sum.ok, sum.errors), (1, 1));
         let j = s.judgments().unwrap();
         assert!(

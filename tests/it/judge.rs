@@ -174,3 +174,55 @@ metrics = ["correctness", "context_precision"]
         assert!(header.contains(col), "{col} missing from {header}");
     }
 }
+
+#[test]
+fn a_missing_judge_model_stops_run_before_the_sweep() {
+    if !common::models_present(&[common::SMOLLM2, common::EMBEDDING_WEIGHTS]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::manifest_path("");
+    std::fs::write(
+        dir.path().join("corpus.txt"),
+        "The Director listens on port 9101.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("j.toml"),
+        format!(
+            r#"name = "nojudge"
+corpus = ["corpus.txt"]
+qa = "{root}/corpora/bacula/qa.toml"
+embedding_model = "{root}/models/all-MiniLM-L6-v2"
+
+[[model]]
+name = "smollm2"
+gguf = "{root}/{smol}"
+
+[judge]
+gguf = "missing-judge.gguf"
+after_run = true
+
+[grid]
+chunk_size = [300]
+chunk_overlap = [0]
+retriever = ["bm25"]
+"#,
+            root = root.display(),
+            smol = common::SMOLLM2
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(["run", "j.toml", "--no-progress"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("j.toml") && err.contains("missing-judge.gguf is not there"),
+        "{err}"
+    );
+    assert!(!dir.path().join("store/nojudge.sqlite").exists());
+}
