@@ -251,7 +251,11 @@ fn write_headline(
         if let Some(c) = best_by(cells, |c| c.metric(metric).map(|ci| ci.mean), true) {
             write_card(
                 s,
-                &format!("Most answers correct ({})", metric_title(metric)),
+                &if *metric == "correctness" {
+                    "Most answers judged correct".to_string()
+                } else {
+                    format!("Most answers judged correct ({})", metric_title(metric))
+                },
                 &k_of_n(c.metric(metric)),
                 c,
             )?;
@@ -1021,8 +1025,9 @@ fn write_methods(
             let g = &a.agreement;
             write!(
                 s,
-                " Agreement of {} with {} human labels ({}): accuracy {}, Cohen’s κ {}.",
+                " Agreement of {} by judge {} with {} human labels ({}): accuracy {}, Cohen’s κ {}.",
                 esc(&a.metric),
+                esc(&a.judge),
                 g.n,
                 esc(&a.labels),
                 g.accuracy().map_or("n/a".into(), |v| format!("{v:.2}")),
@@ -1328,7 +1333,7 @@ mod tests {
         let headline = html.split(r#"id="headline""#).nth(1).unwrap();
         let headline = &headline[..headline.find("</section>").unwrap()];
         assert!(
-            headline.contains("Most answers correct (correctness)"),
+            headline.contains("Most answers judged correct<"),
             "{headline}"
         );
         assert!(headline.contains("3/4 correct (75%)") && headline.contains("1/4 correct (25%)"));
