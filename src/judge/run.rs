@@ -273,7 +273,8 @@ struct Item<'a> {
 }
 
 impl JudgeJob<'_> {
-    /// Every (answer, metric, profile, stored name) to judge, with whether it is already stored
+    /// Every (answer, metric, profile, stored name) to judge — of retrieval-only rows only the
+    /// context metrics, which need no answer — with whether it is already stored
     /// by this judge and prompt version (an earlier error counts as stored unless
     /// `retry_errors`).
     fn items(&self) -> Result<Vec<Item<'_>>, StoreError> {
@@ -281,7 +282,12 @@ impl JudgeJob<'_> {
         let names = self.settings.metric_names();
         let mut out = Vec::new();
         for a in self.answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+            // a retrieval-only row has no answer: only the context metrics apply to it
+            let generated = a.cell.model != crate::cell::RETRIEVAL_ONLY;
             for (metric, profile, name) in &names {
+                if !generated && !metric.is_context_only() {
+                    continue;
+                }
                 let key = (
                     a.cell.cell_id.clone(),
                     a.repeat,
@@ -810,6 +816,36 @@ mod tests {
         std::fs::write(&f, "{\"question_id\":\"q1\",\"answer\":\"x\",\"correct\":true}\n\n{\"question_id\":\"q2\"}\n").unwrap();
         let e = load_labels(&f).unwrap_err().to_string();
         assert!(e.contains("l.jsonl:3:") && e.contains("correct"), "{e}");
+    }
+
+    #[test]
+    fn retrieval_only_rows_get_only_the_context_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, mut answers, chunks) = store_with_answers(dir.path());
+        for a in &mut answers {
+            a.cell.model = crate::cell::RETRIEVAL_ONLY.to_string();
+            a.answer.clear();
+        }
+        let settings = JudgeSettings::defaults(dir.path());
+        let mut model = Agreeable {
+            calls: 0,
+            fail_on: None,
+        };
+        let sum = job(&s, &answers, &chunks, &settings, "j", false)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
+        // 2 answers x {context_precision, context_recall}
+        assert_eq!((sum.total, sum.ok), (4, 4));
+        let names: std::collections::BTreeSet<String> = s
+            .judgments()
+            .unwrap()
+            .into_iter()
+            .map(|j| j.metric)
+            .collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            vec!["context_precision", "context_recall"]
+        );
     }
 
     #[test]
