@@ -909,14 +909,22 @@ pub fn judge(
     let mut model: Box<dyn crate::judge::run::JudgeModel> = if todo == 0 {
         Box::new(NoJudgeModel)
     } else {
-        Box::new(
-            crate::generate::Generator::load(&settings.gguf, params).map_err(|source| {
-                CommandError::JudgeModel {
-                    path: settings.gguf.clone(),
-                    source,
-                }
-            })?,
-        )
+        let g = crate::generate::Generator::load(&settings.gguf, params).map_err(|source| {
+            CommandError::JudgeModel {
+                path: settings.gguf.clone(),
+                source,
+            }
+        })?;
+        // every call would fail the same way: say it once, before judging
+        if !g.model_info().has_chat_template {
+            return Err(CommandError::Usage(format!(
+                "judge model {} has no chat template: the judge needs an instruct (chat) model; \
+                 set `gguf` in [judge] (or --gguf) to one, e.g. the default \
+                 qwen2.5-coder-1.5b-instruct",
+                settings.gguf.display()
+            )));
+        }
+        Box::new(g)
     };
     let needs_embedder = todo > 0
         && settings

@@ -161,6 +161,23 @@ metrics = ["correctness", "context_precision"]
         text.contains("0 new") && text.contains("judge model: 0 calls"),
         "{text}"
     );
+    // A base model (no chat template) cannot judge: one clear error before any judgment.
+    let gemma = common::manifest_path("models/gemma-3-270m-q4_k_m.gguf");
+    if common::required_file(&gemma, common::MODELS_HINT).is_some() {
+        let out = run(&[
+            "judge",
+            "j.toml",
+            "--gguf",
+            gemma.to_str().unwrap(),
+            "--metric",
+            "faithfulness",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("has no chat template"),
+            "{err}"
+        );
+    }
     // The values join the answers' metrics: the export has them as columns.
     let csv = run(&["export", "j.toml", "--format", "csv"]);
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
