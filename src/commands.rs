@@ -857,9 +857,10 @@ pub fn judge_settings(
 /// `settings` (greedy, grammar-constrained; see [`crate::judge`]), storing one judgment per
 /// answer × metric and the values in the answers' metrics. Resumable: judgments already stored by
 /// the same judge are skipped, and identical calls come from the database's cache.
-/// `progress(done, total)` is called after each judgment.
+/// `progress(done, total)` is called after each judgment. The process's memory and CPU are
+/// sampled while it judges ([`crate::judge::run::JudgeSummary::usage`]).
 ///
-/// Errors: [`CommandError::Usage`] when the judge model file is missing;
+/// Errors: [`CommandError::Usage`] when the judge model file is missing or has no chat template;
 /// [`CommandError::JudgeModel`] / [`CommandError::Embedder`] when a model cannot be loaded;
 /// store errors. Judge failures on single answers are stored and counted, not returned.
 pub fn judge(
@@ -943,7 +944,15 @@ pub fn judge(
     } else {
         Box::new(NoEmbedder)
     };
-    Ok(job.run(model.as_mut(), embedder.as_ref(), progress)?)
+    // the judge runs in this process: sample it as the sweep samples its workers
+    let sampler = (todo > 0).then(|| {
+        crate::sample::Sampler::start(std::process::id(), crate::sample::DEFAULT_INTERVAL)
+    });
+    let mut summary = job.run(model.as_mut(), embedder.as_ref(), progress)?;
+    if let Some(sampler) = sampler {
+        summary.usage = crate::sample::summarize(&sampler.stop());
+    }
+    Ok(summary)
 }
 
 /// The judge model of a pass with nothing to judge (never asked).

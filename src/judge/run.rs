@@ -244,6 +244,9 @@ pub struct JudgeSummary {
     pub errors: u64,
     /// What was asked of the model.
     pub calls: CallStats,
+    /// Memory and CPU of the judging process while it judged (sampled as a sweep's workers
+    /// are); `None` when nothing was judged.
+    pub usage: Option<crate::sample::Usage>,
 }
 
 /// One `judge` pass over stored answers: what to judge, with which judge, and where to store it.
@@ -431,6 +434,15 @@ pub fn summary_text(name: &str, s: &JudgeSummary) -> String {
         "judge model: {} calls ({} prompt + {} generated tokens, {:.1} s), {} answered from the cache\n",
         s.calls.calls, s.calls.prompt_tokens, s.calls.completion_tokens, s.calls.model_s, s.calls.cached
     ));
+    if let Some(u) = &s.usage {
+        t.push_str(&format!(
+            "judge process: peak RSS {:.0} MiB, mean RSS {:.0} MiB, mean CPU {:.0}% of a core ({} samples)\n",
+            u.rss_peak_bytes as f64 / 1048576.0,
+            u.rss_mean_bytes as f64 / 1048576.0,
+            u.cpu_mean_percent,
+            u.n_samples
+        ));
+    }
     if s.errors > 0 {
         t.push_str("failed judgments are stored with their error (table `judgments`); rerun with --retry-errors after fixing the cause\n");
     }
