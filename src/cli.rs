@@ -534,6 +534,10 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 retry_errors,
             };
             let (settings, embedding) = commands::judge_settings(&experiment, &overrides)?;
+            if let Some(l) = &labels {
+                // a bad labels file is an error before judging, not after it
+                orchestrate::judge::run::load_labels(l)?;
+            }
             let results = commands::results(&experiment, &store, false, Scope::All)?;
             let bar = bars.as_ref().map(|mp| {
                 let b = mp.add(indicatif::ProgressBar::new(0));
