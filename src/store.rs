@@ -1150,7 +1150,9 @@ impl Store {
     }
 
     /// Replaces the stored metrics of one answer (used by `orchestrate rescore`); returns whether
-    /// the row exists. Only finite values are stored.
+    /// the row exists. Only finite values are stored. LLM-judge metrics already stored
+    /// ([`crate::score::metric::Metric::Judge`], owned by the `judgments` table) are kept: a
+    /// rescore recomputes the other metrics and must not drop them.
     pub fn set_answer_metrics(
         &self,
         cell_id: &str,
@@ -1158,14 +1160,36 @@ impl Store {
         question_id: &str,
         metrics: &BTreeMap<String, f64>,
     ) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE answers SET metrics = ?1 WHERE cell_id = ?2 AND repeat = ?3 AND question_id = ?4",
-                params![to_json(&finite(metrics)), cell_id, repeat, question_id],
+        let e = |source| self.err(source);
+        let tx = self.conn.unchecked_transaction().map_err(e)?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT metrics FROM answers WHERE cell_id = ?1 AND repeat = ?2 AND question_id = ?3",
+                params![cell_id, repeat, question_id],
+                |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
-        Ok(n > 0)
+            .optional()
+            .map_err(e)?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let mut merged: BTreeMap<String, f64> = from_json::<BTreeMap<String, f64>>(&stored)
+            .into_iter()
+            .filter(|(name, _)| {
+                matches!(
+                    crate::score::metric::Metric::parse(name),
+                    crate::score::metric::Metric::Judge(..)
+                )
+            })
+            .collect();
+        merged.extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        tx.execute(
+            "UPDATE answers SET metrics = ?1 WHERE cell_id = ?2 AND repeat = ?3 AND question_id = ?4",
+            params![to_json(&finite(&merged)), cell_id, repeat, question_id],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(true)
     }
 
     /// The stored output of the judge call with cache key `key` (see `crate::judge::run`).
@@ -1737,6 +1761,27 @@ mod tests {
 
     fn count(s: &Store, sql: &str) -> i64 {
         s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_rescore_keeps_the_judge_metrics() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("x.sqlite")).unwrap();
+        s.insert_test_answer("c", "q1");
+        let m = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        s.set_answer_metrics("c", 0, "q1", &m(&[("f1", 0.5), ("correctness", 1.0)]))
+            .unwrap();
+        // a rescore's metrics have no judge metrics: the stored correctness stays
+        assert!(s
+            .set_answer_metrics("c", 0, "q1", &m(&[("f1", 0.7)]))
+            .unwrap());
+        assert_eq!(
+            s.test_metrics("c", "q1"),
+            m(&[("correctness", 1.0), ("f1", 0.7)])
+        );
+        assert!(!s.set_answer_metrics("c", 0, "nope", &m(&[])).unwrap());
     }
 
     #[test]
