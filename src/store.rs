@@ -1016,7 +1016,10 @@ impl Store {
     }
 
     /// Replaces the expected answer and the scores that depend on it (cosine, metrics) of one
-    /// answer, after its reference answer was edited; returns whether the row exists.
+    /// answer, after its reference answer was edited; returns whether the row exists. Its LLM
+    /// judgments are deleted in the same transaction (correctness and context precision/recall
+    /// judge against the reference), so the next `orchestrate judge` judges it again instead of
+    /// keeping stale verdicts; calls whose prompts did not change come from the cache.
     pub fn set_reference(
         &self,
         cell_id: &str,
@@ -1026,8 +1029,9 @@ impl Store {
         cosine: Option<f64>,
         metrics: &BTreeMap<String, f64>,
     ) -> Result<bool, StoreError> {
-        let n = self
-            .conn
+        let e = |source| self.err(source);
+        let tx = self.conn.unchecked_transaction().map_err(e)?;
+        let n = tx
             .execute(
                 "UPDATE answers SET expected_answer = ?1, cosine = ?2, metrics = ?3
                  WHERE cell_id = ?4 AND question_id = ?5 AND repeat = ?6",
@@ -1040,7 +1044,13 @@ impl Store {
                     repeat
                 ],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(e)?;
+        tx.execute(
+            "DELETE FROM judgments WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
+            params![cell_id, question_id, repeat],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
         Ok(n > 0)
     }
 
@@ -1782,6 +1792,25 @@ mod tests {
             m(&[("correctness", 1.0), ("f1", 0.7)])
         );
         assert!(!s.set_answer_metrics("c", 0, "nope", &m(&[])).unwrap());
+        // an edited reference drops the judgments made against the old one
+        s.put_judgment(&JudgmentRecord {
+            cell_id: "c".into(),
+            repeat: 0,
+            question_id: "q1".into(),
+            metric: "correctness".into(),
+            status: "ok".into(),
+            value: Some(1.0),
+            detail: None,
+            judge: "j".into(),
+            prompt_version: 1,
+        })
+        .unwrap();
+        assert_eq!(s.judgments().unwrap().len(), 1);
+        assert!(s
+            .set_reference("c", "q1", 0, "New.", Some(0.5), &m(&[("f1", 0.1)]))
+            .unwrap());
+        assert!(s.judgments().unwrap().is_empty());
+        assert_eq!(s.test_metrics("c", "q1"), m(&[("f1", 0.1)]));
     }
 
     #[test]
