@@ -716,14 +716,7 @@ impl Generator {
     /// context, batch and decode errors from llama.cpp.
     pub fn complete(&mut self, prompt: &str) -> Result<Completion, GenerateError> {
         let tokens = self.tokenize(prompt);
-        let budget = self.params.n_ctx.saturating_sub(self.params.max_tokens) as usize;
-        if tokens.is_empty() || tokens.len() > budget {
-            return Err(GenerateError::QuestionTooLong {
-                prompt_tokens: tokens.len(),
-                max_tokens: self.params.max_tokens,
-                n_ctx: self.params.n_ctx,
-            });
-        }
+        self.check_budget(&tokens)?;
         let mut ctx = self.new_context()?;
         let mut sampler = self.new_sampler();
         let started = Instant::now();
@@ -735,6 +728,20 @@ impl Generator {
             text: out.text,
             stopped_by: out.stopped_by,
         })
+    }
+
+    /// [`GenerateError::QuestionTooLong`] unless `tokens` is non-empty and leaves `max_tokens`
+    /// free in `n_ctx`.
+    fn check_budget(&self, tokens: &[LlamaToken]) -> Result<(), GenerateError> {
+        let budget = self.params.n_ctx.saturating_sub(self.params.max_tokens) as usize;
+        if tokens.is_empty() || tokens.len() > budget {
+            return Err(GenerateError::QuestionTooLong {
+                prompt_tokens: tokens.len(),
+                max_tokens: self.params.max_tokens,
+                n_ctx: self.params.n_ctx,
+            });
+        }
+        Ok(())
     }
 
     /// Greedy chat completion under a GBNF grammar (root rule `root`): `system` and `user`
@@ -765,14 +772,7 @@ impl Generator {
         ];
         let prompt = self.model.apply_chat_template(template, &messages, true)?;
         let tokens = self.tokenize(&prompt);
-        let budget = self.params.n_ctx.saturating_sub(self.params.max_tokens) as usize;
-        if tokens.is_empty() || tokens.len() > budget {
-            return Err(GenerateError::QuestionTooLong {
-                prompt_tokens: tokens.len(),
-                max_tokens: self.params.max_tokens,
-                n_ctx: self.params.n_ctx,
-            });
-        }
+        self.check_budget(&tokens)?;
         let mut sampler = LlamaSampler::chain_simple([
             LlamaSampler::grammar(&self.model, grammar, "root")?,
             LlamaSampler::greedy(),

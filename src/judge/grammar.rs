@@ -234,6 +234,11 @@ impl Shape {
                 .map(str::to_string)
                 .ok_or_else(|| fail(&format!("no string `{key}`")))
         };
+        let verdict = |v: &Value, set: VerdictSet| {
+            v.get("verdict")
+                .and_then(|x| set.read(x))
+                .ok_or_else(|| fail("a verdict outside the allowed set"))
+        };
         match self {
             Shape::Strings { key } => list(key)?
                 .iter()
@@ -251,34 +256,19 @@ impl Shape {
                 }
                 items
                     .iter()
-                    .map(|it| {
-                        let verdict = it
-                            .get("verdict")
-                            .and_then(|v| set.read(v))
-                            .ok_or_else(|| fail("a verdict outside the allowed set"))?;
-                        Ok((verdict, string(it, "reason")?))
-                    })
+                    .map(|it| Ok((verdict(it, *set)?, string(it, "reason")?)))
                     .collect::<Result<_, _>>()
                     .map(Parsed::Verdicts)
             }
             Shape::Classified { key, set } => list(key)?
                 .iter()
-                .map(|it| {
-                    let verdict = it
-                        .get("verdict")
-                        .and_then(|v| set.read(v))
-                        .ok_or_else(|| fail("a verdict outside the allowed set"))?;
-                    Ok((string(it, "statement")?, verdict))
-                })
+                .map(|it| Ok((string(it, "statement")?, verdict(it, *set)?)))
                 .collect::<Result<_, _>>()
                 .map(Parsed::Classified),
-            Shape::Single { set } => {
-                let verdict = obj
-                    .get("verdict")
-                    .and_then(|v| set.read(v))
-                    .ok_or_else(|| fail("a verdict outside the allowed set"))?;
-                Ok(Parsed::Verdicts(vec![(verdict, string(&v, "reason")?)]))
-            }
+            Shape::Single { set } => Ok(Parsed::Verdicts(vec![(
+                verdict(&v, *set)?,
+                string(&v, "reason")?,
+            )])),
             Shape::Question => {
                 let question = string(&v, "question")?;
                 let noncommittal = match obj.get("noncommittal").and_then(Value::as_u64) {
