@@ -58,6 +58,13 @@ enum Cmd {
         /// significantly worse than the leader after each shard (settings: `[race]`).
         #[arg(long)]
         race: bool,
+        /// Where the cells run [default: the experiment's `[executor] kind`, else local].
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorArg>,
+        /// Slurm only: submit (or attach to the arrays already submitted) and return at once;
+        /// `orchestrate status` shows progress, `orchestrate run` again waits and merges.
+        #[arg(long)]
+        detach: bool,
     },
     /// Print what `run` would do without running anything: cells, answers, LLM calls, indexes
     /// to build, predicted wall time and peak memory (from earlier runs on this machine).
@@ -253,6 +260,23 @@ enum Cmd {
     /// Run one cell (internal: started by `run` in a subprocess; reads its job from stdin).
     #[command(hide = true)]
     Worker,
+    /// Run one Slurm array task (internal: started by the batch script of a wave).
+    #[command(hide = true)]
+    SlurmTask {
+        /// The wave directory (task specs, batch script, logs).
+        wave_dir: PathBuf,
+        /// The array task index ($SLURM_ARRAY_TASK_ID).
+        index: u32,
+    },
+}
+
+/// `run --executor`.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExecutorArg {
+    /// Worker subprocesses on this machine.
+    Local,
+    /// Job arrays on Slurm (settings: `[executor]`).
+    Slurm,
 }
 
 /// Retriever settings of `retrieve` and `ask` (the axes of one grid cell).
@@ -447,15 +471,33 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             retrieval_only,
             no_progress,
             race,
+            executor,
+            detach,
         } => {
             let mut exp = Experiment::load_with(&experiment, retrieval_only)?;
             if race {
                 exp.search = orchestrate::experiment::Search::Race;
             }
+            match executor {
+                Some(ExecutorArg::Local) => exp.executor = orchestrate::slurm::ExecutorKind::Local,
+                Some(ExecutorArg::Slurm) => exp.executor = orchestrate::slurm::ExecutorKind::Slurm,
+                None => {}
+            }
             let mut opts = SweepOptions::for_current_exe(store)
                 .context("cannot locate the orchestrate binary")?;
             opts.bars = if no_progress { None } else { bars };
-            let out = commands::run(&exp, &opts, &reports)?;
+            let out = commands::run(&exp, &opts, &reports, detach)?;
+            if out.detached {
+                eprintln!(
+                    "{}: submitted to Slurm, {} answers merged so far; `orchestrate status {}` \
+                     shows progress, `orchestrate run {}` again waits and merges",
+                    exp.name,
+                    out.summary.answers,
+                    experiment.display(),
+                    experiment.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let s = &out.summary;
             eprintln!(
                 "{}: {} cells ({} already done, {} failed), {} answers stored ({} failed), {} re-scored in {:.1} s → {}",
@@ -496,7 +538,11 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 return Ok(ExitCode::SUCCESS);
             }
             if s.failures.is_empty() {
-                return Ok(ExitCode::SUCCESS);
+                eprintln!(
+                    "error: some judgments failed (shown above and in the report);                      `orchestrate judge {} --retry-errors` asks them again",
+                    experiment.display()
+                );
+                return Ok(ExitCode::FAILURE);
             }
             eprintln!("error: {} cells failed:", s.failures.len());
             for (label, why) in &s.failures {
@@ -765,6 +811,14 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
         Cmd::Worker => {
             orchestrate::worker::run()?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::SlurmTask { wave_dir, index } => {
+            let status = orchestrate::slurm::task::run(&wave_dir, index)?;
+            eprintln!("slurm task {index}: {}", status.as_str());
+            Ok(match status {
+                orchestrate::slurm::attempt::ExitStatus::Failed => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            })
         }
     }
 }

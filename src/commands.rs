@@ -41,6 +41,9 @@ pub enum CommandError {
     /// The sweep could not run.
     #[error(transparent)]
     Sweep(#[from] crate::sweep::SweepError),
+    /// A Slurm sweep failed.
+    #[error(transparent)]
+    Slurm(#[from] crate::slurm::SlurmError),
     /// The experiment has no results database yet.
     #[error(
         "no results for experiment `{name}` yet ({} does not exist); run `orchestrate run {}` first",
@@ -612,7 +615,15 @@ pub fn race_replay(
 /// errors.
 pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<String, CommandError> {
     let name = crate::experiment::read_name(file)?;
-    let db = Store::open_existing(&Store::path_for(store_dir, &name))?;
+    let db_path = Store::path_for(store_dir, &name);
+    // a sweep on Slurm: merge what its tasks wrote first, so the progress below is current
+    let slurm_lines = if db_path.exists() {
+        crate::slurm::coordinator::status(&db_path, store_dir, &name, &crate::slurm::cli::Shell)?
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let db = Store::open_existing(&db_path)?;
     let loaded = Experiment::load_with(file, retrieval_only).and_then(|exp| {
         let qs = exp.questions().map_err(|e| ExperimentError::Parse {
             path: exp.qa.clone(),
@@ -629,22 +640,32 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
                 tracing::warn!("cannot tell which indexes are built: {e}");
                 Vec::new()
             });
-            Ok(crate::inspect::progress_text(
-                &name, file, &cells, &indexes, running,
+            Ok(with_lines(
+                crate::inspect::progress_text(&name, file, &cells, &indexes, running),
+                &slurm_lines,
             ))
         }
         Err(e) => {
             tracing::warn!("showing the results database alone: {e}");
             let cells = crate::inspect::progress(None, db.as_ref())?;
-            Ok(crate::inspect::progress_text(
-                &name,
-                file,
-                &cells,
-                &[],
-                running,
+            Ok(with_lines(
+                crate::inspect::progress_text(&name, file, &cells, &[], running),
+                &slurm_lines,
             ))
         }
     }
+}
+
+/// `text` with `lines` appended, one per line.
+fn with_lines(mut text: String, lines: &[String]) -> String {
+    for l in lines {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(l);
+        text.push('\n');
+    }
+    text
 }
 
 /// `orchestrate rescore`: recomputes the stored metrics of `results` against the current QA file
@@ -675,6 +696,9 @@ pub struct RunOutcome {
     pub predicted_s: Option<f64>,
     /// What judging after the sweep did (`judge = true`); `None` when it did not run.
     pub judged: Option<crate::judge::run::JudgeSummary>,
+    /// The Slurm coordinator returned at once (`--detach`) with arrays still running: no judge
+    /// and no report yet.
+    pub detached: bool,
 }
 
 /// `orchestrate plan`: what a run of `exp` would do and its predicted wall time and peak memory
@@ -690,14 +714,17 @@ pub fn plan(exp: &Experiment, store_dir: &Path) -> Result<crate::plan::Plan, Com
 /// database (every stored cell). The caller decides the exit status from
 /// [`crate::sweep::SweepSummary::failures`].
 ///
-/// With `judge = true` it judges the answers after the sweep, before the report.
+/// With `judge = true` it judges the answers after the sweep, before the report. With the Slurm
+/// executor ([`crate::slurm`]) the cells run as job arrays; `detach` then returns once they are
+/// submitted (or attached to), without judging or reporting.
 ///
 /// Errors: [`CommandError::Usage`] (before sweeping) when `judge = true` and the judge model is
-/// missing; sweep, judge, store and report errors.
+/// missing; sweep, Slurm, judge, store and report errors.
 pub fn run(
     exp: &Experiment,
     opts: &crate::sweep::SweepOptions,
     reports_dir: &Path,
+    detach: bool,
 ) -> Result<RunOutcome, CommandError> {
     if exp.judge.after_run && exp.generate && !exp.judge.gguf.is_file() {
         // checked before the sweep, not after hours of it
@@ -715,7 +742,29 @@ pub fn run(
             None
         }
     };
-    let summary = crate::sweep::run(exp, opts)?;
+    let summary = match exp.executor {
+        crate::slurm::ExecutorKind::Local => crate::sweep::run(exp, opts)?,
+        crate::slurm::ExecutorKind::Slurm => {
+            let copts = crate::slurm::coordinator::CoordinatorOptions { detach };
+            let s = crate::slurm::coordinator::run(
+                exp,
+                opts,
+                &exp.slurm,
+                &crate::slurm::cli::Shell,
+                copts,
+            )?;
+            if s.detached {
+                return Ok(RunOutcome {
+                    summary: s,
+                    report: PathBuf::new(),
+                    predicted_s,
+                    judged: None,
+                    detached: true,
+                });
+            }
+            s
+        }
+    };
     // the name as swept: the file may have been edited meanwhile
     let mut results = results_named(
         &exp.name,
@@ -754,6 +803,7 @@ pub fn run(
         report,
         predicted_s,
         judged,
+        detached: false,
     })
 }
 

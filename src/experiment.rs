@@ -121,6 +121,39 @@ struct RawExperiment {
     race: Option<Spanned<RawRace>>,
     #[serde(default)]
     judge: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    executor: Option<Spanned<RawExecutor>>,
+}
+
+/// The `[executor]` table: see [`crate::slurm::SlurmSettings`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExecutor {
+    kind: Option<String>,
+    partition: Option<String>,
+    account: Option<String>,
+    time_limit: Option<toml::Value>,
+    cpus_per_task: Option<u32>,
+    mem: Option<String>,
+    gres: Option<String>,
+    max_parallel: Option<u32>,
+    sbatch_options: Option<Vec<String>>,
+    run_dir: Option<String>,
+    poll_interval_s: Option<f64>,
+    warning_s: Option<u32>,
+    max_waves: Option<u32>,
+    #[serde(default)]
+    model: BTreeMap<String, RawResources>,
+}
+
+/// `[executor.model.<name>]`: one model's task resources.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    cpus_per_task: Option<u32>,
+    mem: Option<String>,
+    gres: Option<String>,
+    time_limit: Option<toml::Value>,
 }
 
 /// The `[judge]` table (or `judge = true`): see [`crate::judge::run::JudgeSettings`].
@@ -336,6 +369,11 @@ pub struct Experiment {
     /// The `[judge]` settings (defaults from [`JudgeSettings::defaults`]); `judge = true` or
     /// `after_run = true` judges the answers at the end of `run`.
     pub judge: JudgeSettings,
+    /// Where the cells run (`[executor] kind`; `orchestrate run --executor` overrides it).
+    pub executor: crate::slurm::ExecutorKind,
+    /// The `[executor]` settings used when `executor` is Slurm (defaults from
+    /// [`crate::slurm::SlurmSettings::default`]).
+    pub slurm: crate::slurm::SlurmSettings,
 }
 
 /// `search` of an experiment.
@@ -734,6 +772,7 @@ impl Validator<'_> {
         let (search, race) = self.race(raw.search.as_ref(), raw.race.as_ref(), raw.generate)?;
         let judge = self.judge(raw.judge.as_ref())?;
         let models = self.models(raw.models, &raw.prompts, raw.generate)?;
+        let (executor, slurm) = self.executor(raw.executor.as_ref(), &models)?;
         let settings = self.grid(&raw.grid, &raw.retrievers)?;
         let mut cells: Vec<Cell> = Vec::new();
         let model_list: Vec<Option<&ModelSpec>> = if raw.generate {
@@ -789,7 +828,127 @@ impl Validator<'_> {
             search,
             race,
             judge,
+            executor,
+            slurm,
         })
+    }
+
+    /// Validates the `[executor]` table.
+    fn executor(
+        &self,
+        raw: Option<&Spanned<RawExecutor>>,
+        models: &[ModelSpec],
+    ) -> Result<(crate::slurm::ExecutorKind, crate::slurm::SlurmSettings), ExperimentError> {
+        use crate::slurm::{ExecutorKind, Resources, SlurmSettings};
+        let mut s = SlurmSettings::default();
+        let Some(raw) = raw else {
+            return Ok((ExecutorKind::Local, s));
+        };
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let kind = match raw.kind.as_deref() {
+            None | Some("local") => ExecutorKind::Local,
+            Some("slurm") => ExecutorKind::Slurm,
+            Some(other) => {
+                return self.err(
+                    span,
+                    "executor.kind",
+                    format!("unknown executor `{other}`: use \"local\" or \"slurm\""),
+                )
+            }
+        };
+        let time = |v: &toml::Value, field: &str| -> Result<String, ExperimentError> {
+            match v {
+                toml::Value::Integer(m) if *m > 0 => Ok(m.to_string()),
+                toml::Value::String(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+                _ => self.err(
+                    span.clone(),
+                    field,
+                    "must be minutes (a positive integer) or a Slurm time string such as \"02:00:00\""
+                        .into(),
+                ),
+            }
+        };
+        s.partition = raw.partition.clone();
+        s.account = raw.account.clone();
+        if let Some(t) = &raw.time_limit {
+            s.time_limit = time(t, "executor.time_limit")?;
+        }
+        s.resources = Resources {
+            cpus_per_task: raw.cpus_per_task,
+            mem: raw.mem.clone(),
+            gres: raw.gres.clone(),
+            time_limit: None,
+        };
+        for (name, r) in &raw.model {
+            if !models.iter().any(|m| &m.name == name) {
+                let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+                return self.err(
+                    span,
+                    &format!("executor.model.{name}"),
+                    format!("no model is named `{name}` (models: {})", known.join(", ")),
+                );
+            }
+            let time_limit = match &r.time_limit {
+                Some(t) => Some(time(t, &format!("executor.model.{name}.time_limit"))?),
+                None => None,
+            };
+            s.model_resources.insert(
+                name.clone(),
+                Resources {
+                    cpus_per_task: r.cpus_per_task,
+                    mem: r.mem.clone(),
+                    gres: r.gres.clone(),
+                    time_limit,
+                },
+            );
+        }
+        if raw.max_parallel == Some(0) || raw.cpus_per_task == Some(0) {
+            return self.err(
+                span,
+                "executor",
+                "max_parallel and cpus_per_task must be at least 1".into(),
+            );
+        }
+        s.max_parallel = raw.max_parallel;
+        let options = raw.sbatch_options.clone().unwrap_or_default();
+        if let Some(o) = options.iter().find(|o| {
+            [
+                "--array",
+                "-a",
+                "--job-name",
+                "-J",
+                "--output",
+                "-o",
+                "--parsable",
+            ]
+            .iter()
+            .any(|own| o.as_str() == *own || o.starts_with(&format!("{own}=")))
+        }) {
+            return self.err(
+                span,
+                "executor.sbatch_options",
+                format!(
+                    "`{o}` is set by orchestrate (arrays, job name, logs); remove it, or use \
+                     max_parallel for the throttle"
+                ),
+            );
+        }
+        s.sbatch_options = options;
+        s.run_dir = raw.run_dir.as_deref().map(|d| self.resolve(d));
+        if let Some(p) = raw.poll_interval_s {
+            if !(p.is_finite() && p > 0.0) {
+                return self.err(
+                    span,
+                    "executor.poll_interval_s",
+                    "must be > 0 seconds".into(),
+                );
+            }
+            s.poll_interval_s = p;
+        }
+        s.warning_s = raw.warning_s.unwrap_or(s.warning_s);
+        s.max_waves = raw.max_waves.unwrap_or(s.max_waves);
+        Ok((kind, s))
     }
 
     /// Validates `judge = true|false` or the `[judge]` table.

@@ -35,6 +35,7 @@ pub mod retrieve;
 pub mod sample;
 pub mod sampling;
 pub mod score;
+pub mod slurm;
 pub mod split;
 pub mod stats;
 pub mod store;

@@ -46,6 +46,15 @@ pub struct Usage {
     pub cpu_mean_percent: f64,
 }
 
+/// This machine's host name (`sysinfo`'s, else `$HOSTNAME`, else `"localhost"`).
+pub fn host_name() -> String {
+    System::host_name()
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// Static facts about the machine, recorded with each run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HostFacts {

@@ -1,6 +1,8 @@
 //! Result database (SQLite via rusqlite): runs, cells, answers and resource samples.
 //!
-//! One database per experiment, `store/<experiment name>.sqlite`, in WAL mode. Each answer is
+//! One database per experiment, `store/<experiment name>.sqlite`, in WAL mode (rollback-journal
+//! `DELETE` mode on a network filesystem, where WAL's shared memory does not work: see
+//! [`journal_mode_for`]). Each answer is
 //! committed in its own transaction together with the resource samples taken while it was being
 //! produced, so a sweep killed at any instant loses at most the answer in flight and never leaves
 //! half a row. `answers` has a UNIQUE key (cell_id, repeat, question_id): a resumed sweep skips
@@ -116,6 +118,7 @@ CREATE TABLE IF NOT EXISTS answers (
     decode_mode      TEXT,
     generation_key   TEXT,
     shared_from      TEXT,
+    attempt          TEXT,
     UNIQUE (cell_id, repeat, question_id)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -166,6 +169,31 @@ CREATE TABLE IF NOT EXISTS judge_agreement (
     at          TEXT NOT NULL,
     PRIMARY KEY (judge, metric, labels)
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt       TEXT PRIMARY KEY,
+    run_id        INTEGER NOT NULL,
+    cell_id       TEXT NOT NULL,
+    job_id        TEXT NOT NULL,
+    array_index   INTEGER,
+    restart_count INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    cpus          INTEGER,
+    started_at    TEXT NOT NULL,
+    answers       INTEGER NOT NULL,
+    exit_status   TEXT,
+    exit_error    TEXT
+);
+CREATE TABLE IF NOT EXISTS slurm_jobs (
+    job_id       TEXT PRIMARY KEY,
+    run_id       INTEGER NOT NULL,
+    wave         INTEGER NOT NULL,
+    profile      TEXT NOT NULL,
+    tasks        INTEGER NOT NULL,
+    run_dir      TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    finished_at  TEXT
+);
 CREATE TABLE IF NOT EXISTS judgments (
     cell_id        TEXT NOT NULL,
     repeat         INTEGER NOT NULL,
@@ -181,9 +209,32 @@ CREATE TABLE IF NOT EXISTS judgments (
 );
 "#;
 
+/// Which existing row a new answer may replace.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// A local sweep retrying: anything but an `ok` row by a failure.
+    Retry,
+    /// Merging attempt files: a `failed` row by an `ok` one or by a failure of a later run, and
+    /// an answer to an edited question text by an answer to the current one.
+    Merge,
+}
+
+impl Rule {
+    fn condition(self) -> &'static str {
+        match self {
+            Rule::Retry => "answers.status != 'ok' OR excluded.status = 'ok'",
+            Rule::Merge => {
+                "(answers.status != 'ok' AND (excluded.status = 'ok' OR answers.run_id != excluded.run_id))
+                 OR (excluded.status = 'ok' AND answers.question != excluded.question)"
+            }
+        }
+    }
+}
+
 /// Columns added after the first schema: (table, column, declaration). [`Store::open`] adds the
 /// missing ones to an older database, so results stored by an earlier version stay readable.
-const MIGRATIONS: [(&str, &str, &str); 8] = [
+const MIGRATIONS: [(&str, &str, &str); 9] = [
+    ("answers", "attempt", "TEXT"),
     ("answers", "metrics", "TEXT NOT NULL DEFAULT '{}'"),
     ("answers", "decode_mode", "TEXT"),
     ("answers", "generation_key", "TEXT"),
@@ -201,6 +252,45 @@ CREATE VIEW IF NOT EXISTS answer_metrics AS
     SELECT a.cell_id, a.repeat, a.question_id, a.status, m.key AS metric, m.value AS value
     FROM answers AS a, json_each(a.metrics) AS m;
 "#;
+
+/// One Slurm attempt as merged into the database (table `attempts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// The attempt file's name (unique per attempt).
+    pub attempt: String,
+    /// The run that merged it.
+    pub run_id: i64,
+    /// Where and how it ran (the file's header).
+    pub info: crate::slurm::attempt::AttemptInfo,
+    /// Answer records in its file.
+    pub answers: usize,
+    /// `done`, `stopped` or `failed` ([`crate::slurm::attempt::ExitStatus`]); `None` while
+    /// running or when it died without an exit record.
+    pub exit_status: Option<String>,
+    /// Why it failed.
+    pub exit_error: Option<String>,
+}
+
+/// One submitted Slurm job array (table `slurm_jobs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmJobRecord {
+    /// The array's job id.
+    pub job_id: String,
+    /// The run that submitted it.
+    pub run_id: i64,
+    /// 1 for the first submission, 2.. for the waves of leftover questions.
+    pub wave: u32,
+    /// The resource profile (sbatch resource options) its tasks share.
+    pub profile: String,
+    /// Array tasks (one per cell).
+    pub tasks: u32,
+    /// The wave's directory under the run directory (task specs, batch script, logs).
+    pub run_dir: PathBuf,
+    /// When it was submitted (RFC 3339 UTC).
+    pub submitted_at: String,
+    /// When the coordinator saw the last of its tasks end.
+    pub finished_at: Option<String>,
+}
 
 /// One answer as the worker reports it (before the parent adds resource usage).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -460,7 +550,7 @@ pub struct Store {
     path: PathBuf,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     // RFC 3339 UTC from the system clock, without a date crate: SQLite formats it.
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -515,8 +605,11 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         };
+        let journal = journal_mode_for(path.parent().unwrap_or(Path::new(".")));
         s.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = {journal}; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;"
+            ))
             .map_err(|e| s.err(e))?;
         s.conn.execute_batch(SCHEMA).map_err(|e| s.err(e))?;
         s.migrate()?;
@@ -850,6 +943,26 @@ impl Store {
         Ok((done, stale))
     }
 
+    /// The (question id, repeat) keys of `cell_id` with a row that is not `ok` written by run
+    /// `run_id`: failures already recorded by this run, which its later Slurm waves do not retry.
+    pub fn failed_in_run(
+        &self,
+        cell_id: &str,
+        run_id: i64,
+    ) -> Result<HashSet<(String, u32)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT question_id, repeat FROM answers
+                 WHERE cell_id = ?1 AND run_id = ?2 AND status != 'ok'",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![cell_id, run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// The values of `metric` (`cosine`, `response_time_s` or a stored metric name) of the `ok`
     /// answers of `cell_id` whose question is one of `questions` (text current), keyed by
     /// (question id, repeat): what a race compares. Response times only of answers decoded
@@ -1075,19 +1188,59 @@ impl Store {
         usage: Option<&Usage>,
         samples: &[Sample],
     ) -> Result<(), StoreError> {
+        self.write_answer(run_id, cell_id, a, usage, samples, None, Rule::Retry)
+            .map(|_| ())
+    }
+
+    /// Merges one answer read from a Slurm attempt file ([`crate::slurm::attempt`]) named
+    /// `attempt`, in one transaction, by the merge rules: a key without a row gets this one; an
+    /// `ok` row is never replaced (the first `ok` wins, so a duplicate attempt adds nothing)
+    /// unless its question text was edited since; a `failed` row is replaced by an `ok` one, or
+    /// by a failure of a later run (a retry), never by another failure of the same run. Merging
+    /// the same record twice therefore changes nothing. Returns whether the row was written.
+    pub fn merge_answer(
+        &mut self,
+        run_id: i64,
+        cell_id: &str,
+        a: &NewAnswer,
+        usage: Option<&Usage>,
+        samples: &[Sample],
+        attempt: &str,
+    ) -> Result<bool, StoreError> {
+        self.write_answer(
+            run_id,
+            cell_id,
+            a,
+            usage,
+            samples,
+            Some(attempt),
+            Rule::Merge,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_answer(
+        &mut self,
+        run_id: i64,
+        cell_id: &str,
+        a: &NewAnswer,
+        usage: Option<&Usage>,
+        samples: &[Sample],
+        attempt: Option<&str>,
+        rule: Rule,
+    ) -> Result<bool, StoreError> {
         let path = self.path.clone();
         let e = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(e)?;
-        tx.execute(
+        let sql = format!(
             "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
                status, error, cosine, response_time_s, ttft_s, retrieval_s, prompt_tokens, completion_tokens,
                contexts_used, chunk_ids, pages, scores, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent, n_samples,
-               finished_at, metrics, decode_mode, generation_key, shared_from)
+               finished_at, metrics, decode_mode, generation_key, shared_from, attempt)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-               ?22, ?23, ?24, ?25, ?26, ?27, ?28)
+               ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
              ON CONFLICT (cell_id, repeat, question_id) DO UPDATE SET
                run_id = excluded.run_id, question = excluded.question, expected_answer = excluded.expected_answer,
                answer = excluded.answer, status = excluded.status, error = excluded.error, cosine = excluded.cosine,
@@ -1097,8 +1250,14 @@ impl Store {
                scores = excluded.scores, rss_mean_bytes = excluded.rss_mean_bytes, rss_peak_bytes = excluded.rss_peak_bytes,
                cpu_mean_percent = excluded.cpu_mean_percent, n_samples = excluded.n_samples, finished_at = excluded.finished_at,
                metrics = excluded.metrics, decode_mode = excluded.decode_mode,
-               generation_key = excluded.generation_key, shared_from = excluded.shared_from
-             WHERE answers.status != 'ok' OR excluded.status = 'ok'",
+               generation_key = excluded.generation_key, shared_from = excluded.shared_from,
+               attempt = excluded.attempt
+             WHERE {}",
+            rule.condition()
+        );
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            &sql,
             params![
                 cell_id,
                 a.repeat,
@@ -1128,10 +1287,12 @@ impl Store {
                 a.decode_mode.map(DecodeMode::as_str),
                 a.generation_key,
                 a.shared_from,
+                attempt,
             ],
         )
         .map_err(e)?;
-        if tx.changes() > 0 {
+        let written = tx.changes() > 0;
+        if written {
             tx.execute(
                 "DELETE FROM samples WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
                 params![cell_id, a.question_id, a.repeat],
@@ -1156,7 +1317,132 @@ impl Store {
                 .map_err(e)?;
             }
         }
-        tx.commit().map_err(e)
+        tx.commit().map_err(e)?;
+        Ok(written)
+    }
+
+    /// Records (or updates, on a later merge) one Slurm attempt: where it ran, how many answers
+    /// its file held and how it ended (`None`: still running, or died without an exit record).
+    pub fn put_attempt(&self, a: &AttemptRecord) -> Result<(), StoreError> {
+        let i = &a.info;
+        self.conn
+            .execute(
+                "INSERT INTO attempts (attempt, run_id, cell_id, job_id, array_index, restart_count, host,
+                   pid, cpus, started_at, answers, exit_status, exit_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (attempt) DO UPDATE SET answers = excluded.answers,
+                   exit_status = excluded.exit_status, exit_error = excluded.exit_error",
+                params![
+                    a.attempt,
+                    a.run_id,
+                    i.cell_id,
+                    i.job_id,
+                    i.array_index,
+                    i.restart_count,
+                    i.host,
+                    i.pid,
+                    i.cpus,
+                    i.started_at,
+                    a.answers as i64,
+                    a.exit_status,
+                    a.exit_error,
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every recorded Slurm attempt, oldest first.
+    pub fn attempts(&self) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT attempt, run_id, cell_id, job_id, array_index, restart_count, host, pid, cpus,
+                   started_at, answers, exit_status, exit_error
+                 FROM attempts ORDER BY started_at, attempt",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AttemptRecord {
+                    attempt: r.get(0)?,
+                    run_id: r.get(1)?,
+                    info: crate::slurm::attempt::AttemptInfo {
+                        cell_id: r.get(2)?,
+                        job_id: r.get(3)?,
+                        array_index: r.get(4)?,
+                        restart_count: r.get(5)?,
+                        host: r.get(6)?,
+                        pid: r.get(7)?,
+                        cpus: r.get(8)?,
+                        started_at: r.get(9)?,
+                    },
+                    answers: r.get::<_, i64>(10)? as usize,
+                    exit_status: r.get(11)?,
+                    exit_error: r.get(12)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records a submitted Slurm job array.
+    pub fn put_slurm_job(&self, j: &SlurmJobRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO slurm_jobs (job_id, run_id, wave, profile, tasks, run_dir,
+                   submitted_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    j.job_id,
+                    j.run_id,
+                    j.wave,
+                    j.profile,
+                    j.tasks,
+                    j.run_dir.display().to_string(),
+                    j.submitted_at,
+                    j.finished_at,
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks a Slurm job array finished (none of its tasks can still write answers).
+    pub fn finish_slurm_job(&self, job_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE slurm_jobs SET finished_at = ?2 WHERE job_id = ?1 AND finished_at IS NULL",
+                params![job_id, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The submitted Slurm job arrays, oldest first (`unfinished_only`: those not yet marked
+    /// finished, which a restarted coordinator attaches to).
+    pub fn slurm_jobs(&self, unfinished_only: bool) -> Result<Vec<SlurmJobRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT job_id, run_id, wave, profile, tasks, run_dir, submitted_at, finished_at
+                 FROM slurm_jobs WHERE (?1 = 0 OR finished_at IS NULL) ORDER BY submitted_at, job_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([unfinished_only], |r| {
+                Ok(SlurmJobRecord {
+                    job_id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    wave: r.get(2)?,
+                    profile: r.get(3)?,
+                    tasks: r.get(4)?,
+                    run_dir: PathBuf::from(r.get::<_, String>(5)?),
+                    submitted_at: r.get(6)?,
+                    finished_at: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Replaces the stored metrics of one answer (used by `orchestrate rescore`); returns whether
@@ -1687,6 +1973,60 @@ fn legacy_cell(id: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Cell> {
     })
 }
 
+/// The SQLite journal mode for a database in `dir`: `WAL` on a local filesystem, `DELETE` on a
+/// network or cluster filesystem (NFS, SMB/CIFS, Lustre, GPFS, BeeGFS, CephFS, AFS, 9p, FUSE),
+/// where WAL's shared-memory index is not safe (SQLite's documentation, "WAL does not work over
+/// a network filesystem"). Decided from `statfs(2)`'s filesystem magic; `WAL` when that fails.
+pub fn journal_mode_for(dir: &Path) -> &'static str {
+    match filesystem_magic(dir) {
+        Some(magic) if is_network_filesystem(magic) => "DELETE",
+        _ => "WAL",
+    }
+}
+
+/// `statfs(2)`'s `f_type` of the filesystem holding `dir` (Linux), `None` elsewhere or on error.
+fn filesystem_magic(dir: &Path) -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+        // SAFETY: `c` is a valid NUL-terminated path and `st` is writable memory of statfs's size.
+        let rc = unsafe { libc::statfs(c.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: statfs returned 0, so it filled `st`.
+        #[allow(clippy::unnecessary_cast)]
+        Some(unsafe { st.assume_init() }.f_type as i64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Whether a `statfs` magic number (linux/magic.h and the filesystems' own headers) names a
+/// network or cluster filesystem.
+fn is_network_filesystem(magic: i64) -> bool {
+    const NETWORK: [i64; 11] = [
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x0BD0_0BD0, // Lustre
+        0x4750_4653, // GPFS
+        0x1983_0326, // BeeGFS
+        0x00C3_6400, // CephFS
+        0x5346_414F, // AFS
+        0x0102_1997, // 9p
+        0x6573_5546, // FUSE (sshfs, s3fs, ...)
+    ];
+    // f_type is a signed word: 0xFF534D42 may come back sign-extended
+    NETWORK.contains(&magic) || NETWORK.contains(&(magic & 0xFFFF_FFFF))
+}
+
 #[cfg(test)]
 impl Store {
     /// Test helper: a cell row `cell_id` (if missing) and an ok answer row for `question_id`.
@@ -1708,6 +2048,34 @@ impl Store {
             .unwrap();
     }
 
+    /// Test helper: a cell row `cell_id` with placeholder axes.
+    pub(crate) fn insert_test_cell(&self, cell_id: &str) {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO cells (cell_id, model, chunk_size, chunk_overlap, retriever, top_k)
+                 VALUES (?1, 'm', 500, 50, 'dense', 4)",
+                [cell_id],
+            )
+            .unwrap();
+    }
+
+    /// Test helper: every answer row as (cell, question, repeat, status, answer), sorted.
+    pub(crate) fn test_rows(&self) -> Vec<(String, String, u32, String, String)> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT cell_id, question_id, repeat, status, answer FROM answers
+                 ORDER BY cell_id, question_id, repeat",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
     /// Test helper: the stored metrics of one answer.
     pub(crate) fn test_metrics(&self, cell_id: &str, question_id: &str) -> BTreeMap<String, f64> {
         let m: String = self
@@ -1726,6 +2094,25 @@ impl Store {
 mod tests {
     use super::*;
     use crate::qa::Question;
+
+    #[test]
+    fn network_filesystems_get_a_rollback_journal_instead_of_wal() {
+        assert!(is_network_filesystem(0x6969), "NFS");
+        assert!(is_network_filesystem(0x0BD0_0BD0), "Lustre");
+        // CIFS's magic sign-extended, as a 32-bit f_type may come back
+        assert!(is_network_filesystem(0xFF53_4D42_u32 as i32 as i64));
+        assert!(!is_network_filesystem(0xEF53), "ext4");
+        assert!(!is_network_filesystem(0x0102_1994), "tmpfs");
+        // the test's temporary directory is local: WAL, and the database really is in WAL mode
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(journal_mode_for(d.path()), "WAL");
+        let s = Store::open(&d.path().join("x.sqlite")).unwrap();
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
 
     fn q(id: &str, text: &str) -> Question {
         Question {

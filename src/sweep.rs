@@ -23,7 +23,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::cell::{AnswerStatus, Cell, CellStatus};
 use crate::experiment::Experiment;
 use crate::race::RaceSettings;
-use crate::sample::{Sampler, Usage};
+use crate::sample::{Sample, Sampler, Usage};
 use crate::store::{NewAnswer, Store};
 use crate::worker::{parse_event, Event, WorkerJob};
 
@@ -63,6 +63,14 @@ pub enum SweepError {
     #[error("cannot create lock file {path}: {source}")]
     Lock {
         /// The lock file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A Slurm task could not write its attempt file.
+    #[error("cannot write attempt file {path}: {source}")]
+    Attempt {
+        /// The attempt file.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
@@ -121,6 +129,8 @@ pub struct SweepSummary {
     pub database: PathBuf,
     /// Wall time of the sweep, seconds.
     pub wall_s: f64,
+    /// A Slurm coordinator returned detached (`--detach`) with job arrays still running.
+    pub detached: bool,
 }
 
 /// Keeps the last `cap` lines of a stream.
@@ -164,12 +174,12 @@ impl std::io::Write for BarsWriter {
 }
 
 /// Progress display: bars on a terminal, log lines otherwise.
-struct Progress {
+pub(crate) struct Progress {
     bars: Option<(MultiProgress, ProgressBar, ProgressBar)>,
 }
 
 impl Progress {
-    fn new(bars: Option<MultiProgress>, cells: usize) -> Progress {
+    pub(crate) fn new(bars: Option<MultiProgress>, cells: usize) -> Progress {
         let Some(mp) = bars else {
             return Progress { bars: None };
         };
@@ -188,7 +198,7 @@ impl Progress {
             bars: Some((mp, cells_bar, q_bar)),
         }
     }
-    fn line(&self, msg: &str) {
+    pub(crate) fn line(&self, msg: &str) {
         match &self.bars {
             Some((mp, _, _)) => {
                 let _ = mp.println(msg);
@@ -270,7 +280,7 @@ pub fn is_running(store_dir: &Path, name: &str) -> bool {
 }
 
 /// Takes an exclusive `flock` on `<store_dir>/<name>.lock`; released when the file closes.
-fn lock(store_dir: &Path, name: &str) -> Result<std::fs::File, SweepError> {
+pub(crate) fn lock(store_dir: &Path, name: &str) -> Result<std::fs::File, SweepError> {
     use std::os::fd::AsRawFd;
     let path = store_dir.join(format!("{name}.lock"));
     let f = std::fs::OpenOptions::new()
@@ -498,17 +508,28 @@ impl Sweep<'_> {
             self.progress.end_cell();
             return Ok(());
         }
+        let shared = match &cell.model {
+            Some(m) => self
+                .store
+                .shared_generations(&crate::cell::generation_family(m))?,
+            None => Vec::new(),
+        };
         let ctx = CellRun {
-            exp: self.exp,
+            question_timeout_s: self.exp.question_timeout_s,
             cell,
             index_dir: &info.dir,
             opts: self.opts,
-            run_id: self.run_id,
             progress: &self.progress,
             label: &label,
             questions: self.questions,
+            shared: &shared,
+            stop: None,
         };
-        let outcome = run_cell(&ctx, pending, self.store)?;
+        let mut sink = StoreSink {
+            store: self.store,
+            run_id: self.run_id,
+        };
+        let outcome = run_cell(&ctx, pending, &mut sink)?;
         self.summary.answers += outcome.answers;
         self.summary.failed_answers += outcome.failed;
         match outcome.error.or(rescore_error) {
@@ -683,14 +704,14 @@ fn warn_unjudged(
     );
 }
 
-fn first_line(s: &str) -> &str {
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
 /// Re-scores the stored `ok` answers `stale` of `cell` whose expected answer changed (cosine
 /// similarity and answer metrics against the new reference; no LLM call), with the index at
 /// `index_dir`. Returns how many were updated.
-fn rescore_references(
+pub(crate) fn rescore_references(
     cell: &Cell,
     index_dir: &Path,
     questions: &[crate::qa::Question],
@@ -723,13 +744,68 @@ fn rescore_references(
 }
 
 /// What the workers of one cell produced.
-struct CellOutcome {
-    answers: usize,
-    failed: usize,
+pub(crate) struct CellOutcome {
+    /// Answers handed to the sink (ok or failed).
+    pub answers: usize,
+    /// Of those, failed.
+    pub failed: usize,
     /// The error of the first failed answer, if any.
-    first_answer_error: Option<String>,
+    pub first_answer_error: Option<String>,
     /// Why a worker did not finish (crash, timeout, start failure), with its stderr tail.
-    error: Option<String>,
+    pub error: Option<String>,
+    /// The run was told to stop ([`CellRun::stop`]): the worker was killed, and the questions it
+    /// had in flight were not recorded (they are still pending).
+    pub stopped: bool,
+}
+
+/// Where the output of a cell's workers goes: the result database in a local sweep
+/// ([`StoreSink`]), an attempt file in a Slurm task ([`crate::slurm::attempt::AttemptWriter`]).
+pub(crate) trait AnswerSink {
+    /// The worker loaded its models in `load_s` seconds and runs the LLM with `threads` threads.
+    fn ready(&mut self, cell_id: &str, load_s: f64, threads: Option<i32>)
+        -> Result<(), SweepError>;
+    /// One finished answer (ok or failed) with the usage summary and raw samples of its window.
+    fn answer(
+        &mut self,
+        cell_id: &str,
+        a: &NewAnswer,
+        usage: Option<&Usage>,
+        samples: &[Sample],
+    ) -> Result<(), SweepError>;
+}
+
+/// The local sweep's sink: each answer committed to the result database as it arrives.
+pub(crate) struct StoreSink<'a> {
+    /// The result database.
+    pub store: &'a mut Store,
+    /// The run the answers belong to.
+    pub run_id: i64,
+}
+
+impl AnswerSink for StoreSink<'_> {
+    fn ready(
+        &mut self,
+        cell_id: &str,
+        load_s: f64,
+        threads: Option<i32>,
+    ) -> Result<(), SweepError> {
+        self.store.set_cell_load_time(cell_id, load_s)?;
+        if let Some(t) = threads {
+            self.store.set_cell_threads(cell_id, t)?;
+        }
+        Ok(())
+    }
+    fn answer(
+        &mut self,
+        cell_id: &str,
+        a: &NewAnswer,
+        usage: Option<&Usage>,
+        samples: &[Sample],
+    ) -> Result<(), SweepError> {
+        Ok(self
+            .store
+            .insert_answer(self.run_id, cell_id, a, usage, samples)?)
+    }
 }
 
 /// A worker stdout event with the time (sampler clock, seconds) its line was read.
@@ -740,42 +816,62 @@ enum Line {
 }
 
 /// Everything the workers of one cell share.
-struct CellRun<'a> {
-    exp: &'a Experiment,
-    cell: &'a Cell,
-    index_dir: &'a Path,
-    opts: &'a SweepOptions,
-    run_id: i64,
-    progress: &'a Progress,
-    label: &'a str,
-    questions: &'a [crate::qa::Question],
+pub(crate) struct CellRun<'a> {
+    /// Seconds a worker may report nothing before it is killed (the experiment's
+    /// `question_timeout_s`).
+    pub question_timeout_s: f64,
+    /// The cell.
+    pub cell: &'a Cell,
+    /// Its prepared index.
+    pub index_dir: &'a Path,
+    /// Worker executable and sampling interval.
+    pub opts: &'a SweepOptions,
+    /// Where progress lines go.
+    pub progress: &'a Progress,
+    /// The cell's label in progress lines.
+    pub label: &'a str,
+    /// The experiment's questions (the pending ones are looked up here).
+    pub questions: &'a [crate::qa::Question],
+    /// Stored generations of the cell's model family, for reuse by content address.
+    pub shared: &'a [crate::store::SharedGeneration],
+    /// Set from outside (a Slurm task's deadline signal): kill the worker within a tick and
+    /// return, leaving the questions in flight unrecorded.
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Most worker starts per cell: after a crash the rest of the pending list gets a fresh worker,
 /// so one bad question cannot block the questions after it.
 const MAX_WORKER_STARTS: usize = 3;
 
+/// How often a waiting sweep looks at [`CellRun::stop`].
+const STOP_TICK: Duration = Duration::from_millis(250);
+
 /// Runs `pending` of `cell` through workers, restarting after a crash (without the question that
-/// crashed it) up to [`MAX_WORKER_STARTS`] times, and stores each answer.
-fn run_cell(
+/// crashed it) up to [`MAX_WORKER_STARTS`] times, and hands each answer to `sink`.
+pub(crate) fn run_cell(
     c: &CellRun<'_>,
     mut pending: Vec<(String, u32)>,
-    store: &mut Store,
+    sink: &mut dyn AnswerSink,
 ) -> Result<CellOutcome, SweepError> {
     let mut total = CellOutcome {
         answers: 0,
         failed: 0,
         first_answer_error: None,
         error: None,
+        stopped: false,
     };
     for start in 1..=MAX_WORKER_STARTS {
-        let w = run_worker(c, &pending, store)?;
+        let w = run_worker(c, &pending, sink)?;
         total.answers += w.stored.len();
         total.failed += w.failed;
         if total.first_answer_error.is_none() {
             total.first_answer_error = w.first_error.clone();
         }
         pending.retain(|k| !w.stored.contains(k));
+        if w.stopped {
+            total.stopped = true;
+            return Ok(total);
+        }
         match (w.error, pending.is_empty()) {
             (None, true) => return Ok(total),
             (None, false) => {
@@ -818,6 +914,8 @@ struct WorkerOutcome {
     /// The keys being answered when the worker died (several when it decoded a batch).
     in_flight: Vec<(String, u32)>,
     error: Option<String>,
+    /// Stopped from outside ([`CellRun::stop`]).
+    stopped: bool,
 }
 
 /// Starts one worker for `cell`, feeds it `pending`, and stores each answer it reports; the
@@ -825,17 +923,18 @@ struct WorkerOutcome {
 fn run_worker(
     c: &CellRun<'_>,
     pending: &[(String, u32)],
-    store: &mut Store,
+    sink: &mut dyn AnswerSink,
 ) -> Result<WorkerOutcome, SweepError> {
     let CellRun {
-        exp,
+        question_timeout_s,
         cell,
         index_dir,
         opts,
-        run_id,
         progress,
         label,
         questions,
+        shared,
+        stop,
     } = *c;
     let mut cmd = Command::new(&opts.worker_exe);
     cmd.arg("worker");
@@ -865,10 +964,7 @@ fn run_worker(
                 .collect(),
             pending: pending.to_vec(),
             order: questions.iter().map(|q| q.id.clone()).collect(),
-            shared: match &cell.model {
-                Some(m) => store.shared_generations(&crate::cell::generation_family(m))?,
-                None => Vec::new(),
-            },
+            shared: shared.to_vec(),
         };
         let line = serde_json::to_string(&job).unwrap_or_default();
         // a worker that died at start-up closes its stdin: the event loop reports it
@@ -881,19 +977,30 @@ fn run_worker(
         first_error: None,
         in_flight: Vec::new(),
         error: None,
+        stopped: false,
     };
-    let timeout = duration_s(exp.question_timeout_s);
+    let timeout = duration_s(question_timeout_s);
     // generous start-up allowance: loading a model from a cold page cache can take a while
     let mut wait = timeout.saturating_add(Duration::from_secs(120));
     // keys started and not yet answered → when they started (sampler clock, seconds)
     let mut current: BTreeMap<(String, u32), f64> = BTreeMap::new();
+    let mut last_event = Instant::now();
     loop {
-        match rx.recv_timeout(wait) {
+        let received = rx.recv_timeout(STOP_TICK.min(wait));
+        if received.is_ok() {
+            last_event = Instant::now();
+        }
+        match received {
+            Err(RecvTimeoutError::Timeout)
+                if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) =>
+            {
+                kill(&mut child);
+                out.stopped = true;
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) if last_event.elapsed() < wait => continue,
             Ok(Line::Event(Event::Ready { load_s, threads }, _)) => {
-                store.set_cell_load_time(&cell.id, load_s)?;
-                if let Some(t) = threads {
-                    store.set_cell_threads(&cell.id, t)?;
-                }
+                sink.ready(&cell.id, load_s, threads)?;
                 wait = timeout;
             }
             Ok(Line::Event(
@@ -911,7 +1018,7 @@ fn run_worker(
                     .unwrap_or(0.0);
                 let window = sampler.samples_for_window(t0, at(t));
                 let usage = crate::sample::summarize(&window);
-                store.insert_answer(run_id, &cell.id, &a, usage.as_ref(), &window)?;
+                sink.answer(&cell.id, &a, usage.as_ref(), &window)?;
                 out.stored.insert((a.question_id.clone(), a.repeat));
                 if a.status != AnswerStatus::Ok {
                     out.failed += 1;
@@ -927,6 +1034,12 @@ fn run_worker(
                     "unreadable message from the worker (protocol error): {line}"
                 ));
                 kill(&mut child);
+                break;
+            }
+            Ok(Line::Eof) if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) => {
+                // killed by the same signal that stopped us (scancel signals the whole job)
+                wait_briefly(&mut child);
+                out.stopped = true;
                 break;
             }
             Ok(Line::Eof) => {
@@ -984,7 +1097,7 @@ fn run_worker(
                 q.map_or("", |q| q.expected_answer.as_str()),
             )
         };
-        store.insert_answer(run_id, &cell.id, &failed, usage.as_ref(), &window)?;
+        sink.answer(&cell.id, &failed, usage.as_ref(), &window)?;
         out.stored.insert((qid.clone(), repeat));
         out.failed += 1;
         out.in_flight.push((qid, repeat));

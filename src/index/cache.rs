@@ -320,18 +320,38 @@ fn embed_chunks(chunks: &[Chunk], embedder: &Embedder) -> Result<Vec<Vec<f32>>, 
     Ok(vectors)
 }
 
-/// `<prefix><digest>-<pid>-<nanos>` (prefix `.tmp-` or `.corrupt-`): unique per process and call.
+/// `<prefix><digest>-<pid>-<nanos>-<host>` (prefix `.tmp-` or `.corrupt-`): unique per process,
+/// call and host (the store may be on a filesystem that several hosts share).
 fn unique_name(prefix: &str, digest: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("{prefix}{digest}-{}-{nanos}", std::process::id())
+    format!(
+        "{prefix}{digest}-{}-{nanos}-{}",
+        std::process::id(),
+        crate::sample::host_name()
+    )
 }
 
-/// Removes `.tmp-<digest>-<pid>-*` directories (builds that were killed) and
+/// The pid of a `<pid>-<nanos>[-<host>]` name rest when the directory belongs to this host: a
+/// pid of another host says nothing about liveness here. A rest without a host (written before
+/// hosts were recorded) counts as this host's.
+fn local_pid(rest: &str) -> Option<i32> {
+    let mut parts = rest.splitn(3, '-');
+    let pid = parts.next()?.parse::<i32>().ok()?;
+    let _nanos = parts.next()?;
+    match parts.next() {
+        None => Some(pid),
+        Some(host) if host == crate::sample::host_name() => Some(pid),
+        Some(_) => None,
+    }
+}
+
+/// Removes this host's `.tmp-<digest>-<pid>-*` directories (builds that were killed) and
 /// `.corrupt-<digest>-<pid>-*` directories (broken indexes whose removal failed) whose process no
-/// longer exists. Best effort: failures are logged and ignored.
+/// longer exists. Another host's directories are never touched: their process may be alive
+/// there. Best effort: failures are logged and ignored.
 fn remove_stale_tmp_dirs(indexes: &Path, digest: &str) {
     let Ok(entries) = fs::read_dir(indexes) else {
         return;
@@ -345,8 +365,7 @@ fn remove_stale_tmp_dirs(indexes: &Path, digest: &str) {
         let Some(rest) = prefixes.iter().find_map(|p| name.strip_prefix(p.as_str())) else {
             continue;
         };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        if pid.is_some_and(|pid| !process_alive(pid)) {
+        if local_pid(rest).is_some_and(|pid| !process_alive(pid)) {
             tracing::info!(dir = %entry.path().display(), "removing stale partial index build");
             if let Err(e) = fs::remove_dir_all(entry.path()) {
                 tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove");
@@ -500,14 +519,24 @@ mod tests {
         let dead_corrupt = dir
             .path()
             .join(format!("{CORRUPT_PREFIX}{digest}-{}-1", i32::MAX));
-        for d in [&dead, &alive, &other, &dead_corrupt] {
+        let host = crate::sample::host_name();
+        let dead_here = dir
+            .path()
+            .join(format!("{TMP_PREFIX}{digest}-{}-1-{host}", i32::MAX));
+        // on a shared filesystem: another node's build, whose pid means nothing here
+        let elsewhere = dir
+            .path()
+            .join(format!("{TMP_PREFIX}{digest}-{}-1-not-{host}", i32::MAX));
+        for d in [&dead, &alive, &other, &dead_corrupt, &dead_here, &elsewhere] {
             fs::create_dir_all(d).expect("mkdir");
         }
         remove_stale_tmp_dirs(dir.path(), digest);
         assert!(!dead.exists());
         assert!(!dead_corrupt.exists());
+        assert!(!dead_here.exists());
         assert!(alive.exists());
         assert!(other.exists());
+        assert!(elsewhere.exists(), "another host's build is never reaped");
     }
 
     /// Writes a complete small index (4 chunks, 8-d vectors, no embedding model) into `tmp`, as

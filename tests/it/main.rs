@@ -6,7 +6,9 @@
 //! - `generate_models`: the real GGUF models through llama.cpp;
 //! - `sweep_e2e`, `cli_inspect`: the binary end to end (sweep, resume, failures, content
 //!   identity, results read from the database alone, inspection commands);
-//! - `report_browser`: the HTML report in headless Chromium.
+//! - `report_browser`: the HTML report in headless Chromium;
+//! - `slurm`: sweeps on a real one-node Slurm (started by `scripts/slurm-local.sh`) with
+//!   requeues, a node failure, deadline signals, a killed coordinator and a throttle.
 
 mod batched;
 mod beir;
@@ -21,4 +23,5 @@ mod judge;
 mod report_browser;
 mod retrieval;
 mod sampler_parity;
+mod slurm;
 mod sweep_e2e;
