@@ -53,11 +53,13 @@ install_packages() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null || fail "Slurm is not installed and apt-get is missing: install ${missing[*]}"
+  local sudo_cmd=""
+  [ "$(id -u)" != 0 ] && sudo_cmd="sudo"
   if [ "${ORCHESTRATE_SLURM_APT_UPDATE:-0}" = 1 ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
-    apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
+    $sudo_cmd apt-get update -q -o DPkg::Lock::Timeout=600 >/dev/null
   fi
   say "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
     --no-install-recommends "${missing[@]}" >/dev/null
 }
 
