@@ -235,6 +235,25 @@ enum Cmd {
         #[arg(long)]
         grid: bool,
     },
+    /// The trade-off at a glance: the cells no other beats on quality, response time and peak
+    /// RSS at once, the cells tied with them, and one sentence stating the trade-off.
+    Summary {
+        /// Experiment file (TOML); only its `name` is read.
+        experiment: PathBuf,
+        /// Quality metric [default: the report's ranking metric: cosine if answers were
+        /// generated, else nDCG@k].
+        #[arg(long)]
+        metric: Option<String>,
+        /// Directory of result databases.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Read the results of `run --retrieval-only`.
+        #[arg(long)]
+        retrieval_only: bool,
+        /// Only the cells of the experiment's current grid (needs its inputs).
+        #[arg(long)]
+        grid: bool,
+    },
     /// Recompute the per-answer retrieval and answer metrics of stored results (after editing
     /// evidence in the QA file or upgrading orchestrate).
     Rescore {
@@ -533,6 +552,9 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 eprint!("{}", orchestrate::judge::run::summary_text(&exp.name, j));
                 judge_failed = j.errors > 0;
             }
+            if let Some(front) = &out.front {
+                eprint!("{front}");
+            }
             eprintln!("report: {}", out.report.display());
             if s.failures.is_empty() && !judge_failed {
                 return Ok(ExitCode::SUCCESS);
@@ -731,6 +753,24 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
         } => {
             let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
             print_out(&commands::compare(&results, metric)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Summary {
+            experiment,
+            metric,
+            store,
+            retrieval_only,
+            grid,
+        } => {
+            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
+            match commands::summary_text(&results, metric.as_deref())? {
+                Some(text) => print_out(&text)?,
+                None => print_out(&format!(
+                    "{}: no answers with metrics stored yet; run `orchestrate run {}` first\n",
+                    results.name,
+                    experiment.display()
+                ))?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status {

@@ -699,6 +699,9 @@ pub struct RunOutcome {
     /// The Slurm coordinator returned at once (`--detach`) with arrays still running: no judge
     /// and no report yet.
     pub detached: bool,
+    /// The terminal summary of the stored results ([`summary_text`]); `None` when there is
+    /// nothing to rank.
+    pub front: Option<String>,
 }
 
 /// `orchestrate plan`: what a run of `exp` would do and its predicted wall time and peak memory
@@ -760,6 +763,7 @@ pub fn run(
                     predicted_s,
                     judged: None,
                     detached: true,
+                    front: None,
                 });
             }
             s
@@ -798,13 +802,59 @@ pub fn run(
         &reports_dir.join(format!("{}.html", exp.name)),
         None,
     )?;
+    // the summary is a convenience after a run: the report and the database hold it all
+    let front = summary_text(&results, None).unwrap_or_else(|e| {
+        tracing::warn!("no terminal summary: {e}");
+        None
+    });
     Ok(RunOutcome {
         summary,
         report,
         predicted_s,
         judged,
         detached: false,
+        front,
     })
+}
+
+/// `orchestrate summary`: the terminal summary of stored results (hyperfine-like): the cells on
+/// the quality / response time / peak RSS front ([`crate::report::front`]) ranked on `metric`
+/// (default: the report's ranking metric), the cells tied with them, and the one-line
+/// trade-off. `Ok(None)` when no answer has a value of the metric yet.
+///
+/// Errors: [`CommandError::Report`] for an unknown `metric` (the message lists those
+/// available).
+pub fn summary_text(
+    results: &Results,
+    metric: Option<&str>,
+) -> Result<Option<String>, CommandError> {
+    use crate::report::front::{build_front, front_text, trade_off_sentence};
+    let timed = crate::report::latency_view(&results.answers);
+    let Some(metric) = metric
+        .map(str::to_string)
+        .or_else(|| crate::report::default_rank_metric(&timed))
+    else {
+        return Ok(None);
+    };
+    let ranked = crate::report::rank_cells(
+        &timed,
+        &metric,
+        crate::report::CI_LEVEL,
+        crate::report::RANK_RESAMPLES,
+        crate::report::RANK_SEED,
+    )?;
+    if ranked.is_empty() {
+        return Ok(None);
+    }
+    let cells = crate::report::summarize(&timed)?;
+    let front = build_front(&metric, &ranked, &cells, &timed);
+    let title = crate::report::html::metric_title(&metric);
+    let sentence = trade_off_sentence(&front, &timed, &title);
+    let mut text = front_text(&front, sentence.as_deref(), &title);
+    for (label, why) in results.failed_cells() {
+        text.push_str(&format!("failed: {label}: {why}\n"));
+    }
+    Ok(Some(text))
 }
 
 /// `orchestrate ask`: answers `question` with model `model` (a name from the experiment; default

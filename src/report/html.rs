@@ -11,10 +11,11 @@ use super::aggregate::{
 };
 use super::answers::{write_answers, write_chunk_appendix};
 use super::charts::{metric_by_chunk_svg, ChartSpec};
+use super::front::{build_front, fmt_bytes, front_svg, trade_off_sentence, Front, FRONT_ALPHA};
 use super::metric_columns;
 use super::ranking::{
-    default_rank_metric, fmt_p, lower_is_better, rank_cells, verdict, RANK_ALPHA, RANK_RESAMPLES,
-    RANK_SEED,
+    default_rank_metric, fmt_p, lower_is_better, rank_cells, verdict, RankedCell, RANK_ALPHA,
+    RANK_RESAMPLES, RANK_SEED,
 };
 use super::treemap::{treemap_svg, Group, Leaf, TreemapSpec};
 use super::{ReportError, ReportMeta, CI_LEVEL};
@@ -86,6 +87,19 @@ pub fn render_html(
     if answers.is_empty() {
         s.push_str(r#"<p class="note">No answers stored yet.</p>"#);
     } else {
+        let ranking = rank_metric.as_deref().map(|m| {
+            (
+                m,
+                rank_cells(answers, m, CI_LEVEL, RANK_RESAMPLES, RANK_SEED),
+            )
+        });
+        if let Some((metric, Ok(ranked))) = &ranking {
+            write_front(
+                &mut s,
+                &build_front(metric, ranked, &cells, answers),
+                answers,
+            )?;
+        }
         write_headline(
             &mut s,
             &cells,
@@ -93,8 +107,8 @@ pub fn render_html(
             rank_metric.as_deref(),
             &metric_names,
         )?;
-        if let Some(metric) = rank_metric.as_deref() {
-            write_ranking(&mut s, answers, metric)?;
+        if let Some((metric, ranked)) = ranking {
+            write_ranking(&mut s, ranked, metric)?;
         }
         write_quality_table(&mut s, &cells, &metric_names)?;
         write_judge_missing(&mut s, &meta.judge)?;
@@ -211,6 +225,67 @@ fn headline_retrieval_metric(metric_names: &[String]) -> Option<&str> {
             .find(|n| n.starts_with(p))
             .map(String::as_str)
     })
+}
+
+/// The trade-off front at the top of the report: quality against response time with memory as
+/// marker size ([`front_svg`]), the trade-off sentence, and a table of the front cells and the
+/// cells tied with them, each linking to its ranking row.
+fn write_front(s: &mut String, front: &Front, answers: &[AnswerRecord]) -> Result<(), ReportError> {
+    if front.cells.is_empty() {
+        return Ok(());
+    }
+    let title = metric_title(&front.metric);
+    let sentence = trade_off_sentence(front, answers, &title);
+    write!(
+        s,
+        r#"<section id="front"><h2>Trade-off: {t}, response time, memory</h2><p class="trade-off">{}</p><p class="note">One point per cell: {t} (mean, 95% CI bar) against mean response time (95% CI bar, answers decoded alone); marker area by peak RSS. <span class="badge front-b">outlined</span> on the front: no other cell is at least as good on {t}, response time and peak RSS and better on one. <span class="badge tied">half-filled</span> tied with a front cell on {t} (two-sided paired t-test, p ≥ {FRONT_ALPHA}, unadjusted) but slower or heavier. Hover a point for its cell; click it for its ranking row.</p>{}"#,
+        esc(sentence.as_deref().unwrap_or("")),
+        front_svg(front, &title)?,
+        t = esc(&title),
+    )?;
+    let (d, unit) = metric_format(&front.metric);
+    s.push_str(
+        r#"<div class="scroll"><table id="front-table"><thead><tr><th>cell</th><th>rank</th>"#,
+    );
+    write!(
+        s,
+        r#"<th>{} <span class="unit">95% CI</span></th><th>response time <span class="unit">s, 95% CI</span></th><th>peak RSS</th><th></th></tr></thead><tbody>"#,
+        esc(&title)
+    )?;
+    for c in front
+        .front_cells()
+        .chain(front.cells.iter().filter(|c| c.tied_with.is_some()))
+    {
+        let q = format!(
+            "{:.d$}{unit} [{:.d$}, {:.d$}]{}",
+            c.quality.mean,
+            c.quality.lo,
+            c.quality.hi,
+            c.correct
+                .map_or(String::new(), |(k, n)| format!(" · {k}/{n}"))
+        );
+        let t = c.response_time_s.map_or("—".to_string(), |t| {
+            format!("{:.2} [{:.2}, {:.2}]", t.mean, t.lo.max(0.0), t.hi)
+        });
+        let note = match &c.tied_with {
+            Some(tie) => format!("≈ tied with {} (p = {:.2})", tie.label, tie.p_value),
+            None => "★ front".into(),
+        };
+        write!(
+            s,
+            r##"<tr id="front-{id}" class="{cls}"><td><a href="#rank-{id}">{}</a></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"##,
+            esc(&c.label),
+            c.rank,
+            esc(&q),
+            esc(&t),
+            c.rss_peak_bytes.map_or("—".into(), fmt_bytes),
+            esc(&note),
+            id = esc(&c.cell_id),
+            cls = if c.on_front { "on-front" } else { "tied-front" },
+        )?;
+    }
+    s.push_str("</tbody></table></div></section>");
+    Ok(())
 }
 
 /// Best cells (ranking metric, retrieval, speed) and one line per model.
@@ -403,7 +478,7 @@ fn write_card(
 /// The ranking section: cells by `metric`, each compared with the best (see [`rank_cells`]).
 fn write_ranking(
     s: &mut String,
-    answers: &[AnswerRecord],
+    ranked: Result<Vec<RankedCell>, ReportError>,
     metric: &str,
 ) -> Result<(), ReportError> {
     write!(
@@ -411,7 +486,7 @@ fn write_ranking(
         r#"<section id="ranking"><h2>Ranking by {}</h2>"#,
         esc(&metric_title(metric))
     )?;
-    let ranked = match rank_cells(answers, metric, CI_LEVEL, RANK_RESAMPLES, RANK_SEED) {
+    let ranked = match ranked {
         Ok(r) => r,
         Err(e @ ReportError::UnknownMetric { .. }) => {
             write!(
@@ -451,7 +526,7 @@ fn write_ranking(
         let v = verdict(c);
         write!(
             s,
-            r#"<tr class="rank-{v}" data-cell="{id}"><td class="num">{rank}</td><td>{label}</td><td class="num">{n}</td>"#,
+            r#"<tr class="rank-{v}" id="rank-{id}" data-cell="{id}"><td class="num">{rank}</td><td>{label}</td><td class="num">{n}</td>"#,
             id = esc(&c.cell_id),
             rank = c.rank,
             label = esc(&c.label),
@@ -1129,6 +1204,18 @@ tr.rank-worse td:nth-child(2){text-decoration:none}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:11.5px;font-weight:600;white-space:nowrap}
 .badge.best{background:#E69F00;color:#1d1d1f}
 .badge.tied{background:#d8eaf7;color:#004b75}
+.badge.front-b{background:#fff;color:#1a1a1a;border:2px solid #1a1a1a}
+.trade-off{font-size:1.08em;font-weight:600;max-width:60em}
+#front-chart{max-width:820px}
+#front-chart .pt circle{fill:#bbb;fill-opacity:.55;stroke:#888;stroke-width:1}
+#front-chart .pt.tied circle{fill:#56b4e9;fill-opacity:.45;stroke:#0072b2;stroke-width:1.2}
+#front-chart .pt.front circle{fill:#e69f00;fill-opacity:.9;stroke:#1a1a1a;stroke-width:2.4}
+#front-chart .pt .err{stroke:#888;stroke-width:1.2}
+#front-chart .pt.front .err{stroke:#1a1a1a}
+#front-chart .pt:hover circle{stroke:#d55e00;stroke-width:3}
+#front-chart .axis-label{font-size:12px;fill:#333}
+#front-table tr.on-front td:first-child{font-weight:600}
+tr:target{outline:2px solid #d55e00;background:#fff4e0}
 .badge.worse{background:#fbe3d4;color:#a34500}
 .badge.na{background:#eee;color:#666}
 .chunk{border:1px solid var(--line);border-radius:6px;padding:6px 10px;margin:6px 0;scroll-margin-top:12px}

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 pub mod aggregate;
 pub mod answers;
 pub mod charts;
+pub mod front;
 pub mod html;
 pub mod palette;
 pub mod ranking;

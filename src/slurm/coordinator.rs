@@ -328,9 +328,18 @@ impl<'a> Coordinator<'a> {
                 attempts_dir: self.attempts_dir(),
                 sample_interval_ms: self.opts.sample_interval.as_millis() as u64,
             };
-            let profile = self
+            let mut profile = self
                 .settings
                 .resources_for(cell.model.as_ref().map(|m| m.name.as_str()));
+            // a model set to N threads gets N CPUs unless the experiment says otherwise
+            if profile.cpus_per_task.is_none() {
+                profile.cpus_per_task = cell
+                    .model
+                    .as_ref()
+                    .and_then(|m| m.threads)
+                    .and_then(|t| u32::try_from(t).ok())
+                    .filter(|t| *t > 1);
+            }
             profiles.entry(profile).or_default().push(spec);
         }
         drop(indexes);

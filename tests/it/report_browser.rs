@@ -441,6 +441,26 @@ fn report_renders_in_headless_chromium() {
     assert!(worse > 0, "no cell marked significantly worse");
     assert_eq!(ranking.matches(r#"<svg class="diff""#).count(), groups - 1);
 
+    // The trade-off front opens the report: every cell a point linking to its ranking row, the
+    // front cells outlined and listed, the sentence computed from the data.
+    let front_at = dom.find(r#"<section id="front""#).expect("front section");
+    assert!(front_at < dom.find(r#"<section id="headline""#).unwrap());
+    let svg = svg_section(&dom, "front-chart");
+    assert_eq!(svg.matches(r##"<a href="#rank-"##).count(), groups);
+    let on_front = svg.matches(r#"class="pt front""#).count();
+    assert!(on_front >= 1, "no front cell");
+    let listed = table_section(&dom, "front-table");
+    assert_eq!(listed.matches(r#"class="on-front""#).count(), on_front);
+    // smollm2 (model 1) is better and faster and lighter everywhere: it alone makes the front
+    assert!(
+        !listed.contains(r##"class="on-front"><td><a href="#rank-qwen"##),
+        "a dominated model on the front"
+    );
+    assert!(
+        dom.contains(r#"<p class="trade-off">smollm2-135m"#),
+        "trade-off sentence"
+    );
+
     // The failed cell is listed with its cause above everything else.
     assert!(
         dom.contains("Failed cells (1)") && dom.contains("worker exited early (exit status: 1)"),
