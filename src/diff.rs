@@ -596,9 +596,9 @@ pub fn pair_cells(
                 side: 'A',
                 label: a[i].label(),
                 cell_id: a[i].cell_id.clone(),
-                reason: ambiguous
-                    .remove(&i)
-                    .unwrap_or_else(|| "no cell of B has its id or its axes".to_string()),
+                reason: ambiguous.remove(&i).unwrap_or_else(|| {
+                    no_partner(b.iter().any(|c| axes_key(c) == axes_key(a[i])), 'B')
+                }),
             }),
         }
     }
@@ -610,13 +610,23 @@ pub fn pair_cells(
             side: 'B',
             label: c.label(),
             cell_id: c.cell_id.clone(),
-            reason: "no cell of A has its id or its axes".to_string(),
+            reason: no_partner(a.iter().any(|x| axes_key(x) == axes_key(c)), 'A'),
         })
         .collect();
     unpaired.sort_by(|x, y| x.label.cmp(&y.label));
     a_unpaired.extend(unpaired);
     a_unpaired.append(&mut b_unpaired);
     (pairs, a_unpaired)
+}
+
+/// Why a cell has no partner in side `other`: none there has its id or axes, or the one with
+/// its axes (`axes_taken`) is paired by id with another cell.
+fn no_partner(axes_taken: bool, other: char) -> String {
+    if axes_taken {
+        format!("the cells of {other} with its axes are paired by id with other cells")
+    } else {
+        format!("no cell of {other} has its id or its axes")
+    }
 }
 
 /// What differs between two cells as they ran: `field: A → B` for every differing leaf of their
@@ -752,6 +762,22 @@ pub fn diff_answers(
             text_changed,
         });
         shared.push(both);
+    }
+    // two pairs may share a label (cells of the same axes over other contents): tell them apart
+    let pair_axes: Vec<&CellAxes> = pairs
+        .iter()
+        .map(|p| {
+            ga.iter()
+                .find(|(c, _)| c.cell_id == p.a_id)
+                .map(|(c, _)| *c)
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    for (p, label) in pairs
+        .iter_mut()
+        .zip(crate::cell::distinct_labels(pair_axes))
+    {
+        p.label = label;
     }
     let metrics = shared_metrics(a, b)
         .into_iter()
@@ -1015,10 +1041,16 @@ pub fn diff_text(r: &DiffReport) -> String {
     let _ = writeln!(s, "B: {}", side_line(&r.b));
     let _ = writeln!(s, "{}", method_line(r));
     let _ = writeln!(s, "\nPaired cells ({}):", r.pairs.len());
+    let w = r
+        .pairs
+        .iter()
+        .map(|p| p.label.chars().count())
+        .max()
+        .unwrap_or(0);
     for p in &r.pairs {
         let _ = write!(
             s,
-            "  {}  [{} shared; {}",
+            "  {:<w$}  [{} shared; {}",
             p.label,
             p.shared,
             p.matched_by.describe()
@@ -1097,7 +1129,7 @@ pub fn diff_html_section(r: &DiffReport) -> String {
     }
     let _ = write!(
         s,
-        r#"</dl><p class="note">{}</p><h3>Paired cells</h3><table><thead><tr><th>cell</th><th>id A</th><th>id B</th><th>shared</th><th>matched by</th></tr></thead><tbody>"#,
+        r#"</dl><p class="note">{}</p><h3>Paired cells</h3><table><thead><tr><th>cell</th><th>id A</th><th>id B</th><th class="num">shared</th><th>matched by</th></tr></thead><tbody>"#,
         esc(&method_line(r))
     );
     for p in &r.pairs {
@@ -1136,7 +1168,7 @@ pub fn diff_html_section(r: &DiffReport) -> String {
     for m in &r.metrics {
         let _ = write!(
             s,
-            r#"<h3>{} <span class="note">({})</span></h3><div class="scroll"><table class="diff"><thead><tr><th>cell</th><th>n</th><th>mean A</th><th>mean B</th><th>B − A</th><th>{:.0}% CI</th><th>p</th><th>p Holm</th><th>verdict</th></tr></thead><tbody>"#,
+            r#"<h3>{} <span class="note">({})</span></h3><div class="scroll"><table class="diff"><thead><tr><th>cell</th><th class="num">n</th><th class="num">mean A</th><th class="num">mean B</th><th class="num">B − A</th><th class="num">{:.0}% CI</th><th class="num">p</th><th class="num">p Holm</th><th>verdict</th></tr></thead><tbody>"#,
             esc(&m.metric),
             direction(m.lower_is_better),
             r.level * 100.0
@@ -1181,7 +1213,7 @@ h3{font-size:15px;margin:22px 0 6px}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums;font-size:13px;margin:4px 0 8px}
 th,td{padding:5px 9px;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle}
 th{background:var(--soft);font-weight:600;white-space:nowrap}
-td.num{text-align:right;white-space:nowrap}
+td.num,th.num{text-align:right;white-space:nowrap}
 table.diff td{white-space:nowrap}
 tr.worse td{background:#fff3ec}
 tr.better td{background:#eef8f1}
