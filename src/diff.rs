@@ -84,7 +84,7 @@ pub enum DiffError {
     },
     /// The file is not a result database orchestrate can read.
     #[error(
-        "{side}: {} is not an orchestrate result database ({source}); give a store/<name>.sqlite \
+        "{side}: {} is not an orchestrate result database ({reason}); give a store/<name>.sqlite \
          written by `orchestrate run`, or the experiment's .toml",
         path.display()
     )]
@@ -93,8 +93,8 @@ pub enum DiffError {
         side: char,
         /// The file.
         path: PathBuf,
-        /// What SQLite said.
-        source: StoreError,
+        /// Why (what SQLite said, or the missing table).
+        reason: String,
     },
     /// Reading the database failed.
     #[error(transparent)]
@@ -259,11 +259,21 @@ pub fn load_side(
     run: Option<RunSelector>,
 ) -> Result<Side, DiffError> {
     let (path, selector) = resolve_side(side, arg, store_dir, run)?;
-    let not_db = |source| DiffError::NotADatabase {
+    let not_db = |e: StoreError| DiffError::NotADatabase {
         side,
         path: path.clone(),
-        source,
+        reason: match e {
+            StoreError::Sqlite { source, .. } => source.to_string(),
+            e => e.to_string(),
+        },
     };
+    if !has_answers_table(&path) {
+        return Err(DiffError::NotADatabase {
+            side,
+            path: path.clone(),
+            reason: "it has no `answers` table".into(),
+        });
+    }
     let db = Store::open(&path).map_err(not_db)?;
     let cells = db.stored_cells().map_err(not_db)?;
     let mut answers = db.answers(&cells)?;
@@ -310,6 +320,20 @@ pub fn load_side(
         specs,
         answers: latency_view(&answers),
     })
+}
+
+/// Whether `path` is an SQLite file with an `answers` table, checked read-only so that a
+/// foreign database is never given orchestrate's schema.
+fn has_answers_table(path: &Path) -> bool {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'answers'",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+        })
+        .unwrap_or(false)
 }
 
 /// How the two cells of a pair were matched.
