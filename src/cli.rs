@@ -1,7 +1,8 @@
 //! Command-line interface: argument parsing (clap), logging setup, and the mapping of each
 //! subcommand onto one function of [`orchestrate::commands`], whose result it prints. Errors reach
 //! the user as one `error:` message and exit code 1 (2 for usage errors, from clap); a sweep with
-//! failed cells exits 1 after its summary; a closed stdout (`| head`) ends quietly with 0; no panic
+//! failed cells exits 1 after its summary; `diff` exits 1 when a regression gate fails and 2 when
+//! it cannot compare; a closed stdout (`| head`) ends quietly with 0; no panic
 //! is expected to reach them.
 
 use std::io::{IsTerminal, Write};
@@ -23,7 +24,8 @@ use orchestrate::sweep::{self, SweepOptions};
 /// An experiment file (TOML) declares a corpus, a QA set, models and a grid of chunk sizes,
 /// overlaps, retrievers and ensemble weights. `run` sweeps the grid (resumable: rerun to continue),
 /// `status` shows how far it got, `report` writes a self-contained HTML report, `export` prints
-/// one CSV or JSON row per answer, `compare` ranks the cells, `chunks` and `retrieve` show what
+/// one CSV or JSON row per answer, `compare` ranks the cells, `diff` compares two databases or
+/// runs (with a regression gate for CI), `chunks` and `retrieve` show what
 /// the retrievers see, `ask` answers one question as a cell would, `rescore` recomputes stored
 /// metrics.
 #[derive(Parser)]
@@ -254,6 +256,36 @@ enum Cmd {
         #[arg(long)]
         grid: bool,
     },
+    /// Compare two result databases, or two runs of one, cell by cell: per metric the paired
+    /// difference B − A with its 95% CI over shared questions, and regressions and improvements.
+    ///
+    /// A and B are each a result database (store/<name>.sqlite) or an experiment file (.toml,
+    /// read for its name only), optionally followed by @N or @last to take only the answers run
+    /// N wrote (e.g. store/quickstart.sqlite@1 store/quickstart.sqlite@2). Cells pair by id, else
+    /// by equal model name and retrieval settings. Exit status: 0, or 1 when a
+    /// --fail-on-regression gate fails, or 2 when the comparison cannot be made.
+    Diff {
+        /// Baseline: database or experiment file, optionally with @RUN.
+        a: String,
+        /// Candidate: database or experiment file, optionally with @RUN.
+        b: String,
+        /// Directory of result databases (for experiment files).
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Only the answers this run of A wrote (a run id or `last`); overrides an @RUN suffix.
+        #[arg(long, value_parser = parse_run)]
+        run_a: Option<orchestrate::diff::RunSelector>,
+        /// Only the answers this run of B wrote (a run id or `last`); overrides an @RUN suffix.
+        #[arg(long, value_parser = parse_run)]
+        run_b: Option<orchestrate::diff::RunSelector>,
+        /// Exit 1 when a paired cell got significantly worse on METRIC (Holm-adjusted p < 0.05)
+        /// by more than THRESHOLD metric units (any amount without one). Repeatable.
+        #[arg(long = "fail-on-regression", value_name = "METRIC[:THRESHOLD]", value_parser = parse_gate)]
+        fail_on_regression: Vec<orchestrate::diff::Gate>,
+        /// Also write the comparison as a self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
     /// Recompute the per-answer retrieval and answer metrics of stored results (after editing
     /// evidence in the QA file or upgrading orchestrate).
     Rescore {
@@ -471,6 +503,18 @@ fn print_out(text: &str) -> Result<()> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
+}
+
+/// `--run-a` / `--run-b`: a run id (`3`, `run3`) or `last`.
+fn parse_run(s: &str) -> Result<orchestrate::diff::RunSelector, String> {
+    orchestrate::diff::RunSelector::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a run: give a run id (e.g. 2) or `last`"))
+}
+
+/// `--fail-on-regression METRIC[:THRESHOLD]`.
+fn parse_gate(s: &str) -> Result<orchestrate::diff::Gate, String> {
+    s.parse()
+        .map_err(|e: orchestrate::diff::DiffError| e.to_string())
 }
 
 fn scope(grid: bool) -> Scope {
@@ -772,6 +816,63 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 ))?,
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Diff {
+            a,
+            b,
+            store,
+            run_a,
+            run_b,
+            fail_on_regression,
+            html,
+        } => {
+            // exit 2 when no comparison could be made, so a CI job tells it from a regression (1)
+            let out = match commands::diff(
+                &a,
+                &b,
+                &store,
+                (run_a, run_b),
+                &fail_on_regression,
+                html.as_deref(),
+            ) {
+                Ok(out) => out,
+                Err(e) => {
+                    eprintln!("error: {}", error_text(&e.into()));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            // a closed stdout still lets the gate decide the exit status
+            if let Err(e) = print_out(&out.text) {
+                if !is_broken_pipe(&e) {
+                    return Err(e);
+                }
+            }
+            if let Some(path) = &html {
+                eprintln!("diff: {}", path.display());
+            }
+            if fail_on_regression.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let gates: Vec<String> = fail_on_regression
+                .iter()
+                .map(|g| match g.threshold {
+                    Some(t) => format!("{}:{t}", g.metric),
+                    None => g.metric.clone(),
+                })
+                .collect();
+            if out.failures.is_empty() {
+                eprintln!("regression gate passed ({})", gates.join(", "));
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "regression gate failed ({}): {} cells got significantly worse:",
+                gates.join(", "),
+                out.failures.len()
+            );
+            for f in &out.failures {
+                eprintln!("  {f}");
+            }
+            Ok(ExitCode::FAILURE)
         }
         Cmd::Status {
             experiment,

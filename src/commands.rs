@@ -1,7 +1,7 @@
 //! One library function per subcommand: the CLI ([`crate`]'s binary) only parses arguments,
 //! calls one of these and prints what it returns.
 //!
-//! The reading commands (`report`, `export`, `compare`, `status` without the inputs) read the
+//! The reading commands (`report`, `export`, `compare`, `diff`, `status` without the inputs) read the
 //! results database alone through [`results`]: the experiment file is read only for its `name`
 //! (which names `store/<name>.sqlite`), so they work with the corpus, QA file and models moved
 //! away or on another machine, and they show every cell the database holds ([`Scope::All`]) or
@@ -44,6 +44,9 @@ pub enum CommandError {
     /// A Slurm sweep failed.
     #[error(transparent)]
     Slurm(#[from] crate::slurm::SlurmError),
+    /// `diff` could not compare its arguments.
+    #[error(transparent)]
+    Diff(#[from] crate::diff::DiffError),
     /// The experiment has no results database yet.
     #[error(
         "no results for experiment `{name}` yet ({} does not exist); run `orchestrate run {}` first",
@@ -491,6 +494,53 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
         text.push_str(&format!("failed: {label}: {why}\n"));
     }
     Ok(text)
+}
+
+/// What `orchestrate diff` produced.
+#[derive(Debug, Clone)]
+pub struct DiffOutcome {
+    /// The comparison.
+    pub report: crate::diff::DiffReport,
+    /// The terminal text ([`crate::diff::diff_text`]).
+    pub text: String,
+    /// The paired cells that failed a `--fail-on-regression` gate (empty: the gate passed).
+    pub failures: Vec<crate::diff::GateFailure>,
+}
+
+/// `orchestrate diff A B`: reads both sides ([`crate::diff::load_side`]; `run_a` / `run_b`
+/// override an `@RUN` suffix), checks that every gate names a metric both sides have before
+/// comparing, compares them ([`crate::diff::diff_sides`]), writes the HTML page to `html` when
+/// given, and evaluates the gates ([`crate::diff::gate_failures`]).
+///
+/// Errors: [`CommandError::Diff`] for an argument that names no database, run or answers, a
+/// gate on an unknown metric (the message lists the available ones), or an unwritable HTML file.
+pub fn diff(
+    a: &str,
+    b: &str,
+    store_dir: &Path,
+    runs: (
+        Option<crate::diff::RunSelector>,
+        Option<crate::diff::RunSelector>,
+    ),
+    gates: &[crate::diff::Gate],
+    html: Option<&Path>,
+) -> Result<DiffOutcome, CommandError> {
+    let side_a = crate::diff::load_side('A', a, store_dir, runs.0)?;
+    let side_b = crate::diff::load_side('B', b, store_dir, runs.1)?;
+    crate::diff::check_gates(
+        gates,
+        &crate::diff::shared_metrics(&side_a.answers, &side_b.answers),
+    )?;
+    let report = crate::diff::diff_sides(&side_a, &side_b);
+    if let Some(path) = html {
+        crate::diff::write_html(&report, path)?;
+    }
+    let failures = crate::diff::gate_failures(&report, gates);
+    Ok(DiffOutcome {
+        text: crate::diff::diff_text(&report),
+        report,
+        failures,
+    })
 }
 
 /// The `[race]` settings of the experiment file `file`; when the file cannot be read as an

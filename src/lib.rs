@@ -10,13 +10,15 @@
 //! every answer into SQLite → [`report`] / [`export`] / [`commands::compare`] read the database
 //! alone ([`commands::status`] adds the current grid when the inputs are there). [`commands`] holds one function per subcommand
 //! (the binary only parses and prints); [`inspect`] shows chunks, retrieved lists and progress and
-//! recomputes stored metrics; [`models`] fetches the default model files.
+//! recomputes stored metrics; [`models`] fetches the default model files; [`diff`] compares two
+//! result databases (or two runs of one) cell by cell and gates on regressions.
 
 #![warn(missing_docs)]
 
 pub mod cell;
 pub mod commands;
 pub mod corpus;
+pub mod diff;
 pub mod embed;
 pub mod experiment;
 pub mod export;

@@ -16,7 +16,7 @@
 //! written before `spec` existed are upgraded in place: their cells are read back from the axis
 //! columns (with unknown fingerprints).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -436,6 +436,21 @@ pub struct JudgmentRecord {
     pub judge: String,
     /// `crate::judge::steps::PROMPT_VERSION` of the prompts used.
     pub prompt_version: u32,
+}
+
+/// One run of `orchestrate run` (table `runs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The run's id (1, 2, ... in start order).
+    pub run_id: i64,
+    /// The experiment name it ran.
+    pub experiment: String,
+    /// When it started (RFC 3339 UTC).
+    pub started_at: String,
+    /// When it ended; `None` while running or when it was killed.
+    pub ended_at: Option<String>,
+    /// `running`, `done`, `failed` or `interrupted`.
+    pub status: String,
 }
 
 /// One stored answer joined with its cell's axes: the unit of reports and exports.
@@ -1752,6 +1767,42 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Every run recorded in the database (table `runs`), oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT run_id, experiment, started_at, ended_at, status FROM runs ORDER BY run_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RunRecord {
+                    run_id: r.get(0)?,
+                    experiment: r.get(1)?,
+                    started_at: r.get(2)?,
+                    ended_at: r.get(3)?,
+                    status: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The run that wrote each stored answer row: (cell id, repeat, question id) → `run_id`.
+    /// A row replaced by a retry or a merge carries the run that replaced it.
+    pub fn answer_runs(&self) -> Result<HashMap<(String, u32, String), i64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT cell_id, repeat, question_id, run_id FROM answers")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<HashMap<_, _>, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Start time of the latest run, if any.

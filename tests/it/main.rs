@@ -6,6 +6,7 @@
 //! - `generate_models`: the real GGUF models through llama.cpp;
 //! - `sweep_e2e`, `cli_inspect`: the binary end to end (sweep, resume, failures, content
 //!   identity, results read from the database alone, inspection commands);
+//! - `diff`: `orchestrate diff` of two runs and a rerun, and its regression gate;
 //! - `report_browser`: the HTML report in headless Chromium;
 //! - `slurm`: sweeps on a real one-node Slurm (started by `scripts/slurm-local.sh`) with
 //!   requeues, a node failure, deadline signals, a killed coordinator and a throttle.
@@ -16,6 +17,7 @@ mod cli_inspect;
 mod common;
 mod corpus_bacula;
 mod dense_faiss;
+mod diff;
 mod embed_parity;
 mod fast;
 mod generate_models;
