@@ -765,7 +765,7 @@ mod tests {
             AnyValue::List(s) => s
                 .u32()
                 .unwrap()
-                .into_iter()
+                .iter()
                 .map(|x| x.unwrap().to_string())
                 .collect::<Vec<_>>()
                 .join(" "),

@@ -90,7 +90,7 @@ fn render(v: AnyValue<'_>) -> (String, bool) {
         AnyValue::List(s) => (
             s.u32()
                 .expect("u32 list")
-                .into_iter()
+                .iter()
                 .map(|x| x.expect("no null ids").to_string())
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -173,7 +173,7 @@ fn parquet_export_reads_back_with_the_csv_rows() {
     assert!(csv.contains(",'=1+1 what does"), "{csv}");
     let questions = answers.column("question").unwrap().str().unwrap();
     assert!(questions
-        .into_iter()
+        .iter()
         .any(|q| q == Some("=1+1 what does the File daemon do?")));
     // a question without evidence has no retrieval metric: null, not 0
     assert!(answers.column("hit@2").unwrap().null_count() > 0);
@@ -197,7 +197,7 @@ fn parquet_export_reads_back_with_the_csv_rows() {
     assert_eq!(cells.height(), 4);
     assert_same_rows(&cells, &csv);
     let methods = cells.column("hit@2_ci_method").unwrap().str().unwrap();
-    assert!(methods.into_iter().all(|m| m == Some("wilson")));
+    assert!(methods.iter().all(|m| m == Some("wilson")));
     for m in ["hit@2", "recall@2", "mrr@2", "ndcg@2"] {
         let lo = cells.column(&format!("{m}_ci_low")).unwrap().f64().unwrap();
         let hi = cells
