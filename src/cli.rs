@@ -154,14 +154,17 @@ enum Cmd {
         #[arg(long)]
         grid: bool,
     },
-    /// Print the stored results as CSV or JSON lines: one row per answer (or per cell with
-    /// `--per cell`).
+    /// Print the stored results as CSV, JSON lines or Parquet: one row per answer (or per cell
+    /// with `--per cell`).
     Export {
         /// Experiment file (TOML).
         experiment: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+        /// Write to this file instead of stdout (needed for parquet unless stdout is redirected).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
         /// One row per answer, or one row per cell with each metric's mean and 95% CI.
         #[arg(long, value_enum, default_value_t = Per::Answer)]
         per: Per,
@@ -434,6 +437,8 @@ enum Format {
     Csv,
     /// JSON lines: one object per row (an answer's metrics as a nested object).
     Jsonl,
+    /// Apache Parquet: typed columns, one Float64 column per metric (binary: use --output).
+    Parquet,
 }
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code 1.
@@ -729,21 +734,40 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
         Cmd::Export {
             experiment,
             format,
+            output,
             per,
             store,
             retrieval_only,
             grid,
         } => {
-            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
             let format = match format {
                 Format::Csv => ExportFormat::Csv,
                 Format::Jsonl => ExportFormat::Jsonl,
+                Format::Parquet => ExportFormat::Parquet,
             };
+            if format == ExportFormat::Parquet
+                && output.is_none()
+                && std::io::stdout().is_terminal()
+            {
+                return Err(commands::CommandError::Usage(
+                    "`--format parquet` writes binary data, not to a terminal: pass \
+                     `--output FILE.parquet` (or redirect stdout to a file)"
+                        .into(),
+                )
+                .into());
+            }
+            let results = commands::results(&experiment, &store, retrieval_only, scope(grid))?;
             let rows = match per {
                 Per::Answer => ExportRows::Answer,
                 Per::Cell => ExportRows::Cell,
             };
-            commands::export(&results, format, rows, std::io::stdout().lock())?;
+            match output {
+                Some(path) => {
+                    commands::export_to_file(&results, format, rows, &path)?;
+                    eprintln!("export: {}", path.display());
+                }
+                None => commands::export(&results, format, rows, std::io::stdout().lock())?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Chunks {

@@ -428,6 +428,10 @@ pub enum ExportFormat {
     Csv,
     /// JSON lines.
     Jsonl,
+    /// Apache Parquet: typed columns, metrics as Float64 columns ([`crate::export::answers_frame`],
+    /// [`crate::export::cells_frame`]). Binary: the CLI writes it to `--output FILE` or to a
+    /// redirected stdout, never to a terminal.
+    Parquet,
 }
 
 /// What one export row is.
@@ -440,17 +444,25 @@ pub enum ExportRows {
 }
 
 /// `orchestrate export`: writes `results` to `out` as `format`, one row per answer or per cell
-/// (failed cells without answers included). Errors: [`CommandError::Export`].
+/// (failed cells without answers included). Per-cell intervals: each metric's
+/// [`crate::score::metric::Metric::interval_method`] (Wilson for proportions, the t interval
+/// clipped to the metric's range otherwise), named in the `<metric>_ci_method` column.
+/// Errors: [`CommandError::Export`].
 pub fn export(
     results: &Results,
     format: ExportFormat,
     rows: ExportRows,
     out: impl Write,
 ) -> Result<(), CommandError> {
-    use crate::export::{write_cells_csv, write_csv, write_jsonl};
+    use crate::export::{
+        answers_frame, cells_frame, write_cells_csv, write_csv, write_jsonl, write_parquet,
+    };
     match (rows, format) {
         (ExportRows::Answer, ExportFormat::Csv) => write_csv(&results.answers, out)?,
         (ExportRows::Answer, ExportFormat::Jsonl) => write_jsonl(&results.answers, out)?,
+        (ExportRows::Answer, ExportFormat::Parquet) => {
+            write_parquet(&mut answers_frame(&results.answers)?, out)?
+        }
         (ExportRows::Cell, format) => {
             // per-cell latency comes from answers decoded alone, as in the report
             let timed = crate::report::latency_view(&results.answers);
@@ -458,10 +470,25 @@ pub fn export(
             match format {
                 ExportFormat::Csv => write_cells_csv(&cells, out)?,
                 ExportFormat::Jsonl => write_jsonl(&cells, out)?,
+                ExportFormat::Parquet => write_parquet(&mut cells_frame(&cells)?, out)?,
             }
         }
     }
     Ok(())
+}
+
+/// `orchestrate export --output FILE`: [`export`] into the file `path` (parent directories
+/// created), written through a temporary file and renamed into place, so a reader never sees a
+/// half-written file. Errors: those of [`export`]; [`CommandError::Io`] naming the file.
+pub fn export_to_file(
+    results: &Results,
+    format: ExportFormat,
+    rows: ExportRows,
+    path: &Path,
+) -> Result<(), CommandError> {
+    let mut bytes = Vec::new();
+    export(results, format, rows, &mut bytes)?;
+    write_atomically(path, &bytes)
 }
 
 /// `orchestrate compare`: the ranking of the cells of `results` on `metric` (default: cosine if

@@ -1,8 +1,11 @@
 //! Aggregation of answers with polars: per cell (the summary table), per model × retriever ×
 //! chunk size (chart points), per model × question (treemap leaves) and per model (headline).
 //!
-//! Every mean comes with a Student-t 95% interval computed from the group's mean, sample standard
-//! deviation (ddof = 1) and count of non-missing values ([`crate::stats::ci_from_moments`]).
+//! Every mean comes with a 95% interval computed from the group's mean, sample standard deviation
+//! (ddof = 1), count of non-missing values and whether they are all 0 or 1, by the method the
+//! metric's range calls for ([`crate::score::metric::Metric::interval_method`]: Wilson for
+//! proportions, the Student-t interval clipped to the range otherwise;
+//! [`crate::stats::bounded_ci_from_moments`]).
 //! Failed answers have no metrics, so they count in `n_failed` but not in any mean.
 
 use std::collections::BTreeMap;
@@ -12,7 +15,8 @@ use polars::prelude::*;
 use super::metric_columns;
 use super::{ReportError, CI_LEVEL};
 use crate::cell::{AnswerStatus, CellStatus};
-use crate::stats::{ci_from_moments, MeanCi};
+use crate::score::metric::Metric;
+use crate::stats::{bounded_ci_from_moments, MeanCi};
 use crate::store::AnswerRecord;
 use crate::store::StoredCell;
 
@@ -32,9 +36,10 @@ pub struct CellSummary {
     pub n_answers: usize,
     /// Answers with status `failed`.
     pub n_failed: usize,
-    /// Cosine similarity to the expected answer: mean, std and 95% CI over answers that have one.
+    /// Cosine similarity to the expected answer: mean, std and 95% CI (t clipped to [−1, 1])
+    /// over answers that have one.
     pub cosine: Option<MeanCi>,
-    /// Response time in seconds: mean, std and 95% CI.
+    /// Response time in seconds: mean, std and 95% CI (t clipped at 0).
     pub response_time_s: Option<MeanCi>,
     /// Mean time to first token, seconds.
     pub ttft_mean_s: Option<f64>,
@@ -47,8 +52,9 @@ pub struct CellSummary {
     /// Mean CPU use, percent of one core.
     pub cpu_mean_percent: Option<f64>,
     /// Every named metric of the cell's answers ([`AnswerRecord::metrics`]: `hit@k`, `ndcg@k`,
-    /// `f1`, …): mean, std and 95% t-CI over the answers that have it (`MeanCi::n` is that
-    /// count). Metrics no answer of the cell has are absent. Display order:
+    /// `f1`, …): mean, std and 95% CI over the answers that have it (`MeanCi::n` is that
+    /// count; the interval's method is the metric's
+    /// [`crate::score::metric::Metric::interval_method`], recorded in `MeanCi::method`). Metrics no answer of the cell has are absent. Display order:
     /// [`crate::report::metric_order`].
     pub metrics: BTreeMap<String, MeanCi>,
 }
@@ -238,7 +244,7 @@ fn metrics_at(
 ) -> Result<BTreeMap<String, MeanCi>, ReportError> {
     let mut out = BTreeMap::new();
     for name in names {
-        if let Some(ci) = moments_at(df, &metric_col(name), i)? {
+        if let Some(ci) = moments_at(df, &metric_col(name), &Metric::parse(name), i)? {
             out.insert(name.clone(), ci);
         }
     }
@@ -264,8 +270,8 @@ pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, Repor
             model: str_at(&df, "model", i)?,
             retriever_label: str_at(&df, "facet", i)?,
             chunk_size: u32_at(&df, "chunk_size", i)?.unwrap_or(0),
-            cosine: moments_at(&df, "cosine", i)?,
-            response_time_s: moments_at(&df, "response_time_s", i)?,
+            cosine: moments_at(&df, "cosine", &Metric::Cosine, i)?,
+            response_time_s: moments_at(&df, "response_time_s", &Metric::ResponseTime, i)?,
             metrics: metrics_at(&df, &names, i)?,
         });
     }
@@ -411,8 +417,8 @@ pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, Re
             model: str_at(&df, "model", i)?,
             n_answers: u64_at(&df, "n_answers", i)?.unwrap_or(0) as usize,
             n_failed: u64_at(&df, "n_failed", i)?.unwrap_or(0) as usize,
-            cosine: moments_at(&df, "cosine", i)?,
-            response_time_s: moments_at(&df, "response_time_s", i)?,
+            cosine: moments_at(&df, "cosine", &Metric::Cosine, i)?,
+            response_time_s: moments_at(&df, "response_time_s", &Metric::ResponseTime, i)?,
             rss_peak_bytes: u64_at(&df, "rss_peak_bytes_max", i)?,
             metrics: metrics_at(&df, &names, i)?,
         });
@@ -440,8 +446,9 @@ fn count_aggs() -> Vec<Expr> {
     ]
 }
 
-/// Mean, sample std (ddof 1) and non-null count of `metric`, named `{metric}_mean|_std|_n`.
-fn moment_aggs(metric: &str) -> [Expr; 3] {
+/// Mean, sample std (ddof 1), non-null count and count of values other than 0 and 1 of
+/// `metric`, named `{metric}_mean|_std|_n|_nonbinary`.
+fn moment_aggs(metric: &str) -> [Expr; 4] {
     [
         col(metric).mean().alias(format!("{metric}_mean")),
         col(metric).std(1).alias(format!("{metric}_std")),
@@ -449,6 +456,12 @@ fn moment_aggs(metric: &str) -> [Expr; 3] {
             .count()
             .cast(DataType::UInt64)
             .alias(format!("{metric}_n")),
+        col(metric)
+            .neq(lit(0.0))
+            .and(col(metric).neq(lit(1.0)))
+            .cast(DataType::UInt64)
+            .sum()
+            .alias(format!("{metric}_nonbinary")),
     ]
 }
 
@@ -581,8 +594,8 @@ fn cell_row(
         error: None,
         n_answers: u64_at(df, "n_answers", i)?.unwrap_or(0) as usize,
         n_failed: u64_at(df, "n_failed", i)?.unwrap_or(0) as usize,
-        cosine: moments_at(df, "cosine", i)?,
-        response_time_s: moments_at(df, "response_time_s", i)?,
+        cosine: moments_at(df, "cosine", &Metric::Cosine, i)?,
+        response_time_s: moments_at(df, "response_time_s", &Metric::ResponseTime, i)?,
         ttft_mean_s: f64_at(df, "ttft_s_mean", i)?,
         tokens_per_s_mean: f64_at(df, "tokens_per_s_mean", i)?,
         rss_mean_bytes: f64_at(df, "rss_mean_bytes_mean", i)?,
@@ -592,12 +605,21 @@ fn cell_row(
     })
 }
 
-/// Mean with 95% CI from the `{metric}_mean|_std|_n` columns of row `i`.
-fn moments_at(df: &DataFrame, metric: &str, i: usize) -> Result<Option<MeanCi>, ReportError> {
-    let n = u64_at(df, &format!("{metric}_n"), i)?.unwrap_or(0) as usize;
-    let mean = f64_at(df, &format!("{metric}_mean"), i)?;
-    let std = f64_at(df, &format!("{metric}_std"), i)?;
-    Ok(mean.and_then(|m| ci_from_moments(n, m, std.unwrap_or(0.0), CI_LEVEL)))
+/// Mean with 95% CI from the `{column}_mean|_std|_n|_nonbinary` columns of row `i`, by
+/// `metric`'s [`Metric::interval_method`].
+fn moments_at(
+    df: &DataFrame,
+    column: &str,
+    metric: &Metric,
+    i: usize,
+) -> Result<Option<MeanCi>, ReportError> {
+    let n = u64_at(df, &format!("{column}_n"), i)?.unwrap_or(0) as usize;
+    let mean = f64_at(df, &format!("{column}_mean"), i)?;
+    let std = f64_at(df, &format!("{column}_std"), i)?;
+    let binary = u64_at(df, &format!("{column}_nonbinary"), i)?.unwrap_or(0) == 0;
+    let method = metric.interval_method();
+    Ok(mean
+        .and_then(|m| bounded_ci_from_moments(method, n, m, std.unwrap_or(0.0), binary, CI_LEVEL)))
 }
 
 fn str_at(df: &DataFrame, name: &str, i: usize) -> Result<String, ReportError> {

@@ -662,7 +662,7 @@ fn write_quality_table(
         cols.push("cosine");
     }
     cols.extend(metric_names.iter().map(String::as_str));
-    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it ± the half-width of its 95% Student-t interval and (n) the number of answers with that metric. Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
+    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it ± half the width of its 95% interval (Wilson for proportions, else Student-t clipped to the metric’s range; see Methods) and (n) the number of answers with that metric. Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
     let show_k = top_k_varies(cells);
     let mut headers: Vec<(String, &str)> = axis_headers(show_k)
         .iter()
@@ -730,7 +730,7 @@ fn write_perf_table(s: &mut String, cells: &[CellSummary]) -> Result<(), ReportE
     if !any {
         return Ok(());
     }
-    s.push_str(r#"<section id="performance"><h2>Performance by cell</h2><p class="note">Response time: mean [95% Student-t interval]; the other columns are means over answers (RSS peak: maximum). Click a header to sort.</p><div class="scroll"><table id="perf-table" class="sortable"><thead><tr>"#);
+    s.push_str(r#"<section id="performance"><h2>Performance by cell</h2><p class="note">Response time: mean [95% Student-t interval, clipped at 0 s]; the other columns are means over answers (RSS peak: maximum). Click a header to sort.</p><div class="scroll"><table id="perf-table" class="sortable"><thead><tr>"#);
     let show_k = top_k_varies(cells);
     let mut headers = axis_headers(show_k);
     headers.extend([
@@ -827,7 +827,7 @@ fn write_charts(
 ) -> Result<(), ReportError> {
     let secs = |v: f64| format!("{v:.2} s");
     let three = |v: f64| format!("{v:.3}");
-    let caption = "Mean over questions and repeats, pooled over overlap and top_k; bars: 95% t-interval of the mean. One panel per retriever, one colour per model. Hover a point for values.";
+    let caption = "Mean over questions and repeats, pooled over overlap and top_k; bars: 95% interval of the mean (see Methods). One panel per retriever, one colour per model. Hover a point for values.";
     if points.iter().any(|p| p.response_time_s.is_some()) {
         write!(
             s,
@@ -886,7 +886,7 @@ fn write_charts(
                 }
             }
         }
-        s.push_str(r#"<section id="retrieval-chart"><h2>Retrieval quality by chunk size</h2><p class="note">Hit@k: share of questions with a relevant chunk among the k retrieved; MRR@k: mean reciprocal rank of the first relevant chunk; nDCG@k: normalized discounted cumulative gain (k = top_k). Retrieval does not depend on the model, so answers that differ only in the model count once. One panel per metric, one colour per retriever; bars: 95% t-interval of the mean over questions and repeats.</p>"#);
+        s.push_str(r#"<section id="retrieval-chart"><h2>Retrieval quality by chunk size</h2><p class="note">Hit@k: share of questions with a relevant chunk among the k retrieved; MRR@k: mean reciprocal rank of the first relevant chunk; nDCG@k: normalized discounted cumulative gain (k = top_k). Retrieval does not depend on the model, so answers that differ only in the model count once. One panel per metric, one colour per retriever; bars: 95% Wilson (Hit@k) or clipped Student-t interval of the mean over questions and repeats.</p>"#);
         let spec = ChartSpec {
             id: "chart-retrieval",
             y_label: "mean over questions",
@@ -1064,7 +1064,7 @@ fn write_methods(
 ) -> Result<(), ReportError> {
     write!(
         s,
-        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n ({p:.0}% Student-t; n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
+        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> {p:.0}% intervals of a mean, chosen by the metric’s range so that they never leave it. Proportions (Hit@k, EM, contains, correctness: 0 or 1 per answer): the Wilson score interval (Wilson 1927; statsmodels’ proportion_confint method “wilson”), which is not a point when every answer scored 0 or 1. Other metrics: the Student-t interval mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n clipped to the metric’s range: [0, 1] for Recall@k, MRR@k, nDCG@k, F1, ROUGE-L, METEOR and judged shares, [−1, 1] for cosine, [0, ∞) for times (n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
         l = CI_LEVEL,
         p = CI_LEVEL * 100.0,
     )?;
@@ -1269,7 +1269,6 @@ document.documentElement.setAttribute("data-js","ok");
 mod tests {
     use super::*;
     use crate::report::aggregate::tests::answer;
-    use crate::stats::mean_ci;
 
     #[test]
     fn retrieval_headline_says_any_model_when_there_are_several() {
@@ -1464,7 +1463,9 @@ mod tests {
                     .iter()
                     .filter_map(|r| r.metrics.get(m).copied())
                     .collect();
-                let want = mean_ci(&xs, CI_LEVEL).unwrap();
+                // Wilson for hit@4, clipped t for nDCG and F1
+                let method = crate::score::metric::Metric::parse(m).interval_method();
+                let want = crate::stats::bounded_mean_ci(method, &xs, CI_LEVEL).unwrap();
                 let got = c.metrics[m];
                 assert_eq!(got.n, want.n, "{model} {m}");
                 assert!((got.mean - want.mean).abs() < 1e-12, "{model} {m}");

@@ -19,7 +19,7 @@ use super::metric_columns;
 use super::ReportError;
 use crate::cell::AnswerStatus;
 use crate::stats::paired::{compare_paired, BootstrapMethod, PairedComparison, PairedError};
-use crate::stats::{mean_ci, MeanCi};
+use crate::stats::{bounded_mean_ci, MeanCi};
 use crate::store::AnswerRecord;
 
 /// Family-wise significance level of "significantly worse than the best" (Holm-adjusted p-value
@@ -118,7 +118,9 @@ struct CellValues {
 ///
 /// `metric` is `cosine`, `response_time_s` (lower is better, seconds) or a key of
 /// [`AnswerRecord::metrics`] (`hit@4`, `ndcg@4`, `f1`, …). Per cell: the mean and `level`
-/// Student-t interval over its `ok` answers with a finite value ([`mean_ci`]). Cells are sorted
+/// interval over its `ok` answers with a finite value, by the metric's
+/// [`crate::score::metric::Metric::interval_method`] ([`bounded_mean_ci`]: Wilson for
+/// proportions, else the Student-t interval clipped to the metric's range). Cells are sorted
 /// by mean, best first (largest, or smallest for `response_time_s`), ties by label, then id;
 /// cells without any value are left out. Each other cell A is paired with the best cell B on the
 /// (question id, repeat) keys both have, in (question id natural order, repeat) order, and
@@ -166,12 +168,13 @@ pub fn rank_cells(
     }
     let labels = cell_labels(cells.values().map(|c| &c.axes).collect());
     let lower = lower_is_better(metric);
+    let method = crate::score::metric::Metric::parse(metric).interval_method();
     let mut ranked: Vec<(RankedCell, &CellValues)> = cells
         .values()
         .zip(labels)
         .map(|(c, label)| {
             let xs: Vec<f64> = c.values.values().copied().collect();
-            let ci = mean_ci(&xs, level);
+            let ci = bounded_mean_ci(method, &xs, level);
             let mean = xs.iter().sum::<f64>() / xs.len() as f64;
             let cell = RankedCell {
                 rank: 0,
@@ -453,6 +456,7 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::aggregate::tests::answer;
+    use crate::stats::mean_ci;
     use crate::stats::paired::compare_paired;
 
     /// `n` questions for one cell with metric `ndcg@4` values from `f(q)` (cosine also set).
@@ -497,10 +501,16 @@ mod tests {
         let (a, b, c) = (&ranked[0], &ranked[1], &ranked[2]);
         assert!(a.vs_best.is_none() && a.p_holm.is_none() && !a.significantly_worse);
         assert_eq!(a.n, 10);
-        // The mean and CI are mean_ci of the cell's values.
+        // The mean and CI are mean_ci of the cell's values (nDCG is in [0, 1]: clipped t,
+        // which these values never reach).
         let xs: Vec<f64> = (0..10).map(|q| 0.5 + 0.04 * (q % 5) as f64).collect();
         let want = mean_ci(&xs, 0.95).unwrap();
-        assert_eq!(a.ci.unwrap(), want);
+        let got = a.ci.unwrap();
+        assert_eq!(
+            (got.n, got.mean, got.lo, got.hi),
+            (want.n, want.mean, want.lo, want.hi)
+        );
+        assert_eq!(got.method, crate::stats::CiMethod::TClipped);
         // B vs A: exactly compare_paired on the per-question values, in question order.
         let bv = b.vs_best.unwrap();
         let b_vals: Vec<f64> = rows[10..20].iter().map(|r| r.metrics["ndcg@4"]).collect();

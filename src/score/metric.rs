@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::stats::IntervalMethod;
+
 /// One metric of an answer or a cell.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
@@ -86,6 +88,43 @@ impl Metric {
             self,
             Metric::Hit(_) | Metric::Recall(_) | Metric::Mrr(_) | Metric::Ndcg(_)
         )
+    }
+
+    /// How the confidence interval of this metric's mean is computed, from its range (the one
+    /// place that decides it; see [`crate::stats::bounded`]):
+    ///
+    /// - proportions, one 0/1 value per answer (`hit@k`, `em`, `contains`, judged
+    ///   `correctness`): [`IntervalMethod::Wilson`];
+    /// - other metrics in [0, 1] (`recall@k`, `mrr@k`, `ndcg@k`, `f1`, `rouge_l`, `meteor`,
+    ///   `faithfulness`, `context_precision`, `context_recall`, DeepEval's `answer_relevancy`):
+    ///   the t interval clipped to [0, 1];
+    /// - `cosine` and RAGAS's `answer_relevancy` (a mean of cosines): clipped to [−1, 1];
+    /// - `response_time_s` (seconds): clipped to [0, ∞);
+    /// - [`Metric::Other`] (range unknown): the plain t interval.
+    pub fn interval_method(&self) -> IntervalMethod {
+        use crate::judge::{JudgeMetric, Profile};
+        const UNIT: IntervalMethod = IntervalMethod::ClippedT { lo: 0.0, hi: 1.0 };
+        match self {
+            Metric::Hit(_) | Metric::Em | Metric::Contains => IntervalMethod::Wilson,
+            Metric::Judge(JudgeMetric::Correctness, _) => IntervalMethod::Wilson,
+            Metric::Recall(_) | Metric::Mrr(_) | Metric::Ndcg(_) => UNIT,
+            Metric::F1 | Metric::RougeL | Metric::Meteor => UNIT,
+            Metric::Judge(JudgeMetric::AnswerRelevancy, Some(Profile::DeepEval)) => UNIT,
+            Metric::Judge(JudgeMetric::AnswerRelevancy, _) | Metric::Cosine => {
+                IntervalMethod::ClippedT { lo: -1.0, hi: 1.0 }
+            }
+            Metric::Judge(
+                JudgeMetric::Faithfulness
+                | JudgeMetric::ContextPrecision
+                | JudgeMetric::ContextRecall,
+                _,
+            ) => UNIT,
+            Metric::ResponseTime => IntervalMethod::ClippedT {
+                lo: 0.0,
+                hi: f64::INFINITY,
+            },
+            Metric::Other(_) => IntervalMethod::T,
+        }
     }
 
     /// Whether smaller values are better (response time); all others are better when larger.
@@ -252,6 +291,40 @@ mod tests {
         };
         for (name, _) in a.pairs() {
             assert!(!matches!(Metric::parse(name), Metric::Other(_)), "{name}");
+        }
+    }
+
+    #[test]
+    fn interval_methods_follow_the_metric_ranges() {
+        let unit = IntervalMethod::ClippedT { lo: 0.0, hi: 1.0 };
+        let signed = IntervalMethod::ClippedT { lo: -1.0, hi: 1.0 };
+        for (name, want) in [
+            ("hit@4", IntervalMethod::Wilson),
+            ("em", IntervalMethod::Wilson),
+            ("contains", IntervalMethod::Wilson),
+            ("correctness", IntervalMethod::Wilson),
+            ("correctness_ragas", IntervalMethod::Wilson),
+            ("recall@4", unit),
+            ("mrr@10", unit),
+            ("ndcg@4", unit),
+            ("f1", unit),
+            ("rouge_l", unit),
+            ("meteor", unit),
+            ("faithfulness", unit),
+            ("context_recall_deepeval", unit),
+            ("answer_relevancy_deepeval", unit),
+            ("answer_relevancy_ragas", signed),
+            ("cosine", signed),
+            (
+                "response_time_s",
+                IntervalMethod::ClippedT {
+                    lo: 0.0,
+                    hi: f64::INFINITY,
+                },
+            ),
+            ("bleu", IntervalMethod::T),
+        ] {
+            assert_eq!(Metric::parse(name).interval_method(), want, "{name}");
         }
     }
 

@@ -11,7 +11,12 @@
 //! bootstrap intervals need; paired comparisons (t-test and bootstrap) live in [`paired`].
 
 pub mod agreement;
+pub mod bounded;
 pub mod paired;
+
+pub use bounded::{
+    bounded_ci_from_moments, bounded_mean_ci, wilson_interval, CiMethod, IntervalMethod,
+};
 
 /// Relative accuracy asked of the continued fraction (about two ulps).
 const CF_EPS: f64 = 1e-16;
@@ -25,7 +30,7 @@ const ROOT_MAX_ITER: usize = 4_000;
 /// Iteration cap of the normal quantile's Halley refinement (it converges in 2 to 4 steps).
 const NORMAL_QUANTILE_MAX_ITER: usize = 60;
 
-/// Mean of a sample with its t-based confidence interval.
+/// Mean of a sample with its confidence interval (Student-t, or a bounded method: [`bounded`]).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct MeanCi {
     /// Number of values.
@@ -38,6 +43,10 @@ pub struct MeanCi {
     pub lo: f64,
     /// Upper end of the interval.
     pub hi: f64,
+    /// How `lo` and `hi` were computed: [`CiMethod::T`] from [`mean_ci`] / [`ci_from_moments`],
+    /// the bounded methods from [`bounded_ci_from_moments`] (serialized as `t`, `t_clipped`,
+    /// `wilson`).
+    pub method: CiMethod,
 }
 
 /// Quantile function (inverse CDF) of Student's t distribution with `df` degrees of freedom.
@@ -435,6 +444,7 @@ pub fn ci_from_moments(n: usize, mean: f64, std: f64, level: f64) -> Option<Mean
             std: 0.0,
             lo: mean,
             hi: mean,
+            method: CiMethod::T,
         });
     }
     let t = t_quantile(0.5 * (1.0 + level), (n - 1) as f64);
@@ -445,6 +455,7 @@ pub fn ci_from_moments(n: usize, mean: f64, std: f64, level: f64) -> Option<Mean
         std,
         lo: mean - half,
         hi: mean + half,
+        method: CiMethod::T,
     })
 }
 

@@ -4,6 +4,7 @@
 //! - `beir`, `retrieval`, `dense_faiss`, `embed_parity`, `corpus_bacula`: parity with the
 //!   reference implementations on committed fixtures (the real embedding model and corpus);
 //! - `generate_models`: the real GGUF models through llama.cpp;
+//! - `export`: Parquet exports read back with the CSV's rows (tiny test model, seconds);
 //! - `sweep_e2e`, `cli_inspect`: the binary end to end (sweep, resume, failures, content
 //!   identity, results read from the database alone, inspection commands);
 //! - `diff`: `orchestrate diff` of two runs and a rerun, and its regression gate;
@@ -19,6 +20,7 @@ mod corpus_bacula;
 mod dense_faiss;
 mod diff;
 mod embed_parity;
+mod export;
 mod fast;
 mod generate_models;
 mod judge;
