@@ -58,8 +58,10 @@ pub enum Shape {
         /// Allowed verdict values.
         set: VerdictSet,
     },
-    /// `{"<key>":[{"statement":"...","reason":"...","verdict":V}, ...]}` with 0 to
-    /// [`MAX_STATEMENTS`] items: the judge both splits a text and judges each part.
+    /// `{"<key>":[{"statement":"...","reason":"...","verdict":V}, ...]}` with 1 to
+    /// [`MAX_STATEMENTS`] items: the judge both splits a text and judges each part. The text
+    /// (a reference answer, never empty) has at least one sentence, so an empty list is not
+    /// admitted: small judges otherwise answer `[]` and the metric becomes undefined.
     Classified {
         /// The JSON key (`classifications`, `verdicts`).
         key: &'static str,
@@ -165,7 +167,7 @@ impl Shape {
             }
             Shape::Classified { key, set } => {
                 g.push_str(&format!(
-                    "root ::= \"{{\\\"{key}\\\":[\" (item (\",\" item){{0,{}}})? \"]}}\"\n",
+                    "root ::= \"{{\\\"{key}\\\":[\" item (\",\" item){{0,{}}} \"]}}\"\n",
                     MAX_STATEMENTS - 1
                 ));
                 g.push_str(&format!(
@@ -260,11 +262,17 @@ impl Shape {
                     .collect::<Result<_, _>>()
                     .map(Parsed::Verdicts)
             }
-            Shape::Classified { key, set } => list(key)?
-                .iter()
-                .map(|it| Ok((string(it, "statement")?, verdict(it, *set)?)))
-                .collect::<Result<_, _>>()
-                .map(Parsed::Classified),
+            Shape::Classified { key, set } => {
+                let items = list(key)?;
+                if items.is_empty() {
+                    return Err(fail("an empty list (at least one statement expected)"));
+                }
+                items
+                    .iter()
+                    .map(|it| Ok((string(it, "statement")?, verdict(it, *set)?)))
+                    .collect::<Result<_, _>>()
+                    .map(Parsed::Classified)
+            }
             Shape::Single { set } => Ok(Parsed::Verdicts(vec![(
                 verdict(&v, *set)?,
                 string(&v, "reason")?,
@@ -353,6 +361,11 @@ mod tests {
                 .unwrap(),
             Parsed::Classified(vec![("x".into(), Verdict::No)])
         );
+        // a reference answer always has a statement: the grammar and the reader refuse []
+        assert!(c.parse(r#"{"classifications":[]}"#).is_err());
+        assert!(c
+            .grammar()
+            .starts_with(r#"root ::= "{\"classifications\":[" item ("," item){0,"#));
         assert_eq!(
             Shape::Question
                 .parse(r#"{"question":"Why?","noncommittal":1}"#)

@@ -567,18 +567,27 @@ mod tests {
             &[r#"{"classifications":[{"statement":"Port 9101.","reason":"","verdict":1}]}"#],
         );
         assert_eq!(s, Score::Value(1.0));
-        let (s, _) = run(
-            JudgeMetric::ContextRecall,
-            Profile::Ragas,
-            &[r#"{"classifications":[]}"#],
-        );
-        assert!(matches!(s, Score::Undefined(_)));
-        let (s, _) = run(
-            JudgeMetric::ContextRecall,
-            Profile::DeepEval,
-            &[r#"{"verdicts":[]}"#],
-        );
-        assert_eq!(s, Score::Value(0.0));
+        // the reference always has a statement: an empty list is not of the shape (the grammar
+        // never lets the judge produce it); the formulas' empty conventions are tested in
+        // formula.rs
+        for (profile, empty) in [
+            (Profile::Ragas, r#"{"classifications":[]}"#),
+            (Profile::DeepEval, r#"{"verdicts":[]}"#),
+        ] {
+            let mut c = Canned {
+                outputs: [empty].into_iter().collect(),
+                asked: Vec::new(),
+            };
+            let r = score(
+                JudgeMetric::ContextRecall,
+                profile,
+                &input(),
+                MetricOptions::default(),
+                &mut c,
+                &Same,
+            );
+            assert!(r.is_err(), "{profile:?}: {r:?}");
+        }
         let (s, asked) = run(
             JudgeMetric::Correctness,
             Profile::DeepEval,

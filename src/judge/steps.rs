@@ -9,8 +9,10 @@
 
 use super::grammar::{Shape, VerdictSet};
 
-/// Version of the prompt set, stored with every judgment (bump when a prompt changes meaning).
-pub const PROMPT_VERSION: u32 = 1;
+/// Version of the prompt set, stored with every judgment (bump when a prompt or grammar changes
+/// meaning). 2: context recall's list of reference statements may no longer be empty (small
+/// judges answered `[]`, leaving the metric undefined).
+pub const PROMPT_VERSION: u32 = 2;
 
 /// The system message of every judge call.
 pub const SYSTEM: &str =
