@@ -55,6 +55,11 @@ pub trait SlurmCli {
     fn squeue(&self, job_name: &str) -> Result<Vec<TaskState>, SlurmCliError>;
     /// `scancel JOB...`. Errors: [`SlurmCliError`].
     fn scancel(&self, job_ids: &[String]) -> Result<(), SlurmCliError>;
+    /// Checks that the commands can run at all (`sbatch --version`), before any work starts.
+    /// Errors: [`SlurmCliError`] (typically [`SlurmCliError::Spawn`]: Slurm not on PATH).
+    fn preflight(&self) -> Result<(), SlurmCliError> {
+        Ok(())
+    }
 }
 
 /// Runs the real commands (found on PATH; `SLURM_CONF` and the rest of the environment as
@@ -114,6 +119,10 @@ impl SlurmCli for Shell {
             return Ok(());
         }
         self.run("scancel", job_ids).map(|_| ())
+    }
+
+    fn preflight(&self) -> Result<(), SlurmCliError> {
+        self.run("sbatch", &["--version".to_string()]).map(|_| ())
     }
 }
 

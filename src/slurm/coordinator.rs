@@ -67,6 +67,8 @@ pub fn run(
     if questions.is_empty() {
         return Err(crate::sweep::SweepError::NoQuestions(exp.qa.clone()).into());
     }
+    // no index is built and no run recorded for a cluster we cannot reach
+    cli.preflight()?;
     let db_path = Store::path_for(&opts.store_dir, &exp.name);
     let mut store = Store::open(&db_path)?;
     let _lock = crate::sweep::lock(&opts.store_dir, &exp.name)?;

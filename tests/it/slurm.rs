@@ -518,3 +518,25 @@ fn an_array_throttle_of_two_is_never_exceeded() {
     assert!(most <= 2, "{most} tasks ran at once");
     assert_eq!(most, 2, "the throttle let two run at once (4 slots free)");
 }
+
+#[test]
+fn without_slurm_on_path_the_run_stops_before_any_work() {
+    if !models_present() {
+        return;
+    }
+    let s = Sweep::new("slurm_missing", "");
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .current_dir(s.dir.path())
+        .args(["run", "exp.toml", "--no-progress"])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot run `sbatch`"), "{stderr}");
+    assert!(stderr.contains("on PATH"), "{stderr}");
+    // nothing was built or recorded
+    assert!(!s.dir.path().join("store/indexes").exists());
+    assert!(!s.dir.path().join("store/slurm_missing.sqlite").exists());
+}
