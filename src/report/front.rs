@@ -335,7 +335,12 @@ pub fn trade_off_sentence(
     if let Some(l) = lightest.filter(|l| {
         l.cell_id != best.cell_id && Some(l.cell_id.as_str()) != fastest.map(|f| f.cell_id.as_str())
     }) {
-        if let (Some(ml), Some(mb)) = (l.rss_peak_bytes, best.rss_peak_bytes) {
+        // a third cell is worth a clause only when it saves real memory (5% or more)
+        let lighter = match (l.rss_peak_bytes, best.rss_peak_bytes) {
+            (Some(ml), Some(mb)) if (ml as f64) <= 0.95 * mb as f64 => Some((ml, mb)),
+            _ => None,
+        };
+        if let Some((ml, mb)) = lighter {
             write!(
                 s,
                 "; {} needs {} ({}) and {}",
@@ -644,6 +649,39 @@ mod tests {
              has mean cosine 0.413, 2.0x faster at 30% less memory; its cosine is significantly \
              lower (paired t-test p <0.001, n = 6)."
         );
+    }
+
+    #[test]
+    fn a_lighter_third_front_cell_gets_a_clause_only_when_it_saves_memory() {
+        let rows = |light_mib: u64| {
+            let mut out = Vec::new();
+            for (i, q) in ["q1", "q2", "q3", "q4"].iter().enumerate() {
+                let w = 0.01 * i as f64;
+                let mut best = answer("best", 500, "dense", q, 0.8 + w, 2.0 + w);
+                best.rss_peak_bytes = Some(1000 << 20);
+                let mut fast = answer("fast", 500, "dense", q, 0.4 + w, 1.0 + w);
+                fast.rss_peak_bytes = Some(1000 << 20);
+                let mut light = answer("light", 500, "dense", q, 0.5 + w, 3.0 + w);
+                light.rss_peak_bytes = Some(light_mib << 20);
+                out.extend([best, fast, light]);
+            }
+            out
+        };
+        let r = rows(500);
+        let s = trade_off_sentence(&front_of(&r, "cosine"), &r, "cosine").unwrap();
+        assert!(
+            s.contains("; light · dense chunk 500/50 k=4 needs 50% less memory (500 MiB) and has mean cosine 0.515."),
+            "{s}"
+        );
+        let r = rows(980);
+        let f = front_of(&r, "cosine");
+        assert_eq!(
+            f.front_cells().count(),
+            3,
+            "2% lighter is still the lightest"
+        );
+        let s = trade_off_sentence(&f, &r, "cosine").unwrap();
+        assert!(!s.contains("light ·"), "{s}");
     }
 
     #[test]
