@@ -9,36 +9,7 @@ use crate::common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const CORPUS: &str = "The Director daemon supervises all backup, restore, verify and archive operations.\n\n\
-The Storage daemon writes backup data to tapes or disk volumes. It listens on port 9103.\n\n\
-The File daemon runs on each client machine and sends file data to the Storage daemon; it listens on port 9102.\n\n\
-The Catalog is a database holding the names of files backed up and the volumes they are stored on.\n\n\
-A Pool groups volumes together, so that a backup can be restricted to a set of volumes.\n\n\
-Schedules define when jobs run automatically, for example a full backup on the first Sunday of each month.\n";
-
-const QUESTIONS: [(&str, &str, &str); 5] = [
-    (
-        "s1",
-        "What does the Storage daemon do?",
-        "It writes backup data to volumes.",
-    ),
-    (
-        "s2",
-        "Which port does the File daemon listen on?",
-        "Port 9102.",
-    ),
-    (
-        "s3",
-        "What is the Catalog?",
-        "A database of backed up files.",
-    ),
-    ("s4", "What is a Pool?", "A group of volumes."),
-    (
-        "s5",
-        "What do Schedules define?",
-        "When jobs run automatically.",
-    ),
-];
+use crate::common::{SMALL_CORPUS as CORPUS, SMALL_QUESTIONS as QUESTIONS};
 
 /// Writes the inputs and `exp.toml` (SmolLM2 answering with at most `max_tokens` tokens) into
 /// `dir`.
