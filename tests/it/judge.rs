@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use orchestrate::generate::{GenParams, Generator, PromptStyle, StopReason};
+use orchestrate::generate::{GenParams, Generator, GrammarSearch, PromptStyle, StopReason};
 use orchestrate::judge::grammar::{Parsed, Shape};
 use orchestrate::judge::steps::{self, SYSTEM};
 use orchestrate::qa::load_questions;
@@ -65,6 +65,16 @@ fn every_judge_step_parses_on_a_small_real_model() {
                 call.step.name(),
                 out.text
             );
+            // checking the argmax first picks exactly the tokens full masking picks
+            let masked = g
+                .chat_constrained_with(
+                    SYSTEM,
+                    &call.user,
+                    &call.shape.grammar(),
+                    GrammarSearch::MaskAll,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", call.step.name()));
+            assert_eq!(out.text, masked.text, "{}", call.step.name());
             let parsed = call
                 .shape
                 .parse(&out.text)
