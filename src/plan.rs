@@ -22,6 +22,9 @@
 //!   times the predicted characters to embed, with the chunk count predicted from the cached
 //!   indexes as `n_chunks ∝ 1 / (chunk_size − chunk_overlap)`.
 //! * Peak memory of a cell: the largest `rss_peak_bytes` recorded for the same GGUF.
+//! * Answers whose worker ran beside other load (mean CPU below 85% of what its threads can
+//!   use on this machine's cores) are left out of every time: they predict a busy machine, not
+//!   the quiet one a sweep should run on. The plan's basis line counts them.
 //!
 //! A figure without a basis (a model never run here) is `None` and the plan says so instead of
 //! guessing. The run compares the plan with what happened ([`Plan::total_s`] against the sweep's
@@ -140,6 +143,9 @@ pub struct History {
     indexes: BTreeMap<(String, String), Vec<CachedIndex>>,
     /// Answers read.
     answers: usize,
+    /// Of those, answers whose times were left out because their worker ran beside other load
+    /// ([`contended`]).
+    contended: usize,
     /// Databases read.
     databases: usize,
 }
@@ -192,7 +198,10 @@ impl History {
             self.answers += 1;
             let model = model_key(&c.cell);
             let chunk = c.cell.retrieval.chunk_size;
-            if let Some(t) = a.response_time_s {
+            let threads = c.cell.model.as_ref().map_or(1, |m| m.params.threads);
+            let contended = contended(a.cpu_mean_percent, threads, cores());
+            self.contended += usize::from(contended);
+            if let Some(t) = a.response_time_s.filter(|_| !contended) {
                 let retrieval = retrieval_key(&c.cell);
                 if a.timed_alone() {
                     self.alone_retrieval
@@ -321,6 +330,24 @@ impl History {
         let rate = (chars > 0.0).then(|| secs / chars);
         (Some(n), rate.map(|r| r * (n * chunk_size) as f64))
     }
+}
+
+/// A worker that got less than this fraction of the CPU its threads can use ran beside other
+/// load (llama.cpp's threads busy-wait, so a shared core slows it several times over).
+const CONTENDED_BELOW: f64 = 0.85;
+
+/// Whether an answer was timed while other load shared the cores: its worker's mean CPU
+/// (percent of one core) was below [`CONTENDED_BELOW`] of `min(threads, cores) × 100`. Such
+/// answers took longer than a run on a quiet machine will, so their times are not a basis for
+/// a prediction (their prompt lengths and memory still are). Unknown CPU counts as quiet.
+fn contended(cpu_mean_percent: Option<f64>, threads: i32, cores: usize) -> bool {
+    let usable = f64::from(threads.max(1)).min(cores.max(1) as f64) * 100.0;
+    cpu_mean_percent.is_some_and(|cpu| cpu < CONTENDED_BELOW * usable)
+}
+
+/// Cores available to this process.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The history key of a cell's retrieval settings (names left out).
@@ -468,13 +495,21 @@ pub fn plan(
         (Some(c), Some(i)) => Some(c + i),
         _ => None,
     };
-    let basis = vec![format!(
+    let mut basis = vec![format!(
         "{} answers of {} result databases and {} cached indexes under {}",
         history.answers,
         history.databases,
         history.indexes.values().map(Vec::len).sum::<usize>(),
         store_dir.display()
     )];
+    if history.contended > 0 {
+        basis.push(format!(
+            "{} of those answers ran beside other load (worker below {:.0}% of its threads' CPU) \
+             and are not used for times",
+            history.contended,
+            CONTENDED_BELOW * 100.0
+        ));
+    }
     Ok(Plan {
         questions: questions.len(),
         repeats: exp.repeats,
@@ -599,6 +634,21 @@ mod tests {
         // prompts at 1000 are 800 tokens against a mean of 600: 2.0 × 800 / 600
         assert!((h.alone_s("m", 1000).unwrap() - 2.0 * 800.0 / 600.0).abs() < 1e-9);
         assert_eq!(h.alone_s("unknown", 500), None);
+    }
+
+    #[test]
+    fn answers_timed_beside_other_load_are_contended() {
+        // 2 threads on 2 cores: a quiet worker uses ~195% of a core
+        assert!(!contended(Some(197.0), 2, 2));
+        assert!(contended(Some(140.0), 2, 2));
+        assert!(contended(Some(9.0), 2, 2));
+        // more threads than cores can use no more than the cores
+        assert!(!contended(Some(190.0), 8, 2));
+        // one thread: one core
+        assert!(!contended(Some(95.0), 1, 2));
+        assert!(contended(Some(60.0), 1, 2));
+        // no CPU samples: nothing says it was contended
+        assert!(!contended(None, 2, 2));
     }
 
     #[test]
