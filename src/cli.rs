@@ -133,7 +133,7 @@ enum Cmd {
     },
     /// Write reports/<name>.html from the stored results of an experiment.
     Report {
-        /// Experiment file (TOML).
+        /// Experiment file (TOML), or its results database (store/<name>.sqlite) read alone.
         experiment: PathBuf,
         /// Directory of result databases.
         #[arg(long, default_value = "store")]
@@ -157,7 +157,7 @@ enum Cmd {
     /// Print the stored results as CSV, JSON lines or Parquet: one row per answer (or per cell
     /// with `--per cell`).
     Export {
-        /// Experiment file (TOML).
+        /// Experiment file (TOML), or its results database (store/<name>.sqlite) read alone.
         experiment: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
@@ -222,7 +222,7 @@ enum Cmd {
     /// Rank the cells of an experiment on one metric, with paired significance tests against the
     /// best cell.
     Compare {
-        /// Experiment file (TOML).
+        /// Experiment file (TOML), or its results database (store/<name>.sqlite) read alone.
         experiment: PathBuf,
         /// cosine, response_time_s, or any stored metric (f1, rouge_l, hit@4, ndcg@4, ...)
         /// [default: cosine if answers were generated, else nDCG@k].
@@ -243,7 +243,7 @@ enum Cmd {
     /// The trade-off at a glance: the cells no other beats on quality, response time and peak
     /// RSS at once, the cells tied with them, and one sentence stating the trade-off.
     Summary {
-        /// Experiment file (TOML); only its `name` is read.
+        /// Experiment file (TOML), or its results database (store/<name>.sqlite) read alone.
         experiment: PathBuf,
         /// Quality metric [default: the report's ranking metric: cosine if answers were
         /// generated, else nDCG@k].

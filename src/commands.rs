@@ -116,7 +116,9 @@ pub struct Results {
     pub answers: Vec<AnswerRecord>,
 }
 
-/// Opens the results of the experiment file `file` under `store_dir` from its database alone.
+/// Opens the results of the experiment file `file` under `store_dir` from its database alone;
+/// `file` may also be the results database itself (`store/<name>.sqlite`, recognised by its
+/// SQLite header), read from where it is, `store_dir` unused.
 ///
 /// Cells: those with a model, or with `retrieval_only` those of `run --retrieval-only`; without
 /// it, a database whose generating cells have no answers at all falls back to its
@@ -131,8 +133,37 @@ pub fn results(
     retrieval_only: bool,
     scope: Scope,
 ) -> Result<Results, CommandError> {
+    if let Some(name) = database_name(file) {
+        if scope == Scope::Grid {
+            return Err(CommandError::Usage(format!(
+                "--grid needs the experiment file (TOML) to compute the grid's cells; {} is a \
+                 results database: leave out --grid to read every cell it holds",
+                file.display()
+            )));
+        }
+        // the database's own directory is its store (cached index paths are relative to it)
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        return results_named(&name, file, dir, retrieval_only, scope);
+    }
     let name = crate::experiment::read_name(file)?;
     results_named(&name, file, store_dir, retrieval_only, scope)
+}
+
+/// The experiment name of `file` when it is a results database (`<store>/<name>.sqlite`, told
+/// by its SQLite header): the file stem. `None` for anything else, including unreadable files
+/// (the experiment reader then names the problem).
+fn database_name(file: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(file).ok()?;
+    f.read_exact(&mut head).ok()?;
+    if &head != crate::store::SQLITE_MAGIC {
+        return None;
+    }
+    Some(file.file_stem()?.to_string_lossy().into_owned())
 }
 
 /// [`results`] for the experiment named `name` (read from `file` already).

@@ -43,6 +43,17 @@ pub enum ExperimentError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A results database was given where the experiment file is needed.
+    #[error(
+        "{path} is a results database, not an experiment file: this command needs the experiment \
+         file (TOML); `report`, `export`, `compare`, `summary` and `diff` also read a results \
+         database directly",
+        path = path.display()
+    )]
+    ResultsDatabase {
+        /// The database given.
+        path: PathBuf,
+    },
     /// TOML syntax error, unknown key or wrong type; `message` carries toml's line, column and
     /// snippet.
     #[error("{path}: {message}")]
@@ -424,10 +435,7 @@ impl Experiment {
     /// Like [`Experiment::load`]; `retrieval_only` forces `generate = false` (no models, one
     /// retrieval-only cell per retrieval setting).
     pub fn load_with(path: &Path, retrieval_only: bool) -> Result<Experiment, ExperimentError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         Self::parse_with(path, &text, retrieval_only)
     }
 
@@ -517,10 +525,7 @@ impl Experiment {
 /// Errors: [`ExperimentError::Io`], [`ExperimentError::Parse`], [`ExperimentError::Invalid`] when
 /// `qa` is missing or names no file.
 pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>, Option<QaFormat>), ExperimentError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_text(path)?;
     #[derive(Deserialize)]
     struct QaOnly {
         qa: Option<Spanned<String>>,
@@ -591,11 +596,27 @@ pub fn read_judge(path: &Path) -> Result<(String, JudgeSettings, PathBuf), Exper
     Ok((name, judge, embedding))
 }
 
-fn read_name_text(path: &Path) -> Result<(String, String), ExperimentError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Io {
+/// The text of the experiment file at `path`.
+///
+/// Errors: [`ExperimentError::ResultsDatabase`] when `path` is a SQLite database (a results
+/// database given where an experiment file is needed); [`ExperimentError::Io`] otherwise.
+fn read_text(path: &Path) -> Result<String, ExperimentError> {
+    let io = |source| ExperimentError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    if bytes.starts_with(crate::store::SQLITE_MAGIC) {
+        return Err(ExperimentError::ResultsDatabase {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
+fn read_name_text(path: &Path) -> Result<(String, String), ExperimentError> {
+    let text = read_text(path)?;
     #[derive(Deserialize)]
     struct NameOnly {
         name: Option<Spanned<String>>,

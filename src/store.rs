@@ -559,6 +559,10 @@ impl NewAnswer {
     }
 }
 
+/// The first 16 bytes of every SQLite 3 database file ("SQLite format 3" and a NUL; SQLite's
+/// file format, section 1.3), to tell a results database from a text file.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
 /// Handle on one experiment's result database.
 pub struct Store {
     conn: Connection,

@@ -242,3 +242,36 @@ fn parquet_export_reads_back_with_the_csv_rows() {
         assert!(!text.contains("PAR1"), "{text}");
     }
 }
+
+#[test]
+fn reading_commands_take_the_results_database_itself() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    experiment(dir, 6);
+    ok(dir, &["run", "exp.toml", "--no-progress"]);
+    let csv = ok(dir, &["export", "exp.toml"]);
+    // the database alone, from elsewhere, with the experiment's inputs gone
+    let elsewhere = tempfile::tempdir().unwrap();
+    for f in ["exp.toml", "qa.toml", "corpus.txt"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    let db = dir.join("store/exp.sqlite");
+    let db = db.to_str().unwrap();
+    assert_eq!(ok(elsewhere.path(), &["export", db]), csv);
+    let compare = String::from_utf8(ok(elsewhere.path(), &["compare", db])).unwrap();
+    assert!(compare.contains("4 cells"), "{compare}");
+    ok(elsewhere.path(), &["report", db, "-o", "r.html"]);
+    let html = std::fs::read_to_string(elsewhere.path().join("r.html")).unwrap();
+    assert!(html.contains("<h1>exp</h1>"), "report names the experiment");
+    // --grid needs the experiment file; commands that need it say a database is not one
+    let grid = run(elsewhere.path(), &["export", db, "--grid"]);
+    assert!(!grid.status.success());
+    assert!(String::from_utf8_lossy(&grid.stderr).contains("--grid needs the experiment file"));
+    let plan = run(elsewhere.path(), &["plan", db]);
+    assert!(!plan.status.success());
+    let err = String::from_utf8_lossy(&plan.stderr);
+    assert!(
+        err.contains("is a results database, not an experiment file"),
+        "{err}"
+    );
+}
