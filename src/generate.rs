@@ -1088,8 +1088,6 @@ enum Step {
     Done,
 }
 
-/// One sequence's output so far: tokens, text, stop handling. Shared by single and batched
-/// decoding so both stop on exactly the same conditions.
 /// How a grammar constrains greedy decoding ([`Generator::chat_constrained_with`]). Both pick,
 /// at every step, the highest-logit token the grammar admits (the first such token in vocabulary
 /// order on ties, as llama.cpp's greedy sampler), so they give the same output.
@@ -1127,8 +1125,10 @@ struct GrammarGreedy {
 impl Pick for GrammarGreedy {
     fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
         let logits = ctx.get_logits_ith(idx);
-        let token =
-            admissible_argmax(&mut self.grammar, logits, &[1, SHORTLIST]).unwrap_or_else(|| {
+        let best = first_argmax(logits.iter().copied());
+        let token = first_admissible(&mut self.grammar, logits, &[best])
+            .or_else(|| first_admissible(&mut self.grammar, logits, &top_k(logits, SHORTLIST)))
+            .unwrap_or_else(|| {
                 let mut all = ctx.token_data_array_ith(idx);
                 self.grammar.apply(&mut all);
                 all.data[first_argmax(all.data.iter().map(|d| d.logit()))].id()
@@ -1142,54 +1142,48 @@ impl Pick for GrammarGreedy {
 /// argmax, before it masks the whole vocabulary.
 const SHORTLIST: usize = 64;
 
-/// The most likely token the grammar admits among the `k` most likely tokens, for each `k` of
-/// `sizes` in turn (ranked by logit, then by token id as llama.cpp's greedy breaks ties);
-/// `None` when the grammar rejects all of the largest shortlist. Exact: a token outside the
-/// shortlist never outranks an admissible token inside it.
-fn admissible_argmax(
+/// The first of `candidates` (vocabulary indices, best first) that the grammar admits in its
+/// current state; `None` when it admits none. The grammar's state is not advanced.
+fn first_admissible(
     grammar: &mut LlamaSampler,
     logits: &[f32],
-    sizes: &[usize],
+    candidates: &[usize],
 ) -> Option<LlamaToken> {
+    let mut shortlist = LlamaTokenDataArray::new(
+        candidates
+            .iter()
+            .map(|&i| LlamaTokenData::new(token_at(i), logits[i], 0.0))
+            .collect(),
+        false,
+    );
+    // the grammar sampler sets the logit of every token it rejects to -inf, in place
+    grammar.apply(&mut shortlist);
+    shortlist
+        .data
+        .iter()
+        .find(|d| d.logit() > f32::NEG_INFINITY)
+        .map(|d| d.id())
+}
+
+/// The indices of the `k` largest logits, best first; equal logits in vocabulary order, as
+/// llama.cpp's greedy sampler breaks ties ([`first_argmax`]). So when the grammar admits one of
+/// them, the first admitted is the most likely admissible token of the whole vocabulary.
+fn top_k(logits: &[f32], k: usize) -> Vec<usize> {
     let rank = |a: &usize, b: &usize| {
         let by_logit = logits[*b].partial_cmp(&logits[*a]);
         by_logit.unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b))
     };
     let mut order: Vec<usize> = (0..logits.len()).collect();
-    let largest = sizes.iter().copied().max().unwrap_or(1).min(order.len());
-    if largest == 0 {
-        return None;
+    let k = k.min(order.len());
+    if k == 0 {
+        return Vec::new();
     }
-    if largest < order.len() {
-        order.select_nth_unstable_by(largest - 1, rank);
-        order.truncate(largest);
+    if k < order.len() {
+        order.select_nth_unstable_by(k - 1, rank);
+        order.truncate(k);
     }
     order.sort_unstable_by(rank);
-    let mut checked = 0;
-    for &k in sizes {
-        let k = k.min(order.len());
-        if k <= checked {
-            continue;
-        }
-        let mut shortlist = LlamaTokenDataArray::new(
-            order[checked..k]
-                .iter()
-                .map(|&i| LlamaTokenData::new(token_at(i), logits[i], 0.0))
-                .collect(),
-            false,
-        );
-        grammar.apply(&mut shortlist);
-        // the shortlist is in rank order, so the first admissible entry is the best one
-        if let Some(d) = shortlist
-            .data
-            .iter()
-            .find(|d| d.logit() > f32::NEG_INFINITY)
-        {
-            return Some(d.id());
-        }
-        checked = k;
-    }
-    None
+    order
 }
 
 /// The token with vocabulary index `i`.
@@ -1209,6 +1203,8 @@ fn first_argmax(values: impl Iterator<Item = f32>) -> usize {
     best.0
 }
 
+/// One sequence's output so far: tokens, text, stop handling. Shared by single and batched
+/// decoding so both stop on exactly the same conditions.
 struct SeqState {
     out: RawOutput,
     decoder: Utf8Stream,
@@ -1329,6 +1325,18 @@ fn decode_prompt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_ranks_by_logit_then_vocabulary_order() {
+        let logits = [0.5, 2.0, -1.0, 2.0, 1.0, f32::NEG_INFINITY];
+        assert_eq!(top_k(&logits, 3), vec![1, 3, 4]);
+        assert_eq!(
+            top_k(&logits, 1),
+            vec![first_argmax(logits.iter().copied())]
+        );
+        assert_eq!(top_k(&logits, 10), vec![1, 3, 4, 0, 2, 5]);
+        assert!(top_k(&logits, 0).is_empty());
+    }
 
     #[test]
     fn first_argmax_keeps_the_first_of_equal_maxima() {
