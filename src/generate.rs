@@ -1169,21 +1169,12 @@ fn first_admissible(
 /// llama.cpp's greedy sampler breaks ties ([`first_argmax`]). So when the grammar admits one of
 /// them, the first admitted is the most likely admissible token of the whole vocabulary.
 fn top_k(logits: &[f32], k: usize) -> Vec<usize> {
-    let rank = |a: &usize, b: &usize| {
-        let by_logit = logits[*b].partial_cmp(&logits[*a]);
-        by_logit.unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(b))
-    };
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    let k = k.min(order.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    if k < order.len() {
-        order.select_nth_unstable_by(k - 1, rank);
-        order.truncate(k);
-    }
-    order.sort_unstable_by(rank);
-    order
+    // + 0.0 turns -0.0 into 0.0, so total_cmp ranks equal logits as equal, as greedy's `>` does
+    let scores: Vec<f64> = logits.iter().map(|&l| f64::from(l) + 0.0).collect();
+    crate::index::okapi::top_n_of(&scores, k)
+        .into_iter()
+        .map(|(i, _)| i as usize)
+        .collect()
 }
 
 /// The token with vocabulary index `i`.
