@@ -167,6 +167,18 @@ impl Sweep {
         }
     }
 
+    /// `(job id, array index, restart count)` of every attempt merged.
+    fn attempt_rows(&self) -> Vec<(String, Option<i64>, i64)> {
+        let db = self.db();
+        let mut st = db
+            .prepare("SELECT job_id, array_index, restart_count FROM attempts ORDER BY rowid")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
     /// The end state every fault must reach: 30 rows, one per key, all ok.
     fn assert_thirty_ok_rows(&self) {
         assert_eq!(self.count("SELECT COUNT(*) FROM answers"), 30);
@@ -233,9 +245,14 @@ fn tasks(job_name: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// Runs `child` to its end while releasing requeued tasks of `job_name` at once (Slurm holds a
-/// requeued job ~2 minutes before it may start again); also calls `watch` on each look at the
-/// queue. Returns the child's output.
+/// How long a requeued task stays held before the test releases it. Slurm holds one ~2 minutes;
+/// released within ~0.5 s of its kill, slurmd refuses the launch ("Job N already killed, do not
+/// launch batch job") and the task ends FAILED instead of running again (seen on 22.05).
+const REQUEUE_HOLD: Duration = Duration::from_secs(3);
+
+/// Runs `child` to its end while releasing requeued tasks of `job_name` after [`REQUEUE_HOLD`]
+/// instead of Slurm's ~2 minutes; also calls `watch` on each look at the queue. Returns the
+/// child's output.
 fn finish(
     mut child: Child,
     job_name: &str,
@@ -244,6 +261,7 @@ fn finish(
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let deadline = Instant::now() + Duration::from_secs(900);
+    let mut held_since = std::collections::HashMap::new();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -255,7 +273,12 @@ fn finish(
         let t = tasks(job_name);
         watch(&t);
         for (id, state, reason) in &t {
-            if state == "PENDING" && reason == "BeginTime" {
+            if state != "PENDING" || reason != "BeginTime" {
+                held_since.remove(id);
+                continue;
+            }
+            let since = *held_since.entry(id.clone()).or_insert_with(Instant::now);
+            if since.elapsed() >= REQUEUE_HOLD {
                 let _ = slurm(
                     "scontrol",
                     &["update", &format!("JobId={id}"), "StartTime=now"],
@@ -378,7 +401,8 @@ fn a_task_requeued_mid_cell_resumes_without_losing_or_duplicating_rows() {
     s.assert_thirty_ok_rows();
     assert!(
         s.count("SELECT COUNT(*) FROM attempts WHERE restart_count >= 1") >= 1,
-        "the requeued task ran again as a new attempt"
+        "the requeued task ran again as a new attempt\nattempts: {:?}\ncoordinator: {stderr}",
+        s.attempt_rows()
     );
 }
 
