@@ -112,6 +112,10 @@ enum Cmd {
         /// Metrics (repeatable) [default: `[judge] metrics`, else all five].
         #[arg(long = "metric", value_enum)]
         metrics: Vec<orchestrate::judge::JudgeMetric>,
+        /// Threads of the judge model [default: `[judge] threads`, else the machine's cores].
+        /// Verdicts do not depend on it: a judgment stored with other threads is reused.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        threads: Option<i32>,
         /// Judge again the answers whose judgment failed in an earlier pass.
         #[arg(long)]
         retry_errors: bool,
@@ -641,6 +645,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             gguf,
             profiles,
             metrics,
+            threads,
             retry_errors,
             labels,
         } => {
@@ -648,6 +653,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 gguf,
                 profiles,
                 metrics,
+                threads,
                 retry_errors,
             };
             let (settings, embedding) = commands::judge_settings(&experiment, &overrides)?;

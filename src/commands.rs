@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cell::{Cell, CellStatus, Retrieval};
+use crate::cell::{AnswerStatus, Cell, CellStatus, Retrieval};
 use crate::experiment::{Experiment, ExperimentError};
 use crate::report::{ChunkSet, ChunkText, ReportMeta};
 use crate::store::{AnswerRecord, Store, StoredCell};
@@ -252,11 +252,14 @@ impl Results {
         self.cells_with(CellStatus::Failed)
     }
 
-    /// The judge's part of the report: judges, judgments without a value per cell and metric,
-    /// agreement with human labels (see [`crate::report::JudgeNotes`]).
+    /// The judge's part of the report: judges, judgments without a value per cell and metric
+    /// (undefined, failed, or not made yet: an ok answer without a judgment of a metric that
+    /// some answer was judged on), agreement with human labels (see
+    /// [`crate::report::JudgeNotes`]).
     ///
     /// Errors: store errors.
     pub fn judge_notes(&self) -> Result<crate::report::JudgeNotes, CommandError> {
+        use crate::report::JudgeGap;
         let judgments = self.db.judgments()?;
         let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
         let labels: BTreeMap<&str, String> = axes
@@ -265,34 +268,67 @@ impl Results {
             .zip(crate::cell::distinct_labels(&axes))
             .collect();
         let mut judges = BTreeSet::new();
-        let mut missing: BTreeMap<(String, String), (usize, usize, Option<String>)> =
-            BTreeMap::new();
+        let mut gaps: BTreeMap<(String, String), JudgeGap> = BTreeMap::new();
+        fn gap<'g>(
+            gaps: &'g mut BTreeMap<(String, String), JudgeGap>,
+            cell: &str,
+            metric: &str,
+        ) -> &'g mut JudgeGap {
+            gaps.entry((cell.to_string(), metric.to_string()))
+                .or_insert_with(|| JudgeGap {
+                    cell: cell.to_string(),
+                    metric: metric.to_string(),
+                    ..JudgeGap::default()
+                })
+        }
+        let mut judged: BTreeSet<(&str, u32, &str, &str)> = BTreeSet::new();
+        let mut metrics: BTreeSet<&str> = BTreeSet::new();
         for j in &judgments {
             let Some(label) = labels.get(j.cell_id.as_str()) else {
                 continue;
             };
             judges.insert(j.judge.clone());
+            metrics.insert(j.metric.as_str());
+            judged.insert((&j.cell_id, j.repeat, &j.question_id, &j.metric));
             if j.status == "ok" {
                 continue;
             }
-            let e = missing
-                .entry((label.clone(), j.metric.clone()))
-                .or_default();
+            let e = gap(&mut gaps, label, &j.metric);
             if j.status == "undefined" {
-                e.0 += 1;
+                e.undefined += 1;
             } else {
-                e.1 += 1;
-                if e.2.is_none() {
-                    e.2 = j.detail.clone();
+                e.failed += 1;
+                if e.first_error.is_none() {
+                    e.first_error = j.detail.clone();
                 }
             }
         }
+        let mut unjudged_answers = 0;
+        for a in self.answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+            let Some(label) = labels.get(a.cell.cell_id.as_str()) else {
+                continue;
+            };
+            // as the judge does: a retrieval-only row gets the context metrics only
+            let generated = a.cell.model != crate::cell::RETRIEVAL_ONLY;
+            let mut any = false;
+            for m in &metrics {
+                let applies = generated
+                    || matches!(
+                        crate::score::metric::Metric::parse(m),
+                        crate::score::metric::Metric::Judge(j, _) if j.is_context_only()
+                    );
+                if !applies || judged.contains(&(&a.cell.cell_id, a.repeat, &a.question_id, m)) {
+                    continue;
+                }
+                any = true;
+                gap(&mut gaps, label, m).unjudged += 1;
+            }
+            unjudged_answers += usize::from(any);
+        }
         Ok(crate::report::JudgeNotes {
             judges: judges.into_iter().collect(),
-            missing: missing
-                .into_iter()
-                .map(|((c, m), (u, e, first))| (c, m, u, e, first))
-                .collect(),
+            missing: gaps.into_values().collect(),
+            unjudged_answers,
             agreements: self.db.judge_agreements()?,
         })
     }
@@ -1037,6 +1073,8 @@ pub struct JudgeOverrides {
     pub profiles: Vec<crate::judge::Profile>,
     /// Metrics instead of `[judge] metrics` (empty: keep).
     pub metrics: Vec<crate::judge::JudgeMetric>,
+    /// Threads instead of `[judge] threads` (at least 1; not part of the judge's identity).
+    pub threads: Option<i32>,
     /// Judge again the answers whose judgment failed before.
     pub retry_errors: bool,
 }
@@ -1057,6 +1095,9 @@ pub fn judge_settings(
     }
     if !overrides.metrics.is_empty() {
         settings.metrics = overrides.metrics.clone();
+    }
+    if let Some(t) = overrides.threads {
+        settings.threads = t;
     }
     Ok((settings, embedding))
 }

@@ -8,7 +8,8 @@
 #
 # Env: REF_VENV (default /tmp/ref-venv; made when missing), REF_OUT (default /tmp/refjudge:
 # ragas_results.json, RAGAS's LLM cache, comparison.md), REF_LIMIT (only the first N answers),
-# REF_RESUME=1 (keep the answers already in $REF_OUT/ragas_results.json).
+# REF_RESUME=1 (keep the answers already in $REF_OUT/ragas_results.json), REF_THREADS (llama.cpp
+# threads, default 2; 1 leaves a core to another job).
 # Writes nothing into the work tree: copy $REF_OUT/ragas_results.json and comparison.md here
 # deliberately to update the committed reference.
 set -euo pipefail
@@ -36,6 +37,7 @@ fi
 args=()
 [ -n "${REF_LIMIT:-}" ] && args+=(--limit "$REF_LIMIT")
 [ "${REF_RESUME:-0}" = 1 ] && args+=(--resume)
+[ -n "${REF_THREADS:-}" ] && args+=(--threads "$REF_THREADS")
 say "RAGAS -> $OUT/ragas_results.json"
 "$VENV/bin/python" -W ignore "$HERE/ragas_judge.py" "$STORE" --root "$REPO" \
   --out "$OUT/ragas_results.json" --cache "$OUT/ragas_cache" "${args[@]}"

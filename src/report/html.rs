@@ -160,6 +160,7 @@ fn write_header(
     s.push_str("</dl></header>");
     write_failed_cells(s, meta)?;
     write_eliminated_cells(s, meta)?;
+    write_judge_incomplete(s, &meta.judge, answers)?;
     Ok(())
 }
 
@@ -1118,29 +1119,56 @@ fn write_methods(
     Ok(())
 }
 
-/// Judge verdicts without a value, per cell and metric: undefined by the reference's definition
-/// or failed (with the first error). Nothing when every judgment has a value.
+/// Judge verdicts without a value, per cell and metric: undefined by the reference's definition,
+/// failed (with the first error), or not made yet. Nothing when every judgment has a value.
 fn write_judge_missing(s: &mut String, judge: &super::JudgeNotes) -> Result<(), ReportError> {
     if judge.missing.is_empty() {
         return Ok(());
     }
-    let errors: usize = judge.missing.iter().map(|m| m.3).sum();
-    let undefined: usize = judge.missing.iter().map(|m| m.2).sum();
+    let errors: usize = judge.missing.iter().map(|m| m.failed).sum();
+    let undefined: usize = judge.missing.iter().map(|m| m.undefined).sum();
+    let unjudged: usize = judge.missing.iter().map(|m| m.unjudged).sum();
     write!(
         s,
-        r#"<section id="judge-missing"><h2>Judge verdicts missing</h2><p class="note">{undefined} judgments are undefined by the metric’s reference definition (e.g. RAGAS faithfulness of an answer with no statements) and {errors} could not be made; neither counts in any mean. <code>orchestrate judge --retry-errors</code> judges the failed ones again.</p><table><thead><tr><th>cell</th><th>metric</th><th>undefined</th><th>failed</th><th>first error</th></tr></thead><tbody>"#
+        r#"<section id="judge-missing"><h2>Judge verdicts missing</h2><p class="note">{undefined} judgments are undefined by the metric’s reference definition (e.g. RAGAS faithfulness of an answer with no statements), {errors} could not be made and {unjudged} were not made yet; none counts in any mean. <code>orchestrate judge</code> makes the missing ones; with <code>--retry-errors</code> also the failed ones again.</p><table><thead><tr><th>cell</th><th>metric</th><th>undefined</th><th>failed</th><th>not judged yet</th><th>first error</th></tr></thead><tbody>"#
     )?;
-    for (cell, metric, u, e, first) in &judge.missing {
+    for g in &judge.missing {
         write!(
             s,
-            r#"<tr><td>{}</td><td>{}</td><td class="num">{u}</td><td class="num{}">{e}</td><td>{}</td></tr>"#,
-            esc(cell),
-            esc(metric),
-            if *e > 0 { " warn" } else { "" },
-            esc(first.as_deref().unwrap_or("")),
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num{}">{}</td><td>{}</td></tr>"#,
+            esc(&g.cell),
+            esc(&g.metric),
+            g.undefined,
+            if g.failed > 0 { " warn" } else { "" },
+            g.failed,
+            if g.unjudged > 0 { " warn" } else { "" },
+            g.unjudged,
+            esc(g.first_error.as_deref().unwrap_or("")),
         )?;
     }
     s.push_str("</tbody></table></section>");
+    Ok(())
+}
+
+/// A warning at the top when judging stopped part-way: the judge metrics then cover only the
+/// judged answers (nothing when every ok answer is judged).
+fn write_judge_incomplete(
+    s: &mut String,
+    judge: &super::JudgeNotes,
+    answers: &[AnswerRecord],
+) -> Result<(), ReportError> {
+    if judge.unjudged_answers == 0 {
+        return Ok(());
+    }
+    let ok = answers
+        .iter()
+        .filter(|a| a.status == AnswerStatus::Ok)
+        .count();
+    write!(
+        s,
+        r##"<section id="judge-incomplete" class="warn-box"><h2>Judging incomplete</h2><p class="note">{} of {ok} answers are not yet judged on every judge metric (the judge was stopped or is still running). The judge metrics’ means, intervals and “k/n correct” below cover the judged answers only; <a href="#judge-missing">Judge verdicts missing</a> counts them per cell. <code>orchestrate judge</code> continues where it stopped.</p></section>"##,
+        judge.unjudged_answers
+    )?;
     Ok(())
 }
 
@@ -1396,13 +1424,15 @@ mod tests {
         let meta = ReportMeta {
             judge: super::super::JudgeNotes {
                 judges: vec!["abc:greedy".into()],
-                missing: vec![(
-                    "b · dense 500/50".into(),
-                    "faithfulness".into(),
-                    1,
-                    2,
-                    Some("judge output cut at max_tokens 1024".into()),
-                )],
+                missing: vec![super::super::JudgeGap {
+                    cell: "b · dense 500/50".into(),
+                    metric: "faithfulness".into(),
+                    undefined: 1,
+                    failed: 2,
+                    unjudged: 0,
+                    first_error: Some("judge output cut at max_tokens 1024".into()),
+                }],
+                unjudged_answers: 0,
                 agreements: vec![crate::store::JudgeAgreementRecord {
                     judge: "abc:greedy".into(),
                     metric: "correctness".into(),
@@ -1430,8 +1460,10 @@ mod tests {
         assert!(
             missing.contains("1 judgments are undefined")
                 && missing.contains("2 could not be made")
+                && missing.contains("0 were not made yet")
         );
         assert!(missing.contains("cut at max_tokens"));
+        assert!(!html.contains("judge-incomplete"), "judging is complete");
         let methods = html.split(r#"id="methods""#).nth(1).unwrap();
         assert!(
             methods.contains("abc:greedy") && methods.contains("Cohen’s κ 0.50"),

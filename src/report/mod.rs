@@ -136,11 +136,33 @@ pub struct ReportMeta {
 pub struct JudgeNotes {
     /// Judge identities that stored judgments.
     pub judges: Vec<String>,
-    /// Judgments without a value: (cell label, metric, undefined count, error count, first
-    /// error), one row per cell and metric that has any.
-    pub missing: Vec<(String, String, usize, usize, Option<String>)>,
+    /// Judgments without a value, one row per cell and metric that has any: undefined, failed,
+    /// or not made yet (the judge was stopped or is still running).
+    pub missing: Vec<JudgeGap>,
+    /// Ok answers not yet judged on every metric some answer was judged on; 0 when judging is
+    /// complete. The judge metrics' means cover the judged answers only.
+    #[serde(default)]
+    pub unjudged_answers: usize,
     /// Agreement of judges with human labels.
     pub agreements: Vec<crate::store::JudgeAgreementRecord>,
+}
+
+/// One cell and judge metric with judgments that have no value.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JudgeGap {
+    /// The cell's label, told apart as in [`crate::cell::distinct_labels`].
+    pub cell: String,
+    /// The stored metric name (`faithfulness`, `correctness_deepeval`, ...).
+    pub metric: String,
+    /// Judgments the metric's reference definition leaves undefined (RAGAS's NaN).
+    pub undefined: usize,
+    /// Judgments that could not be made (stored errors).
+    pub failed: usize,
+    /// Ok answers of the cell with no judgment of this metric yet.
+    #[serde(default)]
+    pub unjudged: usize,
+    /// The first stored error, if any failed.
+    pub first_error: Option<String>,
 }
 
 /// The chunks of one index that some answer used.

@@ -171,6 +171,41 @@ metrics = ["correctness", "context_precision"]
         text.contains("0 new") && text.contains("judge model: 0 calls"),
         "{text}"
     );
+    // A judge stopped part-way: the report says so at the top and counts what is not judged
+    // yet per cell and metric; the next `judge` makes exactly those (from its call cache).
+    let db = rusqlite::Connection::open(dir.path().join("store/judged.sqlite")).unwrap();
+    let q: String = db
+        .query_row("SELECT MIN(question_id) FROM judgments", [], |r| r.get(0))
+        .unwrap();
+    let gone = db
+        .execute("DELETE FROM judgments WHERE question_id = ?1", [&q])
+        .unwrap();
+    assert_eq!(gone, 4, "one answer x 2 metrics x 2 profiles");
+    let report = |name: &str| {
+        let out = run(&["report", "j.toml", "-o", name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(dir.path().join(name)).unwrap()
+    };
+    let html = report("partial.html");
+    let warn = html
+        .split(r#"id="judge-incomplete""#)
+        .nth(1)
+        .expect("judging incomplete");
+    assert!(warn.contains("1 of 3 answers are not yet judged"), "{warn}");
+    let missing = html.split(r#"id="judge-missing""#).nth(1).unwrap();
+    assert!(missing.contains("4 were not made yet"), "{missing}");
+    let out = run(&["judge", "j.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("4 new") && text.contains("judge model: 0 calls"),
+        "{text}"
+    );
+    let html = report("complete.html");
+    assert!(!html.contains("judge-incomplete") && !html.contains("judge-missing"));
     // A base model (no chat template) cannot judge: one clear error before any judgment.
     let gemma = common::manifest_path("models/gemma-3-270m-q4_k_m.gguf");
     if common::required_file(&gemma, common::MODELS_HINT).is_some() {

@@ -302,13 +302,15 @@ fn report_renders_in_headless_chromium() {
         )],
         judge: orchestrate::report::JudgeNotes {
             judges: vec!["cc324af070c2ecbf:greedy:max_tokens=1024".into()],
-            missing: vec![(
-                "slow · bm25 chunk 1000/100 k=4".into(),
-                "faithfulness".into(),
-                2,
-                1,
-                Some("judge output cut at max_tokens 1024 at step ragas.nli: raise [judge] max_tokens".into()),
-            )],
+            missing: vec![orchestrate::report::JudgeGap {
+                cell: "slow · bm25 chunk 1000/100 k=4".into(),
+                metric: "faithfulness".into(),
+                undefined: 2,
+                failed: 1,
+                unjudged: 3,
+                first_error: Some("judge output cut at max_tokens 1024 at step ragas.nli: raise [judge] max_tokens".into()),
+            }],
+            unjudged_answers: 3,
             agreements: vec![],
         },
     };
