@@ -761,7 +761,7 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
     let name = crate::experiment::read_name(file)?;
     let db_path = Store::path_for(store_dir, &name);
     // a sweep on Slurm: merge what its tasks wrote first, so the progress below is current
-    let slurm_lines = if db_path.exists() {
+    let mut lines = if db_path.exists() {
         crate::slurm::coordinator::status(&db_path, store_dir, &name, &crate::slurm::cli::Shell)?
             .unwrap_or_default()
     } else {
@@ -776,6 +776,18 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
         Ok((exp, qs))
     });
     let running = crate::sweep::is_running(store_dir, &name);
+    if db.is_some() {
+        // judging is a pass of its own after the sweep: say how far it got (a convenience, as
+        // the index line below: the progress shows without it)
+        let judged = results(file, store_dir, retrieval_only, Scope::All).and_then(|r| {
+            let ok = r.answers.iter().filter(|a| a.status == AnswerStatus::Ok);
+            Ok(judge_line(&r.judge_notes()?, ok.count()))
+        });
+        match judged {
+            Ok(line) => lines.extend(line),
+            Err(e) => tracing::warn!("cannot tell how far the judge got: {e}"),
+        }
+    }
     match loaded {
         Ok((exp, questions)) => {
             let cells = crate::inspect::progress(Some((&exp, &questions)), db.as_ref())?;
@@ -786,7 +798,7 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
             });
             Ok(with_lines(
                 crate::inspect::progress_text(&name, file, &cells, &indexes, running),
-                &slurm_lines,
+                &lines,
             ))
         }
         Err(e) => {
@@ -794,10 +806,30 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
             let cells = crate::inspect::progress(None, db.as_ref())?;
             Ok(with_lines(
                 crate::inspect::progress_text(&name, file, &cells, &[], running),
-                &slurm_lines,
+                &lines,
             ))
         }
     }
+}
+
+/// The status line of the judge (`None` when nothing was judged): how many of the `ok` answers
+/// are judged on every metric, and the judgments without a value.
+fn judge_line(notes: &crate::report::JudgeNotes, ok: usize) -> Option<String> {
+    if notes.judges.is_empty() {
+        return None;
+    }
+    let failed: usize = notes.missing.iter().map(|g| g.failed).sum();
+    let undefined: usize = notes.missing.iter().map(|g| g.undefined).sum();
+    let judged = ok.saturating_sub(notes.unjudged_answers);
+    let rest = if notes.unjudged_answers > 0 {
+        " (`orchestrate judge` continues)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "judge: {judged} of {ok} answers judged on every metric{rest}; {failed} judgments failed, \
+         {undefined} undefined"
+    ))
 }
 
 /// `text` with `lines` appended, one per line.
@@ -1042,6 +1074,44 @@ pub fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_line_says_how_far_the_judge_got() {
+        use crate::report::{JudgeGap, JudgeNotes};
+        assert_eq!(
+            judge_line(&JudgeNotes::default(), 10),
+            None,
+            "nothing judged"
+        );
+        let gap = |failed, undefined, unjudged| JudgeGap {
+            cell: "c".into(),
+            metric: "faithfulness".into(),
+            undefined,
+            failed,
+            unjudged,
+            first_error: None,
+        };
+        let partial = JudgeNotes {
+            judges: vec!["j".into()],
+            missing: vec![gap(1, 0, 3), gap(0, 2, 4)],
+            unjudged_answers: 4,
+            agreements: vec![],
+        };
+        assert_eq!(
+            judge_line(&partial, 10).unwrap(),
+            "judge: 6 of 10 answers judged on every metric (`orchestrate judge` continues); \
+             1 judgments failed, 2 undefined"
+        );
+        let done = JudgeNotes {
+            missing: vec![],
+            unjudged_answers: 0,
+            ..partial
+        };
+        assert_eq!(
+            judge_line(&done, 10).unwrap(),
+            "judge: 10 of 10 answers judged on every metric; 0 judgments failed, 0 undefined"
+        );
+    }
 
     #[test]
     fn cells_with_the_same_axes_are_told_apart_in_the_report() {
