@@ -662,31 +662,13 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 orchestrate::judge::run::load_labels(l)?;
             }
             let results = commands::results(&experiment, &store, false, Scope::All)?;
-            let bar = bars.as_ref().map(|mp| {
-                let b = mp.add(indicatif::ProgressBar::new(0));
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "judging {bar:30} {pos}/{len} judgments, {elapsed} (eta {eta})",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-                b
-            });
-            let summary = commands::judge(
+            let summary = commands::judge_with_bar(
                 &results,
                 &settings,
                 &embedding,
                 overrides.retry_errors,
-                &mut |done, total| {
-                    if let Some(b) = &bar {
-                        b.set_length(total);
-                        b.set_position(done);
-                    }
-                },
+                bars.as_ref(),
             )?;
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
             print_out(&orchestrate::judge::run::summary_text(
                 &results.name,
                 &summary,

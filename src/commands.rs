@@ -955,12 +955,12 @@ pub fn run(
     )?;
     let judged = if exp.judge.after_run && exp.generate {
         tracing::info!("judging the answers (`judge = true`)");
-        let j = judge(
+        let j = judge_with_bar(
             &results,
             &exp.judge,
             &exp.embedding_model,
             false,
-            &mut |_, _| {},
+            opts.bars.as_ref(),
         )?;
         results = results_named(
             &exp.name,
@@ -1170,6 +1170,44 @@ pub fn judge_settings(
         settings.threads = t;
     }
     Ok((settings, embedding))
+}
+
+/// [`judge`] with a progress bar of judgments on `bars` (none without), cleared at the end.
+///
+/// Errors: as [`judge`].
+pub fn judge_with_bar(
+    results: &Results,
+    settings: &crate::judge::run::JudgeSettings,
+    embedding: &Path,
+    retry_errors: bool,
+    bars: Option<&indicatif::MultiProgress>,
+) -> Result<crate::judge::run::JudgeSummary, CommandError> {
+    let bar = bars.map(|mp| {
+        let b = mp.add(indicatif::ProgressBar::new(0));
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "judging {bar:30} {pos}/{len} judgments, {elapsed} (eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let summary = judge(
+        results,
+        settings,
+        embedding,
+        retry_errors,
+        &mut |done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total);
+                b.set_position(done);
+            }
+        },
+    );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    summary
 }
 
 /// `orchestrate judge`: judges the stored ok answers of `results` with the judge model of
