@@ -260,6 +260,7 @@ impl Results {
     /// Errors: store errors.
     pub fn judge_notes(&self) -> Result<crate::report::JudgeNotes, CommandError> {
         use crate::report::JudgeGap;
+        use crate::store::JudgmentStatus;
         let judgments = self.db.judgments()?;
         let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
         let labels: BTreeMap<&str, String> = axes
@@ -290,16 +291,15 @@ impl Results {
             judges.insert(j.judge.clone());
             metrics.insert(j.metric.as_str());
             judged.insert((&j.cell_id, j.repeat, &j.question_id, &j.metric));
-            if j.status == "ok" {
-                continue;
-            }
-            let e = gap(&mut gaps, label, &j.metric);
-            if j.status == "undefined" {
-                e.undefined += 1;
-            } else {
-                e.failed += 1;
-                if e.first_error.is_none() {
-                    e.first_error = j.detail.clone();
+            match j.status {
+                JudgmentStatus::Ok => {}
+                JudgmentStatus::Undefined => gap(&mut gaps, label, &j.metric).undefined += 1,
+                JudgmentStatus::Error => {
+                    let e = gap(&mut gaps, label, &j.metric);
+                    e.failed += 1;
+                    if e.first_error.is_none() {
+                        e.first_error = j.detail.clone();
+                    }
                 }
             }
         }

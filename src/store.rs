@@ -425,9 +425,8 @@ pub struct JudgmentRecord {
     pub question_id: String,
     /// The stored metric name (`faithfulness`, `faithfulness_ragas`, ...).
     pub metric: String,
-    /// `ok` (a value), `undefined` (the reference gives NaN; `detail` says why) or `error`
-    /// (no judgment; `detail` holds the error).
-    pub status: String,
+    /// Whether it has a value; `detail` says why not.
+    pub status: JudgmentStatus,
     /// The value when `ok`.
     pub value: Option<f64>,
     /// Why undefined, or the error.
@@ -436,6 +435,47 @@ pub struct JudgmentRecord {
     pub judge: String,
     /// `crate::judge::steps::PROMPT_VERSION` of the prompts used.
     pub prompt_version: u32,
+}
+
+/// The outcome of one judgment, stored as `ok`, `undefined` or `error` (`judgments.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgmentStatus {
+    /// A value.
+    Ok,
+    /// The metric's reference definition gives no value here (RAGAS's NaN, e.g. faithfulness of
+    /// an answer without statements); the judgment's `detail` says why.
+    Undefined,
+    /// The judgment could not be made (context overflow, output cut at max_tokens, missing
+    /// chunks); `detail` holds the error. `orchestrate judge --retry-errors` tries again.
+    Error,
+}
+
+impl JudgmentStatus {
+    /// `ok`, `undefined` or `error`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JudgmentStatus::Ok => "ok",
+            JudgmentStatus::Undefined => "undefined",
+            JudgmentStatus::Error => "error",
+        }
+    }
+
+    /// Parses a stored name; anything unknown reads as `Error` (judged again with
+    /// `--retry-errors`, never averaged).
+    pub fn parse(s: &str) -> JudgmentStatus {
+        match s {
+            "ok" => JudgmentStatus::Ok,
+            "undefined" => JudgmentStatus::Undefined,
+            _ => JudgmentStatus::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for JudgmentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One run of `orchestrate run` (table `runs`).
@@ -1543,12 +1583,12 @@ impl Store {
     }
 
     /// The judgments stored by judge `judge` with prompt version `prompt_version`:
-    /// (cell_id, repeat, question_id, metric) → status (`ok`, `undefined`, `error`).
+    /// (cell_id, repeat, question_id, metric) → status.
     pub fn judgments_by(
         &self,
         judge: &str,
         prompt_version: u32,
-    ) -> Result<BTreeMap<JudgmentKey, String>, StoreError> {
+    ) -> Result<BTreeMap<JudgmentKey, JudgmentStatus>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -1558,7 +1598,10 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params![judge, prompt_version], |r| {
-                Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?))
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+                    JudgmentStatus::parse(&r.get::<_, String>(4)?),
+                ))
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -1581,7 +1624,7 @@ impl Store {
                     repeat: r.get(1)?,
                     question_id: r.get(2)?,
                     metric: r.get(3)?,
-                    status: r.get(4)?,
+                    status: JudgmentStatus::parse(&r.get::<_, String>(4)?),
                     value: r.get(5)?,
                     detail: r.get(6)?,
                     judge: r.get(7)?,
@@ -1689,7 +1732,7 @@ impl Store {
         };
         let mut metrics: BTreeMap<String, f64> = from_json(&metrics);
         match j.value.filter(|v| v.is_finite()) {
-            Some(v) if j.status == "ok" => {
+            Some(v) if j.status == JudgmentStatus::Ok => {
                 metrics.insert(j.metric.clone(), v);
             }
             _ => {
@@ -1710,7 +1753,7 @@ impl Store {
                 j.repeat,
                 j.question_id,
                 j.metric,
-                j.status,
+                j.status.as_str(),
                 j.value,
                 j.detail,
                 j.judge,
@@ -2240,7 +2283,7 @@ mod tests {
             repeat: 0,
             question_id: "q1".into(),
             metric: "correctness".into(),
-            status: "ok".into(),
+            status: JudgmentStatus::Ok,
             value: Some(1.0),
             detail: None,
             judge: "j".into(),

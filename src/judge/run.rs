@@ -22,7 +22,7 @@ use super::{
 };
 use crate::generate::{GenerateError, Generation, Generator, StopReason};
 use crate::store::{
-    AnswerRecord, AnswerStatus, JudgeCallRecord, JudgmentRecord, Store, StoreError,
+    AnswerRecord, AnswerStatus, JudgeCallRecord, JudgmentRecord, JudgmentStatus, Store, StoreError,
 };
 use crate::worker::TextEmbedder;
 
@@ -297,9 +297,9 @@ impl JudgeJob<'_> {
                     a.question_id.clone(),
                     name.clone(),
                 );
-                let stored = match done.get(&key).map(String::as_str) {
-                    Some("ok" | "undefined") => true,
-                    Some(_) => !self.retry_errors,
+                let stored = match done.get(&key) {
+                    Some(JudgmentStatus::Ok | JudgmentStatus::Undefined) => true,
+                    Some(JudgmentStatus::Error) => !self.retry_errors,
                     None => false,
                 };
                 out.push(Item {
@@ -388,16 +388,16 @@ impl JudgeJob<'_> {
             let (status, value, detail) = match outcome {
                 Ok(Score::Value(v)) => {
                     summary.ok += 1;
-                    ("ok", Some(v), None)
+                    (JudgmentStatus::Ok, Some(v), None)
                 }
                 Ok(Score::Undefined(why)) => {
                     summary.undefined += 1;
-                    ("undefined", None, Some(why.to_string()))
+                    (JudgmentStatus::Undefined, None, Some(why.to_string()))
                 }
                 Err(e) => {
                     summary.errors += 1;
                     tracing::warn!(cell = %a.cell.cell_id, question = %a.question_id, metric = %name, "judge error: {e}");
-                    ("error", None, Some(e.to_string()))
+                    (JudgmentStatus::Error, None, Some(e.to_string()))
                 }
             };
             self.store.put_judgment(&JudgmentRecord {
@@ -405,7 +405,7 @@ impl JudgeJob<'_> {
                 repeat: key.1,
                 question_id: key.2,
                 metric: key.3,
-                status: status.to_string(),
+                status,
                 value,
                 detail,
                 judge: self.judge.to_string(),
@@ -769,7 +769,7 @@ mod tests {
         let j = s.judgments().unwrap();
         let err = j
             .iter()
-            .find(|j| j.status == "error")
+            .find(|j| j.status == JudgmentStatus::Error)
             .expect("the error is stored");
         assert_eq!(
             (err.question_id.as_str(), err.metric.as_str()),
