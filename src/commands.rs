@@ -410,7 +410,9 @@ impl Results {
 }
 
 /// `orchestrate report`: renders the report of `results` into `out` (written atomically: a
-/// temporary file renamed into place). `rank_metric` picks the ranking's metric.
+/// temporary file renamed into place). `rank_metric` picks the ranking's metric. The report is
+/// titled with the experiment name of the database's latest run, so a copied or renamed
+/// database still says which experiment it holds.
 ///
 /// Errors: [`CommandError::Usage`] for a metric no answer has; report and I/O errors.
 pub fn report(
@@ -428,8 +430,15 @@ pub fn report(
             )));
         }
     }
+    // the name the experiment ran under, also when its database was copied or renamed
+    let shown = results
+        .db
+        .runs()?
+        .pop()
+        .map(|r| r.experiment)
+        .unwrap_or_else(|| results.name.clone());
     let meta = ReportMeta {
-        experiment_name: results.name.clone(),
+        experiment_name: shown.clone(),
         experiment_file: results.file.display().to_string(),
         run_started: results.db.last_run_started()?,
         host: results.db.last_run_host()?,
@@ -441,7 +450,7 @@ pub fn report(
         judge: results.judge_notes()?,
     };
     let answers = told_apart(&results.answers);
-    let html = crate::report::render_html(&results.name, &meta, &answers)?;
+    let html = crate::report::render_html(&shown, &meta, &answers)?;
     write_atomically(out, html.as_bytes())?;
     Ok(out.to_path_buf())
 }

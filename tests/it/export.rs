@@ -263,6 +263,12 @@ fn reading_commands_take_the_results_database_itself() {
     ok(elsewhere.path(), &["report", db, "-o", "r.html"]);
     let html = std::fs::read_to_string(elsewhere.path().join("r.html")).unwrap();
     assert!(html.contains("<h1>exp</h1>"), "report names the experiment");
+    // a renamed copy still names the experiment it holds (the output default follows the file)
+    let copy = elsewhere.path().join("last-week.sqlite");
+    std::fs::copy(db, &copy).unwrap();
+    ok(elsewhere.path(), &["report", copy.to_str().unwrap()]);
+    let html = std::fs::read_to_string(elsewhere.path().join("reports/last-week.html")).unwrap();
+    assert!(html.contains("<h1>exp</h1>"), "the stored experiment name");
     // --grid needs the experiment file; commands that need it say a database is not one
     let grid = run(elsewhere.path(), &["export", db, "--grid"]);
     assert!(!grid.status.success());
