@@ -308,15 +308,13 @@ impl Results {
             let Some(label) = labels.get(a.cell.cell_id.as_str()) else {
                 continue;
             };
-            // as the judge does: a retrieval-only row gets the context metrics only
-            let generated = a.cell.model != crate::cell::RETRIEVAL_ONLY;
             let mut any = false;
             for m in &metrics {
-                let applies = generated
-                    || matches!(
-                        crate::score::metric::Metric::parse(m),
-                        crate::score::metric::Metric::Judge(j, _) if j.is_context_only()
-                    );
+                // the judge's own rule of which metrics an answer gets
+                let applies = match crate::score::metric::Metric::parse(m) {
+                    crate::score::metric::Metric::Judge(j, _) => crate::judge::run::applies(j, a),
+                    _ => false,
+                };
                 if !applies || judged.contains(&(&a.cell.cell_id, a.repeat, &a.question_id, m)) {
                     continue;
                 }

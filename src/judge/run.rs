@@ -285,10 +285,8 @@ impl JudgeJob<'_> {
         let names = self.settings.metric_names();
         let mut out = Vec::new();
         for a in self.answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
-            // a retrieval-only row has no answer: only the context metrics apply to it
-            let generated = a.cell.model != crate::cell::RETRIEVAL_ONLY;
             for (metric, profile, name) in &names {
-                if !generated && !metric.is_context_only() {
+                if !applies(*metric, a) {
                     continue;
                 }
                 let key = (
@@ -416,6 +414,12 @@ impl JudgeJob<'_> {
         summary.calls = ask.stats;
         Ok(summary)
     }
+}
+
+/// Whether the judge judges `answer` on `metric`: every metric of a generated answer, only the
+/// context metrics (which need no answer) of a retrieval-only row.
+pub fn applies(metric: JudgeMetric, answer: &AnswerRecord) -> bool {
+    answer.cell.model != crate::cell::RETRIEVAL_ONLY || metric.is_context_only()
 }
 
 /// A few lines describing a judge pass for the terminal: judgments made, skipped, undefined and
