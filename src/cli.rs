@@ -614,7 +614,8 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             }
             if s.failures.is_empty() {
                 eprintln!(
-                    "error: some judgments failed (shown above and in the report);                      `orchestrate judge {} --retry-errors` asks them again",
+                    "error: some judgments failed (shown above and in the report); \
+                     `orchestrate judge {} --retry-errors` asks them again",
                     experiment.display()
                 );
                 return Ok(ExitCode::FAILURE);

@@ -179,7 +179,23 @@ pub enum Score {
 /// Why a judgment could not be made (stored per answer, counted per cell).
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
-    /// The judge model failed (prompt longer than its n_ctx, llama.cpp errors).
+    /// The judge's prompt (the step's instructions with the question, answer, reference or
+    /// contexts it judges) plus `max_tokens` does not fit the judge's `n_ctx`.
+    #[error(
+        "judge prompt at step {step} needs {prompt_tokens} tokens + max_tokens {max_tokens} > \
+         n_ctx {n_ctx}: raise n_ctx in [judge] (or lower its max_tokens)"
+    )]
+    PromptTooLong {
+        /// The step's name.
+        step: &'static str,
+        /// Tokens of the prompt.
+        prompt_tokens: usize,
+        /// The judge's generation budget.
+        max_tokens: u32,
+        /// The judge's context window.
+        n_ctx: u32,
+    },
+    /// The judge model failed (llama.cpp errors).
     #[error("judge model failed at step {step}: {source}")]
     Generate {
         /// The step's name.

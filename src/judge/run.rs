@@ -194,7 +194,19 @@ impl Ask for CachedAsk<'_> {
         let g = self
             .model
             .complete(SYSTEM, &call.user, &grammar)
-            .map_err(|source| JudgeError::Generate { step, source })?;
+            .map_err(|source| match source {
+                GenerateError::QuestionTooLong {
+                    prompt_tokens,
+                    max_tokens,
+                    n_ctx,
+                } => JudgeError::PromptTooLong {
+                    step,
+                    prompt_tokens,
+                    max_tokens,
+                    n_ctx,
+                },
+                source => JudgeError::Generate { step, source },
+            })?;
         let seconds = started.elapsed().as_secs_f64();
         self.stats.calls += 1;
         self.stats.prompt_tokens += u64::from(g.prompt_tokens);
@@ -879,8 +891,11 @@ mod tests {
             .unwrap();
         assert_eq!((sum.ok, sum.errors), (1, 1));
         let j = s.judgments().unwrap();
+        // the stored error names the judge's prompt and its setting, not "the question"
+        let detail = j[1].detail.as_deref().unwrap();
         assert!(
-            j[1].detail.as_deref().unwrap().contains("n_ctx 4096"),
+            detail.starts_with("judge prompt at step correctness needs")
+                && detail.contains("n_ctx 4096: raise n_ctx in [judge]"),
             "{j:?}"
         );
     }
