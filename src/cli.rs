@@ -119,6 +119,12 @@ enum Cmd {
         /// Judge again the answers whose judgment failed in an earlier pass.
         #[arg(long)]
         retry_errors: bool,
+        /// Judge only the answers to N questions, the same N in every cell (the first N of the
+        /// fixed random order racing uses); a later pass without it judges the rest. Without it,
+        /// judging also goes question by question, so a pass stopped part-way leaves every cell
+        /// judged on the same questions.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        questions: Option<u64>,
         /// Human correctness labels (JSON lines: question_id, answer, correct): report and store
         /// the judge's accuracy and Cohen's kappa against them.
         #[arg(long)]
@@ -648,6 +654,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             metrics,
             threads,
             retry_errors,
+            questions,
             labels,
         } => {
             let overrides = commands::JudgeOverrides {
@@ -656,6 +663,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 metrics,
                 threads,
                 retry_errors,
+                questions: questions.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             };
             let (settings, embedding) = commands::judge_settings(&experiment, &overrides)?;
             if let Some(l) = &labels {
@@ -667,7 +675,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 &results,
                 &settings,
                 &embedding,
-                overrides.retry_errors,
+                overrides.scope(),
                 bars.as_ref(),
             )?;
             print_out(&orchestrate::judge::run::summary_text(

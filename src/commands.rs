@@ -966,7 +966,7 @@ pub fn run(
             &results,
             &exp.judge,
             &exp.embedding_model,
-            false,
+            crate::judge::run::JudgeScope::default(),
             opts.bars.as_ref(),
         )?;
         results = results_named(
@@ -1154,6 +1154,19 @@ pub struct JudgeOverrides {
     pub threads: Option<i32>,
     /// Judge again the answers whose judgment failed before.
     pub retry_errors: bool,
+    /// Judge only the answers to this many questions, the same in every cell
+    /// ([`crate::judge::run::JudgeScope`]).
+    pub questions: Option<usize>,
+}
+
+impl JudgeOverrides {
+    /// Which answers the pass judges.
+    pub fn scope(&self) -> crate::judge::run::JudgeScope {
+        crate::judge::run::JudgeScope {
+            retry_errors: self.retry_errors,
+            questions: self.questions,
+        }
+    }
 }
 
 /// The `[judge]` settings of `file` with `overrides` applied, and the embedding model directory.
@@ -1186,7 +1199,7 @@ pub fn judge_with_bar(
     results: &Results,
     settings: &crate::judge::run::JudgeSettings,
     embedding: &Path,
-    retry_errors: bool,
+    scope: crate::judge::run::JudgeScope,
     bars: Option<&indicatif::MultiProgress>,
 ) -> Result<crate::judge::run::JudgeSummary, CommandError> {
     let bar = bars.map(|mp| {
@@ -1199,18 +1212,12 @@ pub fn judge_with_bar(
         );
         b
     });
-    let summary = judge(
-        results,
-        settings,
-        embedding,
-        retry_errors,
-        &mut |done, total| {
-            if let Some(b) = &bar {
-                b.set_length(total);
-                b.set_position(done);
-            }
-        },
-    );
+    let summary = judge(results, settings, embedding, scope, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -1231,7 +1238,7 @@ pub fn judge(
     results: &Results,
     settings: &crate::judge::run::JudgeSettings,
     embedding_model: &Path,
-    retry_errors: bool,
+    scope: crate::judge::run::JudgeScope,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<crate::judge::run::JudgeSummary, CommandError> {
     use crate::judge::run::{judge_id, ChunkTexts};
@@ -1260,7 +1267,7 @@ pub fn judge(
         chunks: &chunks,
         settings,
         judge: &id,
-        retry_errors,
+        scope,
     };
     let todo = job.pending()?;
     let params = crate::generate::GenParams {

@@ -194,19 +194,7 @@ impl Ask for CachedAsk<'_> {
         let g = self
             .model
             .complete(SYSTEM, &call.user, &grammar)
-            .map_err(|source| match source {
-                GenerateError::QuestionTooLong {
-                    prompt_tokens,
-                    max_tokens,
-                    n_ctx,
-                } => JudgeError::PromptTooLong {
-                    step,
-                    prompt_tokens,
-                    max_tokens,
-                    n_ctx,
-                },
-                source => JudgeError::Generate { step, source },
-            })?;
+            .map_err(|source| model_error(step, source))?;
         let seconds = started.elapsed().as_secs_f64();
         self.stats.calls += 1;
         self.stats.prompt_tokens += u64::from(g.prompt_tokens);
@@ -238,6 +226,24 @@ impl Ask for CachedAsk<'_> {
     }
 }
 
+/// The judge error for a model failure at `step`: a prompt too long for n_ctx is named as the
+/// judge's prompt, with the [judge] settings that fix it.
+fn model_error(step: &'static str, source: GenerateError) -> JudgeError {
+    match source {
+        GenerateError::QuestionTooLong {
+            prompt_tokens,
+            max_tokens,
+            n_ctx,
+        } => JudgeError::PromptTooLong {
+            step,
+            prompt_tokens,
+            max_tokens,
+            n_ctx,
+        },
+        source => JudgeError::Generate { step, source },
+    }
+}
+
 /// The retrieved chunks' texts by (index directory, chunk id).
 pub type ChunkTexts = BTreeMap<(String, u32), String>;
 
@@ -254,6 +260,8 @@ pub struct JudgeSummary {
     pub undefined: u64,
     /// Could not be judged now (stored as errors; see `judgments.detail`).
     pub errors: u64,
+    /// Judgments not yet stored that the scope's `questions` limit left for a later pass.
+    pub deferred: u64,
     /// What was asked of the model.
     pub calls: CallStats,
     /// Memory and CPU of the judging process while it judged (sampled as a sweep's workers
@@ -273,8 +281,25 @@ pub struct JudgeJob<'a> {
     pub settings: &'a JudgeSettings,
     /// The judge's identity ([`judge_id`]).
     pub judge: &'a str,
+    /// Which answers this pass judges.
+    pub scope: JudgeScope,
+}
+
+/// Which of the stored answers a `judge` pass judges, and in what order.
+///
+/// A pass goes question by question, in the fixed random order racing uses
+/// ([`crate::race::race_order`] with [`crate::race::DEFAULT_SEED`]), judging every cell's answer
+/// to a question before the next question. So a pass stopped part-way, or limited with
+/// `questions`, leaves every cell judged on the same questions: per-cell judge metrics stay
+/// comparable (paired over the same questions) at any point, instead of some cells being fully
+/// judged and others not at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JudgeScope {
     /// Judge again the judgments that failed in an earlier pass.
     pub retry_errors: bool,
+    /// Judge only the answers to the first `n` questions of the order (`--questions n`); a
+    /// later pass without it judges the rest. `None`: all.
+    pub questions: Option<usize>,
 }
 
 /// One judgment a pass considers.
@@ -289,14 +314,27 @@ struct Item<'a> {
 
 impl JudgeJob<'_> {
     /// Every (answer, metric, profile, stored name) to judge — of retrieval-only rows only the
-    /// context metrics, which need no answer — with whether it is already stored
-    /// by this judge and prompt version (an earlier error counts as stored unless
-    /// `retry_errors`).
-    fn items(&self) -> Result<Vec<Item<'_>>, StoreError> {
+    /// context metrics, which need no answer — in the [`JudgeScope`]'s question order, with
+    /// whether it is already stored by this judge and prompt version (an earlier error counts as
+    /// stored unless `retry_errors`); and how many judgments not yet stored the scope's
+    /// `questions` limit leaves out.
+    fn items(&self) -> Result<(Vec<Item<'_>>, u64), StoreError> {
         let done = self.store.judgments_by(self.judge, PROMPT_VERSION)?;
         let names = self.settings.metric_names();
+        let ok: Vec<&AnswerRecord> = self
+            .answers
+            .iter()
+            .filter(|a| a.status == AnswerStatus::Ok)
+            .collect();
+        let rank = question_ranks(&ok);
+        let mut ordered: Vec<(usize, &AnswerRecord)> =
+            ok.iter().map(|a| (rank[&a.question_id], *a)).collect();
+        // stable: within a question, cells keep their stored order
+        ordered.sort_by_key(|(r, _)| *r);
+        let limit = self.scope.questions.unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        for a in self.answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+        let mut deferred = 0;
+        for (r, a) in ordered {
             for (metric, profile, name) in &names {
                 if !applies(*metric, a) {
                     continue;
@@ -309,9 +347,13 @@ impl JudgeJob<'_> {
                 );
                 let stored = match done.get(&key) {
                     Some(JudgmentStatus::Ok | JudgmentStatus::Undefined) => true,
-                    Some(JudgmentStatus::Error) => !self.retry_errors,
+                    Some(JudgmentStatus::Error) => !self.scope.retry_errors,
                     None => false,
                 };
+                if r >= limit {
+                    deferred += u64::from(!stored);
+                    continue;
+                }
                 out.push(Item {
                     answer: a,
                     metric: *metric,
@@ -321,7 +363,7 @@ impl JudgeJob<'_> {
                 });
             }
         }
-        Ok(out)
+        Ok((out, deferred))
     }
 
     /// How many judgments [`JudgeJob::run`] would make (0: the judge model is not needed).
@@ -329,11 +371,12 @@ impl JudgeJob<'_> {
     /// # Errors
     /// Store errors.
     pub fn pending(&self) -> Result<u64, StoreError> {
-        Ok(self.items()?.iter().filter(|i| !i.stored).count() as u64)
+        Ok(self.items()?.0.iter().filter(|i| !i.stored).count() as u64)
     }
 
-    /// Judges every ok answer on the settings' metrics and profiles with `model`, skipping
-    /// judgments already stored (see [`JudgeJob::pending`]). An answer whose chunks are missing
+    /// Judges every ok answer in the scope on the settings' metrics and profiles with `model`,
+    /// question by question ([`JudgeScope`]), skipping judgments already stored (see
+    /// [`JudgeJob::pending`]). An answer whose chunks are missing
     /// gets [`JudgeError::NoContexts`] for the metrics that need them. `progress(done, total)`
     /// is called after each judgment.
     ///
@@ -346,9 +389,10 @@ impl JudgeJob<'_> {
         embedder: &dyn TextEmbedder,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<JudgeSummary, StoreError> {
-        let items = self.items()?;
+        let (items, deferred) = self.items()?;
         let mut summary = JudgeSummary {
             total: items.len() as u64,
+            deferred,
             ..JudgeSummary::default()
         };
         let mut ask = CachedAsk::new(self.store, model, self.judge);
@@ -428,6 +472,22 @@ impl JudgeJob<'_> {
     }
 }
 
+/// Each question id of `answers` with its place in the judge's order: the race's fixed random
+/// order ([`crate::race::race_order`], default seed) of the ids in first-stored order.
+fn question_ranks(answers: &[&AnswerRecord]) -> BTreeMap<String, usize> {
+    let mut ids: Vec<String> = Vec::new();
+    for a in answers {
+        if !ids.contains(&a.question_id) {
+            ids.push(a.question_id.clone());
+        }
+    }
+    crate::race::race_order(&ids, crate::race::DEFAULT_SEED)
+        .into_iter()
+        .enumerate()
+        .map(|(r, id)| (id, r))
+        .collect()
+}
+
 /// Whether the judge judges `answer` on `metric`: every metric of a generated answer, only the
 /// context metrics (which need no answer) of a retrieval-only row.
 pub fn applies(metric: JudgeMetric, answer: &AnswerRecord) -> bool {
@@ -461,6 +521,12 @@ pub fn summary_text(name: &str, s: &JudgeSummary) -> String {
     }
     if s.errors > 0 {
         t.push_str("failed judgments are stored with their error (table `judgments`); rerun with --retry-errors after fixing the cause\n");
+    }
+    if s.deferred > 0 {
+        t.push_str(&format!(
+            "{} judgments of the answers to the other questions are left for a pass without --questions\n",
+            s.deferred
+        ));
     }
     t
 }
@@ -702,8 +768,99 @@ mod tests {
             chunks,
             settings,
             judge,
-            retry_errors,
+            scope: JudgeScope {
+                retry_errors,
+                questions: None,
+            },
         }
+    }
+
+    /// [`Agreeable`], keeping the questions of the calls it was asked, in order.
+    struct Recording {
+        inner: Agreeable,
+        questions: Vec<String>,
+    }
+
+    impl JudgeModel for Recording {
+        fn complete(
+            &mut self,
+            system: &str,
+            user: &str,
+            grammar: &str,
+        ) -> Result<Generation, GenerateError> {
+            let q = user
+                .split("question ")
+                .nth(1)
+                .and_then(|r| r.split('?').next())
+                .unwrap_or("");
+            self.questions.push(q.to_string());
+            self.inner.complete(system, user, grammar)
+        }
+        fn max_tokens(&self) -> u32 {
+            self.inner.max_tokens()
+        }
+    }
+
+    #[test]
+    fn judging_goes_question_by_question_and_questions_limits_every_cell_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("x.sqlite")).unwrap();
+        let ids = ["q1", "q2", "q3", "q4"];
+        let mut answers = Vec::new();
+        // cell-major, as stored
+        for model in ["m", "n"] {
+            for q in ids {
+                let a = crate::report::aggregate::tests::answer(model, 500, "dense", q, 0.5, 1.0);
+                s.insert_test_answer(&a.cell.cell_id, q);
+                answers.push(a);
+            }
+        }
+        let mut settings = JudgeSettings::defaults(dir.path());
+        settings.metrics = vec![JudgeMetric::Correctness];
+        let chunks = ChunkTexts::new();
+        let mut model = Recording {
+            inner: Agreeable {
+                calls: 0,
+                fail_on: None,
+            },
+            questions: Vec::new(),
+        };
+        let order = crate::race::race_order(&ids.map(String::from), crate::race::DEFAULT_SEED);
+        let mut first = job(&s, &answers, &chunks, &settings, "j", false);
+        first.scope.questions = Some(2);
+        let sum = first.run(&mut model, &Unit, &mut |_, _| {}).unwrap();
+        // 2 questions x 2 cells now, the other 4 judgments left for later
+        assert_eq!((sum.total, sum.ok, sum.deferred), (4, 4, 4));
+        // the two cells answered each question in turn; correctness prompts are distinct per
+        // cell only by answer, so the second cell's call of a question is a cache hit
+        assert_eq!(model.questions, vec![order[0].clone(), order[1].clone()]);
+        let judged: std::collections::BTreeSet<(String, String)> = s
+            .judgments()
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.cell_id, j.question_id))
+            .collect();
+        let expected: std::collections::BTreeSet<(String, String)> = ["m", "n"]
+            .iter()
+            .flat_map(|m| {
+                order[..2]
+                    .iter()
+                    .map(move |q| (format!("{m}-500-dense"), q.clone()))
+            })
+            .collect();
+        assert_eq!(
+            judged, expected,
+            "every cell judged on the same 2 questions"
+        );
+        assert!(
+            summary_text("x", &sum).contains("4 judgments of the answers to the other questions")
+        );
+        // a pass without the limit judges the rest, in the same order
+        let sum = job(&s, &answers, &chunks, &settings, "j", false)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
+        assert_eq!((sum.total, sum.already, sum.ok, sum.deferred), (8, 4, 4, 0));
+        assert_eq!(model.questions[2..], order[2..]);
     }
 
     /// A store with ok answers q1, q2 of one cell, their records (given chunks 0 and 1 of index

@@ -1166,7 +1166,7 @@ fn write_judge_incomplete(
         .count();
     write!(
         s,
-        r##"<section id="judge-incomplete" class="warn-box"><h2>Judging incomplete</h2><p class="note">{} of {ok} answers are not yet judged on every judge metric (the judge was stopped or is still running). The judge metrics’ means, intervals and “k/n correct” below cover the judged answers only; <a href="#judge-missing">Judge verdicts missing</a> counts them per cell. <code>orchestrate judge</code> continues where it stopped.</p></section>"##,
+        r##"<section id="judge-incomplete" class="warn-box"><h2>Judging incomplete</h2><p class="note">{} of {ok} answers are not yet judged on every judge metric (the judge was stopped, is still running, or was limited with <code>--questions</code>). The judge metrics’ means, intervals and “k/n correct” below cover the judged answers only; <a href="#judge-missing">Judge verdicts missing</a> counts them per cell. <code>orchestrate judge</code> continues where it stopped.</p></section>"##,
         judge.unjudged_answers
     )?;
     Ok(())
