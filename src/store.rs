@@ -437,6 +437,17 @@ pub struct JudgmentRecord {
     pub prompt_version: u32,
 }
 
+/// The texts of an answer row a judgment was made from ([`Store::put_judgment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JudgedTexts<'a> {
+    /// The question as asked.
+    pub question: &'a str,
+    /// The expected (reference) answer judged against.
+    pub expected_answer: &'a str,
+    /// The generated answer judged (empty for a retrieval-only row).
+    pub answer: &'a str,
+}
+
 /// The outcome of one judgment, stored as `ok`, `undefined` or `error` (`judgments.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1715,14 +1726,30 @@ impl Store {
 
     /// Stores one judgment and, in the same transaction, sets (a value) or removes (undefined,
     /// error) the metric in the answer's `metrics`, so reports, exports, compare and racing see
-    /// judge metrics like any other. Returns whether the answer exists.
-    pub fn put_judgment(&self, j: &JudgmentRecord) -> Result<bool, StoreError> {
+    /// judge metrics like any other. `of` are the texts the judgment was made from: it is stored
+    /// only while the answer row is still an `ok` answer with exactly these texts. Returns
+    /// whether it was stored: `false` when the answer is gone or changed while it was judged
+    /// (a concurrent `orchestrate run` re-answered it, or re-scored it against an edited
+    /// expected answer and dropped its judgments), so a stale verdict is never written.
+    pub fn put_judgment(
+        &self,
+        j: &JudgmentRecord,
+        of: &JudgedTexts<'_>,
+    ) -> Result<bool, StoreError> {
         let e = |source| self.err(source);
         let tx = self.conn.unchecked_transaction().map_err(e)?;
         let metrics: Option<String> = tx
             .query_row(
-                "SELECT metrics FROM answers WHERE cell_id = ?1 AND repeat = ?2 AND question_id = ?3",
-                params![j.cell_id, j.repeat, j.question_id],
+                "SELECT metrics FROM answers WHERE cell_id = ?1 AND repeat = ?2 AND question_id = ?3
+                     AND status = 'ok' AND question = ?4 AND expected_answer = ?5 AND answer = ?6",
+                params![
+                    j.cell_id,
+                    j.repeat,
+                    j.question_id,
+                    of.question,
+                    of.expected_answer,
+                    of.answer
+                ],
                 |r| r.get(0),
             )
             .optional()
@@ -2140,8 +2167,8 @@ impl Store {
             .execute(
                 "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer,
                      answer, status, chunk_ids, pages, scores, finished_at)
-                 VALUES (?1, 0, ?2, 1, 'q', 'x', 'y', 'ok', '[]', '[]', '[]', '')",
-                [cell_id, question_id],
+                 VALUES (?1, 0, ?2, 1, ?3, 'x', 'y', 'ok', '[]', '[]', '[]', '')",
+                [cell_id, question_id, &format!("question {question_id}?")],
             )
             .unwrap();
     }
@@ -2278,7 +2305,7 @@ mod tests {
         );
         assert!(!s.set_answer_metrics("c", 0, "nope", &m(&[])).unwrap());
         // an edited reference drops the judgments made against the old one
-        s.put_judgment(&JudgmentRecord {
+        let judgment = JudgmentRecord {
             cell_id: "c".into(),
             repeat: 0,
             question_id: "q1".into(),
@@ -2288,14 +2315,37 @@ mod tests {
             detail: None,
             judge: "j".into(),
             prompt_version: 1,
-        })
-        .unwrap();
+        };
+        let old = JudgedTexts {
+            question: "question q1?",
+            expected_answer: "x",
+            answer: "y",
+        };
+        assert!(s.put_judgment(&judgment, &old).unwrap());
         assert_eq!(s.judgments().unwrap().len(), 1);
         assert!(s
             .set_reference("c", "q1", 0, "New.", Some(0.5), &m(&[("f1", 0.1)]))
             .unwrap());
         assert!(s.judgments().unwrap().is_empty());
         assert_eq!(s.test_metrics("c", "q1"), m(&[("f1", 0.1)]));
+        // and a judgment made against the old reference meanwhile is not stored
+        assert!(!s.put_judgment(&judgment, &old).unwrap());
+        assert!(s.judgments().unwrap().is_empty());
+        assert_eq!(s.test_metrics("c", "q1"), m(&[("f1", 0.1)]));
+        let new = JudgedTexts {
+            expected_answer: "New.",
+            ..old
+        };
+        assert!(s.put_judgment(&judgment, &new).unwrap());
+        assert!(!s
+            .put_judgment(
+                &judgment,
+                &JudgedTexts {
+                    answer: "another answer",
+                    ..new
+                }
+            )
+            .unwrap());
     }
 
     #[test]

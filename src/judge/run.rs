@@ -22,7 +22,8 @@ use super::{
 };
 use crate::generate::{GenerateError, Generation, Generator, StopReason};
 use crate::store::{
-    AnswerRecord, AnswerStatus, JudgeCallRecord, JudgmentRecord, JudgmentStatus, Store, StoreError,
+    AnswerRecord, AnswerStatus, JudgeCallRecord, JudgedTexts, JudgmentRecord, JudgmentStatus,
+    Store, StoreError,
 };
 use crate::worker::TextEmbedder;
 
@@ -262,6 +263,9 @@ pub struct JudgeSummary {
     pub errors: u64,
     /// Judgments not yet stored that the scope's `questions` limit left for a later pass.
     pub deferred: u64,
+    /// Judgments made but not stored because their answer changed or was removed meanwhile (a
+    /// concurrent `orchestrate run`); the next pass judges the answer as it is now.
+    pub changed: u64,
     /// What was asked of the model.
     pub calls: CallStats,
     /// Memory and CPU of the judging process while it judged (sampled as a sweep's workers
@@ -440,31 +444,42 @@ impl JudgeJob<'_> {
                 }
             };
             let (status, value, detail) = match outcome {
-                Ok(Score::Value(v)) => {
-                    summary.ok += 1;
-                    (JudgmentStatus::Ok, Some(v), None)
-                }
+                Ok(Score::Value(v)) => (JudgmentStatus::Ok, Some(v), None),
                 Ok(Score::Undefined(why)) => {
-                    summary.undefined += 1;
                     (JudgmentStatus::Undefined, None, Some(why.to_string()))
                 }
-                Err(e) => {
-                    summary.errors += 1;
-                    tracing::warn!(cell = %a.cell.cell_id, question = %a.question_id, metric = %name, "judge error: {e}");
-                    (JudgmentStatus::Error, None, Some(e.to_string()))
-                }
+                Err(e) => (JudgmentStatus::Error, None, Some(e.to_string())),
             };
-            self.store.put_judgment(&JudgmentRecord {
-                cell_id: key.0,
-                repeat: key.1,
-                question_id: key.2,
-                metric: key.3,
-                status,
-                value,
-                detail,
-                judge: self.judge.to_string(),
-                prompt_version: PROMPT_VERSION,
-            })?;
+            let stored = self.store.put_judgment(
+                &JudgmentRecord {
+                    cell_id: key.0,
+                    repeat: key.1,
+                    question_id: key.2,
+                    metric: key.3,
+                    status,
+                    value,
+                    detail: detail.clone(),
+                    judge: self.judge.to_string(),
+                    prompt_version: PROMPT_VERSION,
+                },
+                &JudgedTexts {
+                    question: &a.question,
+                    expected_answer: &a.expected_answer,
+                    answer: &a.answer,
+                },
+            )?;
+            match status {
+                _ if !stored => {
+                    summary.changed += 1;
+                    tracing::warn!(cell = %a.cell.cell_id, question = %a.question_id, metric = %name, "answer changed or removed while it was judged (a concurrent `orchestrate run`?): judgment not stored");
+                }
+                JudgmentStatus::Ok => summary.ok += 1,
+                JudgmentStatus::Undefined => summary.undefined += 1,
+                JudgmentStatus::Error => {
+                    summary.errors += 1;
+                    tracing::warn!(cell = %a.cell.cell_id, question = %a.question_id, metric = %name, "judge error: {}", detail.as_deref().unwrap_or_default());
+                }
+            }
             progress(n, summary.total);
         }
         summary.calls = ask.stats;
@@ -521,6 +536,12 @@ pub fn summary_text(name: &str, s: &JudgeSummary) -> String {
     }
     if s.errors > 0 {
         t.push_str("failed judgments are stored with their error (table `judgments`); rerun with --retry-errors after fixing the cause\n");
+    }
+    if s.changed > 0 {
+        t.push_str(&format!(
+            "{} judgments were not stored: their answer or expected answer changed while they were judged (a concurrent `orchestrate run`); `orchestrate judge` again judges them as they are now\n",
+            s.changed
+        ));
     }
     if s.deferred > 0 {
         t.push_str(&format!(
@@ -801,6 +822,62 @@ mod tests {
         }
     }
 
+    /// [`Agreeable`] that, at its first call, edits q1's expected answer through a connection
+    /// of its own, as a concurrent `orchestrate run` re-scoring an edited QA file would.
+    struct EditsMeanwhile {
+        inner: Agreeable,
+        db: PathBuf,
+    }
+
+    impl JudgeModel for EditsMeanwhile {
+        fn complete(
+            &mut self,
+            system: &str,
+            user: &str,
+            grammar: &str,
+        ) -> Result<Generation, GenerateError> {
+            if self.inner.calls == 0 {
+                rusqlite::Connection::open(&self.db)
+                    .unwrap()
+                    .execute(
+                        "UPDATE answers SET expected_answer = 'edited' WHERE question_id = 'q1'",
+                        [],
+                    )
+                    .unwrap();
+            }
+            self.inner.complete(system, user, grammar)
+        }
+        fn max_tokens(&self) -> u32 {
+            self.inner.max_tokens()
+        }
+    }
+
+    #[test]
+    fn a_judgment_of_an_answer_changed_meanwhile_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, answers, chunks) = store_with_answers(dir.path());
+        let mut settings = JudgeSettings::defaults(dir.path());
+        settings.metrics = vec![JudgeMetric::Correctness];
+        let mut model = EditsMeanwhile {
+            inner: Agreeable {
+                calls: 0,
+                fail_on: None,
+            },
+            db: s.path().to_path_buf(),
+        };
+        let sum = job(&s, &answers, &chunks, &settings, "j", false)
+            .run(&mut model, &Unit, &mut |_, _| {})
+            .unwrap();
+        assert_eq!((sum.total, sum.ok, sum.changed), (2, 1, 1));
+        let j = s.judgments().unwrap();
+        assert_eq!(
+            j.iter().map(|j| j.question_id.as_str()).collect::<Vec<_>>(),
+            vec!["q2"],
+            "the verdict against the old reference is not kept"
+        );
+        assert!(summary_text("x", &sum).contains("1 judgments were not stored"));
+    }
+
     #[test]
     fn judging_goes_question_by_question_and_questions_limits_every_cell_alike() {
         let dir = tempfile::tempdir().unwrap();
@@ -1011,6 +1088,11 @@ mod tests {
             a.cell.model = crate::cell::RETRIEVAL_ONLY.to_string();
             a.answer.clear();
         }
+        // as stored: a retrieval-only row has no answer text
+        rusqlite::Connection::open(s.path())
+            .unwrap()
+            .execute("UPDATE answers SET answer = ''", [])
+            .unwrap();
         let settings = JudgeSettings::defaults(dir.path());
         let mut model = Agreeable {
             calls: 0,
