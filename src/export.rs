@@ -18,7 +18,7 @@ use crate::store::AnswerRecord;
 
 /// The answer columns of [`write_csv`], in order: they follow the cell's axis columns
 /// ([`CellAxes::columns`]); metric columns come last.
-pub const ANSWER_COLUMNS: [&str; 20] = [
+pub const ANSWER_COLUMNS: [&str; 21] = [
     "repeat",
     "question_id",
     "question",
@@ -39,6 +39,7 @@ pub const ANSWER_COLUMNS: [&str; 20] = [
     "pages",
     "status",
     "error",
+    "judge_missing",
 ];
 
 /// Every column of [`write_csv`] before the metric columns: the axes, then [`ANSWER_COLUMNS`].
@@ -202,7 +203,8 @@ pub fn write_cells_csv<W: std::io::Write>(
 ///   …) String, the nested `members` of a combined retriever a JSON string;
 /// - `repeat`, `prompt_tokens`, `completion_tokens`, `contexts_used` UInt32; `rss_mean_bytes`,
 ///   `rss_peak_bytes` UInt64 (bytes); `cosine`, `response_time_s`, `ttft_s` (seconds),
-///   `cpu_mean_percent` Float64; the texts, `decode_mode`, `shared_from`, `status`, `error` String;
+///   `cpu_mean_percent` Float64; the texts, `decode_mode`, `shared_from`, `status`, `error`,
+///   `judge_missing` (a JSON object: judge metric → why it has no value) String;
 /// - `chunk_ids`, `pages` List(UInt32) (empty lists where the CSV has an empty field);
 /// - every metric one Float64 column, `null` where the answer lacks it.
 ///
@@ -256,6 +258,7 @@ pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ExportError>
         lists("pages", |a| &a.pages),
         strs("status", |a| Some(a.status.to_string())),
         strs("error", |a| a.error.clone()),
+        strs("judge_missing", judge_missing),
     ]);
     for m in metric_columns(answers) {
         columns.push(Column::new(
@@ -449,7 +452,7 @@ fn formula_safe(field: &str) -> String {
 }
 
 /// The answer fields of one row, in [`ANSWER_COLUMNS`] order.
-fn record_fields(a: &AnswerRecord) -> [String; 20] {
+fn record_fields(a: &AnswerRecord) -> [String; 21] {
     [
         a.repeat.to_string(),
         a.question_id.clone(),
@@ -471,7 +474,15 @@ fn record_fields(a: &AnswerRecord) -> [String; 20] {
         join_spaced(&a.pages),
         a.status.to_string(),
         a.error.clone().unwrap_or_default(),
+        judge_missing(a).unwrap_or_default(),
     ]
+}
+
+/// [`AnswerRecord::judge_missing`] as one JSON object (`{"faithfulness":"undefined: …"}`), or
+/// `None` when every judge metric judged has a value.
+fn judge_missing(a: &AnswerRecord) -> Option<String> {
+    (!a.judge_missing.is_empty())
+        .then(|| serde_json::to_string(&a.judge_missing).unwrap_or_default())
 }
 
 /// `Some(v)` as its `Display` form, `None` as an empty string.
@@ -536,6 +547,11 @@ mod tests {
             metrics: Default::default(),
             decode_mode: Some(crate::cell::DecodeMode::Batched),
             shared_from: Some("c0".into()),
+            judge_missing: [(
+                "faithfulness".to_string(),
+                "undefined: no statements".to_string(),
+            )]
+            .into(),
         }
     }
 
@@ -579,6 +595,10 @@ mod tests {
         assert_eq!(&records[0][col("contexts_used")], "2");
         assert_eq!(&records[0][col("decode_mode")], "batched");
         assert_eq!(&records[0][col("shared_from")], "c0");
+        assert_eq!(
+            &records[0][col("judge_missing")],
+            r#"{"faithfulness":"undefined: no statements"}"#
+        );
         assert_eq!(&records[0][col("pages")], "101 7");
         assert_eq!(&records[0][col("status")], "ok");
     }

@@ -566,6 +566,11 @@ pub struct AnswerRecord {
     /// The cell whose generation this answer reused ([`NewAnswer::shared_from`]).
     #[serde(default)]
     pub shared_from: Option<String>,
+    /// The judge metrics this answer has no value for, and why (table `judgments`): stored
+    /// name → `undefined: <why>` (the reference definition gives no value) or `error: <what
+    /// failed>`. A judge metric neither here nor in `metrics` is not judged yet.
+    #[serde(default)]
+    pub judge_missing: BTreeMap<String, String>,
 }
 
 impl AnswerRecord {
@@ -1975,7 +1980,11 @@ impl Store {
                 "SELECT repeat, question_id, question, expected_answer, answer, cosine, response_time_s, ttft_s,
                         prompt_tokens, completion_tokens, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent,
                         chunk_ids, pages, status, metrics, contexts_used, error, decode_mode,
-                        shared_from
+                        shared_from,
+                        (SELECT json_group_object(j.metric, j.status || ': ' || COALESCE(j.detail, ''))
+                           FROM judgments j
+                          WHERE j.cell_id = answers.cell_id AND j.repeat = answers.repeat
+                            AND j.question_id = answers.question_id AND j.status != 'ok')
                  FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
             )
             .map_err(|e| self.err(e))?;
@@ -2010,6 +2019,10 @@ impl Store {
                             .get::<_, Option<String>>(19)?
                             .map(|m| DecodeMode::parse(&m)),
                         shared_from: row.get(20)?,
+                        judge_missing: row
+                            .get::<_, Option<String>>(21)?
+                            .map(|j| from_json(&j))
+                            .unwrap_or_default(),
                     })
                 })
                 .map_err(|e| self.err(e))?;
@@ -2283,6 +2296,62 @@ mod tests {
 
     fn count(s: &Store, sql: &str) -> i64 {
         s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn answers_say_which_judge_metrics_have_no_value_and_why() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("x.sqlite")).unwrap();
+        s.insert_test_answer("c", "q1");
+        let texts = JudgedTexts {
+            question: "question q1?",
+            expected_answer: "x",
+            answer: "y",
+        };
+        for (metric, status, value, detail) in [
+            ("correctness", JudgmentStatus::Ok, Some(1.0), None),
+            (
+                "faithfulness",
+                JudgmentStatus::Undefined,
+                None,
+                Some("no statements"),
+            ),
+            (
+                "context_recall",
+                JudgmentStatus::Error,
+                None,
+                Some("judge output cut at max_tokens 8"),
+            ),
+        ] {
+            let j = JudgmentRecord {
+                cell_id: "c".into(),
+                repeat: 0,
+                question_id: "q1".into(),
+                metric: metric.into(),
+                status,
+                value,
+                detail: detail.map(String::from),
+                judge: "j".into(),
+                prompt_version: 2,
+            };
+            assert!(s.put_judgment(&j, &texts).unwrap());
+        }
+        let a = s.answers(&s.stored_cells().unwrap()).unwrap();
+        assert_eq!(a[0].metrics.get("correctness"), Some(&1.0));
+        assert_eq!(
+            a[0].judge_missing,
+            [
+                (
+                    "context_recall".to_string(),
+                    "error: judge output cut at max_tokens 8".to_string()
+                ),
+                (
+                    "faithfulness".to_string(),
+                    "undefined: no statements".to_string()
+                ),
+            ]
+            .into()
+        );
     }
 
     #[test]

@@ -336,6 +336,7 @@ pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoi
             metrics: BTreeMap::new(),
             decode_mode: None,
             shared_from: None,
+            judge_missing: BTreeMap::new(),
             ..a.clone()
         });
         for (k, v) in retrieval {
@@ -703,6 +704,7 @@ pub(crate) mod tests {
             metrics: Default::default(),
             decode_mode: Some(crate::cell::DecodeMode::Single),
             shared_from: None,
+            judge_missing: Default::default(),
         }
     }
 

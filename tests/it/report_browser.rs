@@ -95,6 +95,7 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         error: None,
                         decode_mode: None,
                         shared_from: None,
+                        judge_missing: Default::default(),
                         metrics: {
                             let hit = f64::from(rng.next() < 0.5 + 0.1 * mi as f64);
                             let f1 = (0.2 + 0.3 * rng.next()).min(1.0);
