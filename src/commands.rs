@@ -64,6 +64,14 @@ pub enum CommandError {
     /// A command-line value is not usable; the message names the flag and what would fix it.
     #[error("{0}")]
     Usage(String),
+    /// Another `orchestrate judge` (or a `run` judging with `judge = true`) is judging these
+    /// results.
+    #[error(
+        "another `orchestrate judge` of these results is running (it holds {}); wait for it or \
+         stop it: every judgment it stored is kept and the next pass continues from there",
+        .0.display()
+    )]
+    JudgeBusy(PathBuf),
     /// The judge model could not be loaded.
     #[error("judge model {}: {source}", path.display())]
     JudgeModel {
@@ -788,7 +796,8 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
         // the index line below: the progress shows without it)
         let judged = results(file, store_dir, retrieval_only, Scope::All).and_then(|r| {
             let ok = r.answers.iter().filter(|a| a.status == AnswerStatus::Ok);
-            Ok(judge_line(&r.judge_notes()?, ok.count()))
+            let running = crate::sweep::is_flocked(&judge_lock_path(r.db.path()));
+            Ok(judge_line(&r.judge_notes()?, ok.count(), running))
         });
         match judged {
             Ok(line) => lines.extend(line),
@@ -819,16 +828,27 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
     }
 }
 
+/// The lock file `orchestrate judge` holds while it judges the results database `db`:
+/// `<db>.judge.lock` beside it.
+pub fn judge_lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_os_string();
+    name.push(".judge.lock");
+    PathBuf::from(name)
+}
+
 /// The status line of the judge (`None` when nothing was judged): how many of the `ok` answers
-/// are judged on every metric, and the judgments without a value.
-fn judge_line(notes: &crate::report::JudgeNotes, ok: usize) -> Option<String> {
+/// are judged on every metric, whether a judge is judging right now (`running`), and the
+/// judgments without a value.
+fn judge_line(notes: &crate::report::JudgeNotes, ok: usize, running: bool) -> Option<String> {
     if notes.judges.is_empty() {
         return None;
     }
     let failed: usize = notes.missing.iter().map(|g| g.failed).sum();
     let undefined: usize = notes.missing.iter().map(|g| g.undefined).sum();
     let judged = ok.saturating_sub(notes.unjudged_answers);
-    let rest = if notes.unjudged_answers > 0 {
+    let rest = if running {
+        " (a judge is running now)"
+    } else if notes.unjudged_answers > 0 {
         " (`orchestrate judge` continues)"
     } else {
         ""
@@ -1086,7 +1106,7 @@ mod tests {
     fn the_status_line_says_how_far_the_judge_got() {
         use crate::report::{JudgeGap, JudgeNotes};
         assert_eq!(
-            judge_line(&JudgeNotes::default(), 10),
+            judge_line(&JudgeNotes::default(), 10, false),
             None,
             "nothing judged"
         );
@@ -1105,8 +1125,13 @@ mod tests {
             agreements: vec![],
         };
         assert_eq!(
-            judge_line(&partial, 10).unwrap(),
+            judge_line(&partial, 10, false).unwrap(),
             "judge: 6 of 10 answers judged on every metric (`orchestrate judge` continues); \
+             1 judgments failed, 2 undefined"
+        );
+        assert_eq!(
+            judge_line(&partial, 10, true).unwrap(),
+            "judge: 6 of 10 answers judged on every metric (a judge is running now); \
              1 judgments failed, 2 undefined"
         );
         let done = JudgeNotes {
@@ -1115,7 +1140,7 @@ mod tests {
             ..partial
         };
         assert_eq!(
-            judge_line(&done, 10).unwrap(),
+            judge_line(&done, 10, false).unwrap(),
             "judge: 10 of 10 answers judged on every metric; 0 judgments failed, 0 undefined"
         );
     }
@@ -1242,6 +1267,14 @@ pub fn judge(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<crate::judge::run::JudgeSummary, CommandError> {
     use crate::judge::run::{judge_id, ChunkTexts};
+    // one judge per results database: two would ask the same calls twice
+    let lock = judge_lock_path(results.db.path());
+    let _judging = crate::sweep::try_flock(&lock)
+        .map_err(|source| CommandError::Io {
+            what: format!("creating {}", lock.display()),
+            source,
+        })?
+        .ok_or_else(|| CommandError::JudgeBusy(lock.clone()))?;
     if !settings.gguf.is_file() {
         return Err(CommandError::Usage(format!(
             "judge model {} not found: run `orchestrate models fetch qwen2.5-coder-1.5b-instruct` \

@@ -270,33 +270,48 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
 /// Whether a sweep of experiment `name` holds its lock under `store_dir` right now (an
 /// `orchestrate run` of it is in progress, in this or another process).
 pub fn is_running(store_dir: &Path, name: &str) -> bool {
-    use std::os::fd::AsRawFd;
-    let path = store_dir.join(format!("{name}.lock"));
-    let Ok(f) = std::fs::OpenOptions::new().read(true).open(&path) else {
-        return false;
-    };
-    // SAFETY: flock on a descriptor we own; a shared lock we get is released when `f` closes.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
+    is_flocked(&store_dir.join(format!("{name}.lock")))
 }
 
 /// Takes an exclusive `flock` on `<store_dir>/<name>.lock`; released when the file closes.
 pub(crate) fn lock(store_dir: &Path, name: &str) -> Result<std::fs::File, SweepError> {
-    use std::os::fd::AsRawFd;
     let path = store_dir.join(format!("{name}.lock"));
+    match try_flock(&path) {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(SweepError::Busy(path)),
+        Err(source) => Err(SweepError::Lock { path, source }),
+    }
+}
+
+/// Takes an exclusive `flock` on `path` (created if missing) without waiting; released when the
+/// returned file closes (also when the process dies). `Ok(None)` when another open file
+/// description holds it (another process, or another open of it in this one).
+///
+/// # Errors
+/// The lock file cannot be created or opened.
+pub(crate) fn try_flock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|source| SweepError::Lock {
-            path: path.clone(),
-            source,
-        })?;
+        .open(path)?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(SweepError::Busy(path));
+        return Ok(None);
     }
-    Ok(f)
+    Ok(Some(f))
+}
+
+/// Whether some process holds an exclusive `flock` on `path` right now (`false` when the file
+/// does not exist).
+pub(crate) fn is_flocked(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::OpenOptions::new().read(true).open(path) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; a shared lock we get is released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }
 
 fn sweep_cells(
@@ -1220,6 +1235,19 @@ fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_flock_is_seen_and_refused_until_released() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("x.judge.lock");
+        assert!(!is_flocked(&path), "no file, no lock");
+        let held = try_flock(&path).unwrap().expect("free");
+        assert!(is_flocked(&path));
+        assert!(try_flock(&path).unwrap().is_none(), "held elsewhere");
+        drop(held);
+        assert!(!is_flocked(&path));
+        assert!(try_flock(&path).unwrap().is_some());
+    }
 
     #[test]
     fn the_workers_error_line_is_the_cause() {

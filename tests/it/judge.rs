@@ -153,6 +153,23 @@ metrics = ["correctness", "context_precision"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // while another judge holds the results, a second one stops at once and says why
+    {
+        use std::os::fd::AsRawFd;
+        let held =
+            std::fs::File::create(dir.path().join("store/judged.sqlite.judge.lock")).unwrap();
+        // SAFETY: flock on a descriptor this test owns; released when `held` closes
+        assert_eq!(
+            unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+        let busy = run(&["judge", "j.toml"]);
+        let err = String::from_utf8_lossy(&busy.stderr);
+        assert!(
+            !busy.status.success() && err.contains("another `orchestrate judge`"),
+            "{err}"
+        );
+    }
     let out = run(&["judge", "j.toml"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
