@@ -119,8 +119,9 @@ enum Cmd {
         /// Judge again the answers whose judgment failed in an earlier pass.
         #[arg(long)]
         retry_errors: bool,
-        /// Judge only the answers to N questions, the same N in every cell (the first N of the
-        /// fixed random order racing uses); a later pass without it judges the rest. Without it,
+        /// Judge only the answers to N questions, the same N in every cell (the first N of a
+        /// fixed pseudo-random order of the question ids); a later pass without it judges the
+        /// rest. Without it,
         /// judging also goes question by question, so a pass stopped part-way leaves every cell
         /// judged on the same questions.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

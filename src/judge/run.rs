@@ -291,9 +291,8 @@ pub struct JudgeJob<'a> {
 
 /// Which of the stored answers a `judge` pass judges, and in what order.
 ///
-/// A pass goes question by question, in the fixed random order racing uses
-/// ([`crate::race::race_order`] with [`crate::race::DEFAULT_SEED`]), judging every cell's answer
-/// to a question before the next question. So a pass stopped part-way, or limited with
+/// A pass goes question by question, in a fixed pseudo-random order of the question ids (by
+/// their sha256), judging every cell's answer to a question before the next question. So a pass stopped part-way, or limited with
 /// `questions`, leaves every cell judged on the same questions: per-cell judge metrics stay
 /// comparable (paired over the same questions) at any point, instead of some cells being fully
 /// judged and others not at all.
@@ -487,19 +486,22 @@ impl JudgeJob<'_> {
     }
 }
 
-/// Each question id of `answers` with its place in the judge's order: the race's fixed random
-/// order ([`crate::race::race_order`], default seed) of the ids in first-stored order.
+/// Each question id of `answers` with its place in the judge's order: ids sorted by the
+/// sha256 of the id (then by id), a fixed pseudo-random order that depends on nothing but the
+/// ids, so every pass, database copy and `--questions n` sees the same order, and a question
+/// added later takes its place without reordering the others.
 fn question_ranks(answers: &[&AnswerRecord]) -> BTreeMap<String, usize> {
-    let mut ids: Vec<String> = Vec::new();
-    for a in answers {
-        if !ids.contains(&a.question_id) {
-            ids.push(a.question_id.clone());
-        }
-    }
-    crate::race::race_order(&ids, crate::race::DEFAULT_SEED)
+    let ids: std::collections::BTreeSet<&str> =
+        answers.iter().map(|a| a.question_id.as_str()).collect();
+    let mut keyed: Vec<([u8; 32], &str)> = ids
+        .into_iter()
+        .map(|id| (Sha256::digest(id.as_bytes()).into(), id))
+        .collect();
+    keyed.sort();
+    keyed
         .into_iter()
         .enumerate()
-        .map(|(r, id)| (id, r))
+        .map(|(r, (_, id))| (id.to_string(), r))
         .collect()
 }
 
@@ -902,7 +904,10 @@ mod tests {
             },
             questions: Vec::new(),
         };
-        let order = crate::race::race_order(&ids.map(String::from), crate::race::DEFAULT_SEED);
+        // by sha256 of the id, not by stored order
+        let mut order: Vec<String> = ids.map(String::from).to_vec();
+        order.sort_by_key(|id| <[u8; 32]>::from(Sha256::digest(id.as_bytes())));
+        assert_ne!(order, ids.map(String::from).to_vec(), "q1..q4 are shuffled");
         let mut first = job(&s, &answers, &chunks, &settings, "j", false);
         first.scope.questions = Some(2);
         let sum = first.run(&mut model, &Unit, &mut |_, _| {}).unwrap();
