@@ -121,9 +121,8 @@ enum Cmd {
         retry_errors: bool,
         /// Judge only the answers to N questions, the same N in every cell (the first N of a
         /// fixed pseudo-random order of the question ids); a later pass without it judges the
-        /// rest. Without it,
-        /// judging also goes question by question, so a pass stopped part-way leaves every cell
-        /// judged on the same questions.
+        /// rest. Without it, judging also goes question by question, so a pass stopped part-way
+        /// leaves every cell judged on the same questions.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         questions: Option<u64>,
         /// Human correctness labels (JSON lines: question_id, answer, correct): report and store

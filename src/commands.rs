@@ -982,13 +982,25 @@ pub fn run(
     )?;
     let judged = if exp.judge.after_run && exp.generate {
         tracing::info!("judging the answers (`judge = true`)");
-        let j = judge_with_bar(
+        let judged = match judge_with_bar(
             &results,
             &exp.judge,
             &exp.embedding_model,
             crate::judge::run::JudgeScope::default(),
             opts.bars.as_ref(),
-        )?;
+        ) {
+            Ok(j) => Some(j),
+            // a judge started by hand is already at it: the report shows what it stored so far
+            Err(CommandError::JudgeBusy(lock)) => {
+                tracing::warn!(
+                    "not judging: another `orchestrate judge` of these results is running \
+                     (it holds {}); the report shows the judgments it stored so far",
+                    lock.display()
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        };
         results = results_named(
             &exp.name,
             &exp.path,
@@ -996,7 +1008,7 @@ pub fn run(
             !exp.generate,
             Scope::All,
         )?;
-        Some(j)
+        judged
     } else {
         None
     };
