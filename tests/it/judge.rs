@@ -305,3 +305,71 @@ retriever = ["bm25"]
     );
     assert!(!dir.path().join("store/nojudge.sqlite").exists());
 }
+
+#[test]
+fn run_with_judge_on_while_another_judge_runs_reports_instead_of_failing() {
+    if !common::models_present(&[common::SMOLLM2, common::EMBEDDING_WEIGHTS]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::manifest_path("");
+    std::fs::write(
+        dir.path().join("corpus.txt"),
+        "The Director listens on port 9101.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("j.toml"),
+        format!(
+            r#"name = "busy"
+corpus = ["corpus.txt"]
+qa = "{root}/corpora/bacula/qa.toml"
+embedding_model = "{root}/models/all-MiniLM-L6-v2"
+limit_questions = 2
+
+[[model]]
+name = "smollm2"
+gguf = "{root}/{smol}"
+prompt = "chat"
+max_tokens = 16
+threads = 2
+
+[judge]
+gguf = "{root}/{smol}"
+after_run = true
+
+[grid]
+chunk_size = [300]
+chunk_overlap = [0]
+retriever = ["bm25"]
+"#,
+            root = root.display(),
+            smol = common::SMOLLM2
+        ),
+    )
+    .unwrap();
+    // a judge started by hand holds these results
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let held = std::fs::File::create(dir.path().join("store/busy.sqlite.judge.lock")).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this test owns; released when `held` closes
+        assert_eq!(
+            unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .args(["run", "j.toml", "--no-progress"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("not judging: another `orchestrate judge`"),
+        "{err}"
+    );
+    assert!(dir.path().join("reports/busy.html").exists(), "{err}");
+    drop(held);
+}
