@@ -259,21 +259,9 @@ fn a_missing_judge_model_stops_run_before_the_sweep() {
     if !common::models_present(&[common::SMOLLM2, common::EMBEDDING_WEIGHTS]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let root = common::manifest_path("");
-    std::fs::write(
-        dir.path().join("corpus.txt"),
-        "The Director listens on port 9101.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("j.toml"),
-        format!(
-            r#"name = "nojudge"
-corpus = ["corpus.txt"]
-qa = "{root}/corpora/bacula/qa.toml"
-embedding_model = "{root}/models/all-MiniLM-L6-v2"
-
+    let dir = one_line_experiment(
+        "nojudge",
+        r#"
 [[model]]
 name = "smollm2"
 gguf = "{root}/{smol}"
@@ -287,11 +275,7 @@ chunk_size = [300]
 chunk_overlap = [0]
 retriever = ["bm25"]
 "#,
-            root = root.display(),
-            smol = common::SMOLLM2
-        ),
-    )
-    .unwrap();
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_orchestrate"))
         .args(["run", "j.toml", "--no-progress"])
         .current_dir(dir.path())
@@ -311,21 +295,9 @@ fn run_with_judge_on_while_another_judge_runs_reports_instead_of_failing() {
     if !common::models_present(&[common::SMOLLM2, common::EMBEDDING_WEIGHTS]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let root = common::manifest_path("");
-    std::fs::write(
-        dir.path().join("corpus.txt"),
-        "The Director listens on port 9101.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("j.toml"),
-        format!(
-            r#"name = "busy"
-corpus = ["corpus.txt"]
-qa = "{root}/corpora/bacula/qa.toml"
-embedding_model = "{root}/models/all-MiniLM-L6-v2"
-limit_questions = 2
+    let dir = one_line_experiment(
+        "busy",
+        r#"limit_questions = 2
 
 [[model]]
 name = "smollm2"
@@ -343,11 +315,7 @@ chunk_size = [300]
 chunk_overlap = [0]
 retriever = ["bm25"]
 "#,
-            root = root.display(),
-            smol = common::SMOLLM2
-        ),
-    )
-    .unwrap();
+    );
     // a judge started by hand holds these results
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
     let held = std::fs::File::create(dir.path().join("store/busy.sqlite.judge.lock")).unwrap();
@@ -372,4 +340,25 @@ retriever = ["bm25"]
     );
     assert!(dir.path().join("reports/busy.html").exists(), "{err}");
     drop(held);
+}
+
+/// A temporary directory with a one-line corpus (`corpus.txt`) and the experiment `j.toml`
+/// named `name` over it and the Bacula QA file: `rest` follows the header, with `{root}` and
+/// `{smol}` standing for the repository root and the SmolLM2 GGUF.
+fn one_line_experiment(name: &str, rest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = common::manifest_path("");
+    std::fs::write(
+        dir.path().join("corpus.txt"),
+        "The Director listens on port 9101.\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "name = \"{name}\"\ncorpus = [\"corpus.txt\"]\nqa = \"{{root}}/corpora/bacula/qa.toml\"\n\
+         embedding_model = \"{{root}}/models/all-MiniLM-L6-v2\"\n{rest}"
+    )
+    .replace("{root}", &root.display().to_string())
+    .replace("{smol}", common::SMOLLM2);
+    std::fs::write(dir.path().join("j.toml"), toml).unwrap();
+    dir
 }
