@@ -1823,27 +1823,33 @@ impl Store {
             .unwrap_or((CellStatus::Pending, None)))
     }
 
-    /// Index builds recorded for `cells`: (label "chunk S/O (N chunks)", seconds) for each index
-    /// that a cell built (not reused), once per index directory.
-    pub fn index_builds(cells: &[StoredCell]) -> Vec<(String, f64)> {
-        let mut seen = HashSet::new();
-        cells
-            .iter()
-            .filter(|c| c.index_cache_hit == Some(false))
-            .filter(|c| seen.insert(c.index_dir.clone()))
-            .filter_map(|c| {
+    /// Indexes `cells` used, once per index directory in first-use order: (label
+    /// "chunk S/O (N chunks)", build seconds), the seconds `None` when every cell found the index
+    /// already built (cached by an earlier run or another experiment sharing the store).
+    pub fn index_builds(cells: &[StoredCell]) -> Vec<(String, Option<f64>)> {
+        let mut order: Vec<&StoredCell> = Vec::new();
+        let mut built: HashMap<Option<&str>, f64> = HashMap::new();
+        for c in cells {
+            if c.index_cache_hit == Some(false) {
+                if let Some(t) = c.index_build_s {
+                    built.entry(c.index_dir.as_deref()).or_insert(t);
+                }
+            }
+            if c.index_cache_hit.is_some() && !order.iter().any(|o| o.index_dir == c.index_dir) {
+                order.push(c);
+            }
+        }
+        order
+            .into_iter()
+            .map(|c| {
                 let r = &c.cell.retrieval;
-                c.index_build_s.map(|t| {
-                    (
-                        format!(
-                            "chunk {}/{} ({} chunks)",
-                            r.chunk_size,
-                            r.chunk_overlap,
-                            c.n_chunks.unwrap_or(0)
-                        ),
-                        t,
-                    )
-                })
+                let label = format!(
+                    "chunk {}/{} ({} chunks)",
+                    r.chunk_size,
+                    r.chunk_overlap,
+                    c.n_chunks.unwrap_or(0)
+                );
+                (label, built.get(&c.index_dir.as_deref()).copied())
             })
             .collect()
     }
@@ -2441,6 +2447,42 @@ mod tests {
         s.set_cell_index("c", Path::new("store/indexes/def"), 0.0, true, 12)
             .unwrap();
         assert_eq!(build(&s), (0.0, 1));
+    }
+
+    #[test]
+    fn index_builds_list_each_index_once_with_its_time_or_as_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store_with_cell(&d);
+        for (id, size, overlap) in [("c2", 100, 20), ("c3", 500, 100)] {
+            s.conn
+                .execute(
+                    "INSERT INTO cells (cell_id, model, chunk_size, chunk_overlap, retriever, top_k)
+                     VALUES (?1, 'm2', ?2, ?3, 'dense', 4)",
+                    rusqlite::params![id, size, overlap],
+                )
+                .unwrap();
+        }
+        // c builds 100/20, c2 reuses that index in the same run, c3 finds 500/100 cached
+        s.set_cell_index("c", Path::new("store/indexes/a"), 61.5, false, 900)
+            .unwrap();
+        s.set_cell_index("c2", Path::new("store/indexes/a"), 0.0, true, 900)
+            .unwrap();
+        s.set_cell_index("c3", Path::new("store/indexes/b"), 0.0, true, 180)
+            .unwrap();
+        let mut cells = s.stored_cells().unwrap();
+        cells.sort_by(|a, b| a.cell.id.cmp(&b.cell.id));
+        assert_eq!(
+            Store::index_builds(&cells),
+            vec![
+                ("chunk 100/20 (900 chunks)".to_string(), Some(61.5)),
+                ("chunk 500/100 (180 chunks)".to_string(), None),
+            ]
+        );
+        // listed once even when the cell that built it comes after one that reused it
+        cells.reverse();
+        let builds = Store::index_builds(&cells);
+        assert_eq!(builds.len(), 2);
+        assert!(builds.contains(&("chunk 100/20 (900 chunks)".to_string(), Some(61.5))));
     }
 
     #[test]

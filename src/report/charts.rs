@@ -202,7 +202,25 @@ fn write_legend(s: &mut String, models: &[String]) -> Result<(), ReportError> {
     Ok(())
 }
 
-/// Panel background, grid, axes, tick labels and titles of facet `f`.
+/// Mean advance of one character of a 13 px semibold facet title, in px (an upper estimate for
+/// Latin text in the report's sans-serif fonts).
+const TITLE_CHAR_PX: f64 = 7.6;
+
+/// `text` cut to fit `width_px` at [`TITLE_CHAR_PX`] per character, ending in "…" when cut; the
+/// whole text when it fits. Cuts on a character boundary, never inside a UTF-8 sequence.
+fn fit_text(text: &str, width_px: f64) -> String {
+    let max = (width_px / TITLE_CHAR_PX).floor().max(2.0) as usize;
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
+/// Panel background, grid, axes, tick labels and titles of facet `f` (a title too long for the
+/// panel is cut with "…" and shown whole on hover).
 fn write_panel(
     s: &mut String,
     spec: &ChartSpec<'_>,
@@ -213,13 +231,19 @@ fn write_panel(
     let (left, top) = fr.panel_origin(f);
     let (px, pw, ph) = (left + M_LEFT, fr.plot_w(), fr.plot_h());
     let py = top + M_TOP;
+    let title = format!("{}{}", spec.facet_title, facet);
+    let shown = fit_text(&title, pw + M_RIGHT);
     write!(
         s,
         r#"<g class="panel"><rect class="plot-bg" x="{px:.1}" y="{py:.1}" width="{pw:.1}" height="{ph:.1}"/><text class="facet-title" x="{:.1}" y="{:.1}" text-anchor="middle">{}{}</text>"#,
         px + pw / 2.0,
         top + 18.0,
-        esc(spec.facet_title),
-        esc(facet),
+        if shown.len() < title.len() {
+            format!("<title>{}</title>", esc(&title))
+        } else {
+            String::new()
+        },
+        esc(&shown),
     )?;
     let step = if fr.ticks.len() > 1 {
         fr.ticks[1] - fr.ticks[0]
@@ -354,6 +378,18 @@ fn write_point(
 mod tests {
     use super::*;
     use crate::stats::ci_from_moments;
+
+    #[test]
+    fn long_facet_titles_are_cut_to_the_panel_with_an_ellipsis() {
+        assert_eq!(fit_text("retriever: mmr", 300.0), "retriever: mmr");
+        let long = "retriever: seed: ensemble 0.3×bm25 k=5 + 0.7×mmr k=4 fetch_k=3 λ=0.5";
+        let cut = fit_text(long, 200.0);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(cut.chars().count(), (200.0 / TITLE_CHAR_PX) as usize);
+        assert!(long.starts_with(cut.trim_end_matches('…')));
+        // never splits a multi-byte character
+        assert_eq!(fit_text("λλλλλλ", 4.5 * TITLE_CHAR_PX), "λλλ…");
+    }
 
     fn point(model: &str, facet: &str, chunk: u32, mean: f64) -> SeriesPoint {
         SeriesPoint {

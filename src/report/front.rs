@@ -378,7 +378,7 @@ const BOTTOM: f64 = 56.0;
 
 /// The front as an inline SVG: x = mean response time (s) with its 95% interval, y = quality
 /// with its 95% interval, marker area proportional to peak RSS; front cells filled and outlined,
-/// tied cells half-filled, the rest grey. Each point has a `<title>` (hover: label, quality,
+/// tied cells pale blue, the rest grey. Each point has a `<title>` (hover: label, quality,
 /// time, RSS) and links to `#rank-<cell id>`, its ranking row. Cells without a response time
 /// are not drawn (the table lists them). Errors: formatting only.
 pub fn front_svg(front: &Front, metric_title: &str) -> Result<String, ReportError> {

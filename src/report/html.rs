@@ -153,7 +153,10 @@ fn write_header(
         let builds: Vec<String> = meta
             .index_builds
             .iter()
-            .map(|(label, secs)| format!("{label}: {secs:.1} s"))
+            .map(|(label, secs)| match secs {
+                Some(secs) => format!("{label}: {secs:.1} s"),
+                None => format!("{label}: cached"),
+            })
             .collect();
         item("index builds", &builds.join(" · "))?;
     }
@@ -239,7 +242,7 @@ fn write_front(s: &mut String, front: &Front, answers: &[AnswerRecord]) -> Resul
     let sentence = trade_off_sentence(front, answers, &title);
     write!(
         s,
-        r#"<section id="front"><h2>Trade-off: {t}, response time, memory</h2><p class="trade-off">{}</p><p class="note">One point per cell: {t} (mean, 95% CI bar) against mean response time (95% CI bar, answers decoded alone); marker area by peak RSS. <span class="badge front-b">outlined</span> on the front: no other cell is at least as good on {t}, response time and peak RSS and better on one. <span class="badge tied">half-filled</span> tied with a front cell on {t} (two-sided paired t-test, p ≥ {FRONT_ALPHA}, unadjusted) but slower or heavier. Hover a point for its cell; click it for its ranking row.</p>{}"#,
+        r#"<section id="front"><h2>Trade-off: {t}, response time, memory</h2><p class="trade-off">{}</p><p class="note">One point per cell: {t} (mean, 95% CI bar) against mean response time (95% CI bar, answers decoded alone); marker area by peak RSS. <span class="badge front-b">orange, outlined</span> on the front: no other cell is at least as good on {t}, response time and peak RSS and better on one. <span class="badge tied-b">pale blue</span> tied with a front cell on {t} (two-sided paired t-test, p ≥ {FRONT_ALPHA}, unadjusted) but slower or heavier. <span class="badge dominated-b">grey</span> neither. Hover a point for its cell; click it for its ranking row.</p>{}"#,
         esc(sentence.as_deref().unwrap_or("")),
         front_svg(front, &title)?,
         t = esc(&title),
@@ -363,7 +366,7 @@ fn write_headline(
         cols.push("response_time_s");
     }
     let has_rss = models.iter().any(|m| m.rss_peak_bytes.is_some());
-    s.push_str(r#"<table class="models"><thead><tr><th>model</th><th>answers</th><th>failed</th>"#);
+    s.push_str(r#"<div class="scroll"><table class="models"><thead><tr><th>model</th><th>answers</th><th>failed</th>"#);
     for c in &cols {
         if correctness.contains(c) {
             write!(s, "<th>{}</th>", esc(&metric_title(c)))?;
@@ -410,7 +413,7 @@ fn write_headline(
         }
         s.push_str("</tr>");
     }
-    s.push_str("</tbody></table></section>");
+    s.push_str("</tbody></table></div></section>");
     Ok(())
 }
 
@@ -1232,7 +1235,9 @@ tr.rank-worse td:nth-child(2){text-decoration:none}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:11.5px;font-weight:600;white-space:nowrap}
 .badge.best{background:#E69F00;color:#1d1d1f}
 .badge.tied{background:#d8eaf7;color:#004b75}
-.badge.front-b{background:#fff;color:#1a1a1a;border:2px solid #1a1a1a}
+.badge.front-b{background:#e69f00;color:#1a1a1a;border:2px solid #1a1a1a}
+.badge.tied-b{background:#bfe1f6;color:#004b75;border:1px solid #0072b2}
+.badge.dominated-b{background:#ddd;color:#333;border:1px solid #888}
 .trade-off{font-size:1.08em;font-weight:600;max-width:60em}
 #front-chart{max-width:820px}
 #front-chart .pt circle{fill:#bbb;fill-opacity:.55;stroke:#888;stroke-width:1}
@@ -1348,7 +1353,7 @@ mod tests {
             experiment_file: "experiments/a.toml".into(),
             run_started: Some("2026-11-21T10:00:00Z".into()),
             host: Some("AMD EPYC, 2 cores, 24 GiB".into()),
-            index_builds: vec![("dense 500".into(), 12.5)],
+            index_builds: vec![("dense 500".into(), Some(12.5))],
             ..ReportMeta::default()
         };
         let html = render_html("Report <b>", &meta, &rows).unwrap();

@@ -107,8 +107,9 @@ pub struct ReportMeta {
     pub run_started: Option<String>,
     /// Short host description, e.g. `"AMD EPYC, 2 cores, 24 GiB"`.
     pub host: Option<String>,
-    /// Index build times: (label, seconds), in display order.
-    pub index_builds: Vec<(String, f64)>,
+    /// Indexes the cells used: (label, build seconds, `None` when reused from the cache), in
+    /// display order.
+    pub index_builds: Vec<(String, Option<f64>)>,
     /// Texts of the chunks answers were given, one set per index a cell recorded
     /// (`cells.index_dir`); may be empty (answers then show chunk ids and pages only).
     #[serde(default)]

@@ -65,7 +65,10 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                                 ensemble_weight: ensemble.then_some(0.5),
                                 bm25: ensemble.then_some(Bm25Variant::Tantivy),
                                 dense_index: Some(DenseIndexKind::Arroy),
-                                name: None,
+                                // a long name, as a user's own definitions have: its facet
+                                // title must still fit its panel
+                                name: ensemble
+                                    .then(|| "seed notebook hybrid of bm25 and dense".into()),
                                 members: None,
                                 child_chunk_size: None,
                                 child_chunk_overlap: None,
@@ -190,6 +193,10 @@ fn run_chromium(profile: &Path, extra: &[String], page: &Path) -> (String, Strin
     )
 }
 
+/// Script appended to a copy of the page: sets `data-overflow` on `<html>` to the elements
+/// (outside `.scroll` boxes) whose right edge passes the window's, empty when none does.
+const OVERFLOW_PROBE: &str = r#"<script>window.addEventListener("load",()=>{const w=document.documentElement.clientWidth;const out=[];for(const e of document.querySelectorAll("body *")){if(e.closest(".scroll"))continue;const r=e.getBoundingClientRect();if(r.right>w+1)out.push(e.tagName+" "+(e.textContent||"").trim().slice(0,50));}document.documentElement.setAttribute("data-overflow",out.slice(0,5).join(" | "));});</script></body>"#;
+
 /// The serialized `<svg id="{id}" …>…</svg>` element of a DOM dump.
 fn svg_section<'a>(dom: &'a str, id: &str) -> &'a str {
     let start = dom
@@ -290,7 +297,7 @@ fn report_renders_in_headless_chromium() {
         experiment_file: "experiments/synthetic.toml".into(),
         run_started: Some("2026-11-21T10:00:00Z".into()),
         host: Some("AMD EPYC, 2 cores, 24 GiB".into()),
-        index_builds: vec![("dense 250/25".into(), 31.2), ("bm25 250/25".into(), 2.4)],
+        index_builds: vec![("dense 250/25".into(), Some(31.2)), ("bm25 250/25".into(), None)],
         chunk_sets: synthetic_chunk_sets(),
         rank_metric: None,
         failed_cells: vec![(
@@ -502,6 +509,20 @@ fn report_renders_in_headless_chromium() {
     assert!(html.contains("&lt;Director&gt; { Name = &quot;bacula-dir&quot; }"));
     assert!(dom.contains(r#"&lt;Director&gt; { Name = "bacula-dir" }"#));
 
+    // Nothing but the scrolling table boxes is wider than a 1000 px window: a long label (a
+    // facet title, a wide table) must not push the page sideways.
+    let probe = dir.path().join("probe.html");
+    std::fs::write(&probe, html.replace("</body>", OVERFLOW_PROBE)).unwrap();
+    let (dom_w, w_err) = run_chromium(
+        &dir.path().join("profile-width"),
+        &["--dump-dom".into(), "--window-size=1000,900".into()],
+        &probe,
+    );
+    let marker = r#"data-overflow=""#;
+    let at = dom_w.find(marker).expect("overflow probe ran") + marker.len();
+    let overflow = &dom_w[at..at + dom_w[at..].find('"').unwrap()];
+    assert!(overflow.is_empty(), "wider than the window: {overflow}");
+
     // Following a chunk link opens the collapsed appendix (inline script) at that block.
     // chunk set 1 is the 500-character chunking (CHUNKS order)
     let target = format!("chunk-1-{}", 7);
@@ -519,6 +540,7 @@ fn report_renders_in_headless_chromium() {
         ("screenshot", &shot_err),
         ("dump-dom", &dom_err),
         ("anchor", &at_err),
+        ("width probe", &w_err),
     ] {
         let errors = console_errors(log);
         assert!(
