@@ -341,9 +341,19 @@ pub fn cells_frame(cells: &[crate::report::CellSummary]) -> Result<DataFrame, Ex
 /// compression (polars' default), one row group per 512² rows, column statistics. Reads with
 /// `pandas.read_parquet`, `polars.read_parquet` or DuckDB.
 ///
-/// Errors: [`ExportError::Parquet`] when encoding or the writer fails.
-pub fn write_parquet<W: std::io::Write>(frame: &mut DataFrame, out: W) -> Result<(), ExportError> {
-    let bytes = polars_io::prelude::ParquetWriter::new(out).finish(frame)?;
+/// The file is encoded in memory first and then written to `out` in one piece, so a failing
+/// writer surfaces as its own `std::io::Error` (a closed pipe stays a `BrokenPipe` the CLI ends
+/// quietly on) instead of the Parquet encoder's "transport error".
+///
+/// Errors: [`ExportError::Parquet`] when encoding fails, [`ExportError::Io`] when `out` does.
+pub fn write_parquet<W: std::io::Write>(
+    frame: &mut DataFrame,
+    mut out: W,
+) -> Result<(), ExportError> {
+    let mut buf = Vec::new();
+    let bytes = polars_io::prelude::ParquetWriter::new(&mut buf).finish(frame)?;
+    out.write_all(&buf)?;
+    out.flush()?;
     tracing::debug!(rows = frame.height(), bytes, "wrote Parquet export");
     Ok(())
 }

@@ -23,7 +23,10 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsError {
     /// The manifest could not be read.
-    #[error("cannot read model manifest {path}: {source}")]
+    #[error(
+        "cannot read model manifest {path}: {source} (run from the orchestrate checkout, or pass \
+         --manifest PATH and --models-dir DIR)"
+    )]
     ReadManifest {
         /// The manifest.
         path: PathBuf,

@@ -241,6 +241,25 @@ fn parquet_export_reads_back_with_the_csv_rows() {
         assert!(text.contains("--output FILE.parquet"), "{text}");
         assert!(!text.contains("PAR1"), "{text}");
     }
+
+    // a reader that left (`| head -c 4` closing early) ends the export quietly, as for CSV
+    for format in ["parquet", "csv"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+            .current_dir(dir)
+            .args(["export", "exp.toml", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before the export writes a byte
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {stderr}");
+        assert!(
+            !stderr.contains("error") && !stderr.contains("panicked"),
+            "{format}: {stderr}"
+        );
+    }
 }
 
 #[test]
