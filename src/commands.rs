@@ -916,6 +916,21 @@ pub fn plan(exp: &Experiment, store_dir: &Path) -> Result<crate::plan::Plan, Com
     crate::plan::plan(exp, store_dir, &history)
 }
 
+/// What fixes a missing judge model at `gguf`: fetching it when it is the default judge's file,
+/// else correcting the path (relative to the experiment file).
+fn missing_judge_hint(gguf: &Path) -> String {
+    let default = Path::new(crate::judge::run::DEFAULT_JUDGE_GGUF);
+    if gguf.file_name() == default.file_name() {
+        "run `orchestrate models fetch qwen2.5-coder-1.5b-instruct` for the default judge, or set \
+         `gguf` in the experiment's [judge] table"
+            .into()
+    } else {
+        "check `gguf` in the experiment's [judge] table (a relative path is read from the \
+         experiment file's directory), or remove it for the default judge"
+            .into()
+    }
+}
+
 /// `orchestrate run`: sweeps `exp` with `opts`, then writes `reports_dir/<name>.html` from the
 /// database (every stored cell). The caller decides the exit status from
 /// [`crate::sweep::SweepSummary::failures`].
@@ -935,10 +950,11 @@ pub fn run(
     if exp.judge.after_run && exp.generate && !exp.judge.gguf.is_file() {
         // checked before the sweep, not after hours of it
         return Err(CommandError::Usage(format!(
-            "{}: `judge = true` but the judge model {} is not there: run `orchestrate models fetch \
-             qwen2.5-coder-1.5b-instruct` for the default judge, or set `gguf` in [judge]",
+            "{}: the answers are judged after this run (`judge = true` or [judge] after_run) but \
+             the judge model {} is not there: {}",
             exp.path.display(),
-            exp.judge.gguf.display()
+            exp.judge.gguf.display(),
+            missing_judge_hint(&exp.judge.gguf)
         )));
     }
     let predicted_s = match plan(exp, &opts.store_dir) {
@@ -1289,9 +1305,9 @@ pub fn judge(
         .ok_or_else(|| CommandError::JudgeBusy(lock.clone()))?;
     if !settings.gguf.is_file() {
         return Err(CommandError::Usage(format!(
-            "judge model {} not found: run `orchestrate models fetch qwen2.5-coder-1.5b-instruct` \
-             for the default judge, or set `gguf` in the experiment's [judge] table (or --gguf)",
-            settings.gguf.display()
+            "judge model {} not found: {} (or pass --gguf)",
+            settings.gguf.display(),
+            missing_judge_hint(&settings.gguf)
         )));
     }
     let sha =

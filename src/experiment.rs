@@ -451,7 +451,7 @@ impl Experiment {
     ) -> Result<Experiment, ExperimentError> {
         let mut raw: RawExperiment = toml::from_str(text).map_err(|e| ExperimentError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: with_parse_hint(text, e.to_string().trim_end()),
         })?;
         if retrieval_only {
             raw.generate = false;
@@ -563,6 +563,25 @@ pub fn read_qa(path: &Path) -> Result<(PathBuf, Option<u32>, Option<QaFormat>), 
 /// [`ExperimentError::Invalid`] when `name` is missing or not a plain file name.
 pub fn read_name(path: &Path) -> Result<String, ExperimentError> {
     read_name_text(path).map(|(name, _)| name)
+}
+
+/// toml's parse `message` for `text`, plus what fixes it where the mistake is a known one:
+/// `judge = true` next to a `[judge]` table (toml reports a duplicate key) needs `after_run`.
+fn with_parse_hint(text: &str, message: &str) -> String {
+    let line_is = |want: fn(&str) -> bool| text.lines().any(|l| want(l.trim()));
+    let judge_key = line_is(|l| {
+        l.strip_prefix("judge")
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    let judge_table = line_is(|l| l.replace(' ', "").starts_with("[judge]"));
+    if message.contains("duplicate key") && judge_key && judge_table {
+        format!(
+            "{message}\n`judge = true` and a [judge] table cannot both be given: remove the \
+             `judge = ...` line and put `after_run = true` in [judge]"
+        )
+    } else {
+        message.to_string()
+    }
 }
 
 /// The name, the `[judge]` settings and the embedding-model directory of the experiment file at
@@ -1972,6 +1991,24 @@ prompt = "C: {context} Q: {question} A:"
 
     fn parse(dir: &Path, text: &str) -> Result<Experiment, ExperimentError> {
         Experiment::parse(&dir.join("e.toml"), text)
+    }
+
+    #[test]
+    fn judge_true_next_to_a_judge_table_says_to_use_after_run() {
+        let text = "name = \"x\"\njudge = true\n[judge]\nthreads = 2\n";
+        let err = Experiment::parse(Path::new("e.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key"), "{err}");
+        assert!(err.contains("put `after_run = true` in [judge]"), "{err}");
+        // other duplicate keys get no judge hint
+        let err = Experiment::parse(Path::new("e.toml"), "name = \"x\"\nname = \"y\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate key") && !err.contains("after_run"),
+            "{err}"
+        );
     }
 
     #[test]

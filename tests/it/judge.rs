@@ -284,7 +284,9 @@ retriever = ["bm25"]
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("j.toml") && err.contains("missing-judge.gguf is not there"),
+        err.contains("j.toml")
+            && err.contains("missing-judge.gguf is not there")
+            && err.contains("check `gguf` in the experiment's [judge] table"),
         "{err}"
     );
     assert!(!dir.path().join("store/nojudge.sqlite").exists());
