@@ -135,6 +135,16 @@ pub enum CorpusError {
         /// The file.
         path: PathBuf,
     },
+    /// A `.pdf` file without the `%PDF-` header in its first 1024 bytes (another format renamed,
+    /// an HTML error page saved as .pdf, a truncated download).
+    #[error(
+        "corpus file {path} ends in .pdf but is not a PDF (no %PDF- header in its first 1024 \
+         bytes): replace it with the real PDF, or rename it if it is text"
+    )]
+    NotPdf {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file extension is none of `pdf`, `txt`, `md`, `jsonl` (case-insensitive).
     #[error(
         "unsupported corpus file {path}: expected a .pdf, .txt, .md or .jsonl (BEIR corpus) file"
@@ -637,17 +647,37 @@ pub fn json_message(e: &serde_json::Error) -> String {
 /// keeps its cache) and the file bytes, each preceded by its length as a little-endian `u64` so
 /// that different (name, content) sequences never hash the same input. The result is 64 lowercase
 /// hex characters. A BEIR `corpus.jsonl` is hashed like any other file (its bytes), so editing a
-/// document, its title or id changes the fingerprint. Errors: [`CorpusError::Io`] naming the
-/// unreadable file.
+/// document, its title or id changes the fingerprint.
+///
+/// Since every experiment is fingerprinted when it is read, this is also where a corpus that
+/// cannot load is caught before any work: errors are [`CorpusError::Io`] naming the unreadable
+/// file, [`CorpusError::Unsupported`] for an unknown extension and [`CorpusError::NotPdf`] for a
+/// `.pdf` without a PDF header.
 pub fn corpus_fingerprint(paths: &[PathBuf]) -> Result<String, CorpusError> {
     let mut hasher = Sha256::new();
     for path in paths {
         let name = source_name(path);
+        let kind = source_kind(path).ok_or_else(|| CorpusError::Unsupported {
+            path: path.to_path_buf(),
+        })?;
         let bytes = read_bytes(path)?;
+        if kind == SourceKind::Pdf && !has_pdf_header(&bytes) {
+            return Err(CorpusError::NotPdf {
+                path: path.to_path_buf(),
+            });
+        }
         hash_framed(&mut hasher, name.as_bytes());
         hash_framed(&mut hasher, &bytes);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Whether `bytes` hold the `%PDF-` header within their first 1024 bytes, where PDF readers
+/// look for it (ISO 32000-1, Annex H.3 on leading garbage, as pdf.js and poppler accept).
+fn has_pdf_header(bytes: &[u8]) -> bool {
+    bytes[..bytes.len().min(1024)]
+        .windows(5)
+        .any(|w| w == b"%PDF-")
 }
 
 /// Feed `data` to the hasher preceded by its length (u64, little-endian).
@@ -666,6 +696,24 @@ mod tests {
         let mut f = std::fs::File::create(&path).expect("create");
         f.write_all(bytes).expect("write");
         path
+    }
+
+    #[test]
+    fn fingerprinting_refuses_what_cannot_load_before_any_work() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = write_file(dir.path(), "manual.pdf", b"<html>404 Not Found</html>");
+        let err = corpus_fingerprint(&[fake]).unwrap_err();
+        assert!(matches!(err, CorpusError::NotPdf { .. }), "{err}");
+        assert!(err.to_string().contains("manual.pdf"), "{err}");
+        let docx = write_file(dir.path(), "notes.docx", b"PK\x03\x04");
+        let err = corpus_fingerprint(&[docx]).unwrap_err();
+        assert!(matches!(err, CorpusError::Unsupported { .. }), "{err}");
+        // leading bytes before the header are allowed, as PDF readers allow them
+        let padded = write_file(dir.path(), "padded.pdf", b"\n\n%PDF-1.4\n...");
+        assert_eq!(corpus_fingerprint(&[padded]).unwrap().len(), 64);
+        let late = [vec![b' '; 1024], b"%PDF-1.4".to_vec()].concat();
+        let late = write_file(dir.path(), "late.pdf", &late);
+        assert!(corpus_fingerprint(&[late]).is_err());
     }
 
     #[test]
