@@ -206,9 +206,16 @@ enum Cmd {
     Retrieve {
         /// Experiment file (TOML).
         experiment: PathBuf,
-        /// The query text.
-        #[arg(long)]
-        query: String,
+        /// The query text (or give it after the experiment file).
+        #[arg(
+            long,
+            required_unless_present = "query_text",
+            conflicts_with = "query_text"
+        )]
+        query: Option<String>,
+        /// The query text, as `--query`.
+        #[arg(value_name = "QUERY")]
+        query_text: Option<String>,
         #[command(flatten)]
         retriever: RetrieverArgs,
     },
@@ -220,9 +227,16 @@ enum Cmd {
     Ask {
         /// Experiment file (TOML).
         experiment: PathBuf,
-        /// The question.
-        #[arg(long)]
-        question: String,
+        /// The question (or give it after the experiment file).
+        #[arg(
+            long,
+            required_unless_present = "question_text",
+            conflicts_with = "question_text"
+        )]
+        question: Option<String>,
+        /// The question, as `--question`.
+        #[arg(value_name = "QUESTION")]
+        question_text: Option<String>,
         /// Model name from the experiment [default: its only model].
         #[arg(long)]
         model: Option<String>,
@@ -782,8 +796,11 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
         Cmd::Retrieve {
             experiment,
             query,
+            query_text,
             retriever,
         } => {
+            // clap requires exactly one of the two
+            let query = query.or(query_text).unwrap_or_default();
             let exp = Experiment::load_with(&experiment, true)?;
             let r = retriever.retrieval(&exp)?;
             inspect::write_retrieved(
@@ -800,9 +817,12 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
         Cmd::Ask {
             experiment,
             question,
+            question_text,
             model,
             retriever,
         } => {
+            // clap requires exactly one of the two
+            let question = question.or(question_text).unwrap_or_default();
             let exp = Experiment::load(&experiment)?;
             let r = retriever.retrieval(&exp)?;
             let asked = commands::ask(&exp, &retriever.store, model.as_deref(), r, &question)?;

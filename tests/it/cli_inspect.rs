@@ -184,6 +184,32 @@ fn inspect_commands_agree_with_the_sweep() {
     assert!(first(&bm25("okapi", "port 9102")).contains("9103"));
     let hits = bm25("okapi", "port 9102.");
     assert!(first(&hits).contains("9102"), "{hits:?}");
+    // the query may also follow the experiment file, as a user types it
+    let positional = json_lines(&f.run(&[
+        "retrieve",
+        "exp.toml",
+        "port 9102.",
+        "--retriever",
+        "bm25",
+        "--bm25",
+        "okapi",
+        "--top-k",
+        "3",
+    ]));
+    assert_eq!(positional, hits);
+    for args in [
+        &["retrieve", "exp.toml"][..],
+        &["retrieve", "exp.toml", "a", "--query", "b"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+            .current_dir(f.dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--query"), "{args:?}: {err}");
+    }
     assert_eq!(
         hits.len(),
         3,
