@@ -555,10 +555,9 @@ impl Sweep<'_> {
                 }
             }
             None => {
-                let msg = format!(
-                    "{} answers failed ({}); rerun to retry them",
+                let msg = failed_answers_message(
                     outcome.failed,
-                    outcome.first_answer_error.as_deref().map_or("", first_line)
+                    outcome.first_answer_error.as_deref().map_or("", first_line),
                 );
                 self.summary.failures.push((label.clone(), msg.clone()));
                 self.store
@@ -1232,9 +1231,32 @@ fn answer_line(label: &str, a: &NewAnswer, usage: Option<&Usage>) -> String {
     s
 }
 
+/// A cell's status message when `n` of its answers failed and no cell-level error explains
+/// them: "1 answer failed (…); rerun to retry it" / "3 answers failed (…); rerun to retry them",
+/// with the first answer's error (one line). Shared by the local and the Slurm sweep.
+pub(crate) fn failed_answers_message(n: usize, first_error: &str) -> String {
+    if n == 1 {
+        format!("1 answer failed ({first_error}); rerun to retry it")
+    } else {
+        format!("{n} answers failed ({first_error}); rerun to retry them")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_answer_messages_agree_in_number() {
+        assert_eq!(
+            failed_answers_message(1, "timeout"),
+            "1 answer failed (timeout); rerun to retry it"
+        );
+        assert_eq!(
+            failed_answers_message(3, "timeout"),
+            "3 answers failed (timeout); rerun to retry them"
+        );
+    }
 
     #[test]
     fn a_held_flock_is_seen_and_refused_until_released() {

@@ -51,8 +51,9 @@ pub struct FrontCell {
     pub rank: usize,
     /// Quality: mean of the ranking metric with its 95% interval, over `ok` answers.
     pub quality: MeanCi,
-    /// `(k, n)`: answers with value 1 and answers valued, when every value is 0 or 1
-    /// (correctness, hit@k, contains, EM): the studies' "k of n correct".
+    /// `(k, n)`: answers with value 1 and answers valued, for a metric whose values are 0/1
+    /// verdicts (correctness, hit@k, contains, EM: those with a Wilson interval): the studies'
+    /// "k of n correct".
     pub correct: Option<(usize, usize)>,
     /// Mean response time with its 95% interval, seconds (answers decoded alone).
     pub response_time_s: Option<MeanCi>,
@@ -95,6 +96,12 @@ pub fn build_front(
         cells.iter().map(|c| (c.axes.cell_id.as_str(), c)).collect();
     let values = paired_values(answers, metric);
     let lower = lower_is_better(metric);
+    // counted as "k of n" only for a metric that is a 0/1 verdict by definition, never because
+    // a few cosines happen to be exactly 1
+    let verdicts = matches!(
+        crate::score::metric::Metric::parse(metric).interval_method(),
+        crate::stats::bounded::IntervalMethod::Wilson
+    );
     let mut out: Vec<FrontCell> = ranked
         .iter()
         .filter_map(|r| {
@@ -105,7 +112,10 @@ pub fn build_front(
                 label: r.label.clone(),
                 rank: r.rank,
                 quality,
-                correct: values.get(r.cell_id.as_str()).and_then(verdict_count),
+                correct: values
+                    .get(r.cell_id.as_str())
+                    .filter(|_| verdicts)
+                    .and_then(verdict_count),
                 response_time_s: summary.and_then(|s| s.response_time_s),
                 rss_peak_bytes: summary.and_then(|s| s.rss_peak_bytes),
                 on_front: false,
@@ -268,15 +278,9 @@ pub fn trade_off_sentence(
     let best = *cells.first()?;
     let fastest = cells
         .iter()
-        .filter(|c| c.response_time_s.is_some())
-        .min_by(|a, b| {
-            let (x, y) = (
-                a.response_time_s.unwrap().mean,
-                b.response_time_s.unwrap().mean,
-            );
-            x.total_cmp(&y)
-        })
-        .copied();
+        .filter_map(|c| c.response_time_s.map(|t| (*c, t.mean)))
+        .min_by(|(_, x), (_, y)| x.total_cmp(y))
+        .map(|(c, _)| c);
     let lightest = cells
         .iter()
         .filter(|c| c.rss_peak_bytes.is_some())
@@ -710,6 +714,20 @@ mod tests {
                 .any(|l| l.contains("small") && l.contains("700 MiB")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_cosine_of_exactly_one_is_a_mean_not_a_count() {
+        // every answer word for word the expected one: cosine 1.0 throughout
+        let mut rows = answers();
+        for a in rows.iter_mut() {
+            a.cosine = Some(1.0);
+        }
+        let f = front_of(&rows, "cosine");
+        assert!(f.cells.iter().all(|c| c.correct.is_none()));
+        let s = trade_off_sentence(&f, &rows, "cosine").unwrap();
+        assert!(s.contains("has mean cosine 1.000"), "{s}");
+        assert!(!s.contains("answers"), "{s}");
     }
 
     #[test]

@@ -501,10 +501,9 @@ impl<'a> Coordinator<'a> {
             }
             let msg = match error {
                 Some(e) => e,
-                None if !failed.is_empty() => format!(
-                    "{} answers failed ({}); rerun to retry them",
+                None if !failed.is_empty() => crate::sweep::failed_answers_message(
                     failed.len(),
-                    self.first_error(&cell.id)?.unwrap_or_default()
+                    &self.first_error(&cell.id)?.unwrap_or_default(),
                 ),
                 None => format!("{} of {expected} questions answered", done.len()),
             };
