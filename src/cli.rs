@@ -596,7 +596,9 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 exp.name,
                 s.cells,
                 s.skipped_cells,
-                s.failed_cells,
+                // as many as the "cells failed" list below: whole cells and cells with failed
+                // answers
+                s.failures.len(),
                 s.answers,
                 s.failed_answers,
                 s.rescored,

@@ -1131,6 +1131,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_judge_progress_line_extrapolates_the_rate() {
+        use std::time::Duration;
+        assert_eq!(
+            judge_progress_line(120, 400, Duration::from_secs(600)),
+            "judged 120 of 400 judgments (30%) in 10 min 00 s, about 23 min 20 s left"
+        );
+        assert_eq!(
+            judge_progress_line(400, 400, Duration::from_secs(30)),
+            "judged 400 of 400 judgments (100%) in 30.0 s"
+        );
+        assert_eq!(
+            judge_progress_line(0, 0, Duration::ZERO),
+            "judged 0 of 0 judgments (100%) in 0.0 s"
+        );
+    }
+
+    #[test]
     fn the_status_line_says_how_far_the_judge_got() {
         use crate::report::{JudgeGap, JudgeNotes};
         assert_eq!(
@@ -1245,7 +1262,33 @@ pub fn judge_settings(
     Ok((settings, embedding))
 }
 
-/// [`judge`] with a progress bar of judgments on `bars` (none without), cleared at the end.
+/// "judged 120 of 400 judgments (30%) in 10 min 00 s, about 23 min 20 s left": the ETA
+/// extrapolates this pass's rate (so cached judgments at its start make it optimistic).
+fn judge_progress_line(done: u64, total: u64, elapsed: std::time::Duration) -> String {
+    use crate::plan::format_duration;
+    let secs = elapsed.as_secs_f64();
+    let pct = if total > 0 {
+        100.0 * done as f64 / total as f64
+    } else {
+        100.0
+    };
+    let mut line = format!(
+        "judged {done} of {total} judgments ({pct:.0}%) in {}",
+        format_duration(secs)
+    );
+    if done > 0 && done < total {
+        let left = secs * (total - done) as f64 / done as f64;
+        line.push_str(&format!(", about {} left", format_duration(left)));
+    }
+    line
+}
+
+/// How often `judge` without a progress bar (a Slurm job, `nohup`, a pipe) logs its progress.
+const JUDGE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`judge`] with a progress bar of judgments on `bars`, cleared at the end. Without bars (no
+/// terminal) it logs a progress line at INFO instead, at most every [`JUDGE_LOG_EVERY`] and at
+/// the end, so a judge running for hours in a batch job shows how far it got and its ETA.
 ///
 /// Errors: as [`judge`].
 pub fn judge_with_bar(
@@ -1265,10 +1308,15 @@ pub fn judge_with_bar(
         );
         b
     });
+    let started = std::time::Instant::now();
+    let mut logged: Option<std::time::Instant> = None;
     let summary = judge(results, settings, embedding, scope, &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total);
             b.set_position(done);
+        } else if done == total || logged.is_none_or(|t| t.elapsed() >= JUDGE_LOG_EVERY) {
+            logged = Some(std::time::Instant::now());
+            tracing::info!("{}", judge_progress_line(done, total, started.elapsed()));
         }
     });
     if let Some(b) = bar {
