@@ -260,6 +260,25 @@ impl Results {
         self.cells_with(CellStatus::Failed)
     }
 
+    /// For `metric` a judge metric of which some `ok` answers are not judged yet, the line
+    /// saying so ([`judging_incomplete_line`]); else empty. Errors: store errors.
+    pub fn judging_incomplete(&self, metric: &str) -> Result<String, CommandError> {
+        use crate::score::metric::Metric;
+        if !matches!(Metric::parse(metric), Metric::Judge(..)) {
+            return Ok(String::new());
+        }
+        let ok = self
+            .answers
+            .iter()
+            .filter(|a| a.status == AnswerStatus::Ok)
+            .count();
+        Ok(judging_incomplete_line(
+            self.judge_notes()?.unjudged_answers,
+            ok,
+            &crate::report::html::metric_title(metric),
+        ))
+    }
+
     /// The judge's part of the report: judges, judgments without a value per cell and metric
     /// (undefined, failed, or not made yet: an ok answer without a judgment of a metric that
     /// some answer was judged on), agreement with human labels (see
@@ -589,6 +608,7 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
                 crate::report::RANK_SEED,
             )?;
             text.push_str(&crate::report::ranking_text(&ranked, &metric));
+            text.push_str(&results.judging_incomplete(&metric)?);
         }
         None if results.failed_cells().is_empty() => {
             return Err(CommandError::Usage(format!(
@@ -1082,10 +1102,23 @@ pub fn summary_text(
     let title = crate::report::html::metric_title(&metric);
     let sentence = trade_off_sentence(&front, &timed, &title);
     let mut text = front_text(&front, sentence.as_deref(), &title);
+    text.push_str(&results.judging_incomplete(&metric)?);
     for (label, why) in results.failed_cells() {
         text.push_str(&format!("failed: {label}: {why}\n"));
     }
     Ok(Some(text))
+}
+
+/// The terminal's counterpart of the report's "Judging incomplete" box, for a table ranked on
+/// a judge metric: empty when every one of the `ok` answers is judged.
+fn judging_incomplete_line(unjudged: usize, ok: usize, metric_title: &str) -> String {
+    if unjudged == 0 {
+        return String::new();
+    }
+    format!(
+        "judging incomplete: {unjudged} of {ok} answers are not yet judged on every judge metric; \
+         {metric_title} above covers the judged answers only (`orchestrate judge` continues)\n"
+    )
 }
 
 /// `orchestrate ask`: answers `question` with model `model` (a name from the experiment; default
@@ -1129,6 +1162,17 @@ pub fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_on_a_partly_judged_metric_says_so() {
+        assert_eq!(judging_incomplete_line(0, 780, "correctness"), "");
+        let line = judging_incomplete_line(525, 780, "correctness");
+        assert!(
+            line.starts_with("judging incomplete: 525 of 780 answers"),
+            "{line}"
+        );
+        assert!(line.contains("correctness above covers the judged answers only"));
+    }
 
     #[test]
     fn the_judge_progress_line_extrapolates_the_rate() {

@@ -215,6 +215,17 @@ metrics = ["correctness", "context_precision"]
     assert!(warn.contains("1 of 3 answers are not yet judged"), "{warn}");
     let missing = html.split(r#"id="judge-missing""#).nth(1).unwrap();
     assert!(missing.contains("4 were not made yet"), "{missing}");
+    // so do the terminal tables ranked on a judge metric, and only those
+    let partly = |args: &[&str]| String::from_utf8_lossy(&run(args).stdout).to_string();
+    for cmd in ["summary", "compare"] {
+        let text = partly(&[cmd, "j.toml", "--metric", "correctness_ragas"]);
+        assert!(
+            text.contains("judging incomplete: 1 of 3 answers"),
+            "{cmd}: {text}"
+        );
+        let text = partly(&[cmd, "j.toml", "--metric", "cosine"]);
+        assert!(!text.contains("judging incomplete"), "{cmd}: {text}");
+    }
     let out = run(&["judge", "j.toml"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -223,6 +234,8 @@ metrics = ["correctness", "context_precision"]
     );
     let html = report("complete.html");
     assert!(!html.contains("judge-incomplete") && !html.contains("judge-missing"));
+    let text = partly(&["summary", "j.toml", "--metric", "correctness_ragas"]);
+    assert!(!text.contains("judging incomplete"), "{text}");
     // A base model (no chat template) cannot judge: one clear error before any judgment.
     let gemma = common::manifest_path("models/gemma-3-270m-q4_k_m.gguf");
     if common::required_file(&gemma, common::MODELS_HINT).is_some() {
