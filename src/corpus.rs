@@ -672,8 +672,8 @@ pub fn corpus_fingerprint(paths: &[PathBuf]) -> Result<String, CorpusError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Whether `bytes` hold the `%PDF-` header within their first 1024 bytes, where PDF readers
-/// look for it (ISO 32000-1, Annex H.3 on leading garbage, as pdf.js and poppler accept).
+/// Whether `bytes` hold the `%PDF-` header within their first 1024 bytes: readers accept
+/// leading bytes before it up to there (poppler's `PDFDoc::checkHeader`, pdf.js's header search).
 fn has_pdf_header(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(1024)]
         .windows(5)
