@@ -1175,18 +1175,36 @@ mod tests {
     }
 
     #[test]
-    fn the_judge_progress_line_extrapolates_the_rate() {
+    fn the_judge_progress_line_extrapolates_the_rate_of_this_pass() {
+        use crate::judge::run::JudgeSummary;
         use std::time::Duration;
+        let pass = |total, already, ok| JudgeSummary {
+            total,
+            already,
+            ok,
+            ..JudgeSummary::default()
+        };
         assert_eq!(
-            judge_progress_line(120, 400, Duration::from_secs(600)),
+            judge_progress_line(&pass(400, 0, 120), Duration::from_secs(600)),
             "judged 120 of 400 judgments (30%) in 10 min 00 s, about 23 min 20 s left"
         );
+        // A resumed pass: 1650 were stored before and skipped in no time; the 11 judged now
+        // took the minute, so 2239 more take 2239 minutes / 11, not 1.4 minutes.
         assert_eq!(
-            judge_progress_line(400, 400, Duration::from_secs(30)),
+            judge_progress_line(&pass(3900, 1650, 11), Duration::from_secs(60)),
+            "judged 1661 of 3900 judgments (43%; 1650 stored before) in 1 min 00 s, about 3 h 23 min left"
+        );
+        // Nothing judged yet in this pass: no rate, no guess.
+        assert_eq!(
+            judge_progress_line(&pass(3900, 1650, 0), Duration::from_secs(2)),
+            "judged 1650 of 3900 judgments (42%; 1650 stored before) in 2.0 s"
+        );
+        assert_eq!(
+            judge_progress_line(&pass(400, 0, 400), Duration::from_secs(30)),
             "judged 400 of 400 judgments (100%) in 30.0 s"
         );
         assert_eq!(
-            judge_progress_line(0, 0, Duration::ZERO),
+            judge_progress_line(&pass(0, 0, 0), Duration::ZERO),
             "judged 0 of 0 judgments (100%) in 0.0 s"
         );
     }
@@ -1306,22 +1324,33 @@ pub fn judge_settings(
     Ok((settings, embedding))
 }
 
-/// "judged 120 of 400 judgments (30%) in 10 min 00 s, about 23 min 20 s left": the ETA
-/// extrapolates this pass's rate (so cached judgments at its start make it optimistic).
-fn judge_progress_line(done: u64, total: u64, elapsed: std::time::Duration) -> String {
+/// "judged 1661 of 3900 judgments (43%; 1650 stored before) in 10 min 00 s, about 3 h 20 min
+/// left": the ETA extrapolates the rate of the judgments made in this pass, so judgments stored
+/// by an earlier pass (skipped in no time) do not make it optimistic.
+fn judge_progress_line(
+    p: &crate::judge::run::JudgeSummary,
+    elapsed: std::time::Duration,
+) -> String {
     use crate::plan::format_duration;
+    let (done, total) = (p.done(), p.total);
     let secs = elapsed.as_secs_f64();
     let pct = if total > 0 {
         100.0 * done as f64 / total as f64
     } else {
         100.0
     };
+    let before = if p.already > 0 {
+        format!("; {} stored before", p.already)
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "judged {done} of {total} judgments ({pct:.0}%) in {}",
+        "judged {done} of {total} judgments ({pct:.0}%{before}) in {}",
         format_duration(secs)
     );
-    if done > 0 && done < total {
-        let left = secs * (total - done) as f64 / done as f64;
+    let now = done - p.already;
+    if now > 0 && done < total {
+        let left = secs * (total - done) as f64 / now as f64;
         line.push_str(&format!(", about {} left", format_duration(left)));
     }
     line
@@ -1354,13 +1383,13 @@ pub fn judge_with_bar(
     });
     let started = std::time::Instant::now();
     let mut logged: Option<std::time::Instant> = None;
-    let summary = judge(results, settings, embedding, scope, &mut |done, total| {
+    let summary = judge(results, settings, embedding, scope, &mut |p| {
         if let Some(b) = &bar {
-            b.set_length(total);
-            b.set_position(done);
-        } else if done == total || logged.is_none_or(|t| t.elapsed() >= JUDGE_LOG_EVERY) {
+            b.set_length(p.total);
+            b.set_position(p.done());
+        } else if p.done() == p.total || logged.is_none_or(|t| t.elapsed() >= JUDGE_LOG_EVERY) {
             logged = Some(std::time::Instant::now());
-            tracing::info!("{}", judge_progress_line(done, total, started.elapsed()));
+            tracing::info!("{}", judge_progress_line(p, started.elapsed()));
         }
     });
     if let Some(b) = bar {
@@ -1373,7 +1402,7 @@ pub fn judge_with_bar(
 /// `settings` (greedy, grammar-constrained; see [`crate::judge`]), storing one judgment per
 /// answer × metric and the values in the answers' metrics. Resumable: judgments already stored by
 /// the same judge are skipped, and identical calls come from the database's cache.
-/// `progress(done, total)` is called after each judgment. The process's memory and CPU are
+/// `progress` gets the running summary after each judgment. The process's memory and CPU are
 /// sampled while it judges ([`crate::judge::run::JudgeSummary::usage`]).
 ///
 /// Errors: [`CommandError::Usage`] when the judge model file is missing or has no chat template;
@@ -1384,7 +1413,7 @@ pub fn judge(
     settings: &crate::judge::run::JudgeSettings,
     embedding_model: &Path,
     scope: crate::judge::run::JudgeScope,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut dyn FnMut(&crate::judge::run::JudgeSummary),
 ) -> Result<crate::judge::run::JudgeSummary, CommandError> {
     use crate::judge::run::{judge_id, ChunkTexts};
     // one judge per results database: two would ask the same calls twice

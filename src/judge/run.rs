@@ -273,6 +273,13 @@ pub struct JudgeSummary {
     pub usage: Option<crate::sample::Usage>,
 }
 
+impl JudgeSummary {
+    /// Judgments handled so far in this pass, stored before or now (of [`JudgeSummary::total`]).
+    pub fn done(&self) -> u64 {
+        self.already + self.ok + self.undefined + self.errors + self.changed
+    }
+}
+
 /// One `judge` pass over stored answers: what to judge, with which judge, and where to store it.
 pub struct JudgeJob<'a> {
     /// The results database (judgments, the call cache, the answers' metrics).
@@ -380,8 +387,8 @@ impl JudgeJob<'_> {
     /// Judges every ok answer in the scope on the settings' metrics and profiles with `model`,
     /// question by question ([`JudgeScope`]), skipping judgments already stored (see
     /// [`JudgeJob::pending`]). An answer whose chunks are missing
-    /// gets [`JudgeError::NoContexts`] for the metrics that need them. `progress(done, total)`
-    /// is called after each judgment.
+    /// gets [`JudgeError::NoContexts`] for the metrics that need them. `progress` gets the
+    /// running summary after each judgment ([`JudgeSummary::done`] of [`JudgeSummary::total`]).
     ///
     /// # Errors
     /// [`StoreError`] when a judgment cannot be written (judge failures are stored, not
@@ -390,7 +397,7 @@ impl JudgeJob<'_> {
         &self,
         model: &mut dyn JudgeModel,
         embedder: &dyn TextEmbedder,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(&JudgeSummary),
     ) -> Result<JudgeSummary, StoreError> {
         let (items, deferred) = self.items()?;
         let mut summary = JudgeSummary {
@@ -399,7 +406,7 @@ impl JudgeJob<'_> {
             ..JudgeSummary::default()
         };
         let mut ask = CachedAsk::new(self.store, model, self.judge);
-        for (n, item) in items.into_iter().enumerate() {
+        for item in items {
             let Item {
                 answer: a,
                 metric,
@@ -407,10 +414,9 @@ impl JudgeJob<'_> {
                 key,
                 stored,
             } = item;
-            let n = n as u64 + 1;
             if stored {
                 summary.already += 1;
-                progress(n, summary.total);
+                progress(&summary);
                 continue;
             }
             let contexts = contexts_of(a, self.chunks);
@@ -479,7 +485,7 @@ impl JudgeJob<'_> {
                     tracing::warn!(cell = %a.cell.cell_id, question = %a.question_id, metric = %name, "judge error: {}", detail.as_deref().unwrap_or_default());
                 }
             }
-            progress(n, summary.total);
+            progress(&summary);
         }
         summary.calls = ask.stats;
         Ok(summary)
@@ -868,7 +874,7 @@ mod tests {
             db: s.path().to_path_buf(),
         };
         let sum = job(&s, &answers, &chunks, &settings, "j", false)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         assert_eq!((sum.total, sum.ok, sum.changed), (2, 1, 1));
         let j = s.judgments().unwrap();
@@ -910,7 +916,7 @@ mod tests {
         assert_ne!(order, ids.map(String::from).to_vec(), "q1..q4 are shuffled");
         let mut first = job(&s, &answers, &chunks, &settings, "j", false);
         first.scope.questions = Some(2);
-        let sum = first.run(&mut model, &Unit, &mut |_, _| {}).unwrap();
+        let sum = first.run(&mut model, &Unit, &mut |_| {}).unwrap();
         // 2 questions x 2 cells now, the other 4 judgments left for later
         assert_eq!((sum.total, sum.ok, sum.deferred), (4, 4, 4));
         // the two cells answered each question in turn; correctness prompts are distinct per
@@ -939,7 +945,7 @@ mod tests {
         );
         // a pass without the limit judges the rest, in the same order
         let sum = job(&s, &answers, &chunks, &settings, "j", false)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         assert_eq!((sum.total, sum.already, sum.ok, sum.deferred), (8, 4, 4, 0));
         assert_eq!(model.questions[2..], order[2..]);
@@ -976,7 +982,11 @@ mod tests {
         };
         let mut ticks = 0;
         let first = job(&s, &answers, &chunks, &settings, "j1", false)
-            .run(&mut model, &Unit, &mut |_, _| ticks += 1)
+            .run(&mut model, &Unit, &mut |p| {
+                assert_eq!(p.total, 20);
+                ticks += 1;
+                assert_eq!(p.done(), ticks);
+            })
             .unwrap();
         assert_eq!(first.total, 2 * 10);
         assert_eq!((first.ok, first.errors, first.undefined), (20, 0, 0));
@@ -990,7 +1000,7 @@ mod tests {
 
         let before = model.calls;
         let second = job(&s, &answers, &chunks, &settings, "j1", false)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         assert_eq!((second.already, second.calls.calls), (20, 0));
         assert_eq!(model.calls, before);
@@ -998,7 +1008,7 @@ mod tests {
         let mut fresh = JudgeSummary::default();
         for _ in 0..2 {
             fresh = job(&s, &answers, &chunks, &settings, "j2", false)
-                .run(&mut model, &Unit, &mut |_, _| {})
+                .run(&mut model, &Unit, &mut |_| {})
                 .unwrap();
         }
         assert_eq!(fresh.already, 20);
@@ -1018,7 +1028,7 @@ mod tests {
             fail_on: None,
         };
         let sum = job(&s, &answers, &chunks, &settings, "j", false)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         assert_eq!((sum.ok, sum.errors), (3, 1));
         let j = s.judgments().unwrap();
@@ -1035,7 +1045,7 @@ mod tests {
         assert!(!stored.contains_key("context_recall") && stored.contains_key("correctness"));
         // Errors are not retried unless asked; with retry they are judged again.
         let again = job(&s, &answers, &chunks, &settings, "j", true)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         assert_eq!((again.already, again.errors), (3, 1));
     }
@@ -1104,7 +1114,7 @@ mod tests {
             fail_on: None,
         };
         let sum = job(&s, &answers, &chunks, &settings, "j", false)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         // 2 answers x {context_precision, context_recall}
         assert_eq!((sum.total, sum.ok), (4, 4));
@@ -1131,7 +1141,7 @@ mod tests {
             fail_on: Some("question q2?"),
         };
         let sum = job(&s, &answers, &chunks, &settings, "j", false)
-            .run(&mut model, &Unit, &mut |_, _| {})
+            .run(&mut model, &Unit, &mut |_| {})
             .unwrap();
         assert_eq!((sum.ok, sum.errors), (1, 1));
         let j = s.judgments().unwrap();
