@@ -1405,7 +1405,8 @@ pub fn judge_with_bar(
 /// `progress` gets the running summary after each judgment. The process's memory and CPU are
 /// sampled while it judges ([`crate::judge::run::JudgeSummary::usage`]).
 ///
-/// Errors: [`CommandError::Usage`] when the judge model file is missing or has no chat template;
+/// Errors: [`CommandError::Usage`] when the results are retrieval-only (nothing to judge), or the judge
+/// model file is missing or has no chat template;
 /// [`CommandError::JudgeModel`] / [`CommandError::Embedder`] when a model cannot be loaded;
 /// store errors. Judge failures on single answers are stored and counted, not returned.
 pub fn judge(
@@ -1416,6 +1417,14 @@ pub fn judge(
     progress: &mut dyn FnMut(&crate::judge::run::JudgeSummary),
 ) -> Result<crate::judge::run::JudgeSummary, CommandError> {
     use crate::judge::run::{judge_id, ChunkTexts};
+    if !results.cells.is_empty() && results.cells.iter().all(|c| c.cell.model.is_none()) {
+        return Err(CommandError::Usage(format!(
+            "`{}` has no generated answers to judge: its cells are retrieval-only \
+             (generate = false in {}); the judge metrics need a model's answers",
+            results.name,
+            results.file.display()
+        )));
+    }
     // one judge per results database: two would ask the same calls twice
     let lock = judge_lock_path(results.db.path());
     let _judging = crate::sweep::try_flock(&lock)

@@ -506,6 +506,16 @@ pub fn front_svg(front: &Front, metric_title: &str) -> Result<String, ReportErro
     Ok(s)
 }
 
+/// "0.832 ± 0.041" (`unit` appended); one value has no spread to estimate, so it reads
+/// "0.832 (n = 1)" rather than a zero-width "± 0.000" that looks like certainty.
+fn mean_pm(ci: &MeanCi, fmt: impl Fn(f64) -> String, unit: &str) -> String {
+    if ci.n < 2 {
+        format!("{}{unit} (n = {})", fmt(ci.mean), ci.n)
+    } else {
+        format!("{} ± {}{unit}", fmt(ci.mean), fmt((ci.hi - ci.lo) / 2.0))
+    }
+}
+
 /// The front as terminal lines (hyperfine-like): the front cells with quality, time and peak
 /// RSS, then the cells tied with them, then the trade-off sentence.
 pub fn front_text(front: &Front, sentence: Option<&str>, metric_title: &str) -> String {
@@ -522,15 +532,11 @@ pub fn front_text(front: &Front, sentence: Option<&str>, metric_title: &str) -> 
     for c in &listed {
         let q = match c.correct {
             Some((k, n)) => format!("{} ({k}/{n})", fmt_quality(c.quality.mean)),
-            None => format!(
-                "{} ± {}",
-                fmt_quality(c.quality.mean),
-                fmt_quality((c.quality.hi - c.quality.lo) / 2.0)
-            ),
+            None => mean_pm(&c.quality, fmt_quality, ""),
         };
-        let t = c.response_time_s.map_or("—".into(), |t| {
-            format!("{:.2} ± {:.2} s", t.mean, (t.hi - t.lo) / 2.0)
-        });
+        let t = c
+            .response_time_s
+            .map_or("—".into(), |t| mean_pm(&t, |x| format!("{x:.2}"), " s"));
         let m = c.rss_peak_bytes.map_or("—".into(), fmt_bytes);
         let mark = if c.on_front { "★ " } else { "≈ " };
         rows.push([format!("{mark}{}", c.label), q, t, m]);
@@ -714,6 +720,21 @@ mod tests {
                 .any(|l| l.contains("small") && l.contains("700 MiB")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn one_answer_reads_as_n_equals_one_not_a_zero_width_interval() {
+        let rows: Vec<AnswerRecord> = answers()
+            .into_iter()
+            .filter(|a| a.question_id == "q1")
+            .collect();
+        let f = front_of(&rows, "cosine");
+        let text = front_text(&f, None, "cosine");
+        assert!(text.contains("0.800 (n = 1)"), "{text}");
+        assert!(text.contains("2.00 s (n = 1)"), "{text}");
+        assert!(!text.contains("± 0.000"), "{text}");
+        let text = front_text(&front_of(&answers(), "cosine"), None, "cosine");
+        assert!(text.contains("0.825 ± "), "{text}");
     }
 
     #[test]

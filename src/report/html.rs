@@ -537,13 +537,13 @@ fn write_ranking(
             n = c.n,
         )?;
         match c.ci {
-            Some(ci) => write!(
+            Some(ci) if ci.n >= 2 => write!(
                 s,
                 r#"<td class="num">{:.d$}{unit} <span class="ci">± {:.d$}</span></td>"#,
                 c.mean,
                 (ci.hi - ci.lo) / 2.0
             )?,
-            None => write!(s, r#"<td class="num">{:.d$}{unit}</td>"#, c.mean)?,
+            _ => write!(s, r#"<td class="num">{:.d$}{unit}</td>"#, c.mean)?,
         }
         match c.vs_best {
             Some(cmp) => {
@@ -708,6 +708,13 @@ fn write_quality_table(
 /// Mean on the first line, `± half-width (n)` below; the full interval in the tooltip.
 fn quality_cell(s: &mut String, ci: Option<MeanCi>, d: usize) -> Result<(), ReportError> {
     match ci {
+        // one value has no spread: its n, not a zero-width "±0.000" that looks like certainty
+        Some(ci) if ci.mean.is_finite() && ci.n < 2 => write!(
+            s,
+            r#"<td class="num q2" data-v="{m}" title="mean {m:.d$}, n = {n}: no interval">{m:.d$}<span class="ci">({n})</span></td>"#,
+            m = ci.mean,
+            n = ci.n,
+        )?,
         Some(ci) if ci.mean.is_finite() => write!(
             s,
             r#"<td class="num q2" data-v="{m}" title="mean {m:.d$}, 95% CI [{lo:.d$}, {hi:.d$}], n = {n}">{m:.d$}<span class="ci">±{h:.d$} ({n})</span></td>"#,
@@ -1068,7 +1075,7 @@ fn write_methods(
 ) -> Result<(), ReportError> {
     write!(
         s,
-        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> {p:.0}% intervals of a mean, chosen by the metric’s range so that they never leave it. Proportions (Hit@k, EM, contains, correctness: 0 or 1 per answer): the Wilson score interval (Wilson 1927; statsmodels’ proportion_confint method “wilson”), which is not a point when every answer scored 0 or 1. Other metrics: the Student-t interval mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n clipped to the metric’s range: [0, 1] for Recall@k, MRR@k, nDCG@k, F1, ROUGE-L, METEOR and judged shares, [−1, 1] for cosine, [0, ∞) for times (n = 1 gives a zero-width interval). Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
+        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> {p:.0}% intervals of a mean, chosen by the metric’s range so that they never leave it. Proportions (Hit@k, EM, contains, correctness: 0 or 1 per answer): the Wilson score interval (Wilson 1927; statsmodels’ proportion_confint method “wilson”), which is not a point when every answer scored 0 or 1. Other metrics: the Student-t interval mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n clipped to the metric’s range: [0, 1] for Recall@k, MRR@k, nDCG@k, F1, ROUGE-L, METEOR and judged shares, [−1, 1] for cosine, [0, ∞) for times. A single value has no interval: tables show it with its n = 1. Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
         l = CI_LEVEL,
         p = CI_LEVEL * 100.0,
     )?;

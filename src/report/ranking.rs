@@ -366,8 +366,11 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
         .iter()
         .map(|c| {
             let mean = match c.ci {
-                Some(ci) => format!("{:.d$} ± {:.d$}", c.mean, (ci.hi - ci.lo) / 2.0),
-                None => format!("{:.d$}", c.mean),
+                // one value has no spread: a zero-width "± 0" would look like certainty
+                Some(ci) if ci.n >= 2 => {
+                    format!("{:.d$} ± {:.d$}", c.mean, (ci.hi - ci.lo) / 2.0)
+                }
+                _ => format!("{:.d$}", c.mean),
             };
             let (diff, tci, bci, p) = match c.vs_best {
                 Some(v) => (
@@ -597,6 +600,23 @@ mod tests {
             r.metrics.clear();
         }
         assert_eq!(default_rank_metric(&rows), None);
+    }
+
+    #[test]
+    fn one_answer_per_cell_shows_its_value_without_an_interval() {
+        let mut rows = cell("a", 500, 1, |_| 0.832);
+        rows.extend(cell("b", 500, 1, |_| 0.805));
+        let ranked = rank_cells(&rows, "ndcg@4", 0.95, 500, 7).unwrap();
+        let text = ranking_text(&ranked, "ndcg@4");
+        assert!(!text.contains("± 0.000"), "{text}");
+        let row = |label: &str| {
+            text.lines()
+                .find(|l| l.contains(label))
+                .unwrap()
+                .to_string()
+        };
+        assert!(row("a · dense").contains("0.832 "), "{text}");
+        assert!(row("b · dense").contains("? <2 pairs"), "{text}");
     }
 
     #[test]

@@ -293,6 +293,19 @@ fn inspect_commands_agree_with_the_sweep() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("available: hit@2"));
+
+    // retrieval-only results have no answers to judge: said so, before any judge model is sought
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrate"))
+        .current_dir(f.dir.path())
+        .args(["judge", "exp.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no generated answers to judge") && err.contains("generate = false"),
+        "{err}"
+    );
 }
 
 #[test]
