@@ -469,18 +469,27 @@ pub fn front_svg(front: &Front, metric_title: &str) -> Result<String, ReportErro
         } else {
             "dominated"
         };
+        let interval = |ci: &MeanCi, f: &dyn Fn(f64) -> String| {
+            if !ci.has_interval() {
+                format!("{} (n = {})", f(ci.mean), ci.n)
+            } else {
+                format!("{} [{}, {}]", f(ci.mean), f(ci.lo), f(ci.hi))
+            }
+        };
         let mut tip = format!(
-            "{}\n{}: {} [{}, {}]{}\nresponse time: {:.2} s [{:.2}, {:.2}]",
+            "{}\n{}: {}{}\nresponse time: {}",
             c.label,
             metric_title,
-            fmt_quality(c.quality.mean),
-            fmt_quality(c.quality.lo),
-            fmt_quality(c.quality.hi),
+            interval(&c.quality, &fmt_quality),
             c.correct
                 .map_or(String::new(), |(k, n)| format!(" ({k}/{n})")),
-            t.mean,
-            t.lo.max(0.0),
-            t.hi
+            interval(
+                &MeanCi {
+                    lo: t.lo.max(0.0),
+                    ..*t
+                },
+                &|x| format!("{x:.2} s")
+            ),
         );
         if let Some(r) = c.rss_peak_bytes {
             write!(tip, "\npeak RSS: {}", fmt_bytes(r))?;
@@ -509,7 +518,7 @@ pub fn front_svg(front: &Front, metric_title: &str) -> Result<String, ReportErro
 /// "0.832 ± 0.041" (`unit` appended); one value has no spread to estimate, so it reads
 /// "0.832 (n = 1)" rather than a zero-width "± 0.000" that looks like certainty.
 fn mean_pm(ci: &MeanCi, fmt: impl Fn(f64) -> String, unit: &str) -> String {
-    if ci.n < 2 {
+    if !ci.has_interval() {
         format!("{}{unit} (n = {})", fmt(ci.mean), ci.n)
     } else {
         format!("{} ± {}{unit}", fmt(ci.mean), fmt((ci.hi - ci.lo) / 2.0))

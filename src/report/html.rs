@@ -261,15 +261,20 @@ fn write_front(s: &mut String, front: &Front, answers: &[AnswerRecord]) -> Resul
         .chain(front.cells.iter().filter(|c| c.tied_with.is_some()))
     {
         let q = format!(
-            "{:.d$}{unit} [{:.d$}, {:.d$}]{}",
-            c.quality.mean,
-            c.quality.lo,
-            c.quality.hi,
+            "{}{}",
+            interval_text(&c.quality, d, unit),
             c.correct
                 .map_or(String::new(), |(k, n)| format!(" · {k}/{n}"))
         );
         let t = c.response_time_s.map_or("—".to_string(), |t| {
-            format!("{:.2} [{:.2}, {:.2}]", t.mean, t.lo.max(0.0), t.hi)
+            interval_text(
+                &MeanCi {
+                    lo: t.lo.max(0.0),
+                    ..t
+                },
+                2,
+                "",
+            )
         });
         let note = match &c.tied_with {
             Some(tie) => format!("≈ tied with {} (p = {:.2})", tie.label, tie.p_value),
@@ -537,7 +542,7 @@ fn write_ranking(
             n = c.n,
         )?;
         match c.ci {
-            Some(ci) if ci.n >= 2 => write!(
+            Some(ci) if ci.has_interval() => write!(
                 s,
                 r#"<td class="num">{:.d$}{unit} <span class="ci">± {:.d$}</span></td>"#,
                 c.mean,
@@ -709,7 +714,7 @@ fn write_quality_table(
 fn quality_cell(s: &mut String, ci: Option<MeanCi>, d: usize) -> Result<(), ReportError> {
     match ci {
         // one value has no spread: its n, not a zero-width "±0.000" that looks like certainty
-        Some(ci) if ci.mean.is_finite() && ci.n < 2 => write!(
+        Some(ci) if ci.mean.is_finite() && !ci.has_interval() => write!(
             s,
             r#"<td class="num q2" data-v="{m}" title="mean {m:.d$}, n = {n}: no interval">{m:.d$}<span class="ci">({n})</span></td>"#,
             m = ci.mean,
@@ -799,6 +804,12 @@ fn ci_cell(
     unit: &str,
 ) -> Result<(), ReportError> {
     match ci {
+        Some(ci) if ci.mean.is_finite() && !ci.has_interval() => write!(
+            s,
+            r#"<td class="num" data-v="{m}">{m:.decimals$}{unit} <span class="ci">(n = {n})</span></td>"#,
+            m = ci.mean,
+            n = ci.n,
+        )?,
         Some(ci) if ci.mean.is_finite() => write!(
             s,
             r#"<td class="num" data-v="{m}">{m:.decimals$}{unit} <span class="ci">[{lo:.decimals$}, {hi:.decimals$}]</span></td>"#,
@@ -811,14 +822,21 @@ fn ci_cell(
     Ok(())
 }
 
-/// `mean [lo, hi]unit` or `—`.
+/// `mean [lo, hi]unit` or `—` ([`interval_text`]).
 fn fmt_ci(ci: Option<MeanCi>, decimals: usize, unit: &str) -> String {
-    match ci {
-        Some(ci) => format!(
+    ci.map_or_else(|| "—".to_string(), |ci| interval_text(&ci, decimals, unit))
+}
+
+/// `mean<unit> [lo, hi]`; a single value has no spread to estimate, so it reads
+/// `mean<unit> (n = 1)`, not a point interval `[mean, mean]` that looks like certainty.
+pub(crate) fn interval_text(ci: &MeanCi, decimals: usize, unit: &str) -> String {
+    if !ci.has_interval() {
+        format!("{:.decimals$}{unit} (n = {})", ci.mean, ci.n)
+    } else {
+        format!(
             "{:.decimals$}{unit} [{:.decimals$}, {:.decimals$}]",
             ci.mean, ci.lo, ci.hi
-        ),
-        None => "—".to_string(),
+        )
     }
 }
 
@@ -1309,6 +1327,28 @@ document.documentElement.setAttribute("data-js","ok");
 mod tests {
     use super::*;
     use crate::report::aggregate::tests::answer;
+
+    #[test]
+    fn one_answer_per_cell_reads_as_n_equals_one_everywhere_but_a_wilson_interval() {
+        let mut rows = Vec::new();
+        for (model, v) in [("m1", 0.832), ("m2", 0.805)] {
+            let mut a = answer(model, 500, "dense", "q1", v, 1.0);
+            a.metrics = [("ndcg@4".to_string(), v), ("hit@4".to_string(), 1.0)]
+                .into_iter()
+                .collect();
+            rows.push(a);
+        }
+        let html = render_html("t", &ReportMeta::default(), &rows).unwrap();
+        assert!(!html.contains("[0.832, 0.832]"), "no point interval");
+        assert!(html.contains("0.832 (n = 1)"), "headline");
+        assert!(!html.contains("±0.000"), "quality table");
+        // one 0/1 value still has its Wilson interval (1/1: [0.207, 1])
+        assert!(html.contains("[0.207, 1.000]"), "hit@4 interval");
+        let t = crate::stats::mean_ci(&[2.0], 0.95).unwrap();
+        assert_eq!(interval_text(&t, 2, " s"), "2.00 s (n = 1)");
+        let t = crate::stats::mean_ci(&[1.0, 3.0], 0.95).unwrap();
+        assert!(interval_text(&t, 2, " s").starts_with("2.00 s [-"));
+    }
 
     #[test]
     fn retrieval_headline_says_any_model_when_there_are_several() {

@@ -367,7 +367,7 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
         .map(|c| {
             let mean = match c.ci {
                 // one value has no spread: a zero-width "± 0" would look like certainty
-                Some(ci) if ci.n >= 2 => {
+                Some(ci) if ci.has_interval() => {
                     format!("{:.d$} ± {:.d$}", c.mean, (ci.hi - ci.lo) / 2.0)
                 }
                 _ => format!("{:.d$}", c.mean),

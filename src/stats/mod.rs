@@ -49,6 +49,16 @@ pub struct MeanCi {
     pub method: CiMethod,
 }
 
+impl MeanCi {
+    /// Whether `lo`/`hi` estimate anything: false for a single value with a t interval (no
+    /// spread to estimate, so `lo == hi == mean`; scipy gives NaN). Displays then show the mean
+    /// with n = 1 instead of a point interval that looks like certainty. A Wilson interval of one
+    /// 0/1 value is a real interval.
+    pub fn has_interval(&self) -> bool {
+        self.n >= 2 || self.method == CiMethod::Wilson
+    }
+}
+
 /// Quantile function (inverse CDF) of Student's t distribution with `df` degrees of freedom.
 ///
 /// Returns t such that P(T ≤ t) = `p`. `df` may be fractional. Edge cases: `p == 0` gives −∞,
