@@ -781,6 +781,7 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 }
                 None => commands::export(&results, format, rows, std::io::stdout().lock())?,
             }
+            eprint!("{}", results.export_judging_incomplete()?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Chunks {

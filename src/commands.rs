@@ -279,6 +279,26 @@ impl Results {
         ))
     }
 
+    /// For results of which some `ok` answers are not judged yet on every judge metric, the
+    /// line saying that exported judge metrics cover the judged answers only; else empty.
+    /// Errors: store errors.
+    pub fn export_judging_incomplete(&self) -> Result<String, CommandError> {
+        let unjudged = self.judge_notes()?.unjudged_answers;
+        if unjudged == 0 {
+            return Ok(String::new());
+        }
+        let ok = self
+            .answers
+            .iter()
+            .filter(|a| a.status == AnswerStatus::Ok)
+            .count();
+        Ok(format!(
+            "judging incomplete: {unjudged} of {ok} answers are not yet judged on every judge \
+             metric; exported judge metrics cover the judged answers only (`judge_missing` \
+             says \"{NOT_JUDGED_YET}\"; `orchestrate judge` continues)\n"
+        ))
+    }
+
     /// The judge's part of the report: judges, judgments without a value per cell and metric
     /// (undefined, failed, or not made yet: an ok answer without a judgment of a metric that
     /// some answer was judged on), agreement with human labels (see
@@ -309,15 +329,11 @@ impl Results {
                     ..JudgeGap::default()
                 })
         }
-        let mut judged: BTreeSet<(&str, u32, &str, &str)> = BTreeSet::new();
-        let mut metrics: BTreeSet<&str> = BTreeSet::new();
         for j in &judgments {
             let Some(label) = labels.get(j.cell_id.as_str()) else {
                 continue;
             };
             judges.insert(j.judge.clone());
-            metrics.insert(j.metric.as_str());
-            judged.insert((&j.cell_id, j.repeat, &j.question_id, &j.metric));
             match j.status {
                 JudgmentStatus::Ok => {}
                 JudgmentStatus::Undefined => gap(&mut gaps, label, &j.metric).undefined += 1,
@@ -331,24 +347,14 @@ impl Results {
             }
         }
         let mut unjudged_answers = 0;
-        for a in self.answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+        for (a, unjudged) in self.unjudged(&judgments) {
             let Some(label) = labels.get(a.cell.cell_id.as_str()) else {
                 continue;
             };
-            let mut any = false;
-            for m in &metrics {
-                // the judge's own rule of which metrics an answer gets
-                let applies = match crate::score::metric::Metric::parse(m) {
-                    crate::score::metric::Metric::Judge(j, _) => crate::judge::run::applies(j, a),
-                    _ => false,
-                };
-                if !applies || judged.contains(&(&a.cell.cell_id, a.repeat, &a.question_id, m)) {
-                    continue;
-                }
-                any = true;
+            for m in &unjudged {
                 gap(&mut gaps, label, m).unjudged += 1;
             }
-            unjudged_answers += usize::from(any);
+            unjudged_answers += usize::from(!unjudged.is_empty());
         }
         Ok(crate::report::JudgeNotes {
             judges: judges.into_iter().collect(),
@@ -356,6 +362,78 @@ impl Results {
             unjudged_answers,
             agreements: self.db.judge_agreements()?,
         })
+    }
+
+    /// Each `ok` answer with the judge metrics it is not judged on yet: the metrics some answer
+    /// was judged on (in `judgments`, the stored ones) that apply to this answer by the judge's
+    /// own rule ([`crate::judge::run::applies`]) and have no judgment for it (empty when none).
+    fn unjudged<'a>(
+        &'a self,
+        judgments: &[crate::store::JudgmentRecord],
+    ) -> Vec<(&'a AnswerRecord, Vec<String>)> {
+        use crate::score::metric::Metric;
+        let cells: BTreeSet<&str> = self.cells.iter().map(|c| c.cell.id.as_str()).collect();
+        let mut judged: BTreeSet<(&str, u32, &str, &str)> = BTreeSet::new();
+        let mut metrics: BTreeSet<&str> = BTreeSet::new();
+        for j in judgments
+            .iter()
+            .filter(|j| cells.contains(j.cell_id.as_str()))
+        {
+            metrics.insert(j.metric.as_str());
+            judged.insert((&j.cell_id, j.repeat, &j.question_id, &j.metric));
+        }
+        self.answers
+            .iter()
+            .filter(|a| a.status == AnswerStatus::Ok)
+            .map(|a| {
+                let unjudged = metrics
+                    .iter()
+                    .filter(|m| match Metric::parse(m) {
+                        Metric::Judge(j, _) => crate::judge::run::applies(j, a),
+                        _ => false,
+                    })
+                    .filter(|m| !judged.contains(&(&a.cell.cell_id, a.repeat, &a.question_id, m)))
+                    .map(|m| m.to_string())
+                    .collect();
+                (a, unjudged)
+            })
+            .collect()
+    }
+
+    /// The answers as [`export`] writes them: each `ok` answer's
+    /// [`AnswerRecord::judge_missing`] also names the judge metrics not judged yet (`not
+    /// judged yet`), so an export row tells a pending judgment from one that has no value.
+    ///
+    /// Errors: store errors.
+    pub fn answers_for_export(&self) -> Result<Vec<AnswerRecord>, CommandError> {
+        let judgments = self.db.judgments()?;
+        let pending: BTreeMap<(&str, u32, &str), Vec<String>> = self
+            .unjudged(&judgments)
+            .into_iter()
+            .filter(|(_, u)| !u.is_empty())
+            .map(|(a, u)| {
+                (
+                    (a.cell.cell_id.as_str(), a.repeat, a.question_id.as_str()),
+                    u,
+                )
+            })
+            .collect();
+        Ok(self
+            .answers
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                let key = (a.cell.cell_id.as_str(), a.repeat, a.question_id.as_str());
+                if let Some(metrics) = pending.get(&key) {
+                    for m in metrics {
+                        a.judge_missing
+                            .entry(m.clone())
+                            .or_insert_with(|| NOT_JUDGED_YET.to_string());
+                    }
+                }
+                a
+            })
+            .collect())
     }
 
     /// The cells a race eliminated with the evidence (label, first line of the stored reason).
@@ -558,11 +636,12 @@ pub fn export(
     use crate::export::{
         answers_frame, cells_frame, write_cells_csv, write_csv, write_jsonl, write_parquet,
     };
+    let answers = || results.answers_for_export();
     match (rows, format) {
-        (ExportRows::Answer, ExportFormat::Csv) => write_csv(&results.answers, out)?,
-        (ExportRows::Answer, ExportFormat::Jsonl) => write_jsonl(&results.answers, out)?,
+        (ExportRows::Answer, ExportFormat::Csv) => write_csv(&answers()?, out)?,
+        (ExportRows::Answer, ExportFormat::Jsonl) => write_jsonl(&answers()?, out)?,
         (ExportRows::Answer, ExportFormat::Parquet) => {
-            write_parquet(&mut answers_frame(&results.answers)?, out)?
+            write_parquet(&mut answers_frame(&answers()?)?, out)?
         }
         (ExportRows::Cell, format) => {
             // per-cell latency comes from answers decoded alone, as in the report
@@ -608,6 +687,11 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
                 crate::report::RANK_SEED,
             )?;
             text.push_str(&crate::report::ranking_text(&ranked, &metric));
+            text.push_str(&crate::report::unranked_note(
+                &results.answers,
+                &ranked,
+                &metric,
+            ));
             text.push_str(&results.judging_incomplete(&metric)?);
         }
         None if results.failed_cells().is_empty() => {
@@ -1108,6 +1192,9 @@ pub fn summary_text(
     }
     Ok(Some(text))
 }
+
+/// What an exported answer's `judge_missing` says of a judge metric not judged yet.
+pub const NOT_JUDGED_YET: &str = "not judged yet";
 
 /// The terminal's counterpart of the report's "Judging incomplete" box, for a table ranked on
 /// a judge metric: empty when every one of the `ok` answers is judged.

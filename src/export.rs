@@ -18,7 +18,7 @@ use crate::store::AnswerRecord;
 
 /// The answer columns of [`write_csv`], in order: they follow the cell's axis columns
 /// ([`CellAxes::columns`]); metric columns come last.
-pub const ANSWER_COLUMNS: [&str; 21] = [
+pub const ANSWER_COLUMNS: [&str; 22] = [
     "repeat",
     "question_id",
     "question",
@@ -27,6 +27,7 @@ pub const ANSWER_COLUMNS: [&str; 21] = [
     "cosine",
     "response_time_s",
     "ttft_s",
+    "retrieval_s",
     "prompt_tokens",
     "completion_tokens",
     "rss_mean_bytes",
@@ -202,9 +203,11 @@ pub fn write_cells_csv<W: std::io::Write>(
 ///   fractions (`lambda_mult`, `ensemble_weight`) Float64, names (`model`, `retriever`, `bm25`,
 ///   …) String, the nested `members` of a combined retriever a JSON string;
 /// - `repeat`, `prompt_tokens`, `completion_tokens`, `contexts_used` UInt32; `rss_mean_bytes`,
-///   `rss_peak_bytes` UInt64 (bytes); `cosine`, `response_time_s`, `ttft_s` (seconds),
+///   `rss_peak_bytes` UInt64 (bytes); `cosine`, `response_time_s`, `ttft_s`, `retrieval_s`
+///   (seconds),
 ///   `cpu_mean_percent` Float64; the texts, `decode_mode`, `shared_from`, `status`, `error`,
-///   `judge_missing` (a JSON object: judge metric → why it has no value) String;
+///   `judge_missing` (a JSON object: judge metric → why it has no value: `undefined: …`,
+///   `error: …` or `not judged yet`) String;
 /// - `chunk_ids`, `pages` List(UInt32) (empty lists where the CSV has an empty field);
 /// - every metric one Float64 column, `null` where the answer lacks it.
 ///
@@ -246,6 +249,7 @@ pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ExportError>
         f64s("cosine", |a| a.cosine),
         f64s("response_time_s", |a| a.response_time_s),
         f64s("ttft_s", |a| a.ttft_s),
+        f64s("retrieval_s", |a| a.retrieval_s),
         u32s("prompt_tokens", |a| a.prompt_tokens),
         u32s("completion_tokens", |a| a.completion_tokens),
         u64s("rss_mean_bytes", |a| a.rss_mean_bytes),
@@ -462,7 +466,7 @@ fn formula_safe(field: &str) -> String {
 }
 
 /// The answer fields of one row, in [`ANSWER_COLUMNS`] order.
-fn record_fields(a: &AnswerRecord) -> [String; 21] {
+fn record_fields(a: &AnswerRecord) -> [String; 22] {
     [
         a.repeat.to_string(),
         a.question_id.clone(),
@@ -472,6 +476,7 @@ fn record_fields(a: &AnswerRecord) -> [String; 21] {
         opt(a.cosine),
         opt(a.response_time_s),
         opt(a.ttft_s),
+        opt(a.retrieval_s),
         opt(a.prompt_tokens),
         opt(a.completion_tokens),
         opt(a.rss_mean_bytes),
@@ -544,6 +549,7 @@ mod tests {
             cosine: Some(0.1 + 0.2),
             response_time_s: Some(1.25),
             ttft_s: None,
+            retrieval_s: Some(0.25),
             prompt_tokens: Some(431),
             completion_tokens: Some(57),
             rss_mean_bytes: Some(123_456_789),
@@ -598,6 +604,7 @@ mod tests {
         let cos: f64 = records[0][col("cosine")].parse().unwrap();
         assert_eq!(cos, 0.1 + 0.2);
         assert_eq!(&records[0][col("ttft_s")], "");
+        assert_eq!(&records[0][col("retrieval_s")], "0.25");
         assert_eq!(&records[0][col("fetch_k")], "");
         assert_eq!(&records[0][col("ensemble_weight")], "0.3");
         assert_eq!(&records[0][col("rss_peak_bytes")], u64::MAX.to_string());

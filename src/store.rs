@@ -530,6 +530,9 @@ pub struct AnswerRecord {
     pub response_time_s: Option<f64>,
     /// Seconds from prompt submission to the first generated token.
     pub ttft_s: Option<f64>,
+    /// Seconds spent embedding the question and retrieving its chunks (before the prompt).
+    #[serde(default)]
+    pub retrieval_s: Option<f64>,
     /// Prompt length in tokens (after the chat template or prompt template was applied).
     pub prompt_tokens: Option<u32>,
     /// Generated tokens.
@@ -1990,7 +1993,8 @@ impl Store {
                         (SELECT json_group_object(j.metric, j.status || ': ' || COALESCE(j.detail, ''))
                            FROM judgments j
                           WHERE j.cell_id = answers.cell_id AND j.repeat = answers.repeat
-                            AND j.question_id = answers.question_id AND j.status != 'ok')
+                            AND j.question_id = answers.question_id AND j.status != 'ok'),
+                        retrieval_s
                  FROM answers WHERE cell_id = ?1 ORDER BY repeat, question_id",
             )
             .map_err(|e| self.err(e))?;
@@ -2010,6 +2014,7 @@ impl Store {
                         cosine: row.get(5)?,
                         response_time_s: row.get(6)?,
                         ttft_s: row.get(7)?,
+                        retrieval_s: row.get(22)?,
                         prompt_tokens: row.get(8)?,
                         completion_tokens: row.get(9)?,
                         rss_mean_bytes: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
@@ -2342,7 +2347,11 @@ mod tests {
             };
             assert!(s.put_judgment(&j, &texts).unwrap());
         }
+        s.conn
+            .execute("UPDATE answers SET retrieval_s = 0.125", [])
+            .unwrap();
         let a = s.answers(&s.stored_cells().unwrap()).unwrap();
+        assert_eq!(a[0].retrieval_s, Some(0.125), "read with the answer");
         assert_eq!(a[0].metrics.get("correctness"), Some(&1.0));
         assert_eq!(
             a[0].judge_missing,

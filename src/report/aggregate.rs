@@ -118,6 +118,13 @@ pub struct QuestionStats {
 }
 
 /// Totals of one model over every cell (headline).
+///
+/// A model's answers to one question are not independent samples (every cell of the grid asks
+/// it), so the means and intervals are over questions: each question's mean over the model's
+/// cells and repeats first, then the mean of those question means with its 95% interval
+/// (n = questions; the metric's method on the question means: clipped Student-t, or Wilson
+/// when every question mean is 0 or 1). Pooling the answers as if independent would make the
+/// interval about √(cells) times too narrow.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelSummary {
     /// Model name.
@@ -126,14 +133,17 @@ pub struct ModelSummary {
     pub n_answers: usize,
     /// Failed answers.
     pub n_failed: usize,
-    /// Cosine mean and 95% CI over all answers of the model.
+    /// Cosine: mean and 95% CI over questions.
     pub cosine: Option<MeanCi>,
-    /// Response time mean and 95% CI, seconds.
+    /// Response time: mean and 95% CI over questions, seconds.
     pub response_time_s: Option<MeanCi>,
     /// Maximum peak RSS, bytes.
     pub rss_peak_bytes: Option<u64>,
-    /// Named metrics: mean and 95% CI over all answers of the model that have them.
+    /// Named metrics: mean and 95% CI over the questions with a value.
     pub metrics: BTreeMap<String, MeanCi>,
+    /// Verdict metrics (0/1 per answer, Wilson intervals: `correctness`, `hit@k`, `em`, …):
+    /// (answers with 1, answers with a value), pooled over every cell: the "k of n correct".
+    pub counts: BTreeMap<String, (usize, usize)>,
 }
 
 /// Per-cell aggregation of `answers` (polars lazy group-by over the cell id; each cell's axes come
@@ -325,6 +335,7 @@ pub fn retrieval_series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoi
             cosine: None,
             response_time_s: None,
             ttft_s: None,
+            retrieval_s: None,
             prompt_tokens: None,
             completion_tokens: None,
             rss_mean_bytes: None,
@@ -398,30 +409,70 @@ pub fn question_stats(answers: &[AnswerRecord]) -> Result<Vec<QuestionStats>, Re
     Ok(leaves)
 }
 
-/// Per-model totals, sorted by model name. Errors: [`ReportError::Polars`].
+/// Per-model totals ([`ModelSummary`]: intervals over questions), sorted by model name.
+/// Errors: [`ReportError::Polars`].
 pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, ReportError> {
     if answers.is_empty() {
         return Ok(Vec::new());
     }
-    let mut aggs = count_aggs();
-    aggs.extend(moment_aggs("cosine"));
-    aggs.extend(moment_aggs("response_time_s"));
-    aggs.push(col("rss_peak_bytes").max().alias("rss_peak_bytes_max"));
     let names = metric_columns(answers);
-    for name in &names {
-        aggs.extend(moment_aggs(&metric_col(name)));
+    let mut value_cols = vec!["cosine".to_string(), "response_time_s".to_string()];
+    value_cols.extend(names.iter().map(|n| metric_col(n)));
+    let verdicts: Vec<&String> = names
+        .iter()
+        .filter(|n| Metric::parse(n).interval_method() == crate::stats::IntervalMethod::Wilson)
+        .collect();
+    // answers: counts, peak RSS and the pooled k of n
+    let mut aggs = count_aggs();
+    aggs.push(col("rss_peak_bytes").max().alias("rss_peak_bytes_max"));
+    for n in &verdicts {
+        let c = metric_col(n);
+        aggs.push(col(&c).sum().alias(format!("{c}_k")));
+        aggs.push(
+            col(&c)
+                .count()
+                .cast(DataType::UInt64)
+                .alias(format!("{c}_n")),
+        );
     }
-    let df = grouped(answers, &["model"], aggs)?;
-    let mut models = Vec::with_capacity(df.height());
-    for i in 0..df.height() {
+    let totals = grouped(answers, &["model"], aggs)?;
+    // questions: each question's mean per model, then their moments
+    let question_means: Vec<Expr> = value_cols.iter().map(|c| col(c).mean().alias(c)).collect();
+    let moments: Vec<Expr> = value_cols.iter().flat_map(|c| moment_aggs(c)).collect();
+    let by_question = answers_frame(answers)?
+        .lazy()
+        .group_by([col("model"), col("question_id")])
+        .agg(question_means)
+        .group_by([col("model")])
+        .agg(moments)
+        .collect()?;
+    let row_of: BTreeMap<String, usize> = (0..by_question.height())
+        .map(|i| Ok((str_at(&by_question, "model", i)?, i)))
+        .collect::<Result<_, ReportError>>()?;
+    let mut models = Vec::with_capacity(totals.height());
+    for i in 0..totals.height() {
+        let model = str_at(&totals, "model", i)?;
+        let q = row_of[&model];
+        let mut counts = BTreeMap::new();
+        for n in &verdicts {
+            let c = metric_col(n);
+            let total = u64_at(&totals, &format!("{c}_n"), i)?.unwrap_or(0) as usize;
+            if total > 0 {
+                let k = f64_at(&totals, &format!("{c}_k"), i)?
+                    .unwrap_or(0.0)
+                    .round() as usize;
+                counts.insert((*n).clone(), (k, total));
+            }
+        }
         models.push(ModelSummary {
-            model: str_at(&df, "model", i)?,
-            n_answers: u64_at(&df, "n_answers", i)?.unwrap_or(0) as usize,
-            n_failed: u64_at(&df, "n_failed", i)?.unwrap_or(0) as usize,
-            cosine: moments_at(&df, "cosine", &Metric::Cosine, i)?,
-            response_time_s: moments_at(&df, "response_time_s", &Metric::ResponseTime, i)?,
-            rss_peak_bytes: u64_at(&df, "rss_peak_bytes_max", i)?,
-            metrics: metrics_at(&df, &names, i)?,
+            model,
+            n_answers: u64_at(&totals, "n_answers", i)?.unwrap_or(0) as usize,
+            n_failed: u64_at(&totals, "n_failed", i)?.unwrap_or(0) as usize,
+            cosine: moments_at(&by_question, "cosine", &Metric::Cosine, q)?,
+            response_time_s: moments_at(&by_question, "response_time_s", &Metric::ResponseTime, q)?,
+            rss_peak_bytes: u64_at(&totals, "rss_peak_bytes_max", i)?,
+            metrics: metrics_at(&by_question, &names, q)?,
+            counts,
         });
     }
     models.sort_by(|a, b| a.model.cmp(&b.model));
@@ -691,6 +742,7 @@ pub(crate) mod tests {
             cosine: Some(cos),
             response_time_s: Some(t),
             ttft_s: Some(t / 10.0),
+            retrieval_s: None,
             prompt_tokens: Some(400),
             completion_tokens: Some(50),
             rss_mean_bytes: Some(100 << 20),
@@ -783,6 +835,41 @@ pub(crate) mod tests {
         assert_eq!(cells[0].cosine, None);
         assert_eq!(cells[0].rss_peak_bytes, None);
         assert_eq!(cells[0].tokens_per_s_mean, None);
+    }
+
+    #[test]
+    fn model_intervals_are_over_question_means_and_verdicts_are_counted() {
+        // one model, 3 cells x 4 questions: cosine depends on the question, much less on the cell
+        let mut rows = Vec::new();
+        for (c, chunk) in [250u32, 500, 1000].iter().enumerate() {
+            for (q, base) in [0.2, 0.4, 0.6, 0.9].iter().enumerate() {
+                let cos = base + 0.01 * c as f64;
+                let mut a = answer("m", *chunk, "dense", &format!("q{q}"), cos, 1.0 + q as f64);
+                a.metrics
+                    .insert("correctness".into(), f64::from(u8::from(q >= 2)));
+                rows.push(a);
+            }
+        }
+        let m = &model_summaries(&rows).unwrap()[0];
+        assert_eq!(m.n_answers, 12);
+        let question_means = [0.21, 0.41, 0.61, 0.91];
+        let want = crate::stats::bounded_mean_ci(
+            crate::score::metric::Metric::Cosine.interval_method(),
+            &question_means,
+            CI_LEVEL,
+        )
+        .unwrap();
+        let got = m.cosine.unwrap();
+        assert_eq!(got.n, 4, "questions, not answers");
+        assert!((got.mean - want.mean).abs() < 1e-12);
+        assert!((got.lo - want.lo).abs() < 1e-9 && (got.hi - want.hi).abs() < 1e-9);
+        // pooling 12 answers as independent would give a narrower interval
+        let cos: Vec<f64> = rows.iter().filter_map(|a| a.cosine).collect();
+        let pooled = crate::stats::mean_ci(&cos, CI_LEVEL).unwrap();
+        assert!(pooled.hi - pooled.lo < got.hi - got.lo);
+        // the verdict: 6 of 12 answers, whatever its interval is over
+        assert_eq!(m.counts.get("correctness"), Some(&(6, 12)));
+        assert_eq!(m.metrics["correctness"].n, 4);
     }
 
     #[test]

@@ -290,10 +290,10 @@ pub fn trade_off_sentence(
     let gap = |other: &FrontCell| -> String {
         match pair_test(&values, &other.cell_id, &best.cell_id) {
             Some((n, p)) if p >= FRONT_ALPHA => format!(
-                "the two are statistically tied on {metric_title} (paired t-test p = {p:.2}, n = {n})"
+                "the two are statistically tied on {metric_title} (paired t-test, unadjusted p = {p:.2}, n = {n})"
             ),
             Some((n, p)) => format!(
-                "its {metric_title} is significantly {} (paired t-test p {}, n = {n})",
+                "its {metric_title} is significantly {} (paired t-test, unadjusted p {}, n = {n})",
                 if front.lower_is_better { "higher" } else { "lower" },
                 if p < 0.001 { fmt_p(p) } else { format!("= {}", fmt_p(p)) }
             ),
@@ -515,13 +515,14 @@ pub fn front_svg(front: &Front, metric_title: &str) -> Result<String, ReportErro
     Ok(s)
 }
 
-/// "0.832 ± 0.041" (`unit` appended); one value has no spread to estimate, so it reads
-/// "0.832 (n = 1)" rather than a zero-width "± 0.000" that looks like certainty.
-fn mean_pm(ci: &MeanCi, fmt: impl Fn(f64) -> String, unit: &str) -> String {
+/// "0.832 [0.790, 0.870]" (`unit` after each value): the interval's bounds, as Wilson and
+/// clipped intervals are not symmetric; one value has no spread to estimate, so it reads
+/// "0.832 (n = 1)" rather than a point interval that looks like certainty.
+fn mean_interval(ci: &MeanCi, fmt: impl Fn(f64) -> String, unit: &str) -> String {
     if !ci.has_interval() {
         format!("{}{unit} (n = {})", fmt(ci.mean), ci.n)
     } else {
-        format!("{} ± {}{unit}", fmt(ci.mean), fmt((ci.hi - ci.lo) / 2.0))
+        format!("{}{unit} [{}, {}]", fmt(ci.mean), fmt(ci.lo), fmt(ci.hi))
     }
 }
 
@@ -531,7 +532,7 @@ pub fn front_text(front: &Front, sentence: Option<&str>, metric_title: &str) -> 
     let mut rows: Vec<[String; 4]> = vec![[
         "cell".into(),
         metric_title.to_string(),
-        "response time".into(),
+        "response time (s)".into(),
         "peak RSS".into(),
     ]];
     let listed: Vec<&FrontCell> = front
@@ -541,11 +542,15 @@ pub fn front_text(front: &Front, sentence: Option<&str>, metric_title: &str) -> 
     for c in &listed {
         let q = match c.correct {
             Some((k, n)) => format!("{} ({k}/{n})", fmt_quality(c.quality.mean)),
-            None => mean_pm(&c.quality, fmt_quality, ""),
+            None => mean_interval(&c.quality, fmt_quality, ""),
         };
-        let t = c
-            .response_time_s
-            .map_or("—".into(), |t| mean_pm(&t, |x| format!("{x:.2}"), " s"));
+        let t = c.response_time_s.map_or("—".into(), |t| {
+            let t = MeanCi {
+                lo: t.lo.max(0.0),
+                ..t
+            };
+            mean_interval(&t, |x| format!("{x:.2}"), "")
+        });
         let m = c.rss_peak_bytes.map_or("—".into(), fmt_bytes);
         let mark = if c.on_front { "★ " } else { "≈ " };
         rows.push([format!("{mark}{}", c.label), q, t, m]);
@@ -666,7 +671,7 @@ mod tests {
             s,
             "big · dense chunk 500/50 k=4 has mean cosine 0.825; small · dense chunk 500/50 k=4 \
              has mean cosine 0.413, 2.0x faster at 30% less memory; its cosine is significantly \
-             lower (paired t-test p <0.001, n = 6)."
+             lower (paired t-test, unadjusted p <0.001, n = 6)."
         );
     }
 
@@ -740,10 +745,17 @@ mod tests {
         let f = front_of(&rows, "cosine");
         let text = front_text(&f, None, "cosine");
         assert!(text.contains("0.800 (n = 1)"), "{text}");
-        assert!(text.contains("2.00 s (n = 1)"), "{text}");
-        assert!(!text.contains("± 0.000"), "{text}");
-        let text = front_text(&front_of(&answers(), "cosine"), None, "cosine");
-        assert!(text.contains("0.825 ± "), "{text}");
+        assert!(text.contains("2.00 (n = 1)"), "{text}");
+        assert!(!text.contains("0.800 [0.800, 0.800]"), "{text}");
+        let f = front_of(&answers(), "cosine");
+        let big = f
+            .cells
+            .iter()
+            .find(|c| c.cell_id == "big-500-dense")
+            .unwrap();
+        let text = front_text(&f, None, "cosine");
+        let want = format!("0.825 [{:.3}, {:.3}]", big.quality.lo, big.quality.hi);
+        assert!(text.contains(&want), "{want} in {text}");
     }
 
     #[test]

@@ -379,7 +379,7 @@ fn write_headline(
         }
         write!(
             s,
-            "<th>mean {} <span class=\"unit\">[95% CI]</span></th>",
+            "<th>mean {} <span class=\"unit\">[95% CI over questions]</span></th>",
             esc(&metric_title(c))
         )?;
     }
@@ -403,7 +403,11 @@ fn write_headline(
                 other => m.metrics.get(other).copied(),
             };
             if correctness.contains(c) {
-                write!(s, "<td class=\"num\">{}</td>", esc(&k_of_n(ci)))?;
+                let counted = m.counts.get(*c).map_or_else(
+                    || "–".to_string(),
+                    |&(k, n)| format!("{k}/{n} correct ({:.0}%)", 100.0 * k as f64 / n as f64),
+                );
+                write!(s, "<td class=\"num\">{}</td>", esc(&counted))?;
                 continue;
             }
             let (d, unit) = metric_format(c);
@@ -530,7 +534,7 @@ fn write_ranking(
             }
         }
     }
-    s.push_str(r#"<div class="scroll"><table id="ranking-table" class="ranking"><thead><tr><th>#</th><th>cell</th><th>n</th><th>mean <span class="unit">± 95% CI half-width</span></th><th>Δ vs best</th><th>Δ plot <span class="unit">t CI (bar), bootstrap (band), 0 (line)</span></th><th>t 95% CI</th><th>bootstrap 95% CI <span class="unit">BCa (ᵖ percentile)</span></th><th>p <span class="unit">Holm</span></th><th>verdict</th></tr></thead><tbody>"#);
+    s.push_str(r#"<div class="scroll"><table id="ranking-table" class="ranking"><thead><tr><th>#</th><th>cell</th><th>n</th><th>mean <span class="unit">[95% CI]</span></th><th>Δ vs best <span class="unit">(pairs)</span></th><th>Δ plot <span class="unit">t CI (bar), bootstrap (band), 0 (line)</span></th><th>t 95% CI</th><th>bootstrap 95% CI <span class="unit">BCa (ᵖ percentile)</span></th><th>p <span class="unit">Holm</span></th><th>verdict</th></tr></thead><tbody>"#);
     for c in &ranked {
         let v = verdict(c);
         write!(
@@ -544,15 +548,19 @@ fn write_ranking(
         match c.ci {
             Some(ci) if ci.has_interval() => write!(
                 s,
-                r#"<td class="num">{:.d$}{unit} <span class="ci">± {:.d$}</span></td>"#,
-                c.mean,
-                (ci.hi - ci.lo) / 2.0
+                r#"<td class="num">{:.d$}{unit} <span class="ci">[{:.d$}, {:.d$}]</span></td>"#,
+                c.mean, ci.lo, ci.hi
             )?,
             _ => write!(s, r#"<td class="num">{:.d$}{unit}</td>"#, c.mean)?,
         }
         match c.vs_best {
             Some(cmp) => {
-                write!(s, r#"<td class="num">{:+.d$}</td><td>"#, cmp.mean_diff)?;
+                write!(
+                    s,
+                    r#"<td class="num" title="over the {n} (question, repeat) pairs both cells have">{:+.d$} <span class="ci">({n})</span></td><td>"#,
+                    cmp.mean_diff,
+                    n = cmp.n
+                )?;
                 s.push_str(&diff_plot(&cmp, lo, hi, v));
                 write!(
                     s,
@@ -671,7 +679,7 @@ fn write_quality_table(
         cols.push("cosine");
     }
     cols.extend(metric_names.iter().map(String::as_str));
-    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it ± half the width of its 95% interval (Wilson for proportions, else Student-t clipped to the metric’s range; see Methods) and (n) the number of answers with that metric. Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
+    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it its 95% interval (Wilson for proportions, else Student-t clipped to the metric’s range, so not always symmetric; see Methods) and (n) the number of answers with that metric. Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
     let show_k = top_k_varies(cells);
     let mut headers: Vec<(String, &str)> = axis_headers(show_k)
         .iter()
@@ -710,7 +718,8 @@ fn write_quality_table(
     Ok(())
 }
 
-/// Mean on the first line, `± half-width (n)` below; the full interval in the tooltip.
+/// Mean on the first line, `[lo, hi] (n)` below (Wilson and clipped intervals are not
+/// symmetric, so no `± half-width`); the same in the tooltip.
 fn quality_cell(s: &mut String, ci: Option<MeanCi>, d: usize) -> Result<(), ReportError> {
     match ci {
         // one value has no spread: its n, not a zero-width "±0.000" that looks like certainty
@@ -722,11 +731,10 @@ fn quality_cell(s: &mut String, ci: Option<MeanCi>, d: usize) -> Result<(), Repo
         )?,
         Some(ci) if ci.mean.is_finite() => write!(
             s,
-            r#"<td class="num q2" data-v="{m}" title="mean {m:.d$}, 95% CI [{lo:.d$}, {hi:.d$}], n = {n}">{m:.d$}<span class="ci">±{h:.d$} ({n})</span></td>"#,
+            r#"<td class="num q2" data-v="{m}" title="mean {m:.d$}, 95% CI [{lo:.d$}, {hi:.d$}], n = {n}">{m:.d$}<span class="ci">[{lo:.d$}, {hi:.d$}] ({n})</span></td>"#,
             m = ci.mean,
             lo = ci.lo,
             hi = ci.hi,
-            h = (ci.hi - ci.lo) / 2.0,
             n = ci.n,
         )?,
         _ => s.push_str(r#"<td class="num na" data-v="">—</td>"#),
@@ -1093,13 +1101,13 @@ fn write_methods(
 ) -> Result<(), ReportError> {
     write!(
         s,
-        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> {p:.0}% intervals of a mean, chosen by the metric’s range so that they never leave it. Proportions (Hit@k, EM, contains, correctness: 0 or 1 per answer): the Wilson score interval (Wilson 1927; statsmodels’ proportion_confint method “wilson”), which is not a point when every answer scored 0 or 1. Other metrics: the Student-t interval mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n clipped to the metric’s range: [0, 1] for Recall@k, MRR@k, nDCG@k, F1, ROUGE-L, METEOR and judged shares, [−1, 1] for cosine, [0, ∞) for times. A single value has no interval: tables show it with its n = 1. Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
+        r#"<section id="methods"><h2>Methods</h2><p><b>Intervals.</b> {p:.0}% intervals of a mean, chosen by the metric’s range so that they never leave it. Proportions (Hit@k, EM, contains, correctness: 0 or 1 per answer): the Wilson score interval (Wilson 1927; statsmodels’ proportion_confint method “wilson”), which is not a point when every answer scored 0 or 1. Other metrics: the Student-t interval mean ± t<sub>(1+{l})/2, n−1</sub>·s/√n clipped to the metric’s range: [0, 1] for Recall@k, MRR@k, nDCG@k, F1, ROUGE-L, METEOR and judged shares, [−1, 1] for cosine, [0, ∞) for times. A single value has no interval: tables show it with its n = 1. The per-model table averages each question over the model’s cells and repeats first (its answers to one question are not independent), so its intervals are over questions; its “k/n correct” counts answers. Failed answers count in “failed” and in no mean.</p><p><b>Metrics.</b> Cosine: similarity of the answer’s and the expected answer’s all-MiniLM-L6-v2 embeddings. Retrieval (k = top_k; only questions with an evidence quote, a page or relevance judgements have them): a chunk is relevant when it contains the evidence quote (case, whitespace and line-end hyphenation folded), or, where a chunk boundary cut the quote, holds at least half of it at its start or end or lies wholly inside it; with only a page, when it is on that page; with BEIR qrels, retrieved chunks count as their documents (each at its best rank) judged by the qrels grade. Hit@k (a relevant item among the k retrieved), Recall@k (share of all relevant items retrieved), MRR@k (reciprocal rank of the first relevant item), nDCG@k (trec_eval ndcg_cut: gain = relevance grade, 1 for evidence and pages). Answers: EM and F1 (SQuAD exact match and token F1, best over the expected and the short answer), contains (the normalized short answer occurs in the answer), ROUGE-L (rouge-score’s LCS F-measure, no stemming), METEOR (nltk’s single_meteor_score).</p>"#,
         l = CI_LEVEL,
         p = CI_LEVEL * 100.0,
     )?;
     write!(
         s,
-        r#"<p><b>Ranking.</b> Cells are ordered by the mean of {metric} (ties by label). Every other cell is compared with the best cell on the (question, repeat) pairs both have (paired over questions, so question difficulty cancels out): the mean difference with its {p:.0}% paired Student-t interval and its {p:.0}% paired bootstrap interval (BCa, Efron 1987; {RANK_RESAMPLES} resamples from a fixed seed so the report is reproducible; percentile where BCa is undefined), and the two-sided paired t-test p-value. The p-values of the comparisons are adjusted by Holm’s step-down procedure (Holm 1979), which controls the family-wise error rate; a cell is marked significantly worse when its adjusted p &lt; {RANK_ALPHA}. “Tied” means the data do not show a difference at that level, not that the cells are equal. Cells with fewer than two common pairs are not compared.</p>"#,
+        r#"<p><b>Ranking.</b> Cells are ordered by the mean of {metric} (ties by the larger n, then label). Every other cell is compared with the best cell on the (question, repeat) pairs both have (paired over questions, so question difficulty cancels out): the mean difference with its {p:.0}% paired Student-t interval and its {p:.0}% paired bootstrap interval (BCa, Efron 1987; {RANK_RESAMPLES} resamples from a fixed seed so the report is reproducible; percentile where BCa is undefined), and the two-sided paired t-test p-value. The p-values of the comparisons are adjusted by Holm’s step-down procedure (Holm 1979), which controls the family-wise error rate; a cell is marked significantly worse when its adjusted p &lt; {RANK_ALPHA}. “Tied” means the data do not show a difference at that level, not that the cells are equal. Cells with fewer than two common pairs are not compared.</p>"#,
         metric = esc(&rank_metric
             .map(metric_title)
             .unwrap_or_else(|| "the ranking metric".into())),
@@ -1554,12 +1562,10 @@ mod tests {
                 assert_eq!(got.n, want.n, "{model} {m}");
                 assert!((got.mean - want.mean).abs() < 1e-12, "{model} {m}");
                 assert!((got.lo - want.lo).abs() < 1e-12 && (got.hi - want.hi).abs() < 1e-12);
-                // The table shows the same numbers: mean, half-width and n.
+                // The table shows the same numbers: mean, interval and n.
                 let cell_html = format!(
-                    "{:.3}<span class=\"ci\">±{:.3} ({})</span>",
-                    want.mean,
-                    (want.hi - want.lo) / 2.0,
-                    want.n
+                    "{:.3}<span class=\"ci\">[{:.3}, {:.3}] ({})</span>",
+                    want.mean, want.lo, want.hi, want.n
                 );
                 assert!(table.contains(&cell_html), "{model} {m}: {cell_html}");
             }

@@ -24,8 +24,8 @@ pub use aggregate::{
 };
 pub use html::render_html;
 pub use ranking::{
-    available_rank_metrics, default_rank_metric, holm_adjust, rank_cells, ranking_text, RankedCell,
-    RANK_ALPHA, RANK_RESAMPLES, RANK_SEED,
+    available_rank_metrics, default_rank_metric, holm_adjust, rank_cells, ranking_text,
+    unranked_note, RankedCell, RANK_ALPHA, RANK_RESAMPLES, RANK_SEED,
 };
 
 /// Confidence level of every interval in reports.

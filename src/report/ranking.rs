@@ -34,7 +34,8 @@ pub const RANK_SEED: u64 = 20_260_101;
 /// One cell of a ranking (see [`rank_cells`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RankedCell {
-    /// 1-based position: 1 is the best mean; ties in the mean are ordered by label.
+    /// 1-based position: 1 is the best mean; ties in the mean are ordered by the larger `n`
+    /// (more evidence), then by label.
     pub rank: usize,
     /// Stable id of the cell.
     pub cell_id: String,
@@ -45,8 +46,8 @@ pub struct RankedCell {
     pub n: usize,
     /// Mean of the metric over those answers, in the metric's unit.
     pub mean: f64,
-    /// Mean with its Student-t interval at the requested level (`None` only if the level is
-    /// invalid; zero width when `n == 1`).
+    /// Mean with its interval at the requested level (the metric's method: Wilson or clipped
+    /// Student-t; `None` only if the level is invalid; see [`MeanCi::has_interval`] for n = 1).
     pub ci: Option<MeanCi>,
     /// Paired comparison of this cell (A) with the best cell (B) on their common (question,
     /// repeat) pairs, differences A − B; `None` for the best cell itself and for cells with fewer
@@ -121,7 +122,8 @@ struct CellValues {
 /// interval over its `ok` answers with a finite value, by the metric's
 /// [`crate::score::metric::Metric::interval_method`] ([`bounded_mean_ci`]: Wilson for
 /// proportions, else the Student-t interval clipped to the metric's range). Cells are sorted
-/// by mean, best first (largest, or smallest for `response_time_s`), ties by label, then id;
+/// by mean, best first (largest, or smallest for `response_time_s`), ties by the larger n (the
+/// better-supported mean: with judging under way, cells differ in n), then label, then id;
 /// cells without any value are left out. Each other cell A is paired with the best cell B on the
 /// (question id, repeat) keys both have, in (question id natural order, repeat) order, and
 /// compared by [`compare_paired`]`(A, B, level, n_resamples, seed)`: paired t-test and BCa
@@ -197,6 +199,7 @@ pub fn rank_cells(
             b.mean.total_cmp(&a.mean)
         };
         by_mean
+            .then_with(|| b.n.cmp(&a.n))
             .then_with(|| a.label.cmp(&b.label))
             .then_with(|| a.cell_id.cmp(&b.cell_id))
     });
@@ -313,12 +316,58 @@ pub(crate) fn verdict(c: &RankedCell) -> &'static str {
     }
 }
 
+/// For cells with `ok` answers but no value of `metric` (so not in `ranked`), the line saying
+/// how many and, when they have the same metric at another cutoff (retrieval metrics are named
+/// by k, and an ensemble's k is the sum of its members'), which: `10 cells have no ndcg@4 and are
+/// not ranked; they have ndcg@9 (--metric ndcg@9)`. Empty when every such cell is ranked.
+pub fn unranked_note(answers: &[AnswerRecord], ranked: &[RankedCell], metric: &str) -> String {
+    let ranked: std::collections::BTreeSet<&str> =
+        ranked.iter().map(|c| c.cell_id.as_str()).collect();
+    let family = metric.split('@').next().unwrap_or(metric);
+    let mut cells = std::collections::BTreeSet::new();
+    let mut instead = std::collections::BTreeSet::new();
+    for a in answers.iter().filter(|a| a.status == AnswerStatus::Ok) {
+        if ranked.contains(a.cell.cell_id.as_str()) {
+            continue;
+        }
+        cells.insert(a.cell.cell_id.as_str());
+        instead.extend(
+            a.metrics
+                .keys()
+                .filter(|m| m.contains('@') && m.split('@').next() == Some(family))
+                .map(String::as_str),
+        );
+    }
+    if cells.is_empty() {
+        return String::new();
+    }
+    let n = cells.len();
+    let mut line = format!(
+        "{n} cell{} {} no {metric} and {} not ranked",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "has" } else { "have" },
+        if n == 1 { "is" } else { "are" },
+    );
+    let instead: Vec<&str> = instead.into_iter().collect();
+    if !instead.is_empty() {
+        line.push_str(&format!(
+            "; {} {} (--metric {})",
+            if n == 1 { "it has" } else { "they have" },
+            instead.join(", "),
+            instead[0]
+        ));
+    }
+    line.push('\n');
+    line
+}
+
 /// Terminal table of a ranking, in the spirit of hyperfine's summary.
 ///
 /// A header line naming `metric`, its direction and the method (paired over (question, repeat)
 /// with the best; t and bootstrap intervals; Holm-adjusted p; alpha [`RANK_ALPHA`]), then one row
-/// per cell: rank, label, `mean ± half-width` of its interval, n, the mean paired difference to
-/// the best with its t interval and bootstrap interval, the Holm p-value, and a marker: `★ best`,
+/// per cell: rank, label, `mean [lo, hi]` (its interval, which need not be symmetric: Wilson,
+/// clipped t), n, the mean paired difference to the best, the number of pairs it is over, its t
+/// interval and bootstrap interval, the Holm p-value, and a marker: `★ best`,
 /// `✗ worse` (significantly worse than the best), `≈ best` (not significantly different from
 /// it), or `? <2 pairs`. Values of `response_time_s` print with 2 decimals, others with 3. Plain
 /// text, no colour codes; ends with a newline. An empty ranking gives a one-line note.
@@ -355,26 +404,25 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "Δ = cell − best on the (question, repeat) pairs both have, with {pct:.0}% paired-t and paired BCa bootstrap ({resamples} resamples) intervals{}.\np: paired t-test, Holm-adjusted over {comparisons} comparisons; ✗ worse: p < {RANK_ALPHA}; ≈ best: not significantly different.\n",
+        "Δ = cell − best on the (question, repeat) pairs both have (\"pairs\"), with {pct:.0}% paired-t and paired BCa bootstrap ({resamples} resamples) intervals{}.\np: paired t-test, Holm-adjusted over {comparisons} comparisons; ✗ worse: p < {RANK_ALPHA}; ≈ best: not significantly different.\n",
         if percentile {
             " (ᵖ: percentile interval, BCa undefined)"
         } else {
             ""
         }
     );
-    let rows: Vec<[String; 8]> = ranked
+    let rows: Vec<[String; 9]> = ranked
         .iter()
         .map(|c| {
+            // the interval itself: Wilson and clipped intervals are not mean ± a half-width
             let mean = match c.ci {
-                // one value has no spread: a zero-width "± 0" would look like certainty
-                Some(ci) if ci.has_interval() => {
-                    format!("{:.d$} ± {:.d$}", c.mean, (ci.hi - ci.lo) / 2.0)
-                }
-                _ => format!("{:.d$}", c.mean),
+                Some(ci) => super::html::interval_text(&ci, d, ""),
+                None => format!("{:.d$}", c.mean),
             };
-            let (diff, tci, bci, p) = match c.vs_best {
+            let (diff, pairs, tci, bci, p) = match c.vs_best {
                 Some(v) => (
                     format!("{:+.d$}", v.mean_diff),
+                    v.n.to_string(),
                     format!("[{:+.d$}, {:+.d$}]", v.t_ci_low, v.t_ci_high),
                     format!(
                         "[{:+.d$}, {:+.d$}]{}",
@@ -402,18 +450,20 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
                 mean,
                 c.n.to_string(),
                 diff,
+                pairs,
                 tci,
                 bci,
                 format!("{p:>6}  {mark}"),
             ]
         })
         .collect();
-    let header: [String; 8] = [
+    let header: [String; 9] = [
         "#".into(),
         "cell".into(),
-        format!("mean ± {pct:.0}% CI"),
+        format!("mean [{pct:.0}% CI]"),
         "n".into(),
         "Δ vs best".into(),
+        "pairs".into(),
         format!("t {pct:.0}% CI"),
         "bootstrap CI".into(),
         "p Holm".into(),
@@ -425,10 +475,10 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
             .max()
             .unwrap_or(0)
     };
-    let w: Vec<usize> = (0..8).map(width).collect();
-    let line = |r: &[String; 8]| {
+    let w: Vec<usize> = (0..9).map(width).collect();
+    let line = |r: &[String; 9]| {
         format!(
-            "{:>w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:<w5$}  {:<w6$}  {}",
+            "{:>w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {:<w6$}  {:<w7$}  {}",
             r[0],
             r[1],
             r[2],
@@ -437,6 +487,7 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
             r[5],
             r[6],
             r[7],
+            r[8],
             w0 = w[0],
             w1 = w[1],
             w2 = w[2],
@@ -444,6 +495,7 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
             w4 = w[4],
             w5 = w[5],
             w6 = w[6],
+            w7 = w[7],
         )
         .trim_end()
         .to_string()
@@ -620,6 +672,50 @@ mod tests {
     }
 
     #[test]
+    fn cells_without_the_metric_are_named_with_the_cutoff_they_have() {
+        let mut rows = three_cells();
+        // cell c retrieved at another k: ndcg@9 instead of ndcg@4
+        for r in rows.iter_mut().filter(|r| r.cell.model == "c") {
+            let v = r.metrics.remove("ndcg@4").unwrap();
+            r.metrics.insert("ndcg@9".into(), v);
+        }
+        let ranked = rank_cells(&rows, "ndcg@4", 0.95, 200, 7).unwrap();
+        assert_eq!(ranked.len(), 2);
+        assert_eq!(
+            unranked_note(&rows, &ranked, "ndcg@4"),
+            "1 cell has no ndcg@4 and is not ranked; it has ndcg@9 (--metric ndcg@9)\n"
+        );
+        let all = rank_cells(&three_cells(), "ndcg@4", 0.95, 200, 7).unwrap();
+        assert_eq!(unranked_note(&three_cells(), &all, "ndcg@4"), "");
+    }
+
+    #[test]
+    fn equal_means_rank_the_cell_with_more_answers_first() {
+        // judging under way: 6/12 and 8/16 both average 0.5; the 16-answer cell is the better
+        // supported best
+        let mut rows = cell("few", 500, 12, |q| (q % 2) as f64);
+        rows.extend(cell("many", 500, 16, |q| (q % 2) as f64));
+        let ranked = rank_cells(&rows, "ndcg@4", 0.95, 200, 7).unwrap();
+        assert_eq!(ranked[0].mean, ranked[1].mean);
+        assert!(ranked[0].label.starts_with("many"), "{ranked:?}");
+        assert_eq!(ranked[1].vs_best.unwrap().n, 12);
+    }
+
+    #[test]
+    fn a_wilson_interval_prints_as_its_bounds_not_a_half_width() {
+        // 2 of 17: Wilson [0.033, 0.343], not 0.118 ± 0.155 (which would reach below 0)
+        let mut rows = cell("a", 500, 17, |q| f64::from(u8::from(q < 2)));
+        for r in &mut rows {
+            let v = r.metrics.remove("ndcg@4").unwrap();
+            r.metrics.insert("hit@4".into(), v);
+        }
+        let ranked = rank_cells(&rows, "hit@4", 0.95, 200, 7).unwrap();
+        let text = ranking_text(&ranked, "hit@4");
+        assert!(text.contains("0.118 [0.033, 0.343]"), "{text}");
+        assert!(!text.contains('±'), "{text}");
+    }
+
+    #[test]
     fn text_table_shows_marks_and_intervals() {
         let ranked = rank_cells(&three_cells(), "ndcg@4", 0.95, 500, 7).unwrap();
         let text = ranking_text(&ranked, "ndcg@4");
@@ -630,15 +726,22 @@ mod tests {
         assert!(row("b · dense").contains("≈ best"));
         assert!(row("c · dense").contains("✗ worse"));
         let a = &ranked[0];
-        let half = (a.ci.unwrap().hi - a.ci.unwrap().lo) / 2.0;
-        assert!(row("a · dense").contains(&format!("{:.3} ± {half:.3}", a.mean)));
+        let (lo, hi) = (a.ci.unwrap().lo, a.ci.unwrap().hi);
+        assert!(row("a · dense").contains(&format!("{:.3} [{lo:.3}, {hi:.3}]", a.mean)));
         let c = ranked[2].vs_best.unwrap();
+        assert_eq!(c.n, 10);
+        let words: Vec<&str> = row("c · dense").split_whitespace().collect();
+        let diff = format!("{:+.3}", c.mean_diff);
+        assert!(
+            words.windows(2).any(|w| w == [diff.as_str(), "10"]),
+            "{text}"
+        );
         assert!(row("c · dense").contains(&format!("[{:+.3}, {:+.3}]", c.t_ci_low, c.t_ci_high)));
         assert!(
             row("c · dense").contains(&format!("[{:+.3}, {:+.3}]", c.boot_ci_low, c.boot_ci_high))
         );
-        // Columns line up: every row has the mean column at the same character offset.
-        let col = |l: &str| l.chars().position(|ch| ch == '±');
+        // Columns line up: every row has the mean's interval at the same character offset.
+        let col = |l: &str| l.chars().position(|ch| ch == '[');
         let offs: Vec<_> = lines[5..].iter().map(|l| col(l)).collect();
         assert!(offs.windows(2).all(|w| w[0] == w[1]), "{text}");
         assert_eq!(ranking_text(&[], "f1"), "No cells have values of f1.\n");

@@ -226,6 +226,26 @@ metrics = ["correctness", "context_precision"]
         let text = partly(&[cmd, "j.toml", "--metric", "cosine"]);
         assert!(!text.contains("judging incomplete"), "{cmd}: {text}");
     }
+    // and the export: the unjudged answer's row names its 4 pending judgments, the others none,
+    // and stderr says the exported judge metrics cover the judged answers only
+    let out = run(&["export", "j.toml", "--format", "jsonl"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("judging incomplete: 1 of 3 answers"));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for row in &rows {
+        let missing = row["judge_missing"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if row["question_id"] == q.as_str() {
+            assert_eq!(missing.len(), 4, "{row}");
+            assert!(missing.values().all(|v| v == "not judged yet"), "{row}");
+        } else {
+            assert!(missing.is_empty(), "{row}");
+        }
+    }
     let out = run(&["judge", "j.toml"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -255,6 +275,7 @@ metrics = ["correctness", "context_precision"]
     }
     // The values join the answers' metrics: the export has them as columns.
     let csv = run(&["export", "j.toml", "--format", "csv"]);
+    assert!(!String::from_utf8_lossy(&csv.stderr).contains("judging incomplete"));
     let csv = String::from_utf8_lossy(&csv.stdout).to_string();
     let header = csv.lines().next().unwrap_or("");
     for col in [

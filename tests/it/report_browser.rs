@@ -85,6 +85,7 @@ fn synthetic_answers() -> Vec<AnswerRecord> {
                         cosine: Some(cosine.min(0.99)),
                         response_time_s: Some(time),
                         ttft_s: Some(time * 0.2),
+                        retrieval_s: Some(0.01),
                         prompt_tokens: Some(300 + chunk / 4),
                         completion_tokens: Some(tokens),
                         rss_mean_bytes: Some(rss - (40 << 20)),
