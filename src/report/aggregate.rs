@@ -43,7 +43,8 @@ pub struct CellSummary {
     pub response_time_s: Option<MeanCi>,
     /// Mean time to first token, seconds.
     pub ttft_mean_s: Option<f64>,
-    /// Mean over answers of completion_tokens / response_time_s (tokens per second).
+    /// Mean over answers of the decode speed, (completion_tokens − 1) / (response_time_s −
+    /// ttft_s), tokens per second.
     pub tokens_per_s_mean: Option<f64>,
     /// Mean over answers of the per-answer mean RSS, bytes.
     pub rss_mean_bytes: Option<f64>,
@@ -535,8 +536,8 @@ fn grouped(
 /// One row per answer: `cell_id`, `model`, `chunk_size` and `facet` (every other axis, see
 /// [`crate::cell::Retrieval::facet_label`]) identify its groups (a cell's axes are never copied
 /// column by column: they come from [`CellAxes`] by cell id); metric columns are nullable (failed
-/// answers), RSS also as f64 for means, plus derived `tokens_per_s` (completion tokens / response
-/// time, when the time is > 0), and one nullable f64 column `metric:{name}` per named metric
+/// answers), RSS also as f64 for means, plus derived `tokens_per_s` (decode speed: completion tokens
+/// after the first per second after the first token), and one nullable f64 column `metric:{name}` per named metric
 /// ([`metric_columns`]; non-finite values count as missing).
 pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError> {
     let strs = |f: fn(&AnswerRecord) -> &str| answers.iter().map(f).collect::<Vec<&str>>();
@@ -620,10 +621,15 @@ pub fn answers_frame(answers: &[AnswerRecord]) -> Result<DataFrame, ReportError>
     Ok(DataFrame::new(answers.len(), columns)?)
 }
 
-/// Generation speed of one answer, tokens per second; `None` without tokens or a positive time.
+/// Decode speed of one answer, tokens per second: (completion tokens − 1) / (response time −
+/// TTFT), the rate after the first token (llama.cpp's eval rate, 1/TPOT). Prompt processing is
+/// TTFT's part, so a long context does not pass for slow generation. `None` below 2 tokens,
+/// without a TTFT, or when the response took no time after the first token.
 fn tokens_per_s(a: &AnswerRecord) -> Option<f64> {
-    match (a.completion_tokens, a.response_time_s) {
-        (Some(tokens), Some(t)) if t > 0.0 => Some(f64::from(tokens) / t),
+    match (a.completion_tokens, a.response_time_s, a.ttft_s) {
+        (Some(tokens), Some(t), Some(first)) if tokens >= 2 && t > first => {
+            Some(f64::from(tokens - 1) / (t - first))
+        }
         _ => None,
     }
 }
@@ -809,8 +815,9 @@ pub(crate) mod tests {
         let want_t = mean_ci(&times, 0.95).unwrap();
         assert!((c.response_time_s.unwrap().hi - want_t.hi).abs() < 1e-12);
         assert_eq!(c.rss_peak_bytes, Some(4 << 20));
-        // tokens/s is the mean of per-answer ratios, not a ratio of means.
-        let tps = times.iter().map(|t| 50.0 / t).sum::<f64>() / 4.0;
+        // tokens/s is the decode speed (49 tokens after the first, in the time after TTFT =
+        // t/10), the mean of per-answer ratios, not a ratio of means.
+        let tps = times.iter().map(|t| 49.0 / (t - t / 10.0)).sum::<f64>() / 4.0;
         assert!((c.tokens_per_s_mean.unwrap() - tps).abs() < 1e-12);
         // Single-answer cell: degenerate interval, no fetch_k / weight.
         let d = &cells[1];

@@ -760,7 +760,7 @@ fn write_perf_table(s: &mut String, cells: &[CellSummary]) -> Result<(), ReportE
     headers.extend([
         ("response", "s, mean [95% CI]"),
         ("TTFT", "s"),
-        ("speed", "tokens/s"),
+        ("decode", "tokens/s"),
         ("RSS mean", "MiB"),
         ("RSS peak", "MiB"),
         ("CPU", "% of a core"),
@@ -1113,7 +1113,7 @@ fn write_methods(
             .unwrap_or_else(|| "the ranking metric".into())),
         p = CI_LEVEL * 100.0,
     )?;
-    s.push_str(r#"<p><b>Resources.</b> Memory: resident set size of the worker process (MiB = 2<sup>20</sup> bytes); CPU: percent of one core. tokens/s: completion tokens / response time, averaged over answers."#);
+    s.push_str(r#"<p><b>Resources.</b> Memory: resident set size of the worker process (MiB = 2<sup>20</sup> bytes); CPU: percent of one core. Decode tokens/s: (completion tokens − 1) / (response time − TTFT), the generation rate after the first token (llama.cpp’s eval rate; prompt processing is in TTFT), averaged over answers."#);
     if batched > 0 {
         write!(
             s,
