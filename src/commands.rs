@@ -1186,6 +1186,7 @@ pub fn summary_text(
     let title = crate::report::html::metric_title(&metric);
     let sentence = trade_off_sentence(&front, &timed, &title);
     let mut text = front_text(&front, sentence.as_deref(), &title);
+    text.push_str(&crate::report::unranked_note(&timed, &ranked, &metric));
     text.push_str(&results.judging_incomplete(&metric)?);
     for (label, why) in results.failed_cells() {
         text.push_str(&format!("failed: {label}: {why}\n"));

@@ -108,7 +108,11 @@ pub fn render_html(
             &metric_names,
         )?;
         if let Some((metric, ranked)) = ranking {
-            write_ranking(&mut s, ranked, metric)?;
+            let unranked = match &ranked {
+                Ok(r) => super::ranking::unranked_note(answers, r, metric),
+                Err(_) => String::new(),
+            };
+            write_ranking(&mut s, ranked, metric, &unranked)?;
         }
         write_quality_table(&mut s, &cells, &metric_names)?;
         write_judge_missing(&mut s, &meta.judge)?;
@@ -488,11 +492,13 @@ fn write_card(
     Ok(())
 }
 
-/// The ranking section: cells by `metric`, each compared with the best (see [`rank_cells`]).
+/// The ranking section: cells by `metric`, each compared with the best (see [`rank_cells`]),
+/// then `unranked` (the cells without the metric, [`super::ranking::unranked_note`]) if any.
 fn write_ranking(
     s: &mut String,
     ranked: Result<Vec<RankedCell>, ReportError>,
     metric: &str,
+    unranked: &str,
 ) -> Result<(), ReportError> {
     write!(
         s,
@@ -593,7 +599,11 @@ fn write_ranking(
         };
         write!(s, "<td>{badge}</td></tr>")?;
     }
-    s.push_str("</tbody></table></div></section>");
+    s.push_str("</tbody></table></div>");
+    if !unranked.is_empty() {
+        write!(s, r#"<p class="note">{}</p>"#, esc(unranked.trim_end()))?;
+    }
+    s.push_str("</section>");
     Ok(())
 }
 
@@ -1335,6 +1345,29 @@ document.documentElement.setAttribute("data-js","ok");
 mod tests {
     use super::*;
     use crate::report::aggregate::tests::answer;
+
+    #[test]
+    fn the_ranking_names_cells_without_its_metric() {
+        let mut rows = Vec::new();
+        for (model, key) in [("m1", "ndcg@4"), ("m2", "ndcg@4"), ("m3", "ndcg@9")] {
+            for (q, v) in [("q1", 1.0), ("q2", 0.5)] {
+                let mut a = answer(model, 500, "dense", q, 0.5, 1.0);
+                a.metrics = [(key.to_string(), v)].into_iter().collect();
+                rows.push(a);
+            }
+        }
+        let meta = ReportMeta {
+            rank_metric: Some("ndcg@4".into()),
+            ..ReportMeta::default()
+        };
+        let html = render_html("t", &meta, &rows).unwrap();
+        let ranking = html.split(r#"id="ranking""#).nth(1).unwrap();
+        let ranking = &ranking[..ranking.find("</section>").unwrap()];
+        assert!(
+            ranking.contains("1 cell has no ndcg@4 and is not ranked; it has ndcg@9"),
+            "{ranking}"
+        );
+    }
 
     #[test]
     fn one_answer_per_cell_reads_as_n_equals_one_everywhere_but_a_wilson_interval() {
