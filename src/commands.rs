@@ -214,9 +214,13 @@ pub fn results_named(
         if ro_answers.is_empty() {
             (generating, answers)
         } else {
-            tracing::info!(
-                "no generated answers stored for `{name}`; using its retrieval-only results"
-            );
+            if !generating.is_empty() {
+                // a generating experiment whose sweep has no answers yet (a retrieval-only one
+                // has nothing else to show, and needs no word)
+                tracing::info!(
+                    "no generated answers stored for `{name}`; using its retrieval-only results"
+                );
+            }
             // generating cells that failed stay visible next to the retrieval-only results
             // (they have no answers, so `ro_answers` stays complete)
             ro.extend(
@@ -554,6 +558,7 @@ pub fn report(
     };
     let answers = told_apart(&results.answers);
     let html = crate::report::render_html(&shown, &meta, &answers)?;
+    refuse_overwriting_inputs(results, out)?;
     write_atomically(out, html.as_bytes())?;
     Ok(out.to_path_buf())
 }
@@ -588,15 +593,56 @@ fn told_apart(answers: &[AnswerRecord]) -> Vec<AnswerRecord> {
 }
 
 /// Writes `bytes` to `out` through a temporary file in the same directory, renamed into place, so
-/// a reader never sees half a file.
-fn write_atomically(out: &Path, bytes: &[u8]) -> Result<(), CommandError> {
+/// a reader never sees half a file. The temporary file has a name of its own
+/// (`.<file name>.tmp-<pid>-<nanos>`), so no other file is overwritten on the way, and it is
+/// removed when writing fails (a full disk leaves nothing behind). Errors: [`CommandError::Io`]
+/// naming the file.
+pub(crate) fn write_atomically(out: &Path, bytes: &[u8]) -> Result<(), CommandError> {
     let io = |what: String| move |source| CommandError::Io { what, source };
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
         std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
     }
-    let tmp = out.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
-    std::fs::rename(&tmp, out).map_err(io(format!("cannot write {}", out.display())))?;
+    let name = out
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir
+        .unwrap_or(Path::new("."))
+        .join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let written = std::fs::write(&tmp, bytes)
+        .map_err(io(format!("cannot write {}", out.display())))
+        .and_then(|()| {
+            std::fs::rename(&tmp, out).map_err(io(format!("cannot write {}", out.display())))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Refuses an output path that is one of the inputs `results` was read from (the experiment
+/// file or the results database): `-o store/x.sqlite` would replace the results with a CSV.
+///
+/// Errors: [`CommandError::Usage`] naming the file.
+fn refuse_overwriting_inputs(results: &Results, out: &Path) -> Result<(), CommandError> {
+    let same = |input: &Path| match (out.canonicalize(), input.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    for (input, what) in [
+        (results.file.as_path(), "the experiment file"),
+        (results.db.path(), "the results database"),
+    ] {
+        if same(input) {
+            return Err(CommandError::Usage(format!(
+                "{} is {what} these results come from; write to another file",
+                out.display()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -659,13 +705,15 @@ pub fn export(
 
 /// `orchestrate export --output FILE`: [`export`] into the file `path` (parent directories
 /// created), written through a temporary file and renamed into place, so a reader never sees a
-/// half-written file. Errors: those of [`export`]; [`CommandError::Io`] naming the file.
+/// half-written file. Errors: those of [`export`]; [`CommandError::Io`] naming the file;
+/// [`CommandError::Usage`] when `path` is the experiment file or the results database.
 pub fn export_to_file(
     results: &Results,
     format: ExportFormat,
     rows: ExportRows,
     path: &Path,
 ) -> Result<(), CommandError> {
+    refuse_overwriting_inputs(results, path)?;
     let mut bytes = Vec::new();
     export(results, format, rows, &mut bytes)?;
     write_atomically(path, &bytes)
@@ -921,6 +969,8 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
                 &lines,
             ))
         }
+        // no results yet and the experiment cannot be read: the error, not "0 of 0 cells"
+        Err(e) if db.is_none() => Err(e.into()),
         Err(e) => {
             tracing::warn!("showing the results database alone: {e}");
             let cells = crate::inspect::progress(None, db.as_ref())?;
@@ -1044,7 +1094,8 @@ fn missing_judge_hint(gguf: &Path) -> String {
 /// submitted (or attached to), without judging or reporting.
 ///
 /// Errors: [`CommandError::Usage`] (before sweeping) when `judge = true` and the judge model is
-/// missing; sweep, Slurm, judge, store and report errors.
+/// missing; [`CommandError::Io`] (before sweeping) when `reports_dir` cannot be created; sweep,
+/// Slurm, judge, store and report errors.
 pub fn run(
     exp: &Experiment,
     opts: &crate::sweep::SweepOptions,
@@ -1061,6 +1112,15 @@ pub fn run(
             missing_judge_hint(&exp.judge.gguf)
         )));
     }
+    // the report is written after the sweep: a reports path that cannot be a directory is
+    // said now, not after hours of sweeping
+    std::fs::create_dir_all(reports_dir).map_err(|source| CommandError::Io {
+        what: format!(
+            "cannot create the reports directory {} (--reports)",
+            reports_dir.display()
+        ),
+        source,
+    })?;
     let predicted_s = match plan(exp, &opts.store_dir) {
         Ok(p) => p.total_s,
         Err(e) => {

@@ -631,8 +631,13 @@ fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer, EmbedError> 
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer.json not found"),
         });
     }
-    let mut tokenizer =
-        Tokenizer::from_file(path).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| {
+        EmbedError::Tokenizer(format!(
+            "{}: {e} (is the embedding model directory complete? `orchestrate models fetch` \
+             restores the default one)",
+            path.display()
+        ))
+    })?;
     let truncation = TruncationParams {
         max_length: max_len,
         ..TruncationParams::default()

@@ -596,8 +596,12 @@ pub fn progress_text(
     );
     for (i, c) in cells.iter().enumerate() {
         // a cell left `running` with no sweep running was cut short by a killed sweep
+        let missing = c.expected.map_or(0, |e| e.saturating_sub(c.done));
         let status = if c.status == CellStatus::Running && !running {
             CellStatus::Interrupted
+        } else if c.status == CellStatus::Done && missing > 0 && c.in_grid {
+            // done before the questions changed: the next run has answers to add
+            CellStatus::Pending
         } else {
             c.status
         };
@@ -617,6 +621,12 @@ pub fn progress_text(
                 s,
                 "  ({} to re-score: expected answer changed, no LLM call)",
                 c.rescore
+            );
+        }
+        if c.status == CellStatus::Done && missing > 0 && c.in_grid {
+            let _ = write!(
+                s,
+                "  ({missing} to answer: questions added or changed since it was done)"
             );
         }
         if let Some(e) = c.error.as_deref().filter(|e| !e.is_empty()) {
@@ -731,6 +741,16 @@ mod tests {
         assert!(text.contains("(2 to re-score: expected answer changed, no LLM call)"));
         assert!(
             text.contains("5  done              3  cell done  (not in grid)"),
+            "{text}"
+        );
+        // a cell done before a question changed has answers to add: not "done 3/4"
+        cells[0].rescore = 0;
+        cells[0].done = 3;
+        let text = progress_text("x", file, &cells, &[], false);
+        assert!(
+            text.contains(
+                "1  pending         3/4  cell done  (1 to answer: questions added or changed since it was done)"
+            ),
             "{text}"
         );
     }

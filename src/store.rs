@@ -37,14 +37,43 @@ pub enum StoreError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// The database file is damaged (SQLite's `quick_check` found a problem, or SQLite reports
+    /// corruption); nothing is written to it.
+    #[error(
+        "result database {path} is damaged ({detail}): restore it from a backup, recover what \
+         SQLite can with `sqlite3 {path} .recover | sqlite3 recovered.sqlite`, or move it aside \
+         to start afresh"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite found.
+        detail: String,
+    },
     /// The database directory could not be created.
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create the results directory {path} (--store): {source}")]
     Io {
         /// The directory.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// A SQLite error on the database `path`: [`StoreError::Damaged`] (with advice) when SQLite says
+/// the file is corrupt or not a database, else [`StoreError::Sqlite`].
+fn damaged(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match source.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail: source.to_string(),
+        },
+        _ => StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
 }
 
 const SCHEMA: &str = r#"
@@ -675,10 +704,7 @@ impl Store {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let conn = Connection::open(path).map_err(|source| damaged(path, source))?;
         let s = Store {
             conn,
             path: path.to_path_buf(),
@@ -727,9 +753,29 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
+        damaged(&self.path, source)
+    }
+
+    /// Checks the database file with SQLite's `PRAGMA quick_check` (every page and index entry is
+    /// well formed; O(size), milliseconds for a sweep's database) before a sweep writes to it:
+    /// a damaged unique index would let answers be duplicated.
+    ///
+    /// Errors: [`StoreError::Damaged`] with SQLite's first finding; [`StoreError::Sqlite`].
+    pub fn check_integrity(&self) -> Result<(), StoreError> {
+        let found: Vec<String> = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .map_err(|e| self.err(e))?;
+        match found.first() {
+            Some(first) if first != "ok" => Err(StoreError::Damaged {
+                path: self.path.clone(),
+                detail: first.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -2307,6 +2353,38 @@ mod tests {
 
     fn count(s: &Store, sql: &str) -> i64 {
         s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_database_is_found_before_a_sweep_writes_to_it() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("x.sqlite");
+        {
+            let s = Store::open(&path).unwrap();
+            for q in 0..400 {
+                s.insert_test_answer("c", &format!("question-{q:04}"));
+            }
+            s.check_integrity().unwrap();
+            s.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+        }
+        // garbage over the header of a page in the middle of the file (the answers and their
+        // indexes): no valid b-tree page type
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+        let mid = bytes.len() / page / 2 * page;
+        bytes[mid..mid + 64].fill(0xA5);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Store::open(&path)
+            .and_then(|s| s.check_integrity())
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("is damaged") && text.contains(".recover"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -253,6 +253,7 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     }
     let db_path = Store::path_for(&opts.store_dir, &exp.name);
     let mut store = Store::open(&db_path)?;
+    store.check_integrity()?;
     let _lock = lock(&opts.store_dir, &exp.name)?;
     store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;

@@ -71,6 +71,7 @@ pub fn run(
     cli.preflight()?;
     let db_path = Store::path_for(&opts.store_dir, &exp.name);
     let mut store = Store::open(&db_path)?;
+    store.check_integrity()?;
     let _lock = crate::sweep::lock(&opts.store_dir, &exp.name)?;
     store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;

@@ -163,6 +163,27 @@ fn parquet_export_reads_back_with_the_csv_rows() {
     assert_same_rows(&answers, &csv);
     let piped = read_parquet(ok(dir, &["export", "exp.toml", "--format", "parquet"]));
     assert!(piped.equals_missing(&answers));
+    // -o never overwrites a file on its way (no shared `<stem>.tmp`), nor the inputs
+    std::fs::write(dir.join("out/a.tmp"), "my notes").unwrap();
+    ok(dir, &["export", "exp.toml", "-o", "out/a.csv"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/a.tmp")).unwrap(),
+        "my notes"
+    );
+    let leftovers = std::fs::read_dir(dir.join("out")).unwrap().count();
+    assert_eq!(leftovers, 3, "a.parquet, a.tmp, a.csv");
+    for target in ["store/exp.sqlite", "exp.toml"] {
+        let before = std::fs::read(dir.join(target)).unwrap();
+        let out = run(dir, &["export", "exp.toml", "-o", target]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("these results come from"),
+            "{err}"
+        );
+        let after = std::fs::read(dir.join(target)).unwrap();
+        // the database may checkpoint its WAL on close: still a database, not a CSV
+        assert_eq!(after[..16], before[..16], "{target}");
+    }
     let dtype = |n: &str| answers.column(n).unwrap().dtype().clone();
     assert_eq!(dtype("chunk_size"), DataType::Int64);
     assert_eq!(dtype("repeat"), DataType::UInt32);
