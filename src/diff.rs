@@ -8,7 +8,8 @@
 //! verdicts ([`diff_answers`]), the regression gate ([`Gate`], [`gate_failures`]) and the text and
 //! HTML renderings ([`diff_text`], [`diff_html_page`]). It computes no statistic itself.
 //!
-//! Statistics: the paired t-test of B − A over the shared (question, repeat) pairs with its 95%
+//! Statistics: the paired t-test of B − A over the shared questions (answers paired on
+//! (question id, repeat), then averaged per question: repeats are not independent) with its 95%
 //! confidence interval ([`crate::stats::paired::paired_t_test`], equal to
 //! `scipy.stats.ttest_rel(b, a)`), p-values adjusted by Holm's step-down method over the paired
 //! cells of one metric ([`crate::report::holm_adjust`]; S. Holm, Scand. J. Statist. 6 (1979)
@@ -434,7 +435,8 @@ impl Verdict {
 pub struct DiffRow {
     /// Index of the pair in [`DiffReport::pairs`].
     pub pair: usize,
-    /// Shared pairs with a finite value on both sides.
+    /// Shared questions with a finite value on both sides (each side the mean over the
+    /// question's shared repeats).
     pub n: usize,
     /// Mean of A over those pairs (metric units); `None` when n = 0.
     pub mean_a: Option<f64>,
@@ -811,11 +813,20 @@ pub fn diff_answers(
                 .iter()
                 .enumerate()
                 .map(|(p, both)| {
-                    let (va, vb): (Vec<f64>, Vec<f64>) = both
-                        .iter()
-                        .filter_map(|(x, y)| {
-                            Some((metric_value(x, &metric)?, metric_value(y, &metric)?))
-                        })
+                    // one pair per question: the means over its repeats (answers to one
+                    // question are not independent samples)
+                    let mut per_question: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
+                    for (x, y) in both {
+                        if let (Some(a), Some(b)) =
+                            (metric_value(x, &metric), metric_value(y, &metric))
+                        {
+                            let e = per_question.entry(x.question_id.as_str()).or_default();
+                            (e.0, e.1, e.2) = (e.0 + a, e.1 + b, e.2 + 1);
+                        }
+                    }
+                    let (va, vb): (Vec<f64>, Vec<f64>) = per_question
+                        .values()
+                        .map(|(a, b, k)| (a / *k as f64, b / *k as f64))
                         .unzip();
                     let n = va.len();
                     let mean = |v: &[f64]| (n > 0).then(|| numpy_sum(v) / n as f64);
@@ -1015,7 +1026,7 @@ fn side_line(s: &SideSummary) -> String {
 
 fn method_line(r: &DiffReport) -> String {
     format!(
-        "B − A per cell over the (question, repeat) pairs both answered ok with the same question; \
+        "B − A per cell over the questions both answered ok with the same text (repeats averaged per question); \
          {:.0}% CI of the paired t-test; p Holm-adjusted over the cells of each metric; \
          significant when adjusted p < {}; timings only of answers decoded alone.",
         r.level * 100.0,

@@ -11,8 +11,9 @@
 //! # The test
 //!
 //! After shard `k` of `K`, the leader is the live cell with the best mean on the race metric over
-//! its answered questions. Every other live cell is compared with the leader on the (question,
-//! repeat) pairs both have (paired, so question difficulty cancels out) by a one-sided paired
+//! its answered questions. Every other live cell is compared with the leader on the questions
+//! both have (paired, so question difficulty cancels out; a cell's score on a question is the
+//! mean over its repeats, which are not independent samples) by a one-sided paired
 //! t-test of "this cell is worse" (the differences oriented so that negative means worse; lower
 //! is better for `response_time_s`). The p-values of the comparisons of one look are adjusted by
 //! Holm's step-down procedure (Holm 1979), and a cell is eliminated when its adjusted p-value is
@@ -39,7 +40,7 @@ pub const DEFAULT_ALPHA: f64 = 0.05;
 /// Default number of shards (looks).
 pub const DEFAULT_SHARDS: usize = 4;
 
-/// Fewest common (question, repeat) pairs a comparison needs before it may eliminate a cell.
+/// Fewest common questions a comparison needs before it may eliminate a cell.
 pub const MIN_PAIRS: usize = 5;
 
 /// Seed of [`race_order`] when the experiment sets none.
@@ -90,7 +91,7 @@ pub struct Elimination {
     pub metric: String,
     /// 1-based look (shard) after which it was eliminated.
     pub look: usize,
-    /// Common (question, repeat) pairs compared.
+    /// Common questions compared (each the mean over its repeats).
     pub n: usize,
     /// Mean of (cell − leader) over the pairs, in the metric's unit (negative: lower values).
     pub mean_diff: f64,
@@ -170,13 +171,13 @@ pub fn eliminate(
         return Vec::new();
     };
     let level = settings.per_look_alpha();
-    let lead = &scores[&leader];
+    let lead = by_question(&scores[&leader]);
     let mut tests = Vec::new();
     for (id, s) in scores {
         if *id == leader {
             continue;
         }
-        let (a, b): (Vec<f64>, Vec<f64>) = s
+        let (a, b): (Vec<f64>, Vec<f64>) = by_question(s)
             .iter()
             .filter_map(|(k, v)| lead.get(k).map(|l| (*v, *l)))
             .unzip();
@@ -216,13 +217,22 @@ pub fn eliminate(
         .collect()
 }
 
-/// The cell with the best mean score (ties: the smaller id); `None` without scores.
+/// A cell's scores as one value per question: the mean over its repeats.
+fn by_question(s: &Scores) -> BTreeMap<&str, f64> {
+    crate::report::ranking::question_means(s.iter().map(|((q, _), v)| (q.as_str(), *v)))
+}
+
+/// The cell with the best mean score over questions (ties: the smaller id); `None` without
+/// scores.
 fn leader(scores: &BTreeMap<String, Scores>, lower_is_better: bool) -> Option<String> {
     let sign = if lower_is_better { -1.0 } else { 1.0 };
     scores
         .iter()
         .filter(|(_, s)| !s.is_empty())
-        .map(|(id, s)| (id, sign * s.values().sum::<f64>() / s.len() as f64))
+        .map(|(id, s)| {
+            let q = by_question(s);
+            (id, sign * q.values().sum::<f64>() / q.len() as f64)
+        })
         .fold(None, |best: Option<(&String, f64)>, (id, m)| match best {
             Some((_, bm)) if bm >= m => best,
             _ => Some((id, m)),
@@ -401,6 +411,26 @@ mod tests {
         ]
         .into_iter()
         .collect();
+        assert!(eliminate(&scores, &RaceSettings::new("cosine"), 1).is_empty());
+    }
+
+    #[test]
+    fn repeats_of_a_question_count_once() {
+        // 4 questions, each asked 8 times with the same score (a deterministic cell): 4
+        // questions in common, fewer than MIN_PAIRS, whatever 32 copies would suggest
+        let repeated = |effect: f64, salt: u64| -> Scores {
+            cell(4, effect, salt)
+                .into_iter()
+                .flat_map(|((q, _), v)| (0..8).map(move |r| ((q.clone(), r), v)))
+                .collect()
+        };
+        let scores: BTreeMap<String, Scores> = [
+            ("a".to_string(), repeated(0.2, 1)),
+            ("b".to_string(), repeated(-0.2, 2)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(scores["a"].len(), 32);
         assert!(eliminate(&scores, &RaceSettings::new("cosine"), 1).is_empty());
     }
 

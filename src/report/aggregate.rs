@@ -37,9 +37,9 @@ pub struct CellSummary {
     /// Answers with status `failed`.
     pub n_failed: usize,
     /// Cosine similarity to the expected answer: mean, std and 95% CI (t clipped to [−1, 1])
-    /// over answers that have one.
+    /// over the questions that have one (each the mean over its repeats).
     pub cosine: Option<MeanCi>,
-    /// Response time in seconds: mean, std and 95% CI (t clipped at 0).
+    /// Response time in seconds: mean, std and 95% CI (t clipped at 0) over questions.
     pub response_time_s: Option<MeanCi>,
     /// Mean time to first token, seconds.
     pub ttft_mean_s: Option<f64>,
@@ -53,9 +53,10 @@ pub struct CellSummary {
     /// Mean CPU use, percent of one core.
     pub cpu_mean_percent: Option<f64>,
     /// Every named metric of the cell's answers ([`AnswerRecord::metrics`]: `hit@k`, `ndcg@k`,
-    /// `f1`, …): mean, std and 95% CI over the answers that have it (`MeanCi::n` is that
-    /// count; the interval's method is the metric's
-    /// [`crate::score::metric::Metric::interval_method`], recorded in `MeanCi::method`). Metrics no answer of the cell has are absent. Display order:
+    /// `f1`, …): mean, std and 95% CI over the questions that have it, each the mean over its
+    /// repeats (`MeanCi::n` is that count; with one repeat, the answers; the interval's method
+    /// is the metric's [`crate::score::metric::Metric::interval_method`], recorded in
+    /// `MeanCi::method`). Metrics no answer of the cell has are absent. Display order:
     /// [`crate::report::metric_order`].
     pub metrics: BTreeMap<String, MeanCi>,
 }
@@ -148,7 +149,9 @@ pub struct ModelSummary {
 }
 
 /// Per-cell aggregation of `answers` (polars lazy group-by over the cell id; each cell's axes come
-/// from its answers' [`CellAxes`]).
+/// from its answers' [`CellAxes`]). Counts, times per answer, RSS and CPU are over answers; the
+/// quality metrics' and response time's means and intervals are over questions, each question's
+/// mean over its repeats first ([`question_moments`]; with one repeat, the answers).
 ///
 /// Returns one [`CellSummary`] per distinct cell, sorted by [`axes_cmp`]. An empty input gives an
 /// empty vector.
@@ -158,8 +161,6 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
         return Ok(Vec::new());
     }
     let mut aggs = count_aggs();
-    aggs.extend(moment_aggs("cosine"));
-    aggs.extend(moment_aggs("response_time_s"));
     aggs.extend([
         col("ttft_s").mean().alias("ttft_s_mean"),
         col("tokens_per_s").mean().alias("tokens_per_s_mean"),
@@ -170,10 +171,8 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
             .alias("cpu_mean_percent_mean"),
     ]);
     let names = metric_columns(answers);
-    for name in &names {
-        aggs.extend(moment_aggs(&metric_col(name)));
-    }
     let df = grouped(answers, &["cell_id"], aggs)?;
+    let (moments, row_of) = question_moments(answers, "cell_id", &names)?;
     let axes: std::collections::HashMap<&str, &CellAxes> = answers
         .iter()
         .map(|a| (a.cell.cell_id.as_str(), &a.cell))
@@ -182,11 +181,40 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
         .map(|i| {
             let id = str_at(&df, "cell_id", i)?;
             let axes = axes.get(id.as_str()).map(|a| (*a).clone());
-            cell_row(&df, i, &names, axes)
+            cell_row(&df, i, (&moments, row_of[&id]), &names, axes)
         })
         .collect::<Result<Vec<_>, _>>()?;
     cells.sort_by(|a, b| axes_cmp(&a.axes, &b.axes));
     Ok(cells)
+}
+
+/// The `{column}_mean|_std|_n|_nonbinary` moments ([`moment_aggs`]) of cosine, response time
+/// and every metric in `names`, per value of `key` (`cell_id` or `model`), over questions: the
+/// mean of each question's values per key first (its repeats, and for a model its cells), then
+/// the moments of those question means. Answers to one question are not independent samples
+/// (the repeats of a deterministic cell are copies of one answer), so an interval over them
+/// would be too narrow. Returns the frame and its row index per key value.
+/// Errors: [`ReportError::Polars`].
+fn question_moments(
+    answers: &[AnswerRecord],
+    key: &str,
+    names: &[String],
+) -> Result<(DataFrame, BTreeMap<String, usize>), ReportError> {
+    let mut value_cols = vec!["cosine".to_string(), "response_time_s".to_string()];
+    value_cols.extend(names.iter().map(|n| metric_col(n)));
+    let question_means: Vec<Expr> = value_cols.iter().map(|c| col(c).mean().alias(c)).collect();
+    let moments: Vec<Expr> = value_cols.iter().flat_map(|c| moment_aggs(c)).collect();
+    let df = answers_frame(answers)?
+        .lazy()
+        .group_by([col(key), col("question_id")])
+        .agg(question_means)
+        .group_by([col(key)])
+        .agg(moments)
+        .collect()?;
+    let row_of = (0..df.height())
+        .map(|i| Ok((str_at(&df, key, i)?, i)))
+        .collect::<Result<_, ReportError>>()?;
+    Ok((df, row_of))
 }
 
 /// One summary per stored cell, in [`summarize`]'s order: the cells with answers summarised, their
@@ -417,8 +445,6 @@ pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, Re
         return Ok(Vec::new());
     }
     let names = metric_columns(answers);
-    let mut value_cols = vec!["cosine".to_string(), "response_time_s".to_string()];
-    value_cols.extend(names.iter().map(|n| metric_col(n)));
     let verdicts: Vec<&String> = names
         .iter()
         .filter(|n| Metric::parse(n).interval_method() == crate::stats::IntervalMethod::Wilson)
@@ -437,19 +463,7 @@ pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, Re
         );
     }
     let totals = grouped(answers, &["model"], aggs)?;
-    // questions: each question's mean per model, then their moments
-    let question_means: Vec<Expr> = value_cols.iter().map(|c| col(c).mean().alias(c)).collect();
-    let moments: Vec<Expr> = value_cols.iter().flat_map(|c| moment_aggs(c)).collect();
-    let by_question = answers_frame(answers)?
-        .lazy()
-        .group_by([col("model"), col("question_id")])
-        .agg(question_means)
-        .group_by([col("model")])
-        .agg(moments)
-        .collect()?;
-    let row_of: BTreeMap<String, usize> = (0..by_question.height())
-        .map(|i| Ok((str_at(&by_question, "model", i)?, i)))
-        .collect::<Result<_, ReportError>>()?;
+    let (by_question, row_of) = question_moments(answers, "model", &names)?;
     let mut models = Vec::with_capacity(totals.height());
     for i in 0..totals.height() {
         let model = str_at(&totals, "model", i)?;
@@ -638,6 +652,7 @@ fn tokens_per_s(a: &AnswerRecord) -> Option<f64> {
 fn cell_row(
     df: &DataFrame,
     i: usize,
+    (moments, q): (&DataFrame, usize),
     names: &[String],
     axes: Option<CellAxes>,
 ) -> Result<CellSummary, ReportError> {
@@ -652,14 +667,14 @@ fn cell_row(
         error: None,
         n_answers: u64_at(df, "n_answers", i)?.unwrap_or(0) as usize,
         n_failed: u64_at(df, "n_failed", i)?.unwrap_or(0) as usize,
-        cosine: moments_at(df, "cosine", &Metric::Cosine, i)?,
-        response_time_s: moments_at(df, "response_time_s", &Metric::ResponseTime, i)?,
+        cosine: moments_at(moments, "cosine", &Metric::Cosine, q)?,
+        response_time_s: moments_at(moments, "response_time_s", &Metric::ResponseTime, q)?,
         ttft_mean_s: f64_at(df, "ttft_s_mean", i)?,
         tokens_per_s_mean: f64_at(df, "tokens_per_s_mean", i)?,
         rss_mean_bytes: f64_at(df, "rss_mean_bytes_mean", i)?,
         rss_peak_bytes: u64_at(df, "rss_peak_bytes_max", i)?,
         cpu_mean_percent: f64_at(df, "cpu_mean_percent_mean", i)?,
-        metrics: metrics_at(df, names, i)?,
+        metrics: metrics_at(moments, names, q)?,
     })
 }
 
@@ -842,6 +857,35 @@ pub(crate) mod tests {
         assert_eq!(cells[0].cosine, None);
         assert_eq!(cells[0].rss_peak_bytes, None);
         assert_eq!(cells[0].tokens_per_s_mean, None);
+    }
+
+    #[test]
+    fn repeats_of_a_question_are_one_sample_of_it() {
+        // a deterministic cell swept with 8 repeats: 8 copies of each of 4 answers
+        let ndcg = [1.0, 0.5, 0.0, 1.0];
+        let mut rows = Vec::new();
+        for (q, v) in ndcg.iter().enumerate() {
+            for r in 0..8 {
+                let mut a = answer("m", 500, "dense", &format!("q{q}"), *v, 1.0);
+                a.repeat = r;
+                a.metrics.insert("ndcg@4".into(), *v);
+                rows.push(a);
+            }
+        }
+        let c = &summarize(&rows).unwrap()[0];
+        assert_eq!(c.n_answers, 32);
+        let want = crate::stats::bounded_mean_ci(
+            crate::score::metric::Metric::parse("ndcg@4").interval_method(),
+            &ndcg,
+            CI_LEVEL,
+        )
+        .unwrap();
+        let got = c.metrics["ndcg@4"];
+        assert_eq!(got.n, 4, "questions, not 32 answers");
+        assert!((got.lo - want.lo).abs() < 1e-12 && (got.hi - want.hi).abs() < 1e-12);
+        assert_eq!(c.cosine.unwrap().n, 4);
+        let ranked = crate::report::rank_cells(&rows, "ndcg@4", CI_LEVEL, 200, 1).unwrap();
+        assert_eq!((ranked[0].n, ranked[0].ci.unwrap().hi), (4, want.hi));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! A cell is on the front (Pareto-optimal) when no other cell is at least as good on quality
 //! (the ranking metric's mean), mean response time and peak RSS, and strictly better on one
 //! (means; a dimension a cell lacks, e.g. RSS of a retrieval-only sweep, is left out of that
-//! comparison). A cell off the front whose quality a two-sided paired t-test (on the
-//! (question, repeat) pairs both have, [`crate::stats::paired::paired_t_test`], unadjusted, so
+//! comparison). A cell off the front whose quality a two-sided paired t-test (on the questions
+//! both have, repeats averaged per question, [`crate::stats::paired::paired_t_test`], unadjusted, so
 //! it errs towards calling cells different) cannot tell from a front cell's at
 //! [`FRONT_ALPHA`] is *tied* with it: not worse in quality as far as the data show, only slower
 //! or heavier. [`front_svg`] draws quality against response time (95% intervals as bars, marker
@@ -36,7 +36,7 @@ pub struct Tie {
     pub label: String,
     /// Two-sided paired t-test p-value of the quality difference (unadjusted).
     pub p_value: f64,
-    /// Number of (question, repeat) pairs compared.
+    /// Number of questions compared (each the mean over its repeats).
     pub n: usize,
 }
 
@@ -176,9 +176,13 @@ fn verdict_count(values: &BTreeMap<(&str, u32), f64>) -> Option<(usize, usize)> 
     Some((values.values().filter(|v| **v == 1.0).count(), values.len()))
 }
 
-/// `(pairs, two-sided p)` of the paired t-test of cells `a` and `b`; `None` below 2 pairs.
+/// `(questions, two-sided p)` of the paired t-test of cells `a` and `b` on the question means
+/// (over repeats) of the questions both have; `None` below 2.
 fn pair_test(values: &CellValues<'_>, a: &str, b: &str) -> Option<(usize, f64)> {
-    let (va, vb) = (values.get(a)?, values.get(b)?);
+    fn means<'v>(v: &BTreeMap<(&'v str, u32), f64>) -> BTreeMap<&'v str, f64> {
+        super::ranking::question_means(v.iter().map(|((q, _), x)| (*q, *x)))
+    }
+    let (va, vb) = (means(values.get(a)?), means(values.get(b)?));
     let keys: Vec<_> = va.keys().filter(|k| vb.contains_key(*k)).collect();
     let xs: Vec<f64> = keys.iter().map(|k| va[*k]).collect();
     let ys: Vec<f64> = keys.iter().map(|k| vb[*k]).collect();

@@ -522,7 +522,7 @@ fn write_ranking(
     let m = ranked.iter().filter(|c| c.vs_best.is_some()).count();
     write!(
         s,
-        r#"<p class="note">{dir} is better. Each cell is compared with the best (#1) on the (question, repeat) pairs both have: Δ = cell − best, with its 95% paired-t interval and paired BCa bootstrap interval ({RANK_RESAMPLES} resamples, fixed seed); p: paired t-test, Holm-adjusted over the {m} comparisons. <span class="badge best">★ best</span> <span class="badge tied">≈ tied</span> not significantly different from the best ({tied} cells; not proven equal) · <span class="badge worse">✗ worse</span> significantly worse, adjusted p &lt; {RANK_ALPHA} ({worse} cells).</p>"#,
+        r#"<p class="note">{dir} is better. Each cell is compared with the best (#1) on the questions both have (repeats averaged per question): Δ = cell − best, with its 95% paired-t interval and paired BCa bootstrap interval ({RANK_RESAMPLES} resamples, fixed seed); p: paired t-test, Holm-adjusted over the {m} comparisons. <span class="badge best">★ best</span> <span class="badge tied">≈ tied</span> not significantly different from the best ({tied} cells; not proven equal) · <span class="badge worse">✗ worse</span> significantly worse, adjusted p &lt; {RANK_ALPHA} ({worse} cells).</p>"#,
         dir = if lower_is_better(metric) {
             "Lower"
         } else {
@@ -563,7 +563,7 @@ fn write_ranking(
             Some(cmp) => {
                 write!(
                     s,
-                    r#"<td class="num" title="over the {n} (question, repeat) pairs both cells have">{:+.d$} <span class="ci">({n})</span></td><td>"#,
+                    r#"<td class="num" title="over the {n} questions both cells have">{:+.d$} <span class="ci">({n})</span></td><td>"#,
                     cmp.mean_diff,
                     n = cmp.n
                 )?;
@@ -588,7 +588,7 @@ fn write_ranking(
                 r#"<td class="num na">—</td><td></td><td class="na">—</td><td class="na">—</td><td class="na">—</td>"#,
             ),
             None => s.push_str(
-                r#"<td class="na" colspan="5">fewer than 2 common (question, repeat) pairs with the best</td>"#,
+                r#"<td class="na" colspan="5">fewer than 2 questions in common with the best</td>"#,
             ),
         }
         let badge = match v {
@@ -689,7 +689,7 @@ fn write_quality_table(
         cols.push("cosine");
     }
     cols.extend(metric_names.iter().map(String::as_str));
-    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it its 95% interval (Wilson for proportions, else Student-t clipped to the metric’s range, so not always symmetric; see Methods) and (n) the number of answers with that metric. Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
+    s.push_str(r#"<section id="cells"><h2>Quality by cell</h2><p class="note">One row per cell (all repeats pooled); n counts every answer, failed ones included. Each value: the mean, and below it its 95% interval (Wilson for proportions, else Student-t clipped to the metric’s range, so not always symmetric; see Methods) and (n) the number of questions with that metric (each the mean over its repeats; with one repeat, the answers). Retrieval metrics exist for questions with known evidence, answer metrics for generated answers. Hover a value for the interval; click a header to sort.</p><div class="scroll"><table id="cell-table" class="sortable quality"><thead><tr>"#);
     let show_k = top_k_varies(cells);
     let mut headers: Vec<(String, &str)> = axis_headers(show_k)
         .iter()
@@ -1117,7 +1117,7 @@ fn write_methods(
     )?;
     write!(
         s,
-        r#"<p><b>Ranking.</b> Cells are ordered by the mean of {metric} (ties by the larger n, then label). Every other cell is compared with the best cell on the (question, repeat) pairs both have (paired over questions, so question difficulty cancels out): the mean difference with its {p:.0}% paired Student-t interval and its {p:.0}% paired bootstrap interval (BCa, Efron 1987; {RANK_RESAMPLES} resamples from a fixed seed so the report is reproducible; percentile where BCa is undefined), and the two-sided paired t-test p-value. The p-values of the comparisons are adjusted by Holm’s step-down procedure (Holm 1979), which controls the family-wise error rate; a cell is marked significantly worse when its adjusted p &lt; {RANK_ALPHA}. “Tied” means the data do not show a difference at that level, not that the cells are equal. Cells with fewer than two common pairs are not compared.</p>"#,
+        r#"<p><b>Ranking.</b> Cells are ordered by the mean of {metric} (ties by the larger n, then label). Every other cell is compared with the best cell on the questions both have (paired, so question difficulty cancels out; a cell’s value on a question is the mean over its repeats, as answers to one question are not independent): the mean difference with its {p:.0}% paired Student-t interval and its {p:.0}% paired bootstrap interval (BCa, Efron 1987; {RANK_RESAMPLES} resamples from a fixed seed so the report is reproducible; percentile where BCa is undefined), and the two-sided paired t-test p-value. The p-values of the comparisons are adjusted by Holm’s step-down procedure (Holm 1979), which controls the family-wise error rate; a cell is marked significantly worse when its adjusted p &lt; {RANK_ALPHA}. “Tied” means the data do not show a difference at that level, not that the cells are equal. Cells with fewer than two common questions are not compared.</p>"#,
         metric = esc(&rank_metric
             .map(metric_title)
             .unwrap_or_else(|| "the ranking metric".into())),

@@ -4,8 +4,10 @@
 //! comparisons, and cells marked "significantly worse than the best" when the adjusted p-value is
 //! below [`RANK_ALPHA`].
 //!
-//! Pairs are (question id, repeat): repeat `r` of question `q` in cell A is paired with repeat `r`
-//! of question `q` in the best cell. Only `ok` rows with a finite value of the metric count.
+//! The unit is the question: a cell's value on a question is the mean over its repeats (answers
+//! to one question are not independent samples: the repeats of a deterministic cell are copies
+//! of one answer), and cells are paired on the questions both have. Only `ok` rows with a finite
+//! value of the metric count. With one repeat (the default) this is the answer itself.
 //!
 //! References: S. Holm, "A simple sequentially rejective multiple test procedure", Scandinavian
 //! Journal of Statistics 6 (1979) 65–70; B. Efron, "Better bootstrap confidence intervals", JASA
@@ -42,16 +44,17 @@ pub struct RankedCell {
     /// `model · retriever label · chunk size/overlap` (see [`super::aggregate::retriever_label`]),
     /// with ` · k=K` appended when the ranked cells differ in top_k.
     pub label: String,
-    /// Number of `ok` answers of the cell with a finite value of the metric.
+    /// Number of questions of the cell with a finite value of the metric (each the mean over its
+    /// repeats; with one repeat, the number of answers).
     pub n: usize,
-    /// Mean of the metric over those answers, in the metric's unit.
+    /// Mean of the metric over those questions, in the metric's unit.
     pub mean: f64,
     /// Mean with its interval at the requested level (the metric's method: Wilson or clipped
     /// Student-t; `None` only if the level is invalid; see [`MeanCi::has_interval`] for n = 1).
     pub ci: Option<MeanCi>,
-    /// Paired comparison of this cell (A) with the best cell (B) on their common (question,
-    /// repeat) pairs, differences A − B; `None` for the best cell itself and for cells with fewer
-    /// than 2 common pairs.
+    /// Paired comparison of this cell (A) with the best cell (B) on their common questions,
+    /// differences A − B of the question means; `None` for the best cell itself and for cells
+    /// with fewer than 2 common questions.
     pub vs_best: Option<PairedComparison>,
     /// Holm-adjusted two-sided p-value of the paired t-test (over all comparisons with the best
     /// that exist); `None` when `vs_best` is `None`.
@@ -115,23 +118,47 @@ struct CellValues {
     values: BTreeMap<(String, u32), f64>,
 }
 
+impl CellValues {
+    /// Each question's mean over its repeats, by question id.
+    fn by_question(&self) -> BTreeMap<&str, f64> {
+        question_means(self.values.iter().map(|((q, _), v)| (q.as_str(), *v)))
+    }
+}
+
+/// Each question's mean over its values (its repeats): the unit of every interval and paired
+/// test of a cell, as answers to one question are not independent samples.
+pub(crate) fn question_means<'a>(
+    values: impl Iterator<Item = (&'a str, f64)>,
+) -> BTreeMap<&'a str, f64> {
+    let mut sums: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (q, v) in values {
+        let e = sums.entry(q).or_insert((0.0, 0));
+        e.0 += v;
+        e.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(q, (sum, n))| (q, sum / n as f64))
+        .collect()
+}
+
 /// Ranks every cell that has a value of `metric` and compares each with the best.
 ///
 /// `metric` is `cosine`, `response_time_s` (lower is better, seconds) or a key of
 /// [`AnswerRecord::metrics`] (`hit@4`, `ndcg@4`, `f1`, …). Per cell: the mean and `level`
-/// interval over its `ok` answers with a finite value, by the metric's
+/// interval over its questions (each the mean of its `ok` answers with a finite value, over
+/// repeats), by the metric's
 /// [`crate::score::metric::Metric::interval_method`] ([`bounded_mean_ci`]: Wilson for
 /// proportions, else the Student-t interval clipped to the metric's range). Cells are sorted
 /// by mean, best first (largest, or smallest for `response_time_s`), ties by the larger n (the
 /// better-supported mean: with judging under way, cells differ in n), then label, then id;
 /// cells without any value are left out. Each other cell A is paired with the best cell B on the
-/// (question id, repeat) keys both have, in (question id natural order, repeat) order, and
+/// questions both have, in question id natural order, and
 /// compared by [`compare_paired`]`(A, B, level, n_resamples, seed)`: paired t-test and BCa
 /// bootstrap interval (percentile where BCa is undefined) of the mean difference A − B. The
 /// t-test p-values of all comparisons are adjusted by Holm's step-down method
 /// ([`holm_adjust`]); a cell is `significantly_worse` when the adjusted p is below
 /// [`RANK_ALPHA`] and the difference is in the worse direction. Cells with fewer than 2 common
-/// pairs get no comparison and are not marked. The same seed gives the same intervals.
+/// questions get no comparison and are not marked. The same seed gives the same intervals.
 ///
 /// Errors: [`ReportError::UnknownMetric`] when `metric` is not among
 /// [`available_rank_metrics`]; [`ReportError::Paired`] when the comparison rejects its
@@ -175,7 +202,7 @@ pub fn rank_cells(
         .values()
         .zip(labels)
         .map(|(c, label)| {
-            let xs: Vec<f64> = c.values.values().copied().collect();
+            let xs: Vec<f64> = c.by_question().into_values().collect();
             let ci = bounded_mean_ci(method, &xs, level);
             let mean = xs.iter().sum::<f64>() / xs.len() as f64;
             let cell = RankedCell {
@@ -232,7 +259,8 @@ pub fn rank_cells(
     Ok(ranked.into_iter().map(|(c, _)| c).collect())
 }
 
-/// Paired comparison of `cell` (A) with `best` (B) on their common keys; `None` below 2 pairs.
+/// Paired comparison of `cell` (A) with `best` (B) on the question means of their common
+/// questions; `None` below 2.
 fn compare_with_best(
     cell: &CellValues,
     best: &CellValues,
@@ -240,17 +268,18 @@ fn compare_with_best(
     n_resamples: usize,
     seed: u64,
 ) -> Result<Option<PairedComparison>, ReportError> {
-    let mut keys: Vec<&(String, u32)> = cell
-        .values
+    let (mine, theirs) = (cell.by_question(), best.by_question());
+    let mut keys: Vec<&str> = mine
         .keys()
-        .filter(|k| best.values.contains_key(*k))
+        .copied()
+        .filter(|k| theirs.contains_key(k))
         .collect();
     if keys.len() < 2 {
         return Ok(None);
     }
-    keys.sort_by(|x, y| (natural_key(&x.0), x.1).cmp(&(natural_key(&y.0), y.1)));
-    let a: Vec<f64> = keys.iter().map(|k| cell.values[*k]).collect();
-    let b: Vec<f64> = keys.iter().map(|k| best.values[*k]).collect();
+    keys.sort_by_key(|q| natural_key(q));
+    let a: Vec<f64> = keys.iter().map(|k| mine[k]).collect();
+    let b: Vec<f64> = keys.iter().map(|k| theirs[k]).collect();
     match compare_paired(&a, &b, level, n_resamples, seed) {
         Ok(c) => Ok(Some(c)),
         Err(PairedError::TooFewPairs { .. }) => Ok(None),
@@ -363,7 +392,7 @@ pub fn unranked_note(answers: &[AnswerRecord], ranked: &[RankedCell], metric: &s
 
 /// Terminal table of a ranking, in the spirit of hyperfine's summary.
 ///
-/// A header line naming `metric`, its direction and the method (paired over (question, repeat)
+/// A header line naming `metric`, its direction and the method (paired over questions
 /// with the best; t and bootstrap intervals; Holm-adjusted p; alpha [`RANK_ALPHA`]), then one row
 /// per cell: rank, label, `mean [lo, hi]` (its interval, which need not be symmetric: Wilson,
 /// clipped t), n, the mean paired difference to the best, the number of pairs it is over, its t
@@ -404,7 +433,7 @@ pub fn ranking_text(ranked: &[RankedCell], metric: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "Δ = cell − best on the (question, repeat) pairs both have (\"pairs\"), with {pct:.0}% paired-t and paired BCa bootstrap ({resamples} resamples) intervals{}.\np: paired t-test, Holm-adjusted over {comparisons} comparisons; ✗ worse: p < {RANK_ALPHA}; ≈ best: not significantly different.\n",
+        "Δ = cell − best on the questions both have (\"pairs\"; repeats averaged per question), with {pct:.0}% paired-t and paired BCa bootstrap ({resamples} resamples) intervals{}.\np: paired t-test, Holm-adjusted over {comparisons} comparisons; ✗ worse: p < {RANK_ALPHA}; ≈ best: not significantly different.\n",
         if percentile {
             " (ᵖ: percentile interval, BCa undefined)"
         } else {
