@@ -159,8 +159,9 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
-        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
-        /// models); default: every cell the results database holds.
+        /// Only the cells of the experiment's current grid and the answers to its current
+        /// questions (needs its corpus, QA file and models); default: every cell and answer the
+        /// results database holds.
         #[arg(long)]
         grid: bool,
     },
@@ -185,8 +186,9 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
-        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
-        /// models); default: every cell the results database holds.
+        /// Only the cells of the experiment's current grid and the answers to its current
+        /// questions (needs its corpus, QA file and models); default: every cell and answer the
+        /// results database holds.
         #[arg(long)]
         grid: bool,
     },
@@ -259,8 +261,9 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
-        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
-        /// models); default: every cell the results database holds.
+        /// Only the cells of the experiment's current grid and the answers to its current
+        /// questions (needs its corpus, QA file and models); default: every cell and answer the
+        /// results database holds.
         #[arg(long)]
         grid: bool,
     },
@@ -325,8 +328,9 @@ enum Cmd {
         /// has no generated answers stored).
         #[arg(long)]
         retrieval_only: bool,
-        /// Only the cells of the experiment's current grid (needs its corpus, QA file and
-        /// models); default: every cell the results database holds.
+        /// Only the cells of the experiment's current grid and the answers to its current
+        /// questions (needs its corpus, QA file and models); default: every cell and answer the
+        /// results database holds.
         #[arg(long)]
         grid: bool,
     },

@@ -5,8 +5,8 @@
 //! results database alone through [`results`]: the experiment file is read only for its `name`
 //! (which names `store/<name>.sqlite`), so they work with the corpus, QA file and models moved
 //! away or on another machine, and they show every cell the database holds ([`Scope::All`]) or
-//! only the cells of the current grid ([`Scope::Grid`], which needs the inputs to compute the
-//! cells' content ids).
+//! only the cells and questions of the current grid ([`Scope::Grid`], which needs the inputs to
+//! compute the cells' content ids and read the QA file).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -105,8 +105,9 @@ pub enum Scope {
     /// with earlier contents of the corpus, models or embedding model).
     #[default]
     All,
-    /// Only the cells of the experiment's current grid (needs the experiment's inputs: cell ids
-    /// hash their contents).
+    /// Only the cells of the experiment's current grid and the answers to its current questions
+    /// (same id and text; `limit_questions` applies): needs the experiment's inputs, as cell ids
+    /// hash their contents.
     Grid,
 }
 
@@ -195,9 +196,16 @@ pub fn results_named(
     for c in &mut all {
         c.index_dir = c.index_dir.take().map(|d| resolve_index_dir(&d, store_dir));
     }
+    // the current grid: its cells, and its questions as they read now
+    let mut current: Option<BTreeSet<(String, String)>> = None;
     if scope == Scope::Grid {
         let exp = Experiment::load_with(file, retrieval_only)?;
         all.retain(|c| exp.cell(&c.cell.id).is_some());
+        let qs = exp.questions().map_err(|e| ExperimentError::Parse {
+            path: exp.qa.clone(),
+            message: e.to_string(),
+        })?;
+        current = Some(qs.into_iter().map(|q| (q.id, q.question)).collect());
     }
     let (generating, mut ro): (Vec<StoredCell>, Vec<StoredCell>) =
         all.into_iter().partition(|c| c.cell.model.is_some());
@@ -231,6 +239,11 @@ pub fn results_named(
             (ro, ro_answers)
         }
     };
+    let mut answers = answers;
+    if let Some(current) = &current {
+        // answers to questions removed from the QA file, or asked with an earlier text
+        answers.retain(|a| current.contains(&(a.question_id.clone(), a.question.clone())));
+    }
     Ok(Results {
         name,
         file: file.to_path_buf(),
@@ -1192,6 +1205,7 @@ pub fn run(
     } else {
         None
     };
+    warn_of_stale_questions(exp, &results);
     let report = report(
         &results,
         &reports_dir.join(format!("{}.html", exp.name)),
@@ -1210,6 +1224,38 @@ pub fn run(
         detached: false,
         front,
     })
+}
+
+/// After a run: warns when the report (every stored answer) holds answers of the grid's cells to
+/// questions not among the current ones (removed from the QA file, asked with an earlier text,
+/// or beyond `limit_questions`), which `--grid` leaves out.
+fn warn_of_stale_questions(exp: &Experiment, results: &Results) {
+    let Ok(questions) = exp.questions() else {
+        return;
+    };
+    let current: BTreeSet<(&str, &str)> = questions
+        .iter()
+        .map(|q| (q.id.as_str(), q.question.as_str()))
+        .collect();
+    let stale: BTreeSet<&str> = results
+        .answers
+        .iter()
+        .filter(|a| exp.cell(&a.cell.cell_id).is_some())
+        .filter(|a| !current.contains(&(a.question_id.as_str(), a.question.as_str())))
+        .map(|a| a.question_id.as_str())
+        .collect();
+    if !stale.is_empty() {
+        let ids: Vec<&str> = stale.into_iter().collect();
+        tracing::warn!(
+            "the report holds answers to {} question(s) not among the experiment's current \
+             questions (removed from {}, changed, or beyond limit_questions: {}); \
+             `orchestrate report {} --grid` leaves them out",
+            ids.len(),
+            exp.qa.display(),
+            ids.join(", "),
+            exp.path.display()
+        );
+    }
 }
 
 /// `orchestrate summary`: the terminal summary of stored results (hyperfine-like): the cells on

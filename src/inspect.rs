@@ -619,7 +619,7 @@ pub fn progress_text(
         if c.rescore > 0 {
             let _ = write!(
                 s,
-                "  ({} to re-score: expected answer changed, no LLM call)",
+                "  ({} to re-score: expected answer, evidence or page changed; no LLM call)",
                 c.rescore
             );
         }
@@ -738,7 +738,8 @@ mod tests {
                 .contains("0 of 4 cells complete, 7 of 16"),
             "{text}"
         );
-        assert!(text.contains("(2 to re-score: expected answer changed, no LLM call)"));
+        assert!(text
+            .contains("(2 to re-score: expected answer, evidence or page changed; no LLM call)"));
         assert!(
             text.contains("5  done              3  cell done  (not in grid)"),
             "{text}"

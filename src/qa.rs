@@ -63,6 +63,25 @@ pub struct Question {
     pub qrels: BTreeMap<String, i64>,
 }
 
+impl Question {
+    /// Content address of what answers to this question are scored against: sha256 (hex) of the
+    /// expected and short answer, page, evidence, source and BEIR relevance judgements. A stored
+    /// answer whose digest differs is re-scored (no LLM call), so editing a question's
+    /// evidence never leaves retrieval metrics computed against the old quote.
+    pub fn reference_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let key = serde_json::json!([
+            self.expected_answer,
+            self.short_answer,
+            self.page,
+            self.evidence,
+            self.source,
+            self.qrels,
+        ]);
+        format!("{:x}", Sha256::digest(key.to_string().as_bytes()))
+    }
+}
+
 /// Errors loading a question set. Every variant names the file; positions are 1-based, columns
 /// count characters.
 #[derive(Debug, thiserror::Error)]

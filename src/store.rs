@@ -148,6 +148,7 @@ CREATE TABLE IF NOT EXISTS answers (
     generation_key   TEXT,
     shared_from      TEXT,
     attempt          TEXT,
+    reference_sha    TEXT,
     UNIQUE (cell_id, repeat, question_id)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -262,8 +263,9 @@ impl Rule {
 
 /// Columns added after the first schema: (table, column, declaration). [`Store::open`] adds the
 /// missing ones to an older database, so results stored by an earlier version stay readable.
-const MIGRATIONS: [(&str, &str, &str); 9] = [
+const MIGRATIONS: [(&str, &str, &str); 10] = [
     ("answers", "attempt", "TEXT"),
+    ("answers", "reference_sha", "TEXT"),
     ("answers", "metrics", "TEXT NOT NULL DEFAULT '{}'"),
     ("answers", "decode_mode", "TEXT"),
     ("answers", "generation_key", "TEXT"),
@@ -375,6 +377,10 @@ pub struct NewAnswer {
     /// this answer was generated itself.
     #[serde(default)]
     pub shared_from: Option<String>,
+    /// [`crate::qa::Question::reference_digest`] of the question as it was scored; `None` for
+    /// rows that carry no question (a failure before the question was read).
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 /// A stored generation another cell can reuse ([`Store::shared_generations`]).
@@ -643,6 +649,16 @@ impl NewAnswer {
             decode_mode: None,
             generation_key: None,
             shared_from: None,
+            reference: None,
+        }
+    }
+
+    /// An `ok` answer to `q`, repeat `repeat`, with no measurements yet ([`NewAnswer::empty`]
+    /// with the question's texts and its [`crate::qa::Question::reference_digest`]).
+    pub fn to(q: &crate::qa::Question, repeat: u32) -> NewAnswer {
+        NewAnswer {
+            reference: Some(q.reference_digest()),
+            ..NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer)
         }
     }
 }
@@ -1201,8 +1217,9 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// `ok` rows of `cell_id` whose question text is current: (id, repeat, whether the stored
-    /// expected answer is current too).
+    /// `ok` rows of `cell_id` whose question text is current: (id, repeat, whether what the row
+    /// was scored against is current too: expected answer and, for rows that recorded it, the
+    /// whole [`crate::qa::Question::reference_digest`]).
     fn ok_rows(
         &self,
         cell_id: &str,
@@ -1212,7 +1229,7 @@ impl Store {
             questions.iter().map(|q| (q.id.as_str(), q)).collect();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT question_id, repeat, question, expected_answer FROM answers WHERE cell_id = ?1 AND status = 'ok'")
+            .prepare_cached("SELECT question_id, repeat, question, expected_answer, reference_sha FROM answers WHERE cell_id = ?1 AND status = 'ok'")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([cell_id], |r| {
@@ -1221,14 +1238,18 @@ impl Store {
                     r.get::<_, u32>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, repeat, question, expected) = row.map_err(|e| self.err(e))?;
+            let (id, repeat, question, expected, reference) = row.map_err(|e| self.err(e))?;
             if let Some(q) = current.get(id.as_str()).filter(|q| q.question == question) {
-                out.push((id, repeat, q.expected_answer == expected));
+                // rows written before digests were stored compare the expected answer alone
+                let same = q.expected_answer == expected
+                    && reference.is_none_or(|r| r == q.reference_digest());
+                out.push((id, repeat, same));
             }
         }
         Ok(out)
@@ -1252,25 +1273,39 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Replaces the expected answer and the scores that depend on it (cosine, metrics) of one
-    /// answer, after its reference answer was edited; returns whether the row exists. Its LLM
-    /// judgments are deleted in the same transaction (correctness and context precision/recall
-    /// judge against the reference), so the next `orchestrate judge` judges it again instead of
-    /// keeping stale verdicts; calls whose prompts did not change come from the cache.
+    /// Replaces the expected answer, the reference digest (`reference`, see
+    /// [`crate::qa::Question::reference_digest`]) and the scores that depend on them (cosine,
+    /// metrics) of one answer, after its question's reference was edited; returns whether the row
+    /// exists. When the expected answer itself changed, its LLM judgments are deleted in the same
+    /// transaction (correctness and context precision/recall judge against it), so the next
+    /// `orchestrate judge` judges it again instead of keeping stale verdicts; calls whose prompts
+    /// did not change come from the cache. An edit of evidence or page alone keeps them.
+    #[allow(clippy::too_many_arguments)]
     pub fn set_reference(
         &self,
         cell_id: &str,
         question_id: &str,
         repeat: u32,
         expected_answer: &str,
+        reference: Option<&str>,
         cosine: Option<f64>,
         metrics: &BTreeMap<String, f64>,
     ) -> Result<bool, StoreError> {
         let e = |source| self.err(source);
         let tx = self.conn.unchecked_transaction().map_err(e)?;
+        let before: Option<String> = tx
+            .query_row(
+                "SELECT expected_answer FROM answers
+                 WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
+                params![cell_id, question_id, repeat],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e)?;
         let n = tx
             .execute(
-                "UPDATE answers SET expected_answer = ?1, cosine = ?2, metrics = ?3
+                "UPDATE answers SET expected_answer = ?1, cosine = ?2, metrics = ?3,
+                        reference_sha = ?7
                  WHERE cell_id = ?4 AND question_id = ?5 AND repeat = ?6",
                 params![
                     expected_answer,
@@ -1278,15 +1313,18 @@ impl Store {
                     to_json(&finite(metrics)),
                     cell_id,
                     question_id,
-                    repeat
+                    repeat,
+                    reference
                 ],
             )
             .map_err(e)?;
-        tx.execute(
-            "DELETE FROM judgments WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
-            params![cell_id, question_id, repeat],
-        )
-        .map_err(e)?;
+        if before.as_deref() != Some(expected_answer) {
+            tx.execute(
+                "DELETE FROM judgments WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
+                params![cell_id, question_id, repeat],
+            )
+            .map_err(e)?;
+        }
         tx.commit().map_err(e)?;
         Ok(n > 0)
     }
@@ -1362,9 +1400,9 @@ impl Store {
             "INSERT INTO answers (cell_id, repeat, question_id, run_id, question, expected_answer, answer,
                status, error, cosine, response_time_s, ttft_s, retrieval_s, prompt_tokens, completion_tokens,
                contexts_used, chunk_ids, pages, scores, rss_mean_bytes, rss_peak_bytes, cpu_mean_percent, n_samples,
-               finished_at, metrics, decode_mode, generation_key, shared_from, attempt)
+               finished_at, metrics, decode_mode, generation_key, shared_from, attempt, reference_sha)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-               ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)
+               ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)
              ON CONFLICT (cell_id, repeat, question_id) DO UPDATE SET
                run_id = excluded.run_id, question = excluded.question, expected_answer = excluded.expected_answer,
                answer = excluded.answer, status = excluded.status, error = excluded.error, cosine = excluded.cosine,
@@ -1375,7 +1413,7 @@ impl Store {
                cpu_mean_percent = excluded.cpu_mean_percent, n_samples = excluded.n_samples, finished_at = excluded.finished_at,
                metrics = excluded.metrics, decode_mode = excluded.decode_mode,
                generation_key = excluded.generation_key, shared_from = excluded.shared_from,
-               attempt = excluded.attempt
+               attempt = excluded.attempt, reference_sha = excluded.reference_sha
              WHERE {}",
             rule.condition()
         );
@@ -1412,6 +1450,7 @@ impl Store {
                 a.generation_key,
                 a.shared_from,
                 attempt,
+                a.reference,
             ],
         )
         .map_err(e)?;
@@ -2486,7 +2525,7 @@ mod tests {
         assert!(s.put_judgment(&judgment, &old).unwrap());
         assert_eq!(s.judgments().unwrap().len(), 1);
         assert!(s
-            .set_reference("c", "q1", 0, "New.", Some(0.5), &m(&[("f1", 0.1)]))
+            .set_reference("c", "q1", 0, "New.", None, Some(0.5), &m(&[("f1", 0.1)]))
             .unwrap());
         assert!(s.judgments().unwrap().is_empty());
         assert_eq!(s.test_metrics("c", "q1"), m(&[("f1", 0.1)]));
@@ -2630,7 +2669,7 @@ mod tests {
         );
         let m = BTreeMap::from([("f1".to_string(), 0.5)]);
         assert!(s
-            .set_reference("c", "q4", 0, "A new reference.", Some(0.9), &m)
+            .set_reference("c", "q4", 0, "A new reference.", None, Some(0.9), &m)
             .unwrap());
         assert!(s.stale_references("c", &now).unwrap().is_empty());
     }

@@ -723,9 +723,9 @@ pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// Re-scores the stored `ok` answers `stale` of `cell` whose expected answer changed (cosine
-/// similarity and answer metrics against the new reference; no LLM call), with the index at
-/// `index_dir`. Returns how many were updated.
+/// Re-scores the stored `ok` answers `stale` of `cell` whose reference changed (expected answer,
+/// evidence, page, …: cosine similarity, answer and retrieval metrics against the new
+/// reference; no LLM call), with the index at `index_dir`. Returns how many were updated.
 pub(crate) fn rescore_references(
     cell: &Cell,
     index_dir: &Path,
@@ -749,7 +749,15 @@ pub(crate) fn rescore_references(
         };
         let (cosine, metrics) = scorer.score(q, &chunk_ids, &answer)?;
         if store
-            .set_reference(&cell.id, qid, *repeat, &q.expected_answer, cosine, &metrics)
+            .set_reference(
+                &cell.id,
+                qid,
+                *repeat,
+                &q.expected_answer,
+                Some(&q.reference_digest()),
+                cosine,
+                &metrics,
+            )
             .map_err(|e| e.to_string())?
         {
             n += 1;

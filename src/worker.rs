@@ -489,7 +489,7 @@ impl CellRunner {
     /// ([`crate::score::has_reference_answer`]; BEIR questions do not), so an empty reference
     /// never yields a misleading similarity.
     pub fn answer(&mut self, q: &Question, repeat: u32, answer_index: u64) -> NewAnswer {
-        let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
+        let mut a = NewAnswer::to(q, repeat);
         let result = self.run(&q.question, repeat, answer_index).and_then(|ran| {
             self.fill_retrieval(&mut a, &ran.hits, ran.retrieval_s);
             if let Some(g) = ran.generation {
@@ -594,7 +594,7 @@ impl BatchDriver for Batch<'_, '_, '_> {
                 question_id: q.id.clone(),
                 repeat,
             });
-            let mut a = NewAnswer::empty(&q.id, repeat, &q.question, &q.expected_answer);
+            let mut a = NewAnswer::to(q, repeat);
             match self.runner.retrieve(&q.question) {
                 Ok((hits, retrieval_s)) => {
                     self.runner.fill_retrieval(&mut a, &hits, retrieval_s);

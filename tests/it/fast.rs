@@ -266,3 +266,64 @@ fn a_corrupt_index_is_rebuilt_and_edited_corpus_or_embedding_files_make_new_cell
     // the current grid's cells are rescored
     assert!(err.contains("metrics recomputed for 20 answers"), "{err}");
 }
+
+#[test]
+fn edited_questions_never_leave_stale_scores_or_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    experiment(
+        dir,
+        6,
+        "chunk_size = [60]\nchunk_overlap = [0]\nretriever = [\"bm25\"]\n",
+    );
+    ok(dir, &["run", "exp.toml", "--no-progress"]);
+    let hit = |q: &str| {
+        count(
+            dir,
+            &format!(
+                "SELECT CAST(json_extract(metrics, '$.\"hit@4\"') AS INTEGER) FROM answers \
+                 WHERE question_id = '{q}'"
+            ),
+        )
+    };
+    assert_eq!(hit("q1"), 1, "the port evidence is retrieved");
+    // the evidence of q1 edited to a quote no chunk holds: the next run re-scores it (no answer
+    // is asked again) and status said so before
+    let qa = std::fs::read_to_string(dir.join("qa.toml")).unwrap();
+    std::fs::write(
+        dir.join("qa.toml"),
+        qa.replacen("listens on port 9102", "never written anywhere", 1),
+    )
+    .unwrap();
+    let status = ok(dir, &["status", "exp.toml"]);
+    assert!(
+        status.contains("(1 to re-score: expected answer, evidence or page changed"),
+        "{status}"
+    );
+    let out = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("1 re-scored"), "{err}");
+    assert_eq!(hit("q1"), 0, "scored against the new evidence");
+    assert_eq!(count(dir, "SELECT COUNT(*) FROM answers"), 6);
+    // q5 removed from the QA file: the run's report still holds its answer and says so; --grid
+    // leaves it out
+    let qa = std::fs::read_to_string(dir.join("qa.toml")).unwrap();
+    let cut = qa.find("[[question]]\nid = \"q5\"").unwrap();
+    std::fs::write(dir.join("qa.toml"), &qa[..cut]).unwrap();
+    let out = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("answers to 1 question(s) not among the experiment's current questions")
+            && err.contains("q5"),
+        "{err}"
+    );
+    let all = ok(dir, &["export", "exp.toml"]);
+    let grid = ok(dir, &["export", "exp.toml", "--grid"]);
+    assert_eq!(all.lines().count(), 1 + 6);
+    assert_eq!(grid.lines().count(), 1 + 5);
+    assert!(!grid.contains(",q5,"), "{grid}");
+}
