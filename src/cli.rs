@@ -480,11 +480,35 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         // `orchestrate export ... | head`: the reader left; that is not an error (as ripgrep)
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // a sweep stopped by Ctrl-C / SIGTERM: the shell's 128 + signal number
+        Err(e) if interrupted_by(&e).is_some() => {
+            eprintln!("{}", error_text(&e));
+            ExitCode::from(interrupted_by(&e).unwrap_or(130))
+        }
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit status of a sweep stopped by a signal (130 for SIGINT, 143 for SIGTERM), if `e` is
+/// one.
+fn interrupted_by(e: &anyhow::Error) -> Option<u8> {
+    e.chain().find_map(|c| {
+        let sweep = c
+            .downcast_ref::<orchestrate::sweep::SweepError>()
+            .or_else(|| match c.downcast_ref::<commands::CommandError>() {
+                Some(commands::CommandError::Sweep(s)) => Some(s),
+                _ => None,
+            })?;
+        match sweep {
+            orchestrate::sweep::SweepError::Interrupted { signal, .. } => {
+                Some(if *signal == "SIGTERM" { 143 } else { 130 })
+            }
+            _ => None,
+        }
+    })
 }
 
 /// Whether `e` or one of its causes is a broken pipe (stdout closed by the reader).

@@ -458,6 +458,48 @@ impl Results {
         self.cells_with(CellStatus::Eliminated)
     }
 
+    /// The cells a sweep has not finished, with their state: `running now` while a sweep of
+    /// these results runs, else `interrupted` (a sweep was killed or stopped) or `pending` (not
+    /// started). Their means cover the answers stored so far.
+    pub fn unfinished_cells(&self) -> Vec<(String, String)> {
+        let store_dir = self.db.path().parent().unwrap_or(Path::new("."));
+        let running = crate::sweep::is_running(store_dir, &self.name);
+        let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
+        let labels = crate::cell::distinct_labels(&axes);
+        self.cells
+            .iter()
+            .zip(labels)
+            .filter_map(|(c, label)| {
+                let state = match c.status {
+                    CellStatus::Running | CellStatus::Interrupted if running => "running now",
+                    CellStatus::Running | CellStatus::Interrupted => "interrupted",
+                    CellStatus::Pending => "pending",
+                    _ => return None,
+                };
+                Some((label, state.to_string()))
+            })
+            .collect()
+    }
+
+    /// For results with unfinished cells ([`Results::unfinished_cells`]), the terminal line
+    /// saying so; else empty.
+    pub fn unfinished_line(&self) -> String {
+        let cells = self.unfinished_cells();
+        if cells.is_empty() {
+            return String::new();
+        }
+        let mut states: Vec<&str> = cells.iter().map(|(_, s)| s.as_str()).collect();
+        states.sort_unstable();
+        states.dedup();
+        format!(
+            "sweep incomplete: {} cell(s) not finished ({}); their means cover the answers \
+             stored so far (`orchestrate run {}` completes them)\n",
+            cells.len(),
+            states.join(", "),
+            self.file.display()
+        )
+    }
+
     fn cells_with(&self, status: CellStatus) -> Vec<(String, String)> {
         let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
         let labels = crate::cell::distinct_labels(&axes);
@@ -567,6 +609,7 @@ pub fn report(
         rank_metric,
         failed_cells: results.failed_cells(),
         eliminated_cells: results.eliminated_cells(),
+        unfinished_cells: results.unfinished_cells(),
         judge: results.judge_notes()?,
     };
     let answers = told_apart(&results.answers);
@@ -754,6 +797,7 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
                 &metric,
             ));
             text.push_str(&results.judging_incomplete(&metric)?);
+            text.push_str(&results.unfinished_line());
         }
         None if results.failed_cells().is_empty() => {
             return Err(CommandError::Usage(format!(
@@ -1294,6 +1338,7 @@ pub fn summary_text(
     let mut text = front_text(&front, sentence.as_deref(), &title);
     text.push_str(&crate::report::unranked_note(&timed, &ranked, &metric));
     text.push_str(&results.judging_incomplete(&metric)?);
+    text.push_str(&results.unfinished_line());
     for (label, why) in results.failed_cells() {
         text.push_str(&format!("failed: {label}: {why}\n"));
     }

@@ -75,6 +75,18 @@ pub enum SweepError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The sweep was told to stop (Ctrl-C / SIGINT or SIGTERM): the running cell's worker was
+    /// killed and the cell marked `interrupted`; every answer stored so far is kept.
+    #[error(
+        "interrupted: the sweep stopped on {signal} after storing {answers} answers in this run; \
+         `orchestrate run` resumes where it stopped"
+    )]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// Answers stored by this run before it stopped.
+        answers: usize,
+    },
     /// Another sweep of the same experiment holds the lock.
     #[error("another `orchestrate run` of this experiment is running (it holds {0}); wait for it or stop it")]
     Busy(PathBuf),
@@ -258,14 +270,72 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;
     store.register_cells(&exp.cells)?;
-    let result = sweep_cells(exp, opts, &questions, &mut store, run_id);
+    let stop = StopSignals::register()?;
+    let result = sweep_cells(exp, opts, &questions, &mut store, run_id, &stop);
+    drop(stop);
     let status = match &result {
         Ok(s) if s.failed_cells == 0 && s.failed_answers == 0 => "done",
         Ok(_) => "failed",
+        Err(SweepError::Interrupted { .. }) => "interrupted",
         Err(_) => "error",
     };
     store.end_run(run_id, status)?;
     result
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM during a local sweep: the first sets a flag the sweep checks
+/// between events (it kills the running worker, marks the cell `interrupted` and returns
+/// [`SweepError::Interrupted`]); a second one ends the process at once (exit 130 / 143), for a
+/// sweep busy in a long index build. When this is dropped the shutdown is armed, so after the
+/// sweep (a judge, the report) the first signal ends the process as by default (signal-hook
+/// cannot give the default handler back). Follows signal-hook's
+/// `register_conditional_shutdown` pattern.
+pub(crate) struct StopSignals {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The signal that set the flag (0 while none has).
+    which: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StopSignals {
+    fn register() -> Result<StopSignals, SweepError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::sync::Arc;
+        let flag = Arc::new(AtomicBool::new(false));
+        let which = Arc::new(AtomicUsize::new(0));
+        let io = |source| SweepError::Lock {
+            path: PathBuf::from("signal handler"),
+            source,
+        };
+        // the shutdown first: on the first signal the flag is still false
+        for (sig, code) in [(SIGINT, 130), (SIGTERM, 143)] {
+            signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&flag))
+                .map_err(io)?;
+            signal_hook::flag::register_usize(sig, Arc::clone(&which), sig as usize).map_err(io)?;
+            signal_hook::flag::register(sig, Arc::clone(&flag)).map_err(io)?;
+        }
+        Ok(StopSignals { flag, which })
+    }
+
+    /// Whether a stop signal arrived.
+    fn raised(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The error to return once stopped.
+    fn error(&self, answers: usize) -> SweepError {
+        let signal = match self.which.load(std::sync::atomic::Ordering::SeqCst) as i32 {
+            signal_hook::consts::SIGTERM => "SIGTERM",
+            _ => "SIGINT",
+        };
+        SweepError::Interrupted { signal, answers }
+    }
+}
+
+impl Drop for StopSignals {
+    fn drop(&mut self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Whether a sweep of experiment `name` holds its lock under `store_dir` right now (an
@@ -321,6 +391,7 @@ fn sweep_cells(
     questions: &[crate::qa::Question],
     store: &mut Store,
     run_id: i64,
+    stop: &StopSignals,
 ) -> Result<SweepSummary, SweepError> {
     let started = Instant::now();
     let summary = SweepSummary {
@@ -360,6 +431,7 @@ fn sweep_cells(
         evidence_checked: Default::default(),
         visits: 0,
         planned,
+        stop,
     };
     match exp.racing() {
         None => sweep.full()?,
@@ -387,6 +459,8 @@ struct Sweep<'a> {
     visits: usize,
     /// Visits planned.
     planned: usize,
+    /// Ctrl-C / SIGTERM.
+    stop: &'a StopSignals,
 }
 
 impl Sweep<'_> {
@@ -400,6 +474,9 @@ impl Sweep<'_> {
         only: Option<&std::collections::HashSet<String>>,
         complete: bool,
     ) -> Result<(), SweepError> {
+        if self.stop.raised() {
+            return Err(self.stop.error(self.summary.answers));
+        }
         self.visits += 1;
         let step = format!("[{}/{}]", self.visits, self.planned);
         let label = cell.to_string();
@@ -539,7 +616,7 @@ impl Sweep<'_> {
             label: &label,
             questions: self.questions,
             shared: &shared,
-            stop: None,
+            stop: Some(&self.stop.flag),
         };
         let mut sink = StoreSink {
             store: self.store,
@@ -548,6 +625,11 @@ impl Sweep<'_> {
         let outcome = run_cell(&ctx, pending, &mut sink)?;
         self.summary.answers += outcome.answers;
         self.summary.failed_answers += outcome.failed;
+        if outcome.stopped || self.stop.raised() {
+            self.store
+                .set_cell_status(&cell.id, self.run_id, CellStatus::Interrupted, None)?;
+            return Err(self.stop.error(self.summary.answers));
+        }
         match outcome.error.or(rescore_error) {
             None if outcome.failed == 0 => {
                 if complete {

@@ -166,8 +166,26 @@ fn write_header(
     }
     s.push_str("</dl></header>");
     write_failed_cells(s, meta)?;
+    write_unfinished_cells(s, meta)?;
     write_eliminated_cells(s, meta)?;
     write_judge_incomplete(s, &meta.judge, answers)?;
+    Ok(())
+}
+
+/// The cells a sweep has not finished, each with its state (nothing when every cell finished).
+fn write_unfinished_cells(s: &mut String, meta: &ReportMeta) -> Result<(), ReportError> {
+    if meta.unfinished_cells.is_empty() {
+        return Ok(());
+    }
+    write!(
+        s,
+        r#"<section id="unfinished-cells" class="warn-box"><h2>Sweep incomplete ({} cells not finished)</h2><p class="note">A sweep of these cells was interrupted, or is running now: their means below cover the answers stored so far, and cells may be missing from the comparison altogether. <code>orchestrate run</code> completes them.</p><ul>"#,
+        meta.unfinished_cells.len()
+    )?;
+    for (label, state) in &meta.unfinished_cells {
+        write!(s, "<li><b>{}</b>: {}</li>", esc(label), esc(state))?;
+    }
+    s.push_str("</ul></section>");
     Ok(())
 }
 

@@ -126,6 +126,11 @@ pub struct ReportMeta {
     /// their own; their means cover only the questions they answered.
     #[serde(default)]
     pub eliminated_cells: Vec<(String, String)>,
+    /// Cells a sweep has not finished, with their state (`interrupted`, `running now`,
+    /// `pending`): (label, state). Shown in a warning box; their means cover the answers stored
+    /// so far.
+    #[serde(default)]
+    pub unfinished_cells: Vec<(String, String)>,
     /// What the LLM judge did (`orchestrate judge`): judges, missing verdicts, agreement with
     /// human labels. Empty when nothing was judged.
     #[serde(default)]

@@ -132,6 +132,15 @@ fn sweep_resume_after_kill_report_export_status_without_models() {
         status.contains(&format!("{partial} of {total} answers stored")),
         "{status}"
     );
+    // the report and the terminal tables of the partial results say the sweep is incomplete
+    ok(dir, &["report", "exp.toml", "-o", "partial.html"]);
+    let html = std::fs::read_to_string(dir.join("partial.html")).unwrap();
+    assert!(
+        html.contains(r#"id="unfinished-cells""#),
+        "sweep incomplete box"
+    );
+    let compare = ok(dir, &["compare", "exp.toml"]);
+    assert!(compare.contains("sweep incomplete:"), "{compare}");
 
     ok(dir, &["run", "exp.toml", "--no-progress"]);
     assert_eq!(count(dir, "SELECT COUNT(*) FROM answers"), total);
@@ -155,6 +164,7 @@ fn sweep_resume_after_kill_report_export_status_without_models() {
         status.contains(&format!("{cells} of {cells} cells complete")),
         "{status}"
     );
+    assert!(!ok(dir, &["compare", "exp.toml"]).contains("sweep incomplete"));
 
     // exports: one row per answer and per cell, every axis a column
     let csv = ok(dir, &["export", "exp.toml"]);
