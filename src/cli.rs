@@ -610,11 +610,11 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             if out.detached {
                 eprintln!(
                     "{}: submitted to Slurm, {} answers merged so far; `orchestrate status {}` \
-                     shows progress, `orchestrate run {}` again waits and merges",
+                     shows progress, `{}` again waits and merges",
                     exp.name,
                     out.summary.answers,
                     experiment.display(),
-                    experiment.display()
+                    sweep::run_command(&experiment, &opts.store_dir),
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -675,8 +675,8 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
                 eprintln!("  {label}: {why}");
             }
             eprintln!(
-                "fix the cause and run `orchestrate run {}` again: done answers are kept",
-                experiment.display()
+                "fix the cause and run `{}` again: done answers are kept",
+                sweep::run_command(&experiment, &opts.store_dir)
             );
             Ok(ExitCode::FAILURE)
         }
@@ -882,9 +882,9 @@ fn dispatch(cmd: Cmd, bars: Option<indicatif::MultiProgress>) -> Result<ExitCode
             match commands::summary_text(&results, metric.as_deref())? {
                 Some(text) => print_out(&text)?,
                 None => print_out(&format!(
-                    "{}: no answers with metrics stored yet; run `orchestrate run {}` first\n",
+                    "{}: no answers with metrics stored yet; run `{}` first\n",
                     results.name,
-                    experiment.display()
+                    sweep::run_command(&experiment, results.store_dir())
                 ))?,
             }
             Ok(ExitCode::SUCCESS)

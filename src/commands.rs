@@ -49,9 +49,9 @@ pub enum CommandError {
     Diff(#[from] crate::diff::DiffError),
     /// The experiment has no results database yet.
     #[error(
-        "no results for experiment `{name}` yet ({} does not exist); run `orchestrate run {}` first",
+        "no results for experiment `{name}` yet ({} does not exist); run `{}` first",
         path.display(),
-        file.display()
+        crate::sweep::run_command(file, path.parent().unwrap_or(Path::new("store")))
     )]
     NoResults {
         /// The experiment name.
@@ -458,12 +458,20 @@ impl Results {
         self.cells_with(CellStatus::Eliminated)
     }
 
+    /// The directory holding the results database (the `--store` it was read from).
+    pub fn store_dir(&self) -> &Path {
+        self.db
+            .path()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
     /// The cells a sweep has not finished, with their state: `running now` while a sweep of
     /// these results runs, else `interrupted` (a sweep was killed or stopped) or `pending` (not
     /// started). Their means cover the answers stored so far.
     pub fn unfinished_cells(&self) -> Vec<(String, String)> {
-        let store_dir = self.db.path().parent().unwrap_or(Path::new("."));
-        let running = crate::sweep::is_running(store_dir, &self.name);
+        let running = crate::sweep::is_running(self.store_dir(), &self.name);
         let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
         let labels = crate::cell::distinct_labels(&axes);
         self.cells
@@ -493,10 +501,10 @@ impl Results {
         states.dedup();
         format!(
             "sweep incomplete: {} cell(s) not finished ({}); their means cover the answers \
-             stored so far (`orchestrate run {}` completes them)\n",
+             stored so far (`{}` completes them)\n",
             cells.len(),
             states.join(", "),
-            self.file.display()
+            crate::sweep::run_command(&self.file, self.store_dir())
         )
     }
 
@@ -801,9 +809,9 @@ pub fn compare(results: &Results, metric: Option<String>) -> Result<String, Comm
         }
         None if results.failed_cells().is_empty() => {
             return Err(CommandError::Usage(format!(
-                "no answers with metrics stored for `{}` yet; run `orchestrate run {}` first",
+                "no answers with metrics stored for `{}` yet; run `{}` first",
                 results.name,
-                results.file.display()
+                crate::sweep::run_command(&results.file, results.store_dir())
             )))
         }
         None => text.push_str("no answers with metrics stored yet\n"),
@@ -1022,7 +1030,7 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
                 Vec::new()
             });
             Ok(with_lines(
-                crate::inspect::progress_text(&name, file, &cells, &indexes, running),
+                crate::inspect::progress_text(&name, file, store_dir, &cells, &indexes, running),
                 &lines,
             ))
         }
@@ -1032,7 +1040,7 @@ pub fn status(file: &Path, store_dir: &Path, retrieval_only: bool) -> Result<Str
             tracing::warn!("showing the results database alone: {e}");
             let cells = crate::inspect::progress(None, db.as_ref())?;
             Ok(with_lines(
-                crate::inspect::progress_text(&name, file, &cells, &[], running),
+                crate::inspect::progress_text(&name, file, store_dir, &cells, &[], running),
                 &lines,
             ))
         }

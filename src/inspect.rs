@@ -533,10 +533,12 @@ pub fn index_cache_state(
 /// answers, label, a note on answers to re-score, error), which indexes are built (`indexes`,
 /// from [`index_cache_state`]; no line when empty), and what to do next. A cell stored as
 /// `running` while no sweep runs is shown as `interrupted`; cells not in the current grid are
-/// marked `(not in grid)`. `name` and `file` name the experiment.
+/// marked `(not in grid)`. `name` and `file` name the experiment, `store_dir` its results
+/// directory (named in the advice when not the default).
 pub fn progress_text(
     name: &str,
     file: &Path,
+    store_dir: &Path,
     cells: &[CellProgress],
     indexes: &[(usize, usize, bool)],
     running: bool,
@@ -654,8 +656,8 @@ pub fn progress_text(
     if known && left > 0 && !running {
         let _ = writeln!(
             s,
-            "`orchestrate run {}` runs the {left} unfinished cell{}; done answers are kept.",
-            file.display(),
+            "`{}` runs the {left} unfinished cell{}; done answers are kept.",
+            crate::sweep::run_command(file, store_dir),
             if left == 1 { "" } else { "s" }
         );
     }
@@ -687,6 +689,7 @@ mod tests {
         let text = progress_text(
             "x",
             file,
+            Path::new("store"),
             &cells,
             &[(100, 20, true), (250, 50, false)],
             false,
@@ -710,8 +713,15 @@ mod tests {
             "indexes (chunk_size/chunk_overlap): 100/20 built · 250/50 to build"
         );
         assert!(lines[7].contains("runs the 3 unfinished cells"), "{text}");
+        assert!(lines[7].starts_with("`orchestrate run "), "{text}");
+        // advice follows a store given with --store
+        let elsewhere = progress_text("x", file, Path::new("runs/a"), &cells, &[], false);
+        assert!(
+            elsewhere.contains(" --store runs/a` runs the 3"),
+            "{elsewhere}"
+        );
         // while a sweep runs, no advice to start one
-        let text = progress_text("x", file, &cells, &[], true);
+        let text = progress_text("x", file, Path::new("store"), &cells, &[], true);
         assert!(text
             .lines()
             .next()
@@ -730,7 +740,7 @@ mod tests {
             expected: None,
             ..cell("done", 3, None)
         });
-        let text = progress_text("x", file, &cells, &[], false);
+        let text = progress_text("x", file, Path::new("store"), &cells, &[], false);
         assert!(
             text.lines()
                 .next()
@@ -747,7 +757,7 @@ mod tests {
         // a cell done before a question changed has answers to add: not "done 3/4"
         cells[0].rescore = 0;
         cells[0].done = 3;
-        let text = progress_text("x", file, &cells, &[], false);
+        let text = progress_text("x", file, Path::new("store"), &cells, &[], false);
         assert!(
             text.contains(
                 "1  pending         3/4  cell done  (1 to answer: questions added or changed since it was done)"

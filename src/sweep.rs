@@ -338,6 +338,17 @@ impl Drop for StopSignals {
     }
 }
 
+/// The command that runs (or resumes) the sweep of `file` into `store_dir`, as advice in
+/// messages: `orchestrate run FILE`, with `--store DIR` unless `store_dir` is the default
+/// `store`, so following the advice never reads or writes another store.
+pub fn run_command(file: &Path, store_dir: &Path) -> String {
+    let mut cmd = format!("orchestrate run {}", file.display());
+    if store_dir != Path::new("store") {
+        cmd.push_str(&format!(" --store {}", store_dir.display()));
+    }
+    cmd
+}
+
 /// Whether a sweep of experiment `name` holds its lock under `store_dir` right now (an
 /// `orchestrate run` of it is in progress, in this or another process).
 pub fn is_running(store_dir: &Path, name: &str) -> bool {
