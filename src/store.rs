@@ -60,6 +60,12 @@ pub enum StoreError {
     },
 }
 
+/// Whether SQLite failed because the database or its directory cannot be written.
+fn is_read_only(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{CannotOpen, ReadOnly};
+    matches!(e.sqlite_error_code(), Some(ReadOnly | CannotOpen))
+}
+
 /// A SQLite error on the database `path`: [`StoreError::Damaged`] (with advice) when SQLite says
 /// the file is corrupt or not a database, else [`StoreError::Sqlite`].
 fn damaged(path: &Path, source: rusqlite::Error) -> StoreError {
@@ -721,6 +727,10 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path).map_err(|source| damaged(path, source))?;
+        // before any statement: two sweeps creating one database at the same instant wait for
+        // each other instead of failing with "database is locked"
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|source| damaged(path, source))?;
         let s = Store {
             conn,
             path: path.to_path_buf(),
@@ -743,7 +753,39 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        Store::open(path).map(Some)
+        match Store::open(path) {
+            Ok(s) => Ok(Some(s)),
+            // a database on read-only media (a mounted archive, a colleague's share): SQLite
+            // cannot create its WAL files there, so read the file as it is
+            Err(StoreError::Sqlite { source, .. }) if is_read_only(&source) => {
+                Store::open_immutable(path).map(Some)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens `path` read-only as an immutable file (SQLite's `immutable=1`: no locks, no WAL or
+    /// journal files), for reading results where nothing may be written. No schema upgrade:
+    /// a database of an older release reads as far as its columns allow.
+    fn open_immutable(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let escaped = absolute
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        let uri = format!("file:{escaped}?immutable=1");
+        let conn = Connection::open_with_flags(
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|source| damaged(path, source))?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Adds the [`MIGRATIONS`] columns an older database lacks.
@@ -2282,6 +2324,13 @@ impl Store {
             .unwrap();
     }
 
+    /// Test helper: whether a write is refused (a read-only connection).
+    pub(crate) fn insert_answer_would_fail(&self) -> bool {
+        self.conn
+            .execute("UPDATE answers SET answer = 'changed'", [])
+            .is_err()
+    }
+
     /// Test helper: a cell row `cell_id` with placeholder axes.
     pub(crate) fn insert_test_cell(&self, cell_id: &str) {
         self.conn
@@ -2392,6 +2441,28 @@ mod tests {
 
     fn count(s: &Store, sql: &str) -> i64 {
         s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_database_reads_as_an_immutable_file_where_nothing_may_be_written() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("odd #1 ?dir");
+        let path = dir.join("x.sqlite");
+        {
+            let s = Store::open(&path).unwrap();
+            s.insert_test_answer("c", "q1");
+            s.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+        }
+        let before: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        let s = Store::open_immutable(&path).unwrap();
+        let answers = s.answers(&s.stored_cells().unwrap()).unwrap();
+        assert_eq!(answers.len(), 1);
+        assert!(s.insert_answer_would_fail());
+        drop(s);
+        let after: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(before.len(), after.len(), "no -wal or -shm file made");
     }
 
     #[test]
