@@ -788,20 +788,21 @@ impl Store {
         })
     }
 
+    /// Whether `table` has `column` (an older database opened read-only may lack one).
+    fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Adds the [`MIGRATIONS`] columns an older database lacks.
     fn migrate(&self) -> Result<(), StoreError> {
         for (table, column, decl) in MIGRATIONS {
-            let exists: bool = self
-                .conn
-                .query_row(
-                    &format!(
-                        "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"
-                    ),
-                    [column],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.err(e))?;
-            if !exists {
+            if !self.has_column(table, column)? {
                 self.conn
                     .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
                     .map_err(|e| self.err(e))?;
@@ -1271,7 +1272,11 @@ impl Store {
             questions.iter().map(|q| (q.id.as_str(), q)).collect();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT question_id, repeat, question, expected_answer, reference_sha FROM answers WHERE cell_id = ?1 AND status = 'ok'")
+            .prepare_cached(&format!(
+                "SELECT question_id, repeat, question, expected_answer, {} FROM answers WHERE cell_id = ?1 AND status = 'ok'",
+                // an older database read where it cannot be upgraded has no digests
+                if self.has_column("answers", "reference_sha")? { "reference_sha" } else { "NULL" }
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([cell_id], |r| {

@@ -549,7 +549,10 @@ pub fn status(
     exp_name: &str,
     cli: &dyn SlurmCli,
 ) -> Result<Option<Vec<String>>, SlurmError> {
-    let mut store = Store::open(db_path)?;
+    // read-only media open as an immutable file: no Slurm sweep writes there
+    let Some(mut store) = Store::open_existing(db_path)? else {
+        return Ok(None);
+    };
     let jobs = store.slurm_jobs(false)?;
     let Some(last) = jobs.last() else {
         return Ok(None);
