@@ -193,7 +193,9 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
 /// mean of each question's values per key first (its repeats, and for a model its cells), then
 /// the moments of those question means. Answers to one question are not independent samples
 /// (the repeats of a deterministic cell are copies of one answer), so an interval over them
-/// would be too narrow. Returns the frame and its row index per key value.
+/// would be too narrow. Both group-bys keep first-appearance order, so sums run in row order
+/// and the same answers give the same digits in every output. Returns the frame and its row
+/// index per key value.
 /// Errors: [`ReportError::Polars`].
 fn question_moments(
     answers: &[AnswerRecord],
@@ -206,9 +208,9 @@ fn question_moments(
     let moments: Vec<Expr> = value_cols.iter().flat_map(|c| moment_aggs(c)).collect();
     let df = answers_frame(answers)?
         .lazy()
-        .group_by([col(key), col("question_id")])
+        .group_by_stable([col(key), col("question_id")])
         .agg(question_means)
-        .group_by([col(key)])
+        .group_by_stable([col(key)])
         .agg(moments)
         .collect()?;
     let row_of = (0..df.height())

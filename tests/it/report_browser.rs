@@ -305,6 +305,10 @@ fn report_renders_in_headless_chromium() {
             "broken · dense chunk 250/25 k=4".into(),
             "worker exited early (exit status: 1)".into(),
         )],
+        unfinished_cells: vec![(
+            "interrupted · dense chunk 250/25 k=4".into(),
+            "interrupted".into(),
+        )],
         eliminated_cells: vec![(
             "slow · bm25 chunk 1000/100 k=4".into(),
             "eliminated by racing after look 1: cosine -0.210 [-0.300, -0.120] vs the leader over 10 questions, adjusted p 1.20e-04 < 0.0125".into(),

@@ -750,11 +750,32 @@ fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() 
         g = gguf.display()
     );
     let f = Fixture::new(&models, "chunk_size = [200]\nretriever = [\"bm25\"]\n");
+    // 10 questions: each of the 2 shards holds 5, the fewest a race compares (repeats of a
+    // question count once)
+    let mut qa = std::fs::read_to_string(f.path("qa.toml")).unwrap();
+    for (i, (q, a)) in [
+        ("Which port does the Director listen on?", "Port 9101."),
+        ("What does a Pool group?", "Volumes."),
+        (
+            "Where does the Storage daemon write?",
+            "To tapes or disk volumes.",
+        ),
+        ("What does the File daemon send?", "File data."),
+    ]
+    .iter()
+    .enumerate()
+    {
+        qa.push_str(&format!(
+            "\n[[question]]\nid = \"t{}\"\nquestion = \"{q}\"\nexpected_answer = \"{a}\"\n",
+            i + 7
+        ));
+    }
+    std::fs::write(f.path("qa.toml"), qa).unwrap();
     // the plan before anything ran: no basis for the models yet, but the work is known
     let plan = f.ok(&["plan", "exp.toml"]);
     assert!(
         plan.contains(
-            "2 cells × 6 questions × 2 repeats: 2 cells to run, 24 answers to store, 24 LLM calls"
+            "2 cells × 10 questions × 2 repeats: 2 cells to run, 40 answers to store, 40 LLM calls"
         ),
         "{plan}"
     );
@@ -780,10 +801,10 @@ fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() 
             &format!("SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = '{model}'"),
         )
     };
-    // the first shard is 3 of the 6 questions (× 2 repeats); the leader answers all 12
-    assert_eq!(answers("mute"), 6);
-    assert_eq!(answers("good"), 12);
-    // the evidence: one elimination after look 1 on 6 pairs, significantly below the leader
+    // the first shard is 5 of the 10 questions (× 2 repeats); the leader answers all 20
+    assert_eq!(answers("mute"), 10);
+    assert_eq!(answers("good"), 20);
+    // the evidence: one elimination after look 1 on 5 questions, significantly below the leader
     let (look, n, diff, adjusted, level): (i64, i64, f64, f64, f64) = db
         .query_row(
             "SELECT look, n, mean_diff, p_adjusted, level FROM eliminations",
@@ -791,7 +812,7 @@ fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() 
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .unwrap();
-    assert_eq!((look, n), (1, 6));
+    assert_eq!((look, n), (1, 5));
     assert!(diff < 0.0 && adjusted < level && (level - 0.025).abs() < 1e-12);
     // batching: per repeat the first 2 questions (asking order) alone, the rest batched
     assert_eq!(
@@ -806,7 +827,7 @@ fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() 
             &db,
             "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'good' AND a.decode_mode = 'batched'"
         ),
-        8
+        16
     );
     // shown everywhere: status, report, export
     let status_text = f.ok(&["status", "exp.toml"]);
@@ -827,7 +848,7 @@ fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() 
     // a plain run completes the eliminated cell; the plan knows the models now
     let plan = f.ok(&["plan", "exp.toml"]);
     assert!(
-        plan.contains("1 cells to run, 6 answers to store"),
+        plan.contains("1 cells to run, 10 answers to store"),
         "{plan}"
     );
     assert!(!plan.contains("no basis"), "{plan}");
@@ -855,7 +876,7 @@ fn a_race_stops_a_clearly_worse_cell_records_why_and_a_plain_run_completes_it() 
             &db,
             "SELECT COUNT(*) FROM answers a JOIN cells c USING (cell_id) WHERE c.model = 'mute'"
         ),
-        12
+        20
     );
     let mute: String = db
         .query_row("SELECT status FROM cells WHERE model = 'mute'", [], |r| {
