@@ -467,20 +467,28 @@ impl Results {
             .unwrap_or(Path::new("."))
     }
 
-    /// The cells a sweep has not finished, with their state: `running now` while a sweep of
-    /// these results runs, else `interrupted` (a sweep was killed or stopped) or `pending` (not
-    /// started). Their means cover the answers stored so far.
+    /// The cells of the latest run's grid it has not finished, with their state: `running now`
+    /// while a sweep of these results runs here, else `not finished` (a sweep was killed or
+    /// stopped, or runs on a Slurm cluster) or `pending` (not started). Their means cover the
+    /// answers stored so far.
     pub fn unfinished_cells(&self) -> Vec<(String, String)> {
         let running = crate::sweep::is_running(self.store_dir(), &self.name);
+        // only the latest run's grid: cells of an earlier grid are never finished by a rerun
+        let latest = self.db.unfinished_cell_ids().unwrap_or_else(|e| {
+            tracing::warn!("cannot tell which cells are unfinished: {e}");
+            Default::default()
+        });
         let axes: Vec<_> = self.cells.iter().map(|c| c.cell.axes()).collect();
         let labels = crate::cell::distinct_labels(&axes);
         self.cells
             .iter()
             .zip(labels)
+            .filter(|(c, _)| latest.contains(&c.cell.id))
             .filter_map(|(c, label)| {
                 let state = match c.status {
                     CellStatus::Running | CellStatus::Interrupted if running => "running now",
-                    CellStatus::Running | CellStatus::Interrupted => "interrupted",
+                    // no local sweep holds the lock: cut short, or running on a Slurm cluster
+                    CellStatus::Running | CellStatus::Interrupted => "not finished",
                     CellStatus::Pending => "pending",
                     _ => return None,
                 };

@@ -123,7 +123,8 @@ pub fn write_csv<W: std::io::Write>(answers: &[AnswerRecord], out: W) -> Result<
 pub const CELL_COLUMNS: [&str; 4] = ["status", "error", "answers", "failed"];
 
 /// The per-metric columns of a per-cell export, `<metric>_<suffix>` in this order: the mean, the
-/// interval's ends, the number of answers with the metric, and the interval's method (`wilson`,
+/// interval's ends, the number of questions with the metric (each the mean over its repeats;
+/// with one repeat, the answers), and the interval's method (`wilson`,
 /// `t_clipped` or `t`: [`crate::stats::CiMethod`]).
 pub const CELL_METRIC_SUFFIXES: [&str; 5] = ["mean", "ci_low", "ci_high", "n", "ci_method"];
 
@@ -149,7 +150,8 @@ pub fn cell_metric_names(cells: &[crate::report::CellSummary]) -> Vec<String> {
 /// cell's error, answers, failed answers), then for every metric of [`cell_metric_names`]
 /// (`cosine`, `response_time_s` in seconds, then the named metrics) five columns
 /// ([`CELL_METRIC_SUFFIXES`]): `<m>_mean`, `<m>_ci_low`, `<m>_ci_high` (the 95% interval of the
-/// mean, [`crate::report::CI_LEVEL`]), `<m>_n` (answers with that metric) and `<m>_ci_method`:
+/// mean over questions, [`crate::report::CI_LEVEL`]), `<m>_n` (questions with that metric) and
+/// `<m>_ci_method`:
 /// `wilson` (Wilson score interval, for proportions such as hit@k, em, contains, correctness),
 /// `t_clipped` (Student-t interval clamped to the metric's range: [0, 1], cosine [−1, 1], times
 /// [0, ∞)) or `t` (metrics of unknown range). Empty fields where a cell lacks the metric; a t

@@ -765,10 +765,21 @@ impl Store {
     }
 
     /// Opens `path` read-only as an immutable file (SQLite's `immutable=1`: no locks, no WAL or
-    /// journal files), for reading results where nothing may be written. No schema upgrade:
-    /// a database of an older release reads as far as its columns allow.
+    /// journal files), for reading results where nothing may be written. No schema upgrade: a
+    /// database written by an older release may lack columns the reading commands need. Answers
+    /// still in a `-wal` file beside it (a copy taken while a sweep ran) are not seen: a warning
+    /// says so.
     fn open_immutable(path: &Path) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags;
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            tracing::warn!(
+                "{} is read-only and {} holds changes not yet in it: they are not shown (copy \
+                 both to writable storage and read the copy)",
+                path.display(),
+                wal.display()
+            );
+        }
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let escaped = absolute
             .display()
@@ -882,15 +893,16 @@ impl Store {
     /// Inserts `cells` (status `pending`) or, for a cell the database knows, refreshes its spec:
     /// same id means same contents and settings, so only display fields (model name, paths) can
     /// differ, and the latest are kept.
-    pub fn register_cells(&self, cells: &[Cell]) -> Result<(), StoreError> {
+    pub fn register_cells(&self, cells: &[Cell], run_id: i64) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare(
                 "INSERT INTO cells (cell_id, model, gguf, chunk_size, chunk_overlap, retriever,
-                   ensemble_weight, top_k, fetch_k, lambda_mult, bm25, dense_index, spec)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                   ensemble_weight, top_k, fetch_k, lambda_mult, bm25, dense_index, spec, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (cell_id) DO UPDATE SET model = excluded.model, gguf = excluded.gguf,
-                   bm25 = excluded.bm25, dense_index = excluded.dense_index, spec = excluded.spec",
+                   bm25 = excluded.bm25, dense_index = excluded.dense_index, spec = excluded.spec,
+                   run_id = excluded.run_id",
             )
             .map_err(|e| self.err(e))?;
         for c in cells {
@@ -909,10 +921,29 @@ impl Store {
                 r.bm25.map(|b| b.as_str()),
                 r.dense_index.map(|d| d.as_str()),
                 to_json(c),
+                run_id,
             ])
             .map_err(|e| self.err(e))?;
         }
         Ok(())
+    }
+
+    /// Ids of the cells the latest run registered (its grid) that it has not finished: status
+    /// `pending`, `running` or `interrupted`. Cells of earlier grids are not among them: no
+    /// `run` of the current file would finish those.
+    pub fn unfinished_cell_ids(&self) -> Result<HashSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT cell_id FROM cells
+                 WHERE status IN ('pending', 'running', 'interrupted')
+                   AND run_id = (SELECT MAX(run_id) FROM runs)",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Records the thread count a cell's worker resolved and ran with (a run fact, not part of
@@ -1326,7 +1357,8 @@ impl Store {
     /// exists. When the expected answer itself changed, its LLM judgments are deleted in the same
     /// transaction (correctness and context precision/recall judge against it), so the next
     /// `orchestrate judge` judges it again instead of keeping stale verdicts; calls whose prompts
-    /// did not change come from the cache. An edit of evidence or page alone keeps them.
+    /// did not change come from the cache. An edit of evidence or page alone keeps them and
+    /// their values in the answer's metrics.
     #[allow(clippy::too_many_arguments)]
     pub fn set_reference(
         &self,
@@ -1340,15 +1372,32 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let e = |source| self.err(source);
         let tx = self.conn.unchecked_transaction().map_err(e)?;
-        let before: Option<String> = tx
+        let before: Option<(String, String)> = tx
             .query_row(
-                "SELECT expected_answer FROM answers
+                "SELECT expected_answer, metrics FROM answers
                  WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
                 params![cell_id, question_id, repeat],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(e)?;
+        let same_expected = before
+            .as_ref()
+            .is_some_and(|(expected, _)| expected == expected_answer);
+        // judge values live in the metrics too: kept while their judgments stand
+        let mut metrics = metrics.clone();
+        if let Some((_, stored)) = before.as_ref().filter(|_| same_expected) {
+            metrics.extend(
+                from_json::<BTreeMap<String, f64>>(stored)
+                    .into_iter()
+                    .filter(|(name, _)| {
+                        matches!(
+                            crate::score::metric::Metric::parse(name),
+                            crate::score::metric::Metric::Judge(..)
+                        )
+                    }),
+            );
+        }
         let n = tx
             .execute(
                 "UPDATE answers SET expected_answer = ?1, cosine = ?2, metrics = ?3,
@@ -1357,7 +1406,7 @@ impl Store {
                 params![
                     expected_answer,
                     cosine.filter(|c| c.is_finite()),
-                    to_json(&finite(metrics)),
+                    to_json(&finite(&metrics)),
                     cell_id,
                     question_id,
                     repeat,
@@ -1365,7 +1414,7 @@ impl Store {
                 ],
             )
             .map_err(e)?;
-        if before.as_deref() != Some(expected_answer) {
+        if !same_expected {
             tx.execute(
                 "DELETE FROM judgments WHERE cell_id = ?1 AND question_id = ?2 AND repeat = ?3",
                 params![cell_id, question_id, repeat],
@@ -2600,6 +2649,15 @@ mod tests {
         };
         assert!(s.put_judgment(&judgment, &old).unwrap());
         assert_eq!(s.judgments().unwrap().len(), 1);
+        // an edit of the evidence alone (same expected answer) keeps judgment and value
+        assert!(s
+            .set_reference("c", "q1", 0, "x", Some("d2"), Some(0.5), &m(&[("f1", 0.3)]))
+            .unwrap());
+        assert_eq!(s.judgments().unwrap().len(), 1);
+        assert_eq!(
+            s.test_metrics("c", "q1"),
+            m(&[("correctness", 1.0), ("f1", 0.3)])
+        );
         assert!(s
             .set_reference("c", "q1", 0, "New.", None, Some(0.5), &m(&[("f1", 0.1)]))
             .unwrap());
@@ -2795,7 +2853,7 @@ mod tests {
         let mut new = cells[0].cell.clone();
         new.corpus_fingerprint = "new".into();
         new.id = new.compute_id();
-        s.register_cells(std::slice::from_ref(&new)).unwrap();
+        s.register_cells(std::slice::from_ref(&new), 1).unwrap();
         let again = s.stored_cells().unwrap();
         assert_eq!(again.len(), 5);
         assert!(!again[4].legacy && again[4].cell == new);

@@ -269,7 +269,7 @@ pub fn run(exp: &Experiment, opts: &SweepOptions) -> Result<SweepSummary, SweepE
     let _lock = lock(&opts.store_dir, &exp.name)?;
     store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;
-    store.register_cells(&exp.cells)?;
+    store.register_cells(&exp.cells, run_id)?;
     let stop = StopSignals::register()?;
     let result = sweep_cells(exp, opts, &questions, &mut store, run_id, &stop);
     drop(stop);
@@ -342,7 +342,13 @@ impl Drop for StopSignals {
 /// messages: `orchestrate run FILE`, with `--store DIR` unless `store_dir` is the default
 /// `store`, so following the advice never reads or writes another store.
 pub fn run_command(file: &Path, store_dir: &Path) -> String {
-    let mut cmd = format!("orchestrate run {}", file.display());
+    // results read from the database itself: the experiment file is not known here
+    let is_database = file.extension().is_some_and(|e| e == "sqlite");
+    let mut cmd = if is_database {
+        "orchestrate run <its experiment file>".to_string()
+    } else {
+        format!("orchestrate run {}", file.display())
+    };
     if store_dir != Path::new("store") {
         cmd.push_str(&format!(" --store {}", store_dir.display()));
     }
@@ -577,13 +583,13 @@ impl Sweep<'_> {
                 Ok(n) => {
                     self.summary.rescored += n;
                     self.progress.line(&format!(
-                        "  re-scored {n} answers whose expected answer changed (no LLM call)"
+                        "  re-scored {n} answers whose reference (expected answer, evidence, page) changed (no LLM call)"
                     ));
                 }
                 Err(e) => {
                     // stale scores must not pass for current ones: the cell fails, loudly
                     let msg = format!(
-                        "re-scoring {} answers whose expected answer changed failed: {e}",
+                        "re-scoring {} answers whose reference changed failed: {e}",
                         stale.len()
                     );
                     self.progress.line(&format!("  {msg}"));
@@ -636,7 +642,7 @@ impl Sweep<'_> {
         let outcome = run_cell(&ctx, pending, &mut sink)?;
         self.summary.answers += outcome.answers;
         self.summary.failed_answers += outcome.failed;
-        if outcome.stopped || self.stop.raised() {
+        if outcome.stopped {
             self.store
                 .set_cell_status(&cell.id, self.run_id, CellStatus::Interrupted, None)?;
             return Err(self.stop.error(self.summary.answers));
@@ -1102,18 +1108,18 @@ fn run_worker(
     let mut current: BTreeMap<(String, u32), f64> = BTreeMap::new();
     let mut last_event = Instant::now();
     loop {
+        // checked before every event, not only when the worker is quiet: a worker that answers
+        // faster than STOP_TICK would otherwise never be stopped
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+            kill(&mut child);
+            out.stopped = true;
+            break;
+        }
         let received = rx.recv_timeout(STOP_TICK.min(wait));
         if received.is_ok() {
             last_event = Instant::now();
         }
         match received {
-            Err(RecvTimeoutError::Timeout)
-                if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) =>
-            {
-                kill(&mut child);
-                out.stopped = true;
-                break;
-            }
             Err(RecvTimeoutError::Timeout) if last_event.elapsed() < wait => continue,
             Ok(Line::Event(Event::Ready { load_s, threads }, _)) => {
                 sink.ready(&cell.id, load_s, threads)?;

@@ -59,6 +59,10 @@ pub struct CellSummary {
     /// `MeanCi::method`). Metrics no answer of the cell has are absent. Display order:
     /// [`crate::report::metric_order`].
     pub metrics: BTreeMap<String, MeanCi>,
+    /// Verdict metrics (0/1 per answer: `correctness`, `hit@k`, `em`, …): (answers with 1,
+    /// answers with a value), the "k of n correct" over answers.
+    #[serde(default)]
+    pub counts: BTreeMap<String, (usize, usize)>,
 }
 
 impl CellSummary {
@@ -171,6 +175,8 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
             .alias("cpu_mean_percent_mean"),
     ]);
     let names = metric_columns(answers);
+    let verdicts = verdict_metrics(&names);
+    aggs.extend(verdict_aggs(&verdicts));
     let df = grouped(answers, &["cell_id"], aggs)?;
     let (moments, row_of) = question_moments(answers, "cell_id", &names)?;
     let axes: std::collections::HashMap<&str, &CellAxes> = answers
@@ -181,11 +187,36 @@ pub fn summarize(answers: &[AnswerRecord]) -> Result<Vec<CellSummary>, ReportErr
         .map(|i| {
             let id = str_at(&df, "cell_id", i)?;
             let axes = axes.get(id.as_str()).map(|a| (*a).clone());
-            cell_row(&df, i, (&moments, row_of[&id]), &names, axes)
+            let mut row = cell_row(&df, i, (&moments, row_of[&id]), &names, axes)?;
+            row.counts = counts_at(&df, &verdicts, i)?;
+            Ok(row)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ReportError>>()?;
     cells.sort_by(|a, b| axes_cmp(&a.axes, &b.axes));
     Ok(cells)
+}
+
+/// [`question_moments`] grouped by several `keys` (e.g. a chart's model × facet × chunk size):
+/// one row per key combination, in first-appearance order.
+fn question_moments_by(
+    answers: &[AnswerRecord],
+    keys: &[&str],
+    names: &[String],
+) -> Result<DataFrame, ReportError> {
+    let mut value_cols = vec!["cosine".to_string(), "response_time_s".to_string()];
+    value_cols.extend(names.iter().map(|n| metric_col(n)));
+    let question_means: Vec<Expr> = value_cols.iter().map(|c| col(c).mean().alias(c)).collect();
+    let moments: Vec<Expr> = value_cols.iter().flat_map(|c| moment_aggs(c)).collect();
+    let by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+    let mut by_question = by.clone();
+    by_question.push(col("question_id"));
+    Ok(answers_frame(answers)?
+        .lazy()
+        .group_by_stable(by_question)
+        .agg(question_means)
+        .group_by_stable(by)
+        .agg(moments)
+        .collect()?)
 }
 
 /// The `{column}_mean|_std|_n|_nonbinary` moments ([`moment_aggs`]) of cosine, response time
@@ -202,17 +233,7 @@ fn question_moments(
     key: &str,
     names: &[String],
 ) -> Result<(DataFrame, BTreeMap<String, usize>), ReportError> {
-    let mut value_cols = vec!["cosine".to_string(), "response_time_s".to_string()];
-    value_cols.extend(names.iter().map(|n| metric_col(n)));
-    let question_means: Vec<Expr> = value_cols.iter().map(|c| col(c).mean().alias(c)).collect();
-    let moments: Vec<Expr> = value_cols.iter().flat_map(|c| moment_aggs(c)).collect();
-    let df = answers_frame(answers)?
-        .lazy()
-        .group_by_stable([col(key), col("question_id")])
-        .agg(question_means)
-        .group_by_stable([col(key)])
-        .agg(moments)
-        .collect()?;
+    let df = question_moments_by(answers, &[key], names)?;
     let row_of = (0..df.height())
         .map(|i| Ok((str_at(&df, key, i)?, i)))
         .collect::<Result<_, ReportError>>()?;
@@ -248,6 +269,7 @@ pub fn cell_summaries(
                 rss_peak_bytes: None,
                 cpu_mean_percent: None,
                 metrics: BTreeMap::new(),
+                counts: BTreeMap::new(),
             }),
         }
     }
@@ -292,19 +314,16 @@ fn metrics_at(
     Ok(out)
 }
 
-/// Chart points: group-by model × retriever label × chunk size, sorted by those keys.
-/// Errors: [`ReportError::Polars`].
+/// Chart points: group-by model × retriever label × chunk size, sorted by those keys; means and
+/// intervals over questions (each question's mean over the group's answers first, see
+/// [`question_moments`]). Errors: [`ReportError::Polars`].
 pub fn series_points(answers: &[AnswerRecord]) -> Result<Vec<SeriesPoint>, ReportError> {
     if answers.is_empty() {
         return Ok(Vec::new());
     }
-    let mut aggs = moment_aggs("cosine").to_vec();
-    aggs.extend(moment_aggs("response_time_s"));
     let names = metric_columns(answers);
-    for name in &names {
-        aggs.extend(moment_aggs(&metric_col(name)));
-    }
-    let df = grouped(answers, &["model", "facet", "chunk_size"], aggs)?;
+    // over questions, as every interval (each question's mean over its repeats first)
+    let df = question_moments_by(answers, &["model", "facet", "chunk_size"], &names)?;
     let mut points = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         points.push(SeriesPoint {
@@ -440,6 +459,51 @@ pub fn question_stats(answers: &[AnswerRecord]) -> Result<Vec<QuestionStats>, Re
     Ok(leaves)
 }
 
+/// The verdict metrics (0/1 per answer, Wilson intervals) among `names`.
+fn verdict_metrics(names: &[String]) -> Vec<&String> {
+    names
+        .iter()
+        .filter(|n| Metric::parse(n).interval_method() == crate::stats::IntervalMethod::Wilson)
+        .collect()
+}
+
+/// Sum (`{col}_k`) and count (`{col}_cnt`) of each verdict metric's column over a group's
+/// answers.
+fn verdict_aggs(verdicts: &[&String]) -> Vec<Expr> {
+    verdicts
+        .iter()
+        .flat_map(|n| {
+            let c = metric_col(n);
+            [
+                col(&c).sum().alias(format!("{c}_k")),
+                col(&c)
+                    .count()
+                    .cast(DataType::UInt64)
+                    .alias(format!("{c}_cnt")),
+            ]
+        })
+        .collect()
+}
+
+/// (answers with 1, answers with a value) of each verdict metric at row `i` of a frame with
+/// [`verdict_aggs`]; metrics without values are left out.
+fn counts_at(
+    df: &DataFrame,
+    verdicts: &[&String],
+    i: usize,
+) -> Result<BTreeMap<String, (usize, usize)>, ReportError> {
+    let mut counts = BTreeMap::new();
+    for n in verdicts {
+        let c = metric_col(n);
+        let total = u64_at(df, &format!("{c}_cnt"), i)?.unwrap_or(0) as usize;
+        if total > 0 {
+            let k = f64_at(df, &format!("{c}_k"), i)?.unwrap_or(0.0).round() as usize;
+            counts.insert((*n).clone(), (k, total));
+        }
+    }
+    Ok(counts)
+}
+
 /// Per-model totals ([`ModelSummary`]: intervals over questions), sorted by model name.
 /// Errors: [`ReportError::Polars`].
 pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, ReportError> {
@@ -447,40 +511,18 @@ pub fn model_summaries(answers: &[AnswerRecord]) -> Result<Vec<ModelSummary>, Re
         return Ok(Vec::new());
     }
     let names = metric_columns(answers);
-    let verdicts: Vec<&String> = names
-        .iter()
-        .filter(|n| Metric::parse(n).interval_method() == crate::stats::IntervalMethod::Wilson)
-        .collect();
+    let verdicts = verdict_metrics(&names);
     // answers: counts, peak RSS and the pooled k of n
     let mut aggs = count_aggs();
     aggs.push(col("rss_peak_bytes").max().alias("rss_peak_bytes_max"));
-    for n in &verdicts {
-        let c = metric_col(n);
-        aggs.push(col(&c).sum().alias(format!("{c}_k")));
-        aggs.push(
-            col(&c)
-                .count()
-                .cast(DataType::UInt64)
-                .alias(format!("{c}_n")),
-        );
-    }
+    aggs.extend(verdict_aggs(&verdicts));
     let totals = grouped(answers, &["model"], aggs)?;
     let (by_question, row_of) = question_moments(answers, "model", &names)?;
     let mut models = Vec::with_capacity(totals.height());
     for i in 0..totals.height() {
         let model = str_at(&totals, "model", i)?;
         let q = row_of[&model];
-        let mut counts = BTreeMap::new();
-        for n in &verdicts {
-            let c = metric_col(n);
-            let total = u64_at(&totals, &format!("{c}_n"), i)?.unwrap_or(0) as usize;
-            if total > 0 {
-                let k = f64_at(&totals, &format!("{c}_k"), i)?
-                    .unwrap_or(0.0)
-                    .round() as usize;
-                counts.insert((*n).clone(), (k, total));
-            }
-        }
+        let counts = counts_at(&totals, &verdicts, i)?;
         models.push(ModelSummary {
             model,
             n_answers: u64_at(&totals, "n_answers", i)?.unwrap_or(0) as usize,
@@ -677,6 +719,7 @@ fn cell_row(
         rss_peak_bytes: u64_at(df, "rss_peak_bytes_max", i)?,
         cpu_mean_percent: f64_at(df, "cpu_mean_percent_mean", i)?,
         metrics: metrics_at(moments, names, q)?,
+        counts: BTreeMap::new(),
     })
 }
 
@@ -871,6 +914,8 @@ pub(crate) mod tests {
                 let mut a = answer("m", 500, "dense", &format!("q{q}"), *v, 1.0);
                 a.repeat = r;
                 a.metrics.insert("ndcg@4".into(), *v);
+                a.metrics
+                    .insert("hit@4".into(), f64::from(u8::from(*v > 0.0)));
                 rows.push(a);
             }
         }
@@ -886,6 +931,9 @@ pub(crate) mod tests {
         assert_eq!(got.n, 4, "questions, not 32 answers");
         assert!((got.lo - want.lo).abs() < 1e-12 && (got.hi - want.hi).abs() < 1e-12);
         assert_eq!(c.cosine.unwrap().n, 4);
+        // the charts too; "k of n" counts answers
+        assert_eq!(series_points(&rows).unwrap()[0].metrics["ndcg@4"].n, 4);
+        assert_eq!(c.counts.get("hit@4"), Some(&(24, 32)));
         let ranked = crate::report::rank_cells(&rows, "ndcg@4", CI_LEVEL, 200, 1).unwrap();
         assert_eq!((ranked[0].n, ranked[0].ci.unwrap().hi), (4, want.hi));
     }

@@ -50,7 +50,7 @@ pub fn esc(s: &str) -> String {
 /// cell, fastest cell, per-model totals); ranking (cells ranked by `meta.rank_metric` or
 /// [`default_rank_metric`], each compared with the best: paired t and BCa bootstrap intervals of
 /// the difference, Holm-adjusted p, a mark for significantly worse vs. tied); quality table per
-/// cell (mean, 95% CI half-width and n of cosine and of every named metric, in
+/// cell (mean, 95% CI and n of cosine and of every named metric, in
 /// [`crate::report::metric_order`]); performance table per cell (time, TTFT, tokens/s, RSS,
 /// CPU); charts by chunk size (response time, cosine, retrieval metrics hit/MRR/nDCG pooled over
 /// models, F1 and ROUGE-L); treemaps model → question (cosine, time, peak RSS; the ranking metric
@@ -362,7 +362,7 @@ fn write_headline(
                 } else {
                     format!("Most answers judged correct ({})", metric_title(metric))
                 },
-                &k_of_n(c.metric(metric)),
+                &k_of_n(c.counts.get(*metric).copied()),
                 c,
             )?;
         }
@@ -425,11 +425,11 @@ fn write_headline(
                 other => m.metrics.get(other).copied(),
             };
             if correctness.contains(c) {
-                let counted = m.counts.get(*c).map_or_else(
-                    || "–".to_string(),
-                    |&(k, n)| format!("{k}/{n} correct ({:.0}%)", 100.0 * k as f64 / n as f64),
-                );
-                write!(s, "<td class=\"num\">{}</td>", esc(&counted))?;
+                write!(
+                    s,
+                    "<td class=\"num\">{}</td>",
+                    esc(&k_of_n(m.counts.get(*c).copied()))
+                )?;
                 continue;
             }
             let (d, unit) = metric_format(c);
@@ -462,12 +462,12 @@ fn correctness_metrics(metric_names: &[String]) -> Vec<&str> {
         .collect()
 }
 
-/// A 0/1 metric's mean as the studies' headline: "k/n correct (p%)".
-fn k_of_n(ci: Option<MeanCi>) -> String {
-    match ci {
-        Some(ci) if ci.n > 0 => {
-            let k = (ci.mean * ci.n as f64).round() as usize;
-            format!("{k}/{} correct ({:.0}%)", ci.n, 100.0 * ci.mean)
+/// A 0/1 metric's count of answers as the studies' headline: "k/n correct (p%)"
+/// ([`CellSummary::counts`], [`super::aggregate::ModelSummary::counts`]).
+fn k_of_n(counts: Option<(usize, usize)>) -> String {
+    match counts {
+        Some((k, n)) if n > 0 => {
+            format!("{k}/{n} correct ({:.0}%)", 100.0 * k as f64 / n as f64)
         }
         _ => "–".into(),
     }

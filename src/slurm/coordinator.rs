@@ -75,7 +75,7 @@ pub fn run(
     let _lock = crate::sweep::lock(&opts.store_dir, &exp.name)?;
     store.mark_interrupted()?;
     let run_id = store.begin_run(exp, &crate::sample::host_facts())?;
-    store.register_cells(&exp.cells)?;
+    store.register_cells(&exp.cells, run_id)?;
     let started = Instant::now();
     let mut c = Coordinator {
         exp,

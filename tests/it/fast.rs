@@ -337,3 +337,66 @@ fn edited_questions_never_leave_stale_scores_or_rows() {
     assert_eq!(grid.lines().count(), 1 + 5);
     assert!(!grid.contains(",q5,"), "{grid}");
 }
+
+#[test]
+fn sigterm_stops_a_sweep_cleanly_and_the_next_run_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let n = 600;
+    experiment(
+        dir,
+        n,
+        "chunk_size = [60, 150]\nchunk_overlap = [0]\nretriever = [\"bm25\"]\n",
+    );
+    let total = (2 * n) as i64;
+    let mut child = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(dir, "SELECT COUNT(*) FROM answers") < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the signal"
+        );
+        assert!(Instant::now() < deadline, "no answers after 2 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // the orchestrator alone, as `kill PID` or a batch system would: its worker keeps
+    // answering, so the stop must be seen between events, not only in a quiet moment
+    // SAFETY: signalling our own child process by its pid
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("interrupted: the sweep stopped on SIGTERM"),
+        "{err}"
+    );
+    let partial = count(dir, "SELECT COUNT(*) FROM answers");
+    assert!(partial < total, "stopped before the end ({partial} rows)");
+    assert_eq!(
+        count(
+            dir,
+            "SELECT COUNT(*) FROM runs WHERE status = 'interrupted'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            dir,
+            "SELECT COUNT(*) FROM cells WHERE status = 'interrupted'"
+        ),
+        1
+    );
+    ok(dir, &["run", "exp.toml", "--no-progress"]);
+    assert_eq!(count(dir, "SELECT COUNT(*) FROM answers"), total);
+    assert_eq!(
+        count(
+            dir,
+            "SELECT COUNT(*) FROM (SELECT DISTINCT cell_id, question_id, repeat FROM answers)"
+        ),
+        total
+    );
+}
