@@ -277,6 +277,14 @@ impl Results {
         self.cells_with(CellStatus::Failed)
     }
 
+    /// How many of the answers are `ok` (the ones a judge judges).
+    fn ok_answer_count(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| a.status == AnswerStatus::Ok)
+            .count()
+    }
+
     /// For `metric` a judge metric of which some `ok` answers are not judged yet, the line
     /// saying so ([`judging_incomplete_line`]); else empty. Errors: store errors.
     pub fn judging_incomplete(&self, metric: &str) -> Result<String, CommandError> {
@@ -284,14 +292,9 @@ impl Results {
         if !matches!(Metric::parse(metric), Metric::Judge(..)) {
             return Ok(String::new());
         }
-        let ok = self
-            .answers
-            .iter()
-            .filter(|a| a.status == AnswerStatus::Ok)
-            .count();
         Ok(judging_incomplete_line(
             self.judge_notes()?.unjudged_answers,
-            ok,
+            self.ok_answer_count(),
             &crate::report::html::metric_title(metric),
         ))
     }
@@ -304,11 +307,7 @@ impl Results {
         if unjudged == 0 {
             return Ok(String::new());
         }
-        let ok = self
-            .answers
-            .iter()
-            .filter(|a| a.status == AnswerStatus::Ok)
-            .count();
+        let ok = self.ok_answer_count();
         Ok(format!(
             "judging incomplete: {unjudged} of {ok} answers are not yet judged on every judge \
              metric; exported judge metrics cover the judged answers only (`judge_missing` \

@@ -100,6 +100,26 @@ fn count(dir: &Path, sql: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Starts `orchestrate run exp.toml` in `dir` (stderr to `stderr`) and returns it once the
+/// database holds `rows` answers, before the sweep ends.
+fn run_until_rows(dir: &Path, stderr: Stdio, rows: i64) -> std::process::Child {
+    let mut child = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(dir, "SELECT COUNT(*) FROM answers") < rows {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended too soon"
+        );
+        assert!(Instant::now() < deadline, "no answers after 2 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
 #[test]
 fn sweep_resume_after_kill_report_export_status_without_models() {
     let d = tempfile::tempdir().unwrap();
@@ -112,17 +132,7 @@ fn sweep_resume_after_kill_report_export_status_without_models() {
     );
     let cells = 2 * 3;
     let total = (cells * n) as i64;
-    let mut child = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count(dir, "SELECT COUNT(*) FROM answers") < 3 {
-        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
-        assert!(Instant::now() < deadline, "no answers after 2 minutes");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = run_until_rows(dir, Stdio::null(), 3);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let partial = count(dir, "SELECT COUNT(*) FROM answers");
@@ -349,20 +359,7 @@ fn sigterm_stops_a_sweep_cleanly_and_the_next_run_resumes() {
         "chunk_size = [60, 150]\nchunk_overlap = [0]\nretriever = [\"bm25\"]\n",
     );
     let total = (2 * n) as i64;
-    let mut child = orchestrate(dir, &["run", "exp.toml", "--no-progress"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count(dir, "SELECT COUNT(*) FROM answers") < 3 {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ended before the signal"
-        );
-        assert!(Instant::now() < deadline, "no answers after 2 minutes");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = run_until_rows(dir, Stdio::piped(), 3);
     // the orchestrator alone, as `kill PID` or a batch system would: its worker keeps
     // answering, so the stop must be seen between events, not only in a quiet moment
     // SAFETY: signalling our own child process by its pid
